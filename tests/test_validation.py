@@ -1,0 +1,125 @@
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from sksurv.util import Surv
+
+from survbehrt.data import check_ehr_frame, check_survival_y, flatten_ehr
+
+
+def frame(**overrides):
+    data = {
+        "codes": [[["A"], ["B", "C"]], [["A", "D"]], [["E"], ["F"], ["A"]]],
+        "ages": [[50.0, 51.0], [30.0], [60.0, 60.0, 62.5]],
+        "index_age": [51.5, 30.0, 63.0],
+    }
+    data.update(overrides)
+    return pd.DataFrame(data, index=["p0", "p1", "p2"])
+
+
+def test_valid_frame_flattens():
+    flat = flatten_ehr(frame())
+    assert flat.codes == ["A", "B", "C", "A", "D", "E", "F", "A"]
+    assert flat.visit_lengths.tolist() == [1, 2, 2, 1, 1, 1]
+    assert flat.n_visits.tolist() == [2, 1, 3]
+    assert flat.index_age.tolist() == [51.5, 30.0, 63.0]
+
+
+def test_index_age_defaults_to_last_visit():
+    X = frame().drop(columns="index_age")
+    assert flatten_ehr(X).index_age.tolist() == [51.0, 30.0, 62.5]
+
+
+def test_numpy_cells_accepted():
+    X = frame()
+    X["codes"] = [np.array([np.array(v, dtype=object) for v in p], dtype=object) for p in X["codes"]]
+    X["ages"] = [np.asarray(a) for a in X["ages"]]
+    assert flatten_ehr(X).codes == flatten_ehr(frame()).codes
+
+
+def _row_col(row, label, column):
+    return re.escape(f"X row {row} (index {label!r}), column {column!r}")
+
+
+@pytest.mark.parametrize(
+    "overrides, exc, row, column",
+    [
+        ({"codes": [[["A"], ["B", "C"]], [], [["E"], ["F"], ["A"]]]}, ValueError, 1, "codes"),
+        ({"codes": [[["A"], []], [["A", "D"]], [["E"], ["F"], ["A"]]]}, ValueError, 0, "codes"),
+        ({"codes": [[["A"], ["B", 3]], [["A", "D"]], [["E"], ["F"], ["A"]]]}, TypeError, 0, "codes"),
+        ({"codes": [[["A"], ["B"]], [["A", "D"]], [["E"], ["F"], [""]]]}, ValueError, 2, "codes"),
+        ({"codes": [[["A"], ["B"]], "A D", [["E"], ["F"], ["A"]]]}, TypeError, 1, "codes"),
+        ({"codes": [[["A"], "B"], [["A"]], [["E"], ["F"], ["A"]]]}, TypeError, 0, "codes"),
+        ({"ages": [[50.0, 51.0], [30.0, 31.0], [60.0, 60.0, 62.5]]}, ValueError, 1, "ages"),
+        ({"ages": [[50.0, 51.0], [30.0], [60.0, 59.0, 62.5]]}, ValueError, 2, "ages"),
+        ({"ages": [[50.0, np.nan], [30.0], [60.0, 60.0, 62.5]]}, ValueError, 0, "ages"),
+        ({"ages": [[50.0, 51.0], [np.inf], [60.0, 60.0, 62.5]]}, ValueError, 1, "ages"),
+        ({"ages": [[50.0, 51.0], [-1.0], [60.0, 60.0, 62.5]]}, ValueError, 1, "ages"),
+        ({"ages": [[50.0, 51.0], ["x"], [60.0, 60.0, 62.5]]}, TypeError, 1, "ages"),
+        ({"index_age": [51.5, 29.0, 63.0]}, ValueError, 1, "index_age"),
+        ({"index_age": [51.5, 30.0, np.nan]}, ValueError, 2, "index_age"),
+    ],
+)
+def test_bad_frame_names_row_and_column(overrides, exc, row, column):
+    X = frame(**overrides)
+    with pytest.raises(exc, match=_row_col(row, X.index[row], column)):
+        check_ehr_frame(X)
+
+
+@pytest.mark.parametrize("missing", ["codes", "ages"])
+def test_missing_column(missing):
+    with pytest.raises(ValueError, match=f"missing the required column '{missing}'"):
+        check_ehr_frame(frame().drop(columns=missing))
+
+
+def test_require_index_age():
+    with pytest.raises(ValueError, match="index_age"):
+        check_ehr_frame(frame().drop(columns="index_age"), require_index_age=True)
+
+
+def test_not_a_frame():
+    with pytest.raises(TypeError, match="DataFrame"):
+        check_ehr_frame([[["A"]]])
+
+
+def test_empty_frame():
+    with pytest.raises(ValueError, match="no rows"):
+        check_ehr_frame(frame().iloc[:0])
+
+
+def test_y_ok_any_field_names():
+    y = np.array([(True, 1.0), (False, 0.0)], dtype=[("dead", "?"), ("years", "<f8")])
+    event, time = check_survival_y(y, n_samples=2)
+    assert event.tolist() == [True, False] and time.tolist() == [1.0, 0.0]
+
+
+@pytest.mark.parametrize(
+    "time, match",
+    [([1.0, np.nan, 2.0], r"y row 1, field 'time'.*not finite"),
+     ([1.0, 2.0, np.inf], r"y row 2, field 'time'.*not finite"),
+     ([1.0, -0.5, 2.0], r"y row 1, field 'time'.*negative")],
+)
+def test_y_bad_times(time, match):
+    y = np.array(list(zip([True, False, True], time)), dtype=[("event", "?"), ("time", "<f8")])
+    with pytest.raises(ValueError, match=match):
+        check_survival_y(y)
+
+
+def test_y_length_mismatch():
+    with pytest.raises(ValueError, match="y has 2 rows but X has 3"):
+        check_survival_y(Surv.from_arrays([True, False], [1.0, 2.0]), n_samples=3)
+
+
+def test_y_all_censored():
+    y = Surv.from_arrays([False, False], [1.0, 2.0])
+    with pytest.raises(ValueError, match="no events"):
+        check_survival_y(y)
+    assert check_survival_y(y, require_events=False)[0].sum() == 0
+
+
+def test_y_not_structured():
+    with pytest.raises(TypeError, match="structured array"):
+        check_survival_y(np.array([1.0, 2.0]))
+    with pytest.raises(TypeError, match="boolean event indicator"):
+        check_survival_y(np.array([(1.0, 1.0)], dtype=[("e", "<f8"), ("t", "<f8")]))
