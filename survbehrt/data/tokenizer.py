@@ -226,7 +226,12 @@ class EHRTokenizer(TransformerMixin, BaseEstimator):
             (c for c, n in counts.items() if n >= self.min_frequency and c not in SPECIAL_TOKENS),
             key=lambda c: (-counts[c], c),
         )
-        self.codes_ = np.array(list(SPECIAL_TOKENS) + kept, dtype=object)
+        return self._set_vocabulary(kept)
+
+    def _set_vocabulary(self, codes):
+        """Set the fitted state from the list of real codes (ids from ``N_SPECIAL``)."""
+        self._check_params()
+        self.codes_ = np.array(list(SPECIAL_TOKENS) + list(codes), dtype=object)
         self.vocabulary_ = {c: i for i, c in enumerate(self.codes_)}
         self.vocab_size_ = len(self.codes_)
         self.n_age_bins_ = int(np.floor(self.max_age / self.age_bin_width)) + 2

@@ -1,0 +1,114 @@
+"""Small helpers shared by the two estimators: parameter checks, seeds, devices, splits."""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+from sklearn.utils import check_random_state
+
+__all__ = [
+    "check_choice",
+    "check_positive",
+    "check_fraction",
+    "draw_seed",
+    "seeded_torch",
+    "resolve_device",
+    "torch_threads",
+    "validation_split",
+    "model_config",
+]
+
+
+def check_choice(name: str, value, valid) -> None:
+    """Raise a ``ValueError`` listing the valid values when ``value`` is not one of them."""
+    if value not in valid:
+        raise ValueError(f"{name}={value!r} is not valid; choose one of {list(valid)}.")
+
+
+def check_positive(name: str, value, integer: bool = True, allow_zero: bool = False) -> None:
+    """Raise a ``ValueError`` unless ``value`` is a positive (or non-negative) number."""
+    kind = (int, np.integer) if integer else (int, float, np.integer, np.floating)
+    ok = isinstance(value, kind) and not isinstance(value, bool)
+    ok = ok and (value >= 0 if allow_zero else value > 0)
+    if not ok:
+        what = "a non-negative" if allow_zero else "a positive"
+        raise ValueError(f"{name} must be {what} {'integer' if integer else 'number'}; got {value!r}.")
+
+
+def check_fraction(name: str, value) -> None:
+    """Raise a ``ValueError`` unless ``0 <= value < 1``."""
+    if not (isinstance(value, (int, float)) and 0 <= value < 1):
+        raise ValueError(f"{name} must be in [0, 1); got {value!r}.")
+
+
+def draw_seed(random_state) -> int:
+    """An int seed from ``random_state`` (None draws a fresh one)."""
+    return int(check_random_state(random_state).randint(0, 2**31 - 1))
+
+
+@contextlib.contextmanager
+def seeded_torch(seed: int):
+    """Seed torch inside the block without disturbing the caller's global RNG state."""
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+@contextlib.contextmanager
+def torch_threads(n_threads):
+    """Use ``n_threads`` torch threads inside the block (None: leave as is)."""
+    if n_threads is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(n_threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def resolve_device(device) -> str:
+    """``"auto"`` becomes ``"cuda"`` when a GPU is present, else ``"cpu"``."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def validation_split(n: int, fraction: float, seed: int, stratify=None):
+    """Indices of a train / validation split, stratified on ``stratify`` when possible.
+
+    Returns ``(train_idx, valid_idx)``; ``valid_idx`` is empty when ``fraction == 0``.
+    """
+    idx = np.arange(n)
+    if fraction <= 0:
+        return idx, idx[:0]
+    strat = None
+    if stratify is not None:
+        _, counts = np.unique(stratify, return_counts=True)
+        if len(counts) > 1 and counts.min() >= 2:
+            strat = stratify
+    tr, va = train_test_split(idx, test_size=fraction, random_state=seed, stratify=strat)
+    return np.sort(tr), np.sort(va)
+
+
+def model_config(estimator, tokenizer):
+    """A :class:`~survbehrt.model.BEHRTConfig` from an estimator's architecture parameters."""
+    from ..model import BEHRTConfig
+
+    return BEHRTConfig(
+        vocab_size=tokenizer.vocab_size_,
+        n_age_bins=tokenizer.n_age_bins_,
+        n_time_bins=tokenizer.n_time_bins_,
+        max_visits=tokenizer.max_visits_,
+        max_position=int(tokenizer.max_length),
+        embedding_dim=estimator.embedding_dim,
+        num_layers=estimator.num_layers,
+        num_heads=estimator.num_heads,
+        ff_dim=estimator.ff_dim,
+        dropout=estimator.dropout,
+    )

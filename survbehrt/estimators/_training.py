@@ -1,0 +1,330 @@
+"""skorch plumbing shared by the estimators: loaders, the nets, callbacks, inference.
+
+Only skorch's documented extension points are used: the ``iterator_train`` /
+``iterator_valid`` parameters (a length-bucketing loader), ``get_loss`` and
+``get_all_learnable_params`` on :class:`skorch.NeuralNet`, and callbacks.
+Everything here is defined at module level so nets and estimators pickle.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from skorch import NeuralNet
+from skorch.callbacks import Callback
+
+from ..data.batching import BucketBatchSampler, EHRDataset, collate_tokens, dataset_lengths
+
+__all__ = [
+    "BucketedLoader",
+    "WarmupCosine",
+    "SurvivalNet",
+    "PretrainingNet",
+    "PretrainingCriterion",
+    "MaskedEHRDataset",
+    "ValidationConcordance",
+    "batched_inference",
+    "to_device",
+]
+
+
+def to_device(batch: dict, device) -> dict:
+    """Move a dict of tensors to ``device`` (no copy when already there)."""
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+class BucketedLoader:
+    """A skorch iterator: length-bucketed batches drawn afresh each epoch.
+
+    skorch builds it once per ``fit`` as ``iterator(dataset, batch_size=..., **kwargs)``
+    and iterates it once per epoch; each iteration draws a new order from ``seed``.
+
+    Parameters
+    ----------
+    dataset : EHRDataset or torch.utils.data.Subset of one
+    batch_size : int
+    shuffle : bool, default=False
+        Bucketed random batches (training). Without shuffling, batches follow the
+        dataset order, so outputs line up with the rows (validation).
+    bucket_chunks : int, default=50
+        See :class:`~survbehrt.data.BucketBatchSampler`.
+    seed : int or numpy.random.Generator, optional
+    """
+
+    def __init__(self, dataset, batch_size: int, shuffle: bool = False, bucket_chunks: int = 50, seed=None):
+        self.dataset = dataset
+        self.batch_size = int(batch_size)
+        self.shuffle = shuffle
+        self.sampler = BucketBatchSampler(
+            dataset_lengths(dataset), self.batch_size, shuffle=True, bucket_chunks=bucket_chunks, seed=seed
+        )
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self):
+        if self.shuffle:
+            batches = self.sampler.batches()
+        else:
+            if getattr(self.dataset, "reseed_each_pass", False):
+                self.dataset.reseed()  # same MLM masks every validation pass
+            n = len(self.dataset)
+            batches = [np.arange(i, min(i + self.batch_size, n)) for i in range(0, n, self.batch_size)]
+        for b in batches:
+            yield self.dataset.__getitems__(b.tolist())
+
+
+class WarmupCosine:
+    """Learning-rate multiplier: linear warm-up, then cosine decay to ``floor``.
+
+    A picklable ``lr_lambda`` for ``torch.optim.lr_scheduler.LambdaLR`` stepped every batch.
+
+    Parameters
+    ----------
+    total_steps : int
+    warmup_fraction : float, default=0.1
+    floor : float, default=0.05
+        Final multiplier.
+    """
+
+    def __init__(self, total_steps: int, warmup_fraction: float = 0.1, floor: float = 0.05):
+        self.total_steps = max(1, int(total_steps))
+        self.warmup_steps = max(1, int(round(warmup_fraction * self.total_steps)))
+        self.floor = floor
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        progress = min(1.0, (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps))
+        return self.floor + (1 - self.floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def last_visit_rows(logits: torch.Tensor, visit_mask: torch.Tensor) -> torch.Tensor:
+    """The hazard logits of each patient's last real visit, shape (B, K)."""
+    last = visit_mask.sum(dim=1) - 1
+    return logits[torch.arange(logits.shape[0], device=logits.device), last]
+
+
+class _LearnableOnly:
+    """Give the optimizer only the parameters that train (frozen / LoRA strategies)."""
+
+    def get_all_learnable_params(self):
+        for name, param in super().get_all_learnable_params():
+            if param.requires_grad:
+                yield name, param
+
+
+class SurvivalNet(_LearnableOnly, NeuralNet):
+    """skorch net for discrete-time survival on visit-level hazards.
+
+    The module returns hazard logits ``(B, V, K)``; the targets ``y`` are a dict with
+    the grid bin ``bin`` and the in-grid event ``event`` of each patient.
+
+    Parameters
+    ----------
+    module, criterion
+        As :class:`skorch.NeuralNet`; the criterion returns a tensor or a dict with
+        ``loss`` and components (``nll``, ``ranking``), which are logged per batch as
+        ``train_<name>`` / ``valid_<name>``.
+    landmarks : {"last", "all"}, default="last"
+        Train on each patient's last visit, or on every visit (each visit's hazards are
+        read as the risk after the prediction time given the history up to that visit).
+    **kwargs
+        Passed to :class:`skorch.NeuralNet`.
+    """
+
+    def __init__(self, module, criterion, landmarks: str = "last", **kwargs):
+        super().__init__(module, criterion, **kwargs)
+        self.landmarks = landmarks
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        visit_mask = X["visit_mask"].to(y_pred.device)
+        bins = y_true["bin"].to(y_pred.device).long()
+        event = y_true["event"].to(y_pred.device)
+        if self.landmarks == "all":
+            counts = visit_mask.sum(dim=1)
+            rows = y_pred[visit_mask]
+            bins = bins.repeat_interleave(counts)
+            event = event.repeat_interleave(counts)
+        else:
+            rows = last_visit_rows(y_pred, visit_mask)
+        out = self.criterion_(rows, bins, event)
+        if isinstance(out, torch.Tensor):
+            return out
+        # a hybrid loss: log both parts so that one dominating the other shows in history
+        prefix = "train" if training else "valid"
+        for name, value in out.as_dict().items():
+            if name != "loss":
+                self.history.record_batch(f"{prefix}_{name}", value)
+        return out.loss
+
+
+class MaskedEHRDataset(EHRDataset):
+    """An :class:`EHRDataset` whose batches carry MLM inputs and labels.
+
+    Each batch gets ``masked_codes`` (15% of real code tokens chosen, 80/10/10
+    ``[MASK]``/random/kept) in ``X`` and ``mlm_labels`` in ``y``, drawn from a torch
+    generator: fresh masks every epoch in training; with ``reseed_each_pass`` the
+    generator restarts from ``seed`` whenever the first batch is drawn again, so a
+    validation or scoring pass always sees the same masks.
+
+    Parameters
+    ----------
+    tokens : TokenizedEHR
+    vocab_size : int
+    mask_prob : float, default=0.15
+    seed : int, default=0
+    mlm : bool, default=True
+        Build MLM inputs (False for the next-visit objective alone).
+    reseed_each_pass : bool, default=False
+    """
+
+    def __init__(self, tokens, vocab_size: int, mask_prob: float = 0.15, seed: int = 0,
+                 mlm: bool = True, reseed_each_pass: bool = False):
+        super().__init__(tokens)
+        self.vocab_size = vocab_size
+        self.mask_prob = mask_prob
+        self.seed = seed
+        self.mlm = mlm
+        self.reseed_each_pass = reseed_each_pass
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def reseed(self):
+        """Restart the mask generator from ``seed``."""
+        self.generator.manual_seed(self.seed)
+
+    def __getitems__(self, indices):
+        from ..model import mask_tokens
+
+        X, _ = super().__getitems__(indices)
+        if not self.mlm:
+            return X, {}
+        masked, labels = mask_tokens(
+            X["codes"], X["attention_mask"], self.vocab_size, self.mask_prob, self.generator
+        )
+        X["masked_codes"] = masked
+        return X, {"mlm_labels": labels}
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["generator"] = state["generator"].get_state()
+        return state
+
+    def __setstate__(self, state):
+        gen = torch.Generator()
+        gen.set_state(state["generator"])
+        state["generator"] = gen
+        self.__dict__.update(state)
+
+
+class PretrainingCriterion(torch.nn.Module):
+    """Loss of the pre-training objectives present in the module's outputs.
+
+    MLM cross-entropy on the chosen tokens, and multi-hot BCE of the next visit's
+    codes (targets built from the batch's unmasked codes); their sum is the loss.
+    """
+
+    def forward(self, outputs, X, mlm_labels=None, **ignored):
+        from ..model import next_visit_targets, pretraining_loss
+
+        targets = mask = None
+        if "next_visit_logits" in outputs:
+            vocab = outputs["next_visit_logits"].shape[-1]
+            targets, mask = next_visit_targets(X["codes"], X["visits"], X["visit_mask"], vocab)
+        return pretraining_loss(outputs, mlm_labels, targets, mask)
+
+
+class PretrainingNet(_LearnableOnly, NeuralNet):
+    """skorch net for masked-code and next-visit pre-training.
+
+    The module returns a dict of logits; the criterion (:class:`PretrainingCriterion`)
+    returns ``loss`` plus the per-objective components, logged per batch as
+    ``train_mlm`` / ``valid_next_visit`` and so on.
+    """
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        X = to_device(X, self.device)
+        y_true = to_device(y_true, self.device) if y_true else {}
+        out = self.criterion_(y_pred, X, **y_true)
+        prefix = "train" if training else "valid"
+        for name, value in out.items():
+            if name != "loss" and value is not None:
+                self.history.record_batch(f"{prefix}_{name}", float(value.detach()))
+        return out["loss"]
+
+
+@torch.inference_mode()
+def batched_inference(module, tokens, fn, batch_size: int = 512, device="cpu") -> np.ndarray:
+    """Apply ``fn(module, batch)`` over a cohort in length-sorted batches, rows in input order.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        Put in eval mode for the call and restored afterwards.
+    tokens : TokenizedEHR
+    fn : callable
+        ``fn(module, batch) -> Tensor`` of shape ``(B, ...)``.
+    batch_size : int, default=512
+    device : str or torch.device, default="cpu"
+
+    Returns
+    -------
+    ndarray, shape (n_patients, ...)
+    """
+    was_training = module.training
+    module.eval()
+    try:
+        order = np.argsort(tokens.lengths, kind="stable")  # least padding
+        chunks = []
+        for start in range(0, len(order), batch_size):
+            batch = to_device(collate_tokens(tokens, order[start : start + batch_size]), device)
+            chunks.append(fn(module, batch).float().cpu())
+        out = torch.cat(chunks).numpy()
+    finally:
+        module.train(was_training)
+    result = np.empty_like(out)
+    result[order] = out
+    return result
+
+
+def _last_visit_logits(module, batch):
+    return last_visit_rows(module(**batch), batch["visit_mask"])
+
+
+class ValidationConcordance(Callback):
+    """Record Harrell's C-index on the validation set each epoch as ``valid_cindex``.
+
+    Risk is the summed cumulative hazard of the last visit (as ``predict``). Runs
+    before :class:`skorch.callbacks.EarlyStopping` when listed first, so that it can
+    monitor ``valid_cindex``.
+
+    Parameters
+    ----------
+    batch_size : int, default=512
+    """
+
+    def __init__(self, batch_size: int = 512):
+        self.batch_size = batch_size
+
+    def on_epoch_end(self, net, dataset_valid=None, **kwargs):
+        if dataset_valid is None:
+            return
+        from sksurv.metrics import concordance_index_censored
+
+        from ..survival import risk_score
+
+        ds = dataset_valid
+        assert isinstance(ds, EHRDataset), "validation data is an EHRDataset (predefined split)"
+        logits = batched_inference(
+            net.module_, ds.tokens, _last_visit_logits, self.batch_size, net.device
+        )
+        risk = np.asarray(risk_score(torch.from_numpy(logits)))
+        event = np.asarray(ds.targets["event_observed"], dtype=bool)
+        time = np.asarray(ds.targets["time_observed"], dtype=float)
+        if event.sum() == 0:
+            cindex = float("nan")
+        else:
+            cindex = concordance_index_censored(event, time, risk)[0]
+        net.history.record("valid_cindex", float(cindex))

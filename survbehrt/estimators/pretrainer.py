@@ -1,0 +1,428 @@
+"""``BEHRTPretrainer``: self-supervised BEHRT pre-training as a scikit-learn transformer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
+from skorch.callbacks import (
+    EarlyStopping,
+    GradientNormClipping,
+    LRScheduler,
+    PassthroughScoring,
+    ProgressBar,
+)
+from skorch.helper import predefined_split
+
+from ..data.tokenizer import N_SPECIAL, EHRTokenizer
+from ..model import IGNORE_INDEX, OBJECTIVES, BEHRTConfig, BEHRTPretrainingModule
+from ._common import (
+    check_choice,
+    check_fraction,
+    check_positive,
+    draw_seed,
+    model_config,
+    resolve_device,
+    seeded_torch,
+    torch_threads,
+    validation_split,
+)
+from ._training import (
+    BucketedLoader,
+    MaskedEHRDataset,
+    PretrainingCriterion,
+    PretrainingNet,
+    WarmupCosine,
+    batched_inference,
+    to_device,
+)
+
+__all__ = ["BEHRTPretrainer"]
+
+_FORMAT = "survbehrt.BEHRTPretrainer"
+_FORMAT_VERSION = 1
+_TOKENIZER_PARAMS = ("max_length", "min_frequency", "age_bin_width", "max_age", "n_time_bins")
+
+
+def _patient_embedding(module, batch):
+    return module.encoder.patient_embedding(**batch)
+
+
+class BEHRTPretrainer(TransformerMixin, BaseEstimator):
+    """Self-supervised pre-training of a BEHRT encoder on patient histories.
+
+    Objectives: masked-code modelling (MLM; ``mask_prob`` of the real code tokens
+    chosen, 80% ``[MASK]`` / 10% random code / 10% kept, bidirectional encoder) and
+    next-visit prediction (multi-hot BCE of the next visit's codes from the
+    history up to the current visit, visit-causal encoder). No labels are needed.
+
+    A fitted pretrainer feeds :class:`~survbehrt.BEHRTSurvivalEstimator` through its
+    ``pretrained`` parameter, or a scikit-survival model through ``transform``
+    (patient embeddings) in a :class:`~sklearn.pipeline.Pipeline`.
+
+    Parameters
+    ----------
+    objective : {"mlm", "next_visit", "both"}, default="both"
+    mask_prob : float, default=0.15
+    embedding_dim, num_layers, num_heads, ff_dim : int, default=64, 2, 4, 256
+    dropout : float, default=0.1
+    max_length : int, default=256
+        Tokens per patient; longer histories keep their most recent whole visits.
+    min_frequency : int, default=1
+        Codes seen fewer times in ``fit`` map to ``[UNK]``.
+    lr : float, default=1e-3
+        Peak AdamW learning rate (linear warm-up, cosine decay).
+    weight_decay : float, default=0.01
+    max_epochs : int, default=10
+    batch_size : int, default=64
+    validation_fraction : float, default=0.1
+        Rows held out to report ``valid_loss`` (and for early stopping).
+    early_stopping : bool, default=False
+        Stop on the validation loss after ``patience`` epochs without improvement.
+    patience : int, default=3
+    gradient_clip : float, default=1.0
+    random_state : int, RandomState or None, default=None
+    device : str, default="cpu"
+        A torch device, or ``"auto"``.
+    n_threads : int, optional
+        torch threads during ``fit`` / ``transform``.
+    verbose : int, default=0
+
+    Attributes
+    ----------
+    tokenizer_ : EHRTokenizer
+    vocabulary_ : dict of str to int
+    module_ : BEHRTPretrainingModule
+        The trained torch module (``module_.encoder`` is the encoder).
+    net_ : PretrainingNet
+        The skorch net.
+    history_ : skorch.History
+        Per-epoch ``train_loss`` and the parts ``train_mlm`` / ``train_next_visit``
+        (and ``valid_*``).
+    n_features_out_ : int
+        ``embedding_dim``.
+
+    Examples
+    --------
+    >>> from survbehrt import BEHRTPretrainer
+    >>> from survbehrt.datasets import make_synthetic_ehr
+    >>> X, _, _ = make_synthetic_ehr(n_patients=100, random_state=0)
+    >>> pre = BEHRTPretrainer(embedding_dim=16, num_layers=1, num_heads=2, ff_dim=32,
+    ...                       max_epochs=1, random_state=0).fit(X)
+    >>> pre.transform(X).shape
+    (100, 16)
+    """
+
+    def __init__(
+        self,
+        objective="both",
+        mask_prob=0.15,
+        embedding_dim=64,
+        num_layers=2,
+        num_heads=4,
+        ff_dim=256,
+        dropout=0.1,
+        max_length=256,
+        min_frequency=1,
+        lr=1e-3,
+        weight_decay=0.01,
+        max_epochs=10,
+        batch_size=64,
+        validation_fraction=0.1,
+        early_stopping=False,
+        patience=3,
+        gradient_clip=1.0,
+        random_state=None,
+        device="cpu",
+        n_threads=None,
+        verbose=0,
+    ):
+        self.objective = objective
+        self.mask_prob = mask_prob
+        self.embedding_dim = embedding_dim
+        self.num_layers = num_layers
+        self.num_heads = num_heads
+        self.ff_dim = ff_dim
+        self.dropout = dropout
+        self.max_length = max_length
+        self.min_frequency = min_frequency
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.validation_fraction = validation_fraction
+        self.early_stopping = early_stopping
+        self.patience = patience
+        self.gradient_clip = gradient_clip
+        self.random_state = random_state
+        self.device = device
+        self.n_threads = n_threads
+        self.verbose = verbose
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.non_deterministic = self.random_state is None
+        return tags
+
+    def _check_params(self):
+        check_choice("objective", self.objective, OBJECTIVES)
+        check_positive("max_epochs", self.max_epochs, allow_zero=True)
+        for name in ("batch_size", "patience", "max_length"):
+            check_positive(name, getattr(self, name))
+        for name in ("lr", "gradient_clip"):
+            check_positive(name, getattr(self, name), integer=False)
+        check_positive("weight_decay", self.weight_decay, integer=False, allow_zero=True)
+        check_fraction("validation_fraction", self.validation_fraction)
+        if not 0 < self.mask_prob < 1:
+            raise ValueError(f"mask_prob must be in (0, 1); got {self.mask_prob!r}.")
+        if self.early_stopping and self.validation_fraction == 0:
+            raise ValueError("early_stopping needs validation_fraction > 0.")
+
+    def _make_net(self, module, seed, train_split=None, n_train=1):
+        steps = max(1, self.max_epochs) * -(-n_train // self.batch_size)
+        callbacks = [
+            ("lr_schedule", LRScheduler(
+                policy=torch.optim.lr_scheduler.LambdaLR,
+                lr_lambda=WarmupCosine(steps),
+                step_every="batch",
+            )),
+            ("clip", GradientNormClipping(gradient_clip_value=self.gradient_clip)),
+        ]
+        parts = {"mlm": ("mlm",), "next_visit": ("next_visit",), "both": ("mlm", "next_visit")}
+        for part in parts[self.objective]:
+            callbacks.append((f"train_{part}", PassthroughScoring(f"train_{part}", on_train=True)))
+            if train_split is not None:
+                callbacks.append((f"valid_{part}", PassthroughScoring(f"valid_{part}")))
+        if self.early_stopping:
+            callbacks.append(("early_stopping", EarlyStopping(
+                monitor="valid_loss", patience=self.patience, load_best=True
+            )))
+        if self.verbose >= 2:
+            callbacks.append(("progress", ProgressBar()))
+        return PretrainingNet(
+            module=module,
+            criterion=PretrainingCriterion(),
+            optimizer=torch.optim.AdamW,
+            optimizer__weight_decay=self.weight_decay,
+            lr=self.lr,
+            max_epochs=self.max_epochs,
+            batch_size=self.batch_size,
+            iterator_train=BucketedLoader,
+            iterator_train__shuffle=True,
+            iterator_train__seed=seed,
+            iterator_valid=BucketedLoader,
+            train_split=train_split,
+            callbacks=callbacks,
+            device=resolve_device(self.device),
+            verbose=int(self.verbose > 0),
+        )
+
+    def fit(self, X, y=None):
+        """Pre-train the encoder on the histories of ``X``.
+
+        Parameters
+        ----------
+        X : pandas.DataFrame
+            One row per patient (``codes``, ``ages``, optional ``index_age``).
+        y : ignored
+            Present for Pipeline compatibility.
+
+        Returns
+        -------
+        self : BEHRTPretrainer
+        """
+        self._check_params()
+        tokenizer = EHRTokenizer(max_length=self.max_length, min_frequency=self.min_frequency)
+        tokens = tokenizer.fit(X).transform(X)
+        validate_data(self, X=X, skip_check_array=True, reset=True)
+        seed = draw_seed(self.random_state)
+        train_idx, valid_idx = validation_split(len(X), self.validation_fraction, seed)
+        mlm = self.objective in ("mlm", "both")
+
+        def dataset(idx, offset, reseed):
+            return MaskedEHRDataset(tokens.subset(idx), tokenizer.vocab_size_, self.mask_prob,
+                                    seed=seed + offset, mlm=mlm, reseed_each_pass=reseed)
+
+        valid = predefined_split(dataset(valid_idx, 1, True)) if len(valid_idx) else None
+        with torch_threads(self.n_threads), seeded_torch(seed):
+            module = BEHRTPretrainingModule(model_config(self, tokenizer), self.objective)
+            net = self._make_net(module, seed, valid, len(train_idx))
+            net.fit(dataset(train_idx, 0, False), y=None)
+        self._set_fitted(tokenizer, net)
+        return self
+
+    def _set_fitted(self, tokenizer, net):
+        self.tokenizer_ = tokenizer
+        self.vocabulary_ = tokenizer.vocabulary_
+        self.net_ = net
+        self.module_ = net.module_
+        self.history_ = net.history
+        self.n_features_out_ = self.module_.config.embedding_dim
+
+    def encoder_state_dict(self) -> dict:
+        """A copy of the encoder's weights (for a survival module to start from).
+
+        Returns
+        -------
+        dict of str to torch.Tensor
+        """
+        check_is_fitted(self, "module_")
+        return {k: v.detach().clone().cpu() for k, v in self.module_.encoder.state_dict().items()}
+
+    def transform(self, X):
+        """Patient embeddings: the mean of each patient's visit representations.
+
+        Parameters
+        ----------
+        X : pandas.DataFrame, shape (n_samples,)
+
+        Returns
+        -------
+        ndarray of float32, shape (n_samples, embedding_dim)
+        """
+        check_is_fitted(self, "module_")
+        validate_data(self, X=X, skip_check_array=True, reset=False)
+        tokens = self.tokenizer_.transform(X)
+        with torch_threads(self.n_threads):
+            return batched_inference(self.module_, tokens, _patient_embedding, device=self.net_.device)
+
+    def get_feature_names_out(self, input_features=None):
+        """Names of the embedding columns: ``behrt0`` … ``behrt{d-1}``.
+
+        Parameters
+        ----------
+        input_features : ignored
+
+        Returns
+        -------
+        ndarray of str, shape (embedding_dim,)
+        """
+        check_is_fitted(self, "module_")
+        return np.array([f"behrt{i}" for i in range(self.n_features_out_)], dtype=object)
+
+    @torch.inference_mode()
+    def score(self, X, y=None):
+        """Masked-code accuracy on ``X`` (higher is better).
+
+        A fixed set of masks (seeded by ``random_state``) is drawn; the score is the
+        share of chosen code tokens whose original code is the top MLM prediction.
+        For ``objective="next_visit"`` (no MLM head) it is minus the next-visit loss.
+
+        Parameters
+        ----------
+        X : pandas.DataFrame
+        y : ignored
+
+        Returns
+        -------
+        score : float
+        """
+        check_is_fitted(self, "module_")
+        tokens = self.tokenizer_.transform(X)
+        mlm = self.module_.mlm_head is not None
+        ds = MaskedEHRDataset(tokens, self.tokenizer_.vocab_size_, self.mask_prob,
+                              seed=draw_seed(self.random_state) + 2, mlm=mlm)
+        device = self.net_.device
+        module = self.module_
+        was_training = module.training
+        module.eval()
+        correct = total = 0
+        loss_sum = 0.0
+        try:
+            for start in range(0, len(ds), 256):
+                X_b, y_b = ds.__getitems__(list(range(start, min(start + 256, len(ds)))))
+                X_b = to_device(X_b, device)
+                out = module(**X_b)
+                if mlm:
+                    labels = y_b["mlm_labels"].to(device)
+                    chosen = labels != IGNORE_INDEX
+                    pred = out["mlm_logits"].argmax(-1)
+                    correct += int((pred[chosen] == labels[chosen]).sum())
+                    total += int(chosen.sum())
+                else:
+                    loss = PretrainingCriterion()(out, X_b)["loss"]
+                    loss_sum += float(loss) * X_b["codes"].shape[0]
+                    total += X_b["codes"].shape[0]
+        finally:
+            module.train(was_training)
+        if mlm:
+            return correct / total if total else float("nan")
+        return -loss_sum / total
+
+    # ------------------------------------------------------------------ persistence
+
+    def save(self, path):
+        """Save weights, configuration and vocabulary to one file.
+
+        The file is a ``torch.save`` dictionary of tensors and plain Python values
+        (no pickled classes), readable with ``torch.load(path, weights_only=True)``:
+        ``format``, ``version``, ``params`` (constructor parameters), ``config``
+        (the :class:`~survbehrt.model.BEHRTConfig`), ``tokenizer`` (its parameters and
+        the ordered code list), ``state_dict`` (the module) and ``history`` (JSON).
+
+        Parameters
+        ----------
+        path : str or path-like
+        """
+        check_is_fitted(self, "module_")
+        params = self.get_params()
+        if not isinstance(params["random_state"], (int, type(None))):
+            params["random_state"] = None  # a RandomState object is not a plain value
+        tok = self.tokenizer_
+        payload = {
+            "format": _FORMAT,
+            "version": _FORMAT_VERSION,
+            "params": params,
+            "config": self.module_.config.to_dict(),
+            "tokenizer": {
+                "params": {k: getattr(tok, k) for k in _TOKENIZER_PARAMS},
+                "codes": [str(c) for c in tok.codes_[N_SPECIAL:]],
+            },
+            "feature_names_in": [str(c) for c in getattr(self, "feature_names_in_", [])],
+            "state_dict": {k: v.detach().cpu() for k, v in self.module_.state_dict().items()},
+            "history": json.dumps(self.history_.to_list(), default=float),
+        }
+        torch.save(payload, Path(path))
+
+    @classmethod
+    def load(cls, path, device="cpu"):
+        """Load a pretrainer saved by :meth:`save`.
+
+        Parameters
+        ----------
+        path : str or path-like
+        device : str, default="cpu"
+
+        Returns
+        -------
+        BEHRTPretrainer
+            Fitted: ``transform``, ``score`` and ``pretrained=`` work as after ``fit``.
+        """
+        payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+        if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
+            raise ValueError(f"{path} is not a file written by BEHRTPretrainer.save().")
+        if payload["version"] > _FORMAT_VERSION:
+            raise ValueError(
+                f"{path} has format version {payload['version']}; this survbehrt reads up to "
+                f"{_FORMAT_VERSION}. Upgrade survbehrt."
+            )
+        params = dict(payload["params"], device=device)
+        est = cls(**params)
+        tokenizer = EHRTokenizer(**payload["tokenizer"]["params"])._set_vocabulary(
+            payload["tokenizer"]["codes"]
+        )
+        module = BEHRTPretrainingModule(BEHRTConfig(**payload["config"]), est.objective)
+        module.load_state_dict(payload["state_dict"])
+        net = est._make_net(module, seed=0)
+        net.initialize()
+        net.history = type(net.history)(json.loads(payload["history"]))
+        est._set_fitted(tokenizer, net)
+        if payload["feature_names_in"]:
+            est.feature_names_in_ = np.array(payload["feature_names_in"], dtype=object)
+            est.n_features_in_ = len(est.feature_names_in_)
+        return est

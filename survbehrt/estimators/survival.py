@@ -1,0 +1,540 @@
+"""``BEHRTSurvivalEstimator``: BEHRT discrete-time survival as a scikit-survival estimator."""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, clone
+from sklearn.utils.validation import check_is_fitted, validate_data
+from skorch.callbacks import (
+    EarlyStopping,
+    GradientNormClipping,
+    LRScheduler,
+    PassthroughScoring,
+    ProgressBar,
+)
+from skorch.helper import predefined_split
+from sksurv.metrics import concordance_index_censored
+
+from ..data.batching import EHRDataset
+from ..data.tokenizer import EHRTokenizer
+from ..data.validation import check_survival_y
+from ..losses import DiscreteTimeNLL, HybridSurvivalLoss, PairwiseRankingLoss
+from ..model import BEHRTSurvivalModule, apply_lora, configure_trainable
+from ..survival import (
+    TimeGrid,
+    cumulative_hazard_from_logits,
+    evaluate_on_times,
+    risk_score,
+    step_functions,
+    survival_from_logits,
+)
+from ._common import (
+    check_choice,
+    check_fraction,
+    check_positive,
+    draw_seed,
+    model_config,
+    resolve_device,
+    seeded_torch,
+    torch_threads,
+    validation_split,
+)
+from ._training import (
+    BucketedLoader,
+    SurvivalNet,
+    ValidationConcordance,
+    WarmupCosine,
+    _last_visit_logits,
+    batched_inference,
+)
+
+__all__ = ["BEHRTSurvivalEstimator", "STRATEGIES", "LOSSES"]
+
+STRATEGIES = ("full", "lora", "frozen")
+LOSSES = ("nll", "ranking", "hybrid")
+LANDMARKS = ("last", "all")
+EARLY_STOPPING = ("cindex", "loss", None)
+
+
+def _is_fitted_pretrainer(obj) -> bool:
+    return hasattr(obj, "module_") and hasattr(obj, "tokenizer_")
+
+
+class BEHRTSurvivalEstimator(BaseEstimator):
+    """BEHRT transformer for discrete-time survival on patient histories.
+
+    Patients' visit sequences are tokenized (vocabulary from the training rows, or
+    from ``pretrained``), encoded by a BEHRT transformer under a visit-causal mask,
+    pooled into visit representations, and a hazard head predicts ``K`` discrete
+    hazards over a time grid learned from ``y``. The prediction for a patient is
+    read at its last visit. Training runs on skorch (AdamW, warm-up + cosine decay,
+    gradient clipping, early stopping).
+
+    Parameters
+    ----------
+    strategy : {"full", "lora", "frozen"}, default="full"
+        What trains: everything; low-rank adapters on the attention projections
+        (plus the head); or only the hazard head. ``"lora"`` and ``"frozen"`` are
+        meant for a ``pretrained`` encoder (a warning is issued without one).
+    loss : {"nll", "ranking", "hybrid"}, default="hybrid"
+        Discrete-time negative log-likelihood (calibration), pairwise ranking loss
+        (discrimination), or ``nll + rank_weight * ranking``.
+    rank_weight : float, default=0.2
+        Weight of the ranking term in the hybrid loss.
+    rank_sigma : float, default=0.1
+        Scale ``sigma`` of the ranking penalty ``exp(-(F_i - F_j) / sigma)``.
+    time_bins : int or array-like, default=20
+        Number of grid intervals (at Kaplan–Meier quantiles of the training event
+        times) or explicit increasing edges, in years after the prediction time.
+    landmarks : {"last", "all"}, default="last"
+        Train on each patient's last visit only, or on every visit (the hazards
+        of visit ``t`` predict the outcome after the prediction time from the
+        history up to ``t``: more supervision, same target).
+    pretrained : BEHRTPretrainer, str or path-like, optional
+        A fitted :class:`~survbehrt.BEHRTPretrainer` (or a file it saved). Its
+        vocabulary, architecture and encoder weights are used; the architecture
+        parameters below are then ignored. A fitted pretrainer survives
+        :func:`sklearn.base.clone` (it is shared, never refitted or modified), so
+        every CV fold and search trial starts from its weights.
+    lora_rank, lora_alpha, lora_dropout : int, float, float, default=8, 16, 0.0
+        LoRA adapter rank, scaling numerator and dropout (``strategy="lora"``).
+    lora_feedforward : bool, default=False
+        Also put adapters on the feed-forward layers.
+    train_embeddings : bool, default=False
+        With ``"frozen"`` or ``"lora"``, also train the embeddings.
+    embedding_dim, num_layers, num_heads, ff_dim : int, default=64, 2, 4, 256
+        Architecture (ignored with ``pretrained``).
+    dropout : float, default=0.1
+    max_length : int, default=256
+        Tokens per patient; longer histories keep their most recent whole visits.
+    min_frequency : int, default=1
+        Rarer codes map to ``[UNK]`` (ignored with ``pretrained``).
+    lr : float, default=1e-3
+        Peak learning rate of AdamW (after linear warm-up; cosine decay after).
+    weight_decay : float, default=0.01
+    max_epochs : int, default=20
+    batch_size : int, default=64
+    early_stopping : {"cindex", "loss", None}, default="cindex"
+        Stop when the validation C-index (or loss) has not improved for
+        ``patience`` epochs and restore the best weights. Needs
+        ``validation_fraction > 0``.
+    patience : int, default=5
+    validation_fraction : float, default=0.1
+        Share of the training rows held out (stratified on the event) for early
+        stopping and the per-epoch validation C-index.
+    gradient_clip : float, default=1.0
+        Maximum gradient norm.
+    random_state : int, RandomState or None, default=None
+        Seeds the split, the initialisation, dropout and the batch order.
+    device : str, default="cpu"
+        A torch device, or ``"auto"`` for CUDA when available.
+    n_threads : int, optional
+        torch threads during ``fit`` / ``predict`` (default: torch's setting).
+    verbose : int, default=0
+        0 silent, 1 an epoch table, 2 also a progress bar per epoch.
+
+    Attributes
+    ----------
+    tokenizer_ : EHRTokenizer
+    vocabulary_ : dict of str to int
+    time_grid_ : TimeGrid
+        The fitted grid; ``time_grid_.cuts_`` are its edges.
+    unique_times_ : ndarray
+        Sorted unique event times of the training data; the columns of
+        ``predict_survival_function(X, return_array=True)``.
+    net_ : SurvivalNet
+        The fitted skorch net; ``net_.module_`` the torch module.
+    history_ : skorch.History
+        Per-epoch ``train_loss``, ``valid_loss``, ``valid_cindex`` and, for the hybrid
+        loss, ``train_nll`` / ``train_ranking`` (and ``valid_*``).
+    n_trainable_params_, n_params_ : int
+        Trainable and total parameter counts of the module.
+    feature_names_in_ : ndarray of str
+        Columns of ``X`` seen in ``fit``.
+
+    Examples
+    --------
+    >>> from survbehrt import BEHRTSurvivalEstimator
+    >>> from survbehrt.datasets import make_synthetic_ehr
+    >>> X, y, _ = make_synthetic_ehr(n_patients=120, random_state=0)
+    >>> est = BEHRTSurvivalEstimator(embedding_dim=16, num_layers=1, num_heads=2, ff_dim=32,
+    ...                              max_epochs=2, early_stopping=None, validation_fraction=0,
+    ...                              random_state=0).fit(X, y)
+    >>> est.predict(X).shape
+    (120,)
+    >>> fns = est.predict_survival_function(X.iloc[:2])
+    >>> float(fns[0](0.0))
+    1.0
+    """
+
+    def __init__(
+        self,
+        strategy="full",
+        loss="hybrid",
+        rank_weight=0.2,
+        rank_sigma=0.1,
+        time_bins=20,
+        landmarks="last",
+        pretrained=None,
+        lora_rank=8,
+        lora_alpha=16,
+        lora_dropout=0.0,
+        lora_feedforward=False,
+        train_embeddings=False,
+        embedding_dim=64,
+        num_layers=2,
+        num_heads=4,
+        ff_dim=256,
+        dropout=0.1,
+        max_length=256,
+        min_frequency=1,
+        lr=1e-3,
+        weight_decay=0.01,
+        max_epochs=20,
+        batch_size=64,
+        early_stopping="cindex",
+        patience=5,
+        validation_fraction=0.1,
+        gradient_clip=1.0,
+        random_state=None,
+        device="cpu",
+        n_threads=None,
+        verbose=0,
+    ):
+        self.strategy = strategy
+        self.loss = loss
+        self.rank_weight = rank_weight
+        self.rank_sigma = rank_sigma
+        self.time_bins = time_bins
+        self.landmarks = landmarks
+        self.pretrained = pretrained
+        self.lora_rank = lora_rank
+        self.lora_alpha = lora_alpha
+        self.lora_dropout = lora_dropout
+        self.lora_feedforward = lora_feedforward
+        self.train_embeddings = train_embeddings
+        self.embedding_dim = embedding_dim
+        self.num_layers = num_layers
+        self.num_heads = num_heads
+        self.ff_dim = ff_dim
+        self.dropout = dropout
+        self.max_length = max_length
+        self.min_frequency = min_frequency
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.early_stopping = early_stopping
+        self.patience = patience
+        self.validation_fraction = validation_fraction
+        self.gradient_clip = gradient_clip
+        self.random_state = random_state
+        self.device = device
+        self.n_threads = n_threads
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ sklearn protocol
+
+    def __sklearn_clone__(self):
+        # A fitted pretrainer is a starting point, not a hyper-parameter to refit:
+        # clone() would hand every CV fold an *unfitted* copy. Share it instead (fit
+        # only reads its weights). Everything else is cloned as sklearn does.
+        params = self.get_params(deep=False)
+        pretrained = params.pop("pretrained")
+        new_params = {k: clone(v, safe=False) for k, v in params.items()}
+        if not _is_fitted_pretrainer(_unwrap_frozen(pretrained)):
+            pretrained = clone(pretrained, safe=False)
+        return type(self)(pretrained=pretrained, **new_params)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.target_tags.required = True
+        tags.non_deterministic = self.random_state is None
+        return tags
+
+    # ------------------------------------------------------------------ fitting
+
+    def _check_params(self):
+        check_choice("strategy", self.strategy, STRATEGIES)
+        check_choice("loss", self.loss, LOSSES)
+        check_choice("landmarks", self.landmarks, LANDMARKS)
+        check_choice("early_stopping", self.early_stopping, EARLY_STOPPING)
+        for name in ("max_epochs",):
+            check_positive(name, getattr(self, name), allow_zero=True)
+        for name in ("batch_size", "patience", "lora_rank", "max_length"):
+            check_positive(name, getattr(self, name))
+        for name in ("lr", "rank_sigma", "gradient_clip", "lora_alpha"):
+            check_positive(name, getattr(self, name), integer=False)
+        check_positive("rank_weight", self.rank_weight, integer=False, allow_zero=True)
+        check_positive("weight_decay", self.weight_decay, integer=False, allow_zero=True)
+        check_fraction("validation_fraction", self.validation_fraction)
+        if self.early_stopping is not None and self.validation_fraction == 0:
+            raise ValueError(
+                f"early_stopping={self.early_stopping!r} needs a validation set; set "
+                f"validation_fraction > 0 or early_stopping=None."
+            )
+
+    def _resolve_pretrained(self):
+        pre = _unwrap_frozen(self.pretrained)
+        if pre is None:
+            return None
+        if isinstance(pre, (str, os.PathLike)):
+            from .pretrainer import BEHRTPretrainer
+
+            return BEHRTPretrainer.load(pre)
+        if not _is_fitted_pretrainer(pre):
+            raise ValueError(
+                "pretrained must be a *fitted* BEHRTPretrainer (or a path it saved); "
+                f"got an unfitted {type(pre).__name__}. Fit it first, e.g. "
+                "BEHRTPretrainer(...).fit(X_unlabelled)."
+            )
+        return pre
+
+    def _make_criterion(self):
+        if self.loss == "nll":
+            return DiscreteTimeNLL()
+        if self.loss == "ranking":
+            return PairwiseRankingLoss(sigma=self.rank_sigma)
+        return HybridSurvivalLoss(rank_weight=self.rank_weight, sigma=self.rank_sigma)
+
+    def _callbacks(self, n_train: int, has_valid: bool):
+        steps = max(1, self.max_epochs) * -(-n_train // self.batch_size)
+        callbacks = [
+            ("lr_schedule", LRScheduler(
+                policy=torch.optim.lr_scheduler.LambdaLR,
+                lr_lambda=WarmupCosine(steps),
+                step_every="batch",
+            )),
+            ("clip", GradientNormClipping(gradient_clip_value=self.gradient_clip)),
+        ]
+        if self.loss == "hybrid":
+            for part in ("nll", "ranking"):
+                callbacks.append((f"train_{part}", PassthroughScoring(f"train_{part}", on_train=True)))
+                if has_valid:
+                    callbacks.append((f"valid_{part}", PassthroughScoring(f"valid_{part}")))
+        if has_valid:
+            callbacks.append(("valid_cindex", ValidationConcordance()))
+        if self.early_stopping is not None:
+            cindex = self.early_stopping == "cindex"
+            callbacks.append(("early_stopping", EarlyStopping(
+                monitor="valid_cindex" if cindex else "valid_loss",
+                lower_is_better=not cindex,
+                patience=self.patience,
+                load_best=True,
+            )))
+        if self.verbose >= 2:
+            callbacks.append(("progress", ProgressBar()))
+        return callbacks
+
+    def fit(self, X, y):
+        """Fit the model.
+
+        Parameters
+        ----------
+        X : pandas.DataFrame
+            One row per patient: ``codes``, ``ages`` and optionally ``index_age``.
+        y : structured ndarray, shape (n_samples,)
+            Event indicator and time (years after the prediction time), as
+            ``sksurv.util.Surv.from_arrays(event, time)`` makes it.
+
+        Returns
+        -------
+        self : BEHRTSurvivalEstimator
+        """
+        self._check_params()
+        pre = self._resolve_pretrained()
+        if pre is not None:
+            tokenizer = pre.tokenizer_
+        else:
+            tokenizer = EHRTokenizer(max_length=self.max_length, min_frequency=self.min_frequency)
+        # validates X (errors name the row and column); the tokenizer trusts it afterwards
+        tokens = tokenizer.fit(X).transform(X) if pre is None else tokenizer.transform(X)
+        event, time = check_survival_y(y, n_samples=len(X), require_events=True)
+        validate_data(self, X=X, skip_check_array=True, reset=True)
+        if pre is None and self.strategy != "full":
+            warnings.warn(
+                f"strategy={self.strategy!r} without `pretrained` adapts a randomly initialised "
+                f"encoder; pass a fitted BEHRTPretrainer, or use strategy='full'.",
+                UserWarning,
+                stacklevel=2,
+            )
+        grid = TimeGrid(time_bins=self.time_bins).fit(y)
+        bins, event_in_grid = grid.transform(time, event)
+        seed = draw_seed(self.random_state)
+        device = resolve_device(self.device)
+
+        train_idx, valid_idx = validation_split(len(X), self.validation_fraction, seed, stratify=event)
+        targets = {"bin": bins, "event": event_in_grid, "event_observed": event, "time_observed": time}
+
+        def dataset(idx):
+            return EHRDataset(tokens.subset(idx), {k: v[idx] for k, v in targets.items()})
+
+        train_ds = dataset(train_idx)
+        valid_ds = dataset(valid_idx) if len(valid_idx) else None
+
+        with torch_threads(self.n_threads), seeded_torch(seed):
+            if pre is not None:
+                config = pre.module_.encoder.config
+                module = BEHRTSurvivalModule(config, grid.n_bins_)
+                module.encoder.load_state_dict(pre.encoder_state_dict())
+            else:
+                config = model_config(self, tokenizer)
+                module = BEHRTSurvivalModule(config, grid.n_bins_)
+            if self.strategy == "lora":
+                apply_lora(
+                    module.encoder, rank=self.lora_rank, alpha=self.lora_alpha,
+                    dropout=self.lora_dropout, include_feedforward=self.lora_feedforward,
+                )
+            counts = configure_trainable(module, self.strategy, train_embeddings=self.train_embeddings)
+            net = SurvivalNet(
+                module=module,
+                criterion=self._make_criterion(),
+                landmarks=self.landmarks,
+                optimizer=torch.optim.AdamW,
+                optimizer__weight_decay=self.weight_decay,
+                lr=self.lr,
+                max_epochs=self.max_epochs,
+                batch_size=self.batch_size,
+                iterator_train=BucketedLoader,
+                iterator_train__shuffle=True,
+                iterator_train__seed=seed,
+                iterator_valid=BucketedLoader,
+                train_split=predefined_split(valid_ds) if valid_ds is not None else None,
+                callbacks=self._callbacks(len(train_idx), valid_ds is not None),
+                device=device,
+                verbose=int(self.verbose > 0),
+            )
+            net.fit(train_ds, y=None)
+
+        self.tokenizer_ = tokenizer
+        self.vocabulary_ = tokenizer.vocabulary_
+        self.time_grid_ = grid
+        self.unique_times_ = np.unique(time[event])
+        self.net_ = net
+        self.history_ = net.history
+        self.n_trainable_params_ = counts["trainable"]
+        self.n_params_ = counts["total"]
+        return self
+
+    # ------------------------------------------------------------------ prediction
+
+    def _last_visit_logits(self, X) -> np.ndarray:
+        check_is_fitted(self, "net_")
+        validate_data(self, X=X, skip_check_array=True, reset=False)
+        tokens = self.tokenizer_.transform(X)
+        with torch_threads(self.n_threads):
+            return batched_inference(
+                self.net_.module_, tokens, _last_visit_logits, device=self.net_.device
+            )
+
+    def predict(self, X):
+        """Risk scores: higher means an earlier event.
+
+        The score is the cumulative hazard summed over the time grid, read at each
+        patient's last visit.
+
+        Parameters
+        ----------
+        X : pandas.DataFrame, shape (n_samples,)
+
+        Returns
+        -------
+        risk : ndarray of float, shape (n_samples,)
+        """
+        return np.asarray(risk_score(self._last_visit_logits(X)), dtype=float)
+
+    def predict_survival_function(self, X, return_array=False):
+        """Survival functions of the patients.
+
+        Parameters
+        ----------
+        X : pandas.DataFrame, shape (n_samples,)
+        return_array : bool, default=False
+            Return a ``(n_samples, n_unique_times)`` array of survival probabilities
+            at ``unique_times_`` instead of step functions.
+
+        Returns
+        -------
+        ndarray of sksurv.functions.StepFunction, shape (n_samples,), or ndarray of float
+            Step functions defined on ``[0, largest training time]``.
+        """
+        values = survival_from_logits(self._last_visit_logits(X))
+        return self._as_functions(values, "survival", return_array)
+
+    def predict_cumulative_hazard_function(self, X, return_array=False):
+        """Cumulative hazard functions ``H(t) = -log S(t)`` of the patients.
+
+        Parameters
+        ----------
+        X : pandas.DataFrame, shape (n_samples,)
+        return_array : bool, default=False
+            Return a ``(n_samples, n_unique_times)`` array at ``unique_times_``.
+
+        Returns
+        -------
+        ndarray of sksurv.functions.StepFunction, shape (n_samples,), or ndarray of float
+        """
+        values = cumulative_hazard_from_logits(self._last_visit_logits(X))
+        return self._as_functions(values, "cumhaz", return_array)
+
+    def _as_functions(self, values, kind, return_array):
+        grid = self.time_grid_
+        if return_array:
+            return evaluate_on_times(values, grid.cuts_, self.unique_times_, kind=kind)
+        return step_functions(values, grid.cuts_, grid.max_time_, kind=kind)
+
+    def predict_visit_risks(self, X):
+        """Risk score at every visit (landmark predictions), for risk trajectories.
+
+        Under the visit-causal mask, the risk at visit ``t`` uses only visits up to
+        ``t``. Visits dropped by truncation to ``max_length`` are absent.
+
+        Parameters
+        ----------
+        X : pandas.DataFrame, shape (n_samples,)
+
+        Returns
+        -------
+        list of ndarray
+            One array per patient, a risk per kept visit (oldest first).
+        """
+        check_is_fitted(self, "net_")
+        tokens = self.tokenizer_.transform(X)
+        width = int(tokens.n_visits.max())
+
+        def visit_risks(module, batch):
+            risk = risk_score(module(**batch))
+            return torch.nn.functional.pad(risk, (0, width - risk.shape[1]))
+
+        with torch_threads(self.n_threads):
+            risks = batched_inference(self.net_.module_, tokens, visit_risks, device=self.net_.device)
+        return [risks[i, :n] for i, n in enumerate(tokens.n_visits)]
+
+    def score(self, X, y):
+        """Harrell's concordance index of ``predict(X)``.
+
+        Parameters
+        ----------
+        X : pandas.DataFrame, shape (n_samples,)
+        y : structured ndarray, shape (n_samples,)
+
+        Returns
+        -------
+        cindex : float
+        """
+        event, time = check_survival_y(y, n_samples=len(X), require_events=False)
+        return concordance_index_censored(event, time, self.predict(X))[0]
+
+
+def _unwrap_frozen(obj):
+    """Accept ``sklearn.frozen.FrozenEstimator(pretrainer)`` as well as the pretrainer."""
+    inner = getattr(obj, "estimator", None)
+    if type(obj).__name__ == "FrozenEstimator" and inner is not None:
+        return inner
+    return obj
+
