@@ -136,6 +136,9 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         torch threads during ``fit`` / ``predict`` (default: torch's setting).
     verbose : int, default=0
         0 silent, 1 an epoch table, 2 also a progress bar per epoch.
+    callbacks : list of skorch callbacks or (name, callback) pairs, optional
+        Extra skorch callbacks, run after the built-in ones (so they see this
+        epoch's ``valid_cindex``), e.g. :class:`survbehrt.tuning.PruningCallback`.
 
     Attributes
     ----------
@@ -204,6 +207,7 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         device="cpu",
         n_threads=None,
         verbose=0,
+        callbacks=None,
     ):
         self.strategy = strategy
         self.loss = loss
@@ -236,6 +240,7 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         self.device = device
         self.n_threads = n_threads
         self.verbose = verbose
+        self.callbacks = callbacks
 
     # ------------------------------------------------------------------ sklearn protocol
 
@@ -329,6 +334,10 @@ class BEHRTSurvivalEstimator(BaseEstimator):
             )))
         if self.verbose >= 2:
             callbacks.append(("progress", ProgressBar()))
+        for i, cb in enumerate(self.callbacks or []):
+            # used as given (skorch re-initialises callbacks each fit); not copied, since
+            # a callback may hold a live object such as an Optuna trial
+            callbacks.append(cb if isinstance(cb, tuple) else (f"user_{i}", cb))
         return callbacks
 
     def fit(self, X, y):
