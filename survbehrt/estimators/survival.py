@@ -17,6 +17,7 @@ from skorch.callbacks import (
     ProgressBar,
 )
 from skorch.helper import predefined_split
+from sksurv.exceptions import NoComparablePairException
 from sksurv.metrics import concordance_index_censored
 
 from ..data.batching import EHRDataset
@@ -137,8 +138,9 @@ class BEHRTSurvivalEstimator(BaseEstimator):
     verbose : int, default=0
         0 silent, 1 an epoch table, 2 also a progress bar per epoch.
     callbacks : list of skorch callbacks or (name, callback) pairs, optional
-        Extra skorch callbacks, run after the built-in ones (so they see this
-        epoch's ``valid_cindex``), e.g. :class:`survbehrt.tuning.PruningCallback`.
+        Extra skorch callbacks, run after the validation C-index is recorded and
+        before early stopping (so they see every epoch's ``valid_cindex``), e.g.
+        :class:`survbehrt.tuning.PruningCallback`.
 
     Attributes
     ----------
@@ -255,6 +257,46 @@ class BEHRTSurvivalEstimator(BaseEstimator):
             pretrained = clone(pretrained, safe=False)
         return type(self)(pretrained=pretrained, **new_params)
 
+    def get_params(self, deep=True):
+        """Get parameters of this estimator.
+
+        A fitted ``pretrained`` is shared between clones (see ``__sklearn_clone__``),
+        so its own parameters are not exposed as ``pretrained__*``: setting them
+        would change the shared object for every fold and candidate.
+
+        Parameters
+        ----------
+        deep : bool, default=True
+            Include the parameters of nested estimators (an unfitted ``pretrained``).
+
+        Returns
+        -------
+        params : dict
+        """
+        params = super().get_params(deep=deep)
+        if deep and _is_fitted_pretrainer(_unwrap_frozen(self.pretrained)):
+            params = {k: v for k, v in params.items() if not k.startswith("pretrained__")}
+        return params
+
+    def set_params(self, **params):
+        """Set parameters; ``pretrained__*`` is refused for a fitted, shared pretrainer.
+
+        Parameters
+        ----------
+        **params : dict
+
+        Returns
+        -------
+        self : BEHRTSurvivalEstimator
+        """
+        nested = [k for k in params if k.startswith("pretrained__")]
+        if nested and _is_fitted_pretrainer(_unwrap_frozen(params.get("pretrained", self.pretrained))):
+            raise ValueError(
+                f"cannot set {nested}: a fitted `pretrained` is shared by every clone and is "
+                f"never refitted. Fit another BEHRTPretrainer and pass it as `pretrained`."
+            )
+        return super().set_params(**params)
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.two_d_array = False
@@ -324,6 +366,11 @@ class BEHRTSurvivalEstimator(BaseEstimator):
                     callbacks.append((f"valid_{part}", PassthroughScoring(f"valid_{part}")))
         if has_valid:
             callbacks.append(("valid_cindex", ValidationConcordance()))
+        for i, cb in enumerate(self.callbacks or []):
+            # After the validation C-index (so they can read it), before early stopping
+            # (so they see the epoch that stops training). Used as given: skorch
+            # re-initialises callbacks each fit, and one may hold a live Optuna trial.
+            callbacks.append(cb if isinstance(cb, tuple) else (f"user_{i}", cb))
         if self.early_stopping is not None:
             cindex = self.early_stopping == "cindex"
             callbacks.append(("early_stopping", EarlyStopping(
@@ -334,10 +381,6 @@ class BEHRTSurvivalEstimator(BaseEstimator):
             )))
         if self.verbose >= 2:
             callbacks.append(("progress", ProgressBar()))
-        for i, cb in enumerate(self.callbacks or []):
-            # used as given (skorch re-initialises callbacks each fit); not copied, since
-            # a callback may hold a live object such as an Optuna trial
-            callbacks.append(cb if isinstance(cb, tuple) else (f"user_{i}", cb))
         return callbacks
 
     def fit(self, X, y):
@@ -535,9 +578,18 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         Returns
         -------
         cindex : float
+            NaN when ``y`` has no events or no comparable pair (the C-index is
+            undefined), so that a cross-validation fold without events does not
+            abort a search.
         """
         event, time = check_survival_y(y, n_samples=len(X), require_events=False)
-        return concordance_index_censored(event, time, self.predict(X))[0]
+        risk = self.predict(X)
+        if not event.any():  # e.g. a CV test fold without events: undefined, not an error
+            return float("nan")
+        try:
+            return concordance_index_censored(event, time, risk)[0]
+        except NoComparablePairException:
+            return float("nan")
 
 
 def _unwrap_frozen(obj):
