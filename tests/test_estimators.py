@@ -347,3 +347,16 @@ def test_fit_leaves_global_torch_rng_alone(data):
         warnings.simplefilter("ignore")
         tiny_estimator(max_epochs=1).fit(X, y)
     torch.testing.assert_close(torch.rand(3), expected)
+
+
+def test_all_unknown_last_visit_still_informs_prediction(fitted):
+    # Two patients differ only in the age of an all-unknown last visit: [UNK] tokens are
+    # pooled, so the last visit's representation (and the risk) sees that visit.
+    a = pd.DataFrame({"codes": [[["C1"], ["NEW-1", "NEW-2"]]], "ages": [[50.0, 51.0]],
+                      "index_age": [51.0]})
+    b = a.copy()
+    b["ages"] = [[50.0, 80.0]]
+    b["index_age"] = [80.0]
+    assert fitted.predict(a)[0] != fitted.predict(b)[0]
+    visit = fitted.predict_visit_risks(a)[0]
+    assert np.isfinite(visit).all() and len(visit) == 2

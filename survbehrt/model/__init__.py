@@ -1,0 +1,79 @@
+"""The BEHRT model: embeddings, encoder, visit pooling, heads, LoRA and pre-training objectives.
+
+Modules take the batch keys of ``docs/dev/interfaces.md`` as keyword arguments
+(``module(**batch)``) and ignore keys they do not use.
+"""
+
+from .behrt import (
+    OBJECTIVES,
+    BEHRTEncoder,
+    BEHRTPretrainingModule,
+    BEHRTSurvivalModule,
+    init_weights,
+)
+from .config import (
+    CLS_ID,
+    MASK_ID,
+    N_SPECIAL,
+    PAD_ID,
+    PRESETS,
+    SEP_ID,
+    UNK_ID,
+    BEHRTConfig,
+    as_config,
+)
+from .embeddings import BEHRTEmbeddings, SinusoidalPositionEmbedding, sinusoidal_table
+from .encoder import MultiHeadSelfAttention, TransformerEncoderLayer, build_attention_mask
+from .heads import HazardHead, MLMHead, NextVisitHead
+from .lora import (
+    ATTENTION_TARGETS,
+    FEEDFORWARD_TARGETS,
+    STRATEGIES,
+    LoRALinear,
+    apply_lora,
+    configure_trainable,
+    lora_parameters,
+    merge_lora,
+)
+from .pooling import code_token_mask, pool_visits
+from .pretraining import IGNORE_INDEX, mask_tokens, next_visit_targets, pretraining_loss
+
+__all__ = [
+    "ATTENTION_TARGETS",
+    "CLS_ID",
+    "FEEDFORWARD_TARGETS",
+    "IGNORE_INDEX",
+    "MASK_ID",
+    "N_SPECIAL",
+    "OBJECTIVES",
+    "PAD_ID",
+    "PRESETS",
+    "SEP_ID",
+    "STRATEGIES",
+    "UNK_ID",
+    "BEHRTConfig",
+    "BEHRTEmbeddings",
+    "BEHRTEncoder",
+    "BEHRTPretrainingModule",
+    "BEHRTSurvivalModule",
+    "HazardHead",
+    "LoRALinear",
+    "MLMHead",
+    "MultiHeadSelfAttention",
+    "NextVisitHead",
+    "SinusoidalPositionEmbedding",
+    "TransformerEncoderLayer",
+    "apply_lora",
+    "as_config",
+    "build_attention_mask",
+    "code_token_mask",
+    "configure_trainable",
+    "init_weights",
+    "lora_parameters",
+    "mask_tokens",
+    "merge_lora",
+    "next_visit_targets",
+    "pool_visits",
+    "pretraining_loss",
+    "sinusoidal_table",
+]

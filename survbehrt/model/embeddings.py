@@ -1,0 +1,157 @@
+"""Token embeddings of BEHRT: code + age + visit + position (+ time before prediction)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .config import PAD_ID, BEHRTConfig, as_config
+
+__all__ = ["BEHRTEmbeddings", "SinusoidalPositionEmbedding", "sinusoidal_table"]
+
+
+def sinusoidal_table(num_positions: int, dim: int) -> Tensor:
+    """Fixed sine / cosine position table of "Attention is all you need".
+
+    Parameters
+    ----------
+    num_positions : int
+        Number of rows (positions ``0 .. num_positions - 1``).
+    dim : int
+        Embedding width; even columns hold sines, odd columns cosines.
+
+    Returns
+    -------
+    torch.Tensor
+        Float tensor of shape ``(num_positions, dim)``.
+    """
+    position = torch.arange(num_positions, dtype=torch.float64).unsqueeze(1)
+    freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float64) * (-math.log(10000.0) / dim))
+    table = torch.zeros(num_positions, dim, dtype=torch.float64)
+    table[:, 0::2] = torch.sin(position * freq)
+    table[:, 1::2] = torch.cos(position * freq[: dim // 2])  # odd dim: one cosine fewer
+    return table.float()
+
+
+class SinusoidalPositionEmbedding(nn.Module):
+    """Position embedding read from a fixed sinusoidal table (no parameters).
+
+    Parameters
+    ----------
+    num_positions : int
+        Number of positions in the table.
+    dim : int
+        Embedding width.
+    """
+
+    def __init__(self, num_positions: int, dim: int) -> None:
+        super().__init__()
+        self.num_embeddings = num_positions
+        # Not persistent: the table is a function of the config, so state dicts of
+        # learned and sinusoidal models differ only by real parameters.
+        self.register_buffer("table", sinusoidal_table(num_positions, dim), persistent=False)
+
+    def forward(self, positions: Tensor) -> Tensor:
+        """Look up positions.
+
+        Parameters
+        ----------
+        positions : torch.Tensor
+            Long tensor of positions, any shape.
+
+        Returns
+        -------
+        torch.Tensor
+            ``positions.shape + (dim,)``.
+        """
+        return F.embedding(positions, self.table)
+
+
+class BEHRTEmbeddings(nn.Module):
+    """Sum of code, age, visit, position and time embeddings, then LayerNorm and dropout.
+
+    The code, age and time tables use ``padding_idx=0``: their padding rows are
+    zero and receive no gradient. Visit index 0 and position 0 are real values (the
+    first visit / token), so those tables have no padding row; padding tokens are
+    masked out downstream anyway. Age, time, visit and position ids past the end
+    of their table are clipped to its last row.
+
+    Parameters
+    ----------
+    config : BEHRTConfig or mapping
+        Model configuration.
+
+    Attributes
+    ----------
+    code, age, visit, time : torch.nn.Embedding
+        The tables (``time`` is None when ``use_time_embedding=False``).
+    position : torch.nn.Embedding or SinusoidalPositionEmbedding
+        Learned or fixed position table.
+    norm : torch.nn.LayerNorm
+    dropout : torch.nn.Dropout
+    """
+
+    def __init__(self, config: BEHRTConfig) -> None:
+        super().__init__()
+        config = as_config(config)
+        dim = config.embedding_dim
+        self.code = nn.Embedding(config.vocab_size, dim, padding_idx=PAD_ID)
+        self.age = nn.Embedding(config.n_age_bins, dim, padding_idx=0)
+        self.visit = nn.Embedding(config.max_visits, dim)
+        if config.position_embedding == "learned":
+            self.position: nn.Module = nn.Embedding(config.max_position, dim)
+        else:
+            self.position = SinusoidalPositionEmbedding(config.max_position, dim)
+        self.time = (
+            nn.Embedding(config.n_time_bins, dim, padding_idx=0)
+            if config.use_time_embedding
+            else None
+        )
+        self.norm = nn.LayerNorm(dim, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.dropout)
+        self._max_age = config.n_age_bins - 1
+        self._max_visit = config.max_visits - 1
+        self._max_position = config.max_position - 1
+        self._max_time = config.n_time_bins - 1
+
+    def forward(
+        self,
+        codes: Tensor,
+        age_bins: Tensor,
+        visits: Tensor,
+        positions: Tensor,
+        time_bins: Tensor | None = None,
+    ) -> Tensor:
+        """Embed a padded batch of token sequences.
+
+        Parameters
+        ----------
+        codes, age_bins, visits, positions : torch.Tensor
+            Long tensors of shape ``(B, L)`` (see docs/dev/interfaces.md).
+        time_bins : torch.Tensor of shape (B, L), optional
+            Required when the time embedding is used; ignored otherwise.
+
+        Returns
+        -------
+        torch.Tensor
+            Embeddings of shape ``(B, L, D)``.
+
+        Raises
+        ------
+        ValueError
+            If the time embedding is used and ``time_bins`` is None.
+        """
+        # Accumulate in place: embedding backward needs the indices only, not the
+        # output, so this is autograd-safe and saves four (B, L, D) temporaries.
+        x = self.code(codes)
+        x += self.age(age_bins.clamp_max(self._max_age))
+        x += self.visit(visits.clamp_max(self._max_visit))
+        x += self.position(positions.clamp_max(self._max_position))
+        if self.time is not None:
+            if time_bins is None:
+                raise ValueError("time_bins is required when use_time_embedding=True")
+            x += self.time(time_bins.clamp_max(self._max_time))
+        return self.dropout(self.norm(x))

@@ -1,0 +1,85 @@
+"""Visit pooling: the mean of each visit's code tokens, vectorised over the batch."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .config import N_SPECIAL, UNK_ID
+
+__all__ = ["code_token_mask", "pool_visits"]
+
+
+def code_token_mask(
+    codes: Tensor, attention_mask: Tensor | None = None, include_unknown: bool = False
+) -> Tensor:
+    """Mask of the tokens that are real codes (no padding, no special token).
+
+    Parameters
+    ----------
+    codes : torch.Tensor of shape (B, L)
+        Token ids.
+    attention_mask : torch.Tensor of shape (B, L), optional
+        True for real tokens; padding has id 0 anyway, so it only matters when
+        padding carries another id.
+    include_unknown : bool, default=False
+        Also keep ``[UNK]`` tokens (a code unseen at fit time is still an event).
+
+    Returns
+    -------
+    torch.Tensor
+        Bool tensor of shape ``(B, L)``: ``attention_mask & (codes >= N_SPECIAL)``.
+    """
+    mask = codes >= (UNK_ID if include_unknown else N_SPECIAL)
+    if attention_mask is not None:
+        mask &= attention_mask.bool()  # no copy when already bool
+    return mask
+
+
+def pool_visits(
+    hidden: Tensor,
+    visits: Tensor,
+    token_mask: Tensor,
+    num_visits: int | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Mean of each visit's selected tokens.
+
+    One ``index_add_`` over the flattened ``(batch, visit)`` index: no loop over
+    patients or visits. Unselected tokens (and tokens whose visit index is
+    ``>= num_visits``) are routed to a dummy row that is dropped.
+
+    Parameters
+    ----------
+    hidden : torch.Tensor of shape (B, L, D)
+        Token representations.
+    visits : torch.Tensor of shape (B, L)
+        Visit index of each token (0-based).
+    token_mask : torch.Tensor of shape (B, L)
+        Bool, True for the tokens to pool (real code tokens, see
+        :func:`code_token_mask`).
+    num_visits : int, optional
+        Number of visit slots ``V`` (e.g. ``batch["visit_mask"].shape[1]``);
+        default ``visits.max() + 1``.
+
+    Returns
+    -------
+    visit_repr : torch.Tensor of shape (B, V, D)
+        Mean of each visit's tokens; zeros for a visit without a selected token.
+    visit_mask : torch.Tensor of shape (B, V)
+        True where the visit had at least one selected token.
+    """
+    b, length, dim = hidden.shape
+    if num_visits is None:
+        num_visits = int(visits.max()) + 1 if visits.numel() else 0
+    n_rows = b * num_visits
+    keep = token_mask & (visits < num_visits)
+    # flat row index b * V + v; dropped tokens go to the extra row n_rows (this also
+    # keeps non-finite values at padding positions out of the sums).
+    base = torch.arange(b, device=visits.device).unsqueeze(1) * num_visits
+    index = torch.where(keep, base + visits, n_rows).reshape(-1)
+    sums = hidden.new_zeros(n_rows + 1, dim).index_add_(0, index, hidden.reshape(-1, dim))
+    counts = hidden.new_zeros(n_rows + 1).index_add_(0, index, keep.reshape(-1).to(hidden.dtype))
+    counts = counts[:n_rows].view(b, num_visits)
+    visit_mask = counts > 0
+    visit_repr = sums[:n_rows].view(b, num_visits, dim) / counts.clamp_min(1).unsqueeze(-1)
+    return visit_repr, visit_mask
