@@ -338,7 +338,7 @@ def calibration_table(y, surv_at_horizon, horizon, n_groups=10):
 class DCalibrationResult(NamedTuple):
     """Result of :func:`d_calibration`.
 
-    Parameters
+    Attributes
     ----------
     statistic : float
         Pearson chi-square statistic against the uniform distribution.

@@ -227,6 +227,20 @@ class PruningCallback(Callback):
         self.monitor = monitor
 
     def on_epoch_end(self, net, **kwargs):
+        """Report this epoch's value to the trial; prune when the pruner says so.
+
+        Parameters
+        ----------
+        net : skorch.NeuralNet
+            The net being fitted; ``net.history[-1][monitor]`` is reported.
+        **kwargs
+            Other skorch callback arguments, unused.
+
+        Raises
+        ------
+        optuna.TrialPruned
+            When ``trial.should_prune()``.
+        """
         if self.trial is None:
             raise RuntimeError(
                 "this PruningCallback has no trial: it was unpickled (the trial is not "

@@ -185,7 +185,13 @@ class BucketBatchSampler(Sampler):
         return -(-len(self.lengths) // self.batch_size)
 
     def batches(self) -> list:
-        """One epoch of batches (a list of index arrays)."""
+        """One epoch of batches.
+
+        Returns
+        -------
+        list of ndarray of int
+            Index arrays of at most ``batch_size`` patients; every patient once.
+        """
         n = len(self.lengths)
         if not self.shuffle:
             order = np.argsort(self.lengths, kind="stable")

@@ -95,7 +95,19 @@ class TokenizedEHR:
         return int(self.offsets[-1])
 
     def patient(self, i: int) -> dict:
-        """The token arrays of patient ``i`` (views), for inspection and tests."""
+        """The token arrays of one patient, for inspection and tests.
+
+        Parameters
+        ----------
+        i : int
+            Patient position.
+
+        Returns
+        -------
+        dict of str to ndarray
+            Views of ``codes``, ``age_bins``, ``visits``, ``positions``, ``time_bins``
+            and ``visit_times`` of that patient.
+        """
         sl = slice(self.offsets[i], self.offsets[i + 1])
         vs = slice(self.visit_offsets[i], self.visit_offsets[i + 1])
         return {
@@ -133,7 +145,13 @@ class TokenizedEHR:
         )
 
     def nbytes(self) -> int:
-        """Memory held by the arrays, in bytes."""
+        """Memory held by the arrays.
+
+        Returns
+        -------
+        int
+            Bytes.
+        """
         return sum(getattr(self, f.name).nbytes for f in fields(self))
 
 

@@ -68,7 +68,14 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
     ----------
     objective : {"mlm", "next_visit", "both"}, default="both"
     mask_prob : float, default=0.15
-    embedding_dim, num_layers, num_heads, ff_dim : int, default=64, 2, 4, 256
+    embedding_dim : int, default=64
+        Width of the hidden states and of the embeddings ``transform`` returns.
+    num_layers : int, default=2
+        Transformer layers.
+    num_heads : int, default=4
+        Attention heads; must divide ``embedding_dim``.
+    ff_dim : int, default=256
+        Inner width of the feed-forward blocks.
     dropout : float, default=0.1
     max_length : int, default=256
         Tokens per patient; longer histories keep their most recent whole visits.

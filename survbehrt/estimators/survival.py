@@ -101,14 +101,24 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         parameters below are then ignored. A fitted pretrainer survives
         :func:`sklearn.base.clone` (it is shared, never refitted or modified), so
         every CV fold and search trial starts from its weights.
-    lora_rank, lora_alpha, lora_dropout : int, float, float, default=8, 16, 0.0
-        LoRA adapter rank, scaling numerator and dropout (``strategy="lora"``).
+    lora_rank : int, default=8
+        Rank of the LoRA adapters (``strategy="lora"``).
+    lora_alpha : float, default=16
+        LoRA scaling numerator: the adapter update is scaled by ``alpha / rank``.
+    lora_dropout : float, default=0.0
+        Dropout on the adapters' input.
     lora_feedforward : bool, default=False
         Also put adapters on the feed-forward layers.
     train_embeddings : bool, default=False
         With ``"frozen"`` or ``"lora"``, also train the embeddings.
-    embedding_dim, num_layers, num_heads, ff_dim : int, default=64, 2, 4, 256
-        Architecture (ignored with ``pretrained``).
+    embedding_dim : int, default=64
+        Width of the hidden states (ignored with ``pretrained``, as are the next three).
+    num_layers : int, default=2
+        Transformer layers.
+    num_heads : int, default=4
+        Attention heads; must divide ``embedding_dim``.
+    ff_dim : int, default=256
+        Inner width of the feed-forward blocks.
     dropout : float, default=0.1
     max_length : int, default=256
         Tokens per patient; longer histories keep their most recent whole visits.
@@ -156,8 +166,10 @@ class BEHRTSurvivalEstimator(BaseEstimator):
     history_ : skorch.History
         Per-epoch ``train_loss``, ``valid_loss``, ``valid_cindex`` and, for the hybrid
         loss, ``train_nll`` / ``train_ranking`` (and ``valid_*``).
-    n_trainable_params_, n_params_ : int
-        Trainable and total parameter counts of the module.
+    n_trainable_params_ : int
+        Parameters that train under ``strategy``.
+    n_params_ : int
+        All parameters of the module (LoRA adapters included).
     feature_names_in_ : ndarray of str
         Columns of ``X`` seen in ``fit``.
 

@@ -130,6 +130,12 @@ class LoRALinear(nn.Module):
         return self.base
 
     def extra_repr(self) -> str:
+        """Summary shown by ``repr``.
+
+        Returns
+        -------
+        str
+        """
         return f"rank={self.rank}, alpha={self.alpha:g}"
 
 
