@@ -1,11 +1,14 @@
 """Data contract, tokenization and batching for patient histories."""
 
 from .batching import BucketBatchSampler, EHRDataset, collate_tokens, padding_fraction
+from .events import from_events
+from .features import CodeCountTransformer
 from .tokenizer import N_SPECIAL, EHRTokenizer, TokenizedEHR
 from .validation import check_ehr_frame, check_survival_y, flatten_ehr
 
 __all__ = [
     "BucketBatchSampler",
+    "CodeCountTransformer",
     "EHRDataset",
     "EHRTokenizer",
     "N_SPECIAL",
@@ -14,5 +17,6 @@ __all__ = [
     "check_survival_y",
     "collate_tokens",
     "flatten_ehr",
+    "from_events",
     "padding_fraction",
 ]
