@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import os
 import platform
+import signal
+import threading
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -259,6 +261,37 @@ def _oracle_row(true_risk, y_test, y_train):
     }
 
 
+class _InterruptFlag:
+    """Remember a Ctrl-C even when a library swallows it.
+
+    skorch catches ``KeyboardInterrupt`` in ``fit`` to end training early, so the
+    benchmark would carry on with a half-trained model. The handler records the
+    interrupt (and still raises, so skorch stops the fit); :meth:`check` re-raises
+    after the fit returns.
+    """
+
+    def __init__(self):
+        self.raised = False
+        self._previous = None
+
+    def _handler(self, signum, frame):
+        self.raised = True
+        raise KeyboardInterrupt
+
+    def install(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+
+    def uninstall(self):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+    def check(self):
+        if self.raised:
+            raise KeyboardInterrupt
+
+
 def summarize(rows: pd.DataFrame) -> pd.DataFrame:
     """Mean and standard deviation over folds of every metric, one row per model.
 
@@ -383,7 +416,9 @@ def run_benchmark(settings: BenchmarkSettings | None = None, out="benchmark_resu
     log(f"benchmark: {settings.dataset}, {len(X)} patients, {event.mean():.0%} events, "
         f"{settings.folds} folds, models {list(models)}")
     complete = False
+    interrupt = _InterruptFlag()
     try:
+        interrupt.install()
         fold_bar = tqdm(list(folds.split(np.zeros(len(X)), event)), desc="folds", disable=quiet)
         for fold, (tr, te) in enumerate(fold_bar):
             X_tr, X_te, y_tr, y_te = X.iloc[tr], X.iloc[te], y[tr], y[te]
@@ -392,6 +427,7 @@ def run_benchmark(settings: BenchmarkSettings | None = None, out="benchmark_resu
                 t0 = time.perf_counter()
                 pretrainer = make_pretrainer(settings).fit(X_tr)
                 pretrain_time = time.perf_counter() - t0
+                interrupt.check()
             for name, template in tqdm(models.items(), desc=f"fold {fold}", leave=False, disable=quiet):
                 model = clone(template)
                 if name.startswith("BEHRT"):
@@ -399,6 +435,9 @@ def run_benchmark(settings: BenchmarkSettings | None = None, out="benchmark_resu
                 t0 = time.perf_counter()
                 model.fit(X_tr, y_tr)
                 fit_time = time.perf_counter() - t0
+                interrupt.check()  # a fit cut short by Ctrl-C is not reported
+                # a tuned baseline is a search: evaluate its refitted best model
+                model = getattr(model, "best_estimator_", model)
                 result, predict_time = _evaluate(model, X_te, y_te, y_tr)
                 rows.append({"model": name, "fold": fold,
                              **{m: result[m] for m in METRICS if m in result},
@@ -415,6 +454,8 @@ def run_benchmark(settings: BenchmarkSettings | None = None, out="benchmark_resu
         complete = True
     except KeyboardInterrupt:
         log("interrupted: the finished folds are saved.")
+    finally:
+        interrupt.uninstall()
     summary = _write(out, rows, settings, started, complete=complete)
     if plots and len(summary):
         _plot_cindex(out, pd.DataFrame(rows))

@@ -42,7 +42,9 @@ BIRTH_MAP = {20: T(BIRTH_20)}
 
 def _events():
     s, t, c = zip(*ROWS)
-    return pd.DataFrame({"subject_id": list(s), "time": pd.to_datetime(list(t), format="ISO8601"), "code": list(c)})
+    return pd.DataFrame(
+        {"subject_id": list(s), "time": pd.to_datetime(list(t), format="ISO8601"), "code": list(c)}
+    )
 
 
 def _convert(events=None, **kwargs):
@@ -151,13 +153,19 @@ def test_numeric_days():
     assert X.loc[1, "codes"] == [["A", "B"], ["C"]]
     np.testing.assert_allclose(X.loc[1, "ages"], [7305 / 365.25, 8000 / 365.25])
     np.testing.assert_allclose(X.loc[2, "ages"], [100 / 365.25])
-    months = from_events(events, subject_col="pid", time_col="day", code_col="dx", age_unit_days=30.0)
+    months = from_events(
+        events, subject_col="pid", time_col="day", code_col="dx", age_unit_days=30.0
+    )
     np.testing.assert_allclose(months.loc[1, "ages"], [7305 / 30, 7305.5 / 30, 8000 / 30])
 
 
 def test_codes_are_converted_to_str():
     events = pd.DataFrame(
-        {"subject_id": [1, 1], "time": pd.to_datetime(["2000-01-01", "2001-01-01"]), "code": [401, 250]}
+        {
+            "subject_id": [1, 1],
+            "time": pd.to_datetime(["2000-01-01", "2001-01-01"]),
+            "code": [401, 250],
+        }
     )
     X = from_events(events, birth={1: T("1950-01-01")}, birth_code=None)
     assert X.loc[1, "codes"] == [["401"], ["250"]]
@@ -182,7 +190,10 @@ def test_timezone_aware_times():
         (lambda e: e.drop(columns="code"), "'code'"),
         (lambda e: e.assign(code=e["code"].where(e.index != 3, None)), "'code'"),
         (lambda e: e.assign(time=e["time"].where(e.index != 2, pd.NaT)), "'time'"),
-        (lambda e: e.assign(subject_id=e["subject_id"].astype(float).where(e.index != 4)), "'subject_id'"),
+        (
+            lambda e: e.assign(subject_id=e["subject_id"].astype(float).where(e.index != 4)),
+            "'subject_id'",
+        ),
     ],
 )
 def test_missing_columns_and_nulls_name_the_column(change, match):
@@ -200,7 +211,10 @@ def test_events_before_birth_raise():
 
 def test_conflicting_birth_rows_raise():
     events = pd.concat(
-        [_events(), pd.DataFrame({"subject_id": [10], "time": [T("1951-01-01")], "code": ["MEDS_BIRTH"]})]
+        [
+            _events(),
+            pd.DataFrame({"subject_id": [10], "time": [T("1951-01-01")], "code": ["MEDS_BIRTH"]}),
+        ]
     )
     with pytest.raises(ValueError, match="several different 'MEDS_BIRTH'"):
         from_events(events, birth=BIRTH_MAP)
@@ -226,8 +240,12 @@ def test_polars_input_gives_the_same_frame():
     pl = pytest.importorskip("polars")
     events = pl.from_pandas(_events())
     pd.testing.assert_frame_equal(_convert(events), _convert(), check_index_type=False)
-    pt = pl.DataFrame({"subject_id": list(PREDICTION), "prediction_time": list(PREDICTION.values())})
-    pd.testing.assert_frame_equal(_convert(events, prediction_times=pt), _convert(), check_index_type=False)
+    pt = pl.DataFrame(
+        {"subject_id": list(PREDICTION), "prediction_time": list(PREDICTION.values())}
+    )
+    pd.testing.assert_frame_equal(
+        _convert(events, prediction_times=pt), _convert(), check_index_type=False
+    )
 
 
 def test_round_trip_of_the_synthetic_events():
@@ -267,3 +285,10 @@ def test_many_events_are_converted():
     n_visits = events.drop_duplicates(["subject_id", "time"]).groupby("subject_id").size()
     np.testing.assert_array_equal(X["codes"].map(len).to_numpy(), n_visits.to_numpy())
     assert all(np.all(np.diff(a) > 0) for a in X["ages"])
+
+
+def test_all_subjects_dropped_gives_an_empty_frame():
+    events = _events()
+    with pytest.warns(UserWarning, match="no birth time"):
+        X = from_events(events[events["code"] != "MEDS_BIRTH"])
+    assert X.empty and list(X.columns) == ["codes", "ages", "index_age"]

@@ -32,10 +32,10 @@ def _list_ids(ids) -> str:
 
 
 def _events_frame(events, columns) -> pd.DataFrame:
-    """The needed columns of a pandas or polars frame, as pandas."""
-    if _is_polars(events):
-        if not hasattr(events, "columns") or not hasattr(events, "to_pandas"):
-            raise TypeError(f"events must be a DataFrame; got {type(events).__module__}.{type(events).__name__}.")
+    """The needed columns of a pandas or polars (lazy) frame, as pandas."""
+    if _is_polars(events) and hasattr(events, "collect"):  # a LazyFrame
+        available = list(events.collect_schema().names())
+    elif _is_polars(events) and hasattr(events, "to_pandas") and hasattr(events, "columns"):
         available = list(events.columns)
     elif isinstance(events, pd.DataFrame):
         available = list(events.columns)
@@ -50,9 +50,10 @@ def _events_frame(events, columns) -> pd.DataFrame:
             f"columns with subject_col=, time_col= and code_col=."
         )
     if _is_polars(events):
-        if hasattr(events, "collect"):  # a LazyFrame
-            events = events.collect()
-        return events.select(columns).to_pandas()
+        selected = events.select(columns)
+        if hasattr(selected, "collect"):
+            selected = selected.collect()
+        return selected.to_pandas()
     return events[columns]
 
 
@@ -117,7 +118,9 @@ def _coerce_times(series: pd.Series, kind: str, what: str) -> pd.Series:
             raise TypeError(f"{what} must hold datetimes like the event times: {err}") from None
     if pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype):
         return series.astype(np.float64)
-    raise TypeError(f"{what} must hold numbers of days like the event times; got dtype {series.dtype}.")
+    raise TypeError(
+        f"{what} must hold numbers of days like the event times; got dtype {series.dtype}."
+    )
 
 
 def _check_same_tz(series: pd.Series, times: pd.Series, what: str, time_col: str) -> None:
@@ -260,7 +263,9 @@ def from_events(
     if not (np.isfinite(age_unit_days) and age_unit_days > 0):
         raise ValueError(f"age_unit_days must be a positive number; got {age_unit_days!r}.")
     if birth is None and birth_code is None:
-        raise ValueError("give the birth times: a birth= mapping or the birth_code of the birth rows.")
+        raise ValueError(
+            "give the birth times: a birth= mapping or the birth_code of the birth rows."
+        )
 
     df = _events_frame(events, [subject_col, time_col, code_col])
     for col in (subject_col, time_col, code_col):
@@ -278,7 +283,9 @@ def from_events(
 
     # --- birth times: the mapping first, then the birth rows ---------------------------
     is_birth = (codes == birth_code) if birth_code is not None else np.zeros(len(df), bool)
-    birth_rows = pd.DataFrame({"s": subjects[is_birth], "t": times[is_birth].reset_index(drop=True)})
+    birth_rows = pd.DataFrame(
+        {"s": subjects[is_birth], "t": times[is_birth].reset_index(drop=True)}
+    )
     by_subject = birth_rows.groupby("s", sort=False)["t"]
     lo, hi = by_subject.min(), by_subject.max()
     conflict = lo.index[(lo != hi).to_numpy()]
@@ -292,7 +299,9 @@ def from_events(
         given = _coerce_times(_as_series(birth, "birth", subject_col), kind, "birth")
         if kind == "datetime":
             _check_same_tz(given, times, "birth", time_col)
-        birth_series = given.dropna().combine_first(birth_series) if len(birth_series) else given.dropna()
+        birth_series = (
+            given.dropna().combine_first(birth_series) if len(birth_series) else given.dropna()
+        )
     birth_series = birth_series[~birth_series.index.duplicated()]
 
     # --- the events proper ------------------------------------------------------------------
@@ -300,7 +309,7 @@ def from_events(
     ev_subject = subjects[keep]
     ev_time = times[keep].reset_index(drop=True)
     ev_code = codes[keep]
-    ev_birth = pd.Series(ev_subject).map(birth_series)
+    ev_birth = birth_series.reindex(ev_subject).reset_index(drop=True)
     has_birth = ev_birth.notna().to_numpy()
 
     if prediction_times is not None:
@@ -314,7 +323,7 @@ def from_events(
                 f"prediction_times is missing for the subject(s) {_list_ids(pt.index[pt.isna()])}."
             )
         wanted = pt.index
-        ev_pt = pd.Series(ev_subject).map(pt)
+        ev_pt = pt.reindex(ev_subject).reset_index(drop=True)
         sel = ev_pt.notna().to_numpy() & has_birth
     else:
         pt = None
@@ -323,7 +332,10 @@ def from_events(
 
     ev_subject, ev_code = ev_subject[sel], ev_code[sel]
     ev_time = ev_time[sel].reset_index(drop=True)
-    ev_days = _days(_subtract(ev_time, ev_birth[sel].reset_index(drop=True), time_col))
+    if sel.any():
+        ev_days = _days(_subtract(ev_time, ev_birth[sel].reset_index(drop=True), time_col))
+    else:
+        ev_days = np.zeros(0, dtype=np.float64)
     if (ev_days < 0).any():
         bad = pd.unique(ev_subject[ev_days < 0])
         raise ValueError(
@@ -389,7 +401,11 @@ def from_events(
     else:
         index_age = visit_age[np.asarray(v_ends, dtype=np.int64) - 1]
     X = pd.DataFrame(
-        {"codes": codes_col, "ages": ages_col, "index_age": np.asarray(index_age, dtype=np.float64)},
+        {
+            "codes": pd.Series(codes_col, index=index, dtype=object),
+            "ages": pd.Series(ages_col, index=index, dtype=object),
+            "index_age": pd.Series(np.asarray(index_age, dtype=np.float64), index=index),
+        },
         index=index,
     )
 

@@ -121,7 +121,9 @@ class CodeCountTransformer(TransformerMixin, BaseEstimator):
         mf = self.min_frequency
         if isinstance(mf, numbers.Integral) and not isinstance(mf, bool):
             if mf < 1:
-                raise ValueError(f"min_frequency must be an int >= 1 or a float in (0, 1); got {mf!r}.")
+                raise ValueError(
+                    f"min_frequency must be an int >= 1 or a float in (0, 1); got {mf!r}."
+                )
             threshold = int(mf)
         elif isinstance(mf, numbers.Real) and 0.0 < mf < 1.0:
             threshold = max(1, int(np.ceil(mf * n_patients)))
@@ -130,7 +132,9 @@ class CodeCountTransformer(TransformerMixin, BaseEstimator):
         if self.max_features is not None and not (
             isinstance(self.max_features, numbers.Integral) and self.max_features >= 1
         ):
-            raise ValueError(f"max_features must be None or an int >= 1; got {self.max_features!r}.")
+            raise ValueError(
+                f"max_features must be None or an int >= 1; got {self.max_features!r}."
+            )
         return threshold
 
     def fit(self, X, y=None):
@@ -154,7 +158,11 @@ class CodeCountTransformer(TransformerMixin, BaseEstimator):
         rows = _code_rows(flat)
         # Document frequency: in how many patients each code occurs (repeats count once).
         pairs = np.unique(rows.astype(np.int64) * len(uniques) + ids)
-        freq = np.bincount(pairs % len(uniques), minlength=len(uniques)) if len(uniques) else np.zeros(0, np.int64)
+        freq = (
+            np.bincount(pairs % len(uniques), minlength=len(uniques))
+            if len(uniques)
+            else np.zeros(0, np.int64)
+        )
         uniques = np.asarray(uniques, dtype=object)
         keep = freq >= threshold
         codes, freq = uniques[keep], freq[keep]
