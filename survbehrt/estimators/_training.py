@@ -13,7 +13,13 @@ import math
 import numpy as np
 import torch
 from skorch import NeuralNet
-from skorch.callbacks import Callback
+from skorch.callbacks import (
+    Callback,
+    GradientNormClipping,
+    LRScheduler,
+    PassthroughScoring,
+    ProgressBar,
+)
 
 from ..data.batching import BucketBatchSampler, EHRDataset, collate_tokens, dataset_lengths
 
@@ -26,6 +32,7 @@ __all__ = [
     "MaskedEHRDataset",
     "ValidationConcordance",
     "batched_inference",
+    "standard_callbacks",
     "to_device",
 ]
 
@@ -99,6 +106,55 @@ class WarmupCosine:
             return (step + 1) / self.warmup_steps
         progress = min(1.0, (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps))
         return self.floor + (1 - self.floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def standard_callbacks(max_epochs: int, n_train: int, batch_size: int, gradient_clip: float,
+                       loss_parts=(), has_valid: bool = False) -> list:
+    """The callbacks both estimators train with.
+
+    Linear warm-up and cosine decay stepped every batch, gradient-norm clipping, and
+    epoch means of the loss components (``train_<part>``, ``valid_<part>``) that the
+    nets record per batch.
+
+    Parameters
+    ----------
+    max_epochs, n_train, batch_size : int
+        Fix the schedule's length.
+    gradient_clip : float
+    loss_parts : iterable of str, default=()
+        Loss components logged per batch (e.g. ``("nll", "ranking")``).
+    has_valid : bool, default=False
+        Also average the validation components.
+
+    Returns
+    -------
+    list of (str, skorch.callbacks.Callback)
+    """
+    steps = max(1, max_epochs) * -(-n_train // batch_size)
+    callbacks = [
+        ("lr_schedule", LRScheduler(policy=torch.optim.lr_scheduler.LambdaLR,
+                                    lr_lambda=WarmupCosine(steps), step_every="batch")),
+        ("clip", GradientNormClipping(gradient_clip_value=gradient_clip)),
+    ]
+    for part in loss_parts:
+        callbacks.append((f"train_{part}", PassthroughScoring(f"train_{part}", on_train=True)))
+        if has_valid:
+            callbacks.append((f"valid_{part}", PassthroughScoring(f"valid_{part}")))
+    return callbacks
+
+
+def progress_callbacks(verbose: int) -> list:
+    """A progress bar per epoch when ``verbose >= 2``.
+
+    Parameters
+    ----------
+    verbose : int
+
+    Returns
+    -------
+    list of (str, skorch.callbacks.Callback)
+    """
+    return [("progress", ProgressBar())] if verbose >= 2 else []
 
 
 def last_visit_rows(logits: torch.Tensor, visit_mask: torch.Tensor) -> torch.Tensor:

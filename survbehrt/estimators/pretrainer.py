@@ -9,13 +9,7 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
-from skorch.callbacks import (
-    EarlyStopping,
-    GradientNormClipping,
-    LRScheduler,
-    PassthroughScoring,
-    ProgressBar,
-)
+from skorch.callbacks import EarlyStopping
 from skorch.helper import predefined_split
 
 from ..data.tokenizer import N_SPECIAL, EHRTokenizer
@@ -36,8 +30,9 @@ from ._training import (
     MaskedEHRDataset,
     PretrainingCriterion,
     PretrainingNet,
-    WarmupCosine,
     batched_inference,
+    progress_callbacks,
+    standard_callbacks,
     to_device,
 )
 
@@ -191,26 +186,14 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
             raise ValueError("early_stopping needs validation_fraction > 0.")
 
     def _make_net(self, module, seed, train_split=None, n_train=1):
-        steps = max(1, self.max_epochs) * -(-n_train // self.batch_size)
-        callbacks = [
-            ("lr_schedule", LRScheduler(
-                policy=torch.optim.lr_scheduler.LambdaLR,
-                lr_lambda=WarmupCosine(steps),
-                step_every="batch",
-            )),
-            ("clip", GradientNormClipping(gradient_clip_value=self.gradient_clip)),
-        ]
         parts = {"mlm": ("mlm",), "next_visit": ("next_visit",), "both": ("mlm", "next_visit")}
-        for part in parts[self.objective]:
-            callbacks.append((f"train_{part}", PassthroughScoring(f"train_{part}", on_train=True)))
-            if train_split is not None:
-                callbacks.append((f"valid_{part}", PassthroughScoring(f"valid_{part}")))
+        callbacks = standard_callbacks(self.max_epochs, n_train, self.batch_size, self.gradient_clip,
+                                       parts[self.objective], has_valid=train_split is not None)
         if self.early_stopping:
             callbacks.append(("early_stopping", EarlyStopping(
                 monitor="valid_loss", patience=self.patience, load_best=True
             )))
-        if self.verbose >= 2:
-            callbacks.append(("progress", ProgressBar()))
+        callbacks += progress_callbacks(self.verbose)
         return PretrainingNet(
             module=module,
             criterion=PretrainingCriterion(),

@@ -9,13 +9,7 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted, validate_data
-from skorch.callbacks import (
-    EarlyStopping,
-    GradientNormClipping,
-    LRScheduler,
-    PassthroughScoring,
-    ProgressBar,
-)
+from skorch.callbacks import EarlyStopping
 from skorch.helper import predefined_split
 from sksurv.exceptions import NoComparablePairException
 from sksurv.metrics import concordance_index_censored
@@ -48,9 +42,10 @@ from ._training import (
     BucketedLoader,
     SurvivalNet,
     ValidationConcordance,
-    WarmupCosine,
     _last_visit_logits,
     batched_inference,
+    progress_callbacks,
+    standard_callbacks,
 )
 
 __all__ = ["BEHRTSurvivalEstimator", "STRATEGIES", "LOSSES"]
@@ -362,20 +357,9 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         return HybridSurvivalLoss(rank_weight=self.rank_weight, sigma=self.rank_sigma)
 
     def _callbacks(self, n_train: int, has_valid: bool):
-        steps = max(1, self.max_epochs) * -(-n_train // self.batch_size)
-        callbacks = [
-            ("lr_schedule", LRScheduler(
-                policy=torch.optim.lr_scheduler.LambdaLR,
-                lr_lambda=WarmupCosine(steps),
-                step_every="batch",
-            )),
-            ("clip", GradientNormClipping(gradient_clip_value=self.gradient_clip)),
-        ]
-        if self.loss == "hybrid":
-            for part in ("nll", "ranking"):
-                callbacks.append((f"train_{part}", PassthroughScoring(f"train_{part}", on_train=True)))
-                if has_valid:
-                    callbacks.append((f"valid_{part}", PassthroughScoring(f"valid_{part}")))
+        parts = ("nll", "ranking") if self.loss == "hybrid" else ()
+        callbacks = standard_callbacks(self.max_epochs, n_train, self.batch_size,
+                                       self.gradient_clip, parts, has_valid)
         if has_valid:
             callbacks.append(("valid_cindex", ValidationConcordance()))
         for i, cb in enumerate(self.callbacks or []):
@@ -391,9 +375,7 @@ class BEHRTSurvivalEstimator(BaseEstimator):
                 patience=self.patience,
                 load_best=True,
             )))
-        if self.verbose >= 2:
-            callbacks.append(("progress", ProgressBar()))
-        return callbacks
+        return callbacks + progress_callbacks(self.verbose)
 
     def fit(self, X, y):
         """Fit the model.
