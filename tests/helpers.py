@@ -1,4 +1,4 @@
-"""Small hand-made cohorts shared by the tests."""
+"""Small hand-made cohorts and tiny estimators shared by the tests."""
 
 import numpy as np
 import pandas as pd
@@ -23,3 +23,25 @@ def random_cohort(n=40, n_codes=12, max_visits=8, seed=0):
     y = Surv.from_arrays(rng.random(n) < 0.5, rng.uniform(0.1, 5.0, size=n))
     y["event"][0] = True  # at least one event whatever the seed
     return X, y
+
+
+def tiny_estimator(**params):
+    """A tiny, fast, reproducible survival estimator (``params`` override)."""
+    from survbehrt import BEHRTSurvivalEstimator
+
+    base = dict(
+        embedding_dim=16, num_layers=1, num_heads=2, ff_dim=32, max_epochs=2, batch_size=32,
+        time_bins=5, early_stopping=None, validation_fraction=0, random_state=0, n_threads=1,
+    )
+    return BEHRTSurvivalEstimator(**{**base, **params})
+
+
+def tiny_pretrainer(**params):
+    """A tiny, fast, reproducible pretrainer (``params`` override)."""
+    from survbehrt import BEHRTPretrainer
+
+    base = dict(
+        embedding_dim=16, num_layers=1, num_heads=2, ff_dim=32, max_epochs=1, random_state=0,
+        n_threads=1,
+    )
+    return BEHRTPretrainer(**{**base, **params})

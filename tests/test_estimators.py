@@ -12,22 +12,7 @@ from sksurv.util import Surv
 from survbehrt import BEHRTPretrainer, BEHRTSurvivalEstimator
 from survbehrt.model import LoRALinear
 
-from helpers import random_cohort
-
-TINY = dict(embedding_dim=16, num_layers=1, num_heads=2, ff_dim=32, batch_size=32)
-
-
-def tiny_estimator(**kw):
-    params = dict(TINY, max_epochs=2, time_bins=5, early_stopping=None,
-                  validation_fraction=0, random_state=0)
-    params.update(kw)
-    return BEHRTSurvivalEstimator(**params)
-
-
-def tiny_pretrainer(**kw):
-    params = dict(TINY, max_epochs=1, random_state=0)
-    params.update(kw)
-    return BEHRTPretrainer(**params)
+from helpers import random_cohort, tiny_estimator, tiny_pretrainer
 
 
 @pytest.fixture(scope="module")

@@ -18,32 +18,17 @@ from sklearn.base import clone
 from sklearn.model_selection import KFold, cross_val_score
 from skorch import NeuralNetRegressor
 
-from survbehrt import BEHRTPretrainer, BEHRTSurvivalEstimator
 from survbehrt.tuning import PruningCallback, optuna_objective
 
-from helpers import random_cohort
+from helpers import random_cohort, tiny_estimator, tiny_pretrainer
 
 CV = KFold(n_splits=2, shuffle=True, random_state=0)
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def make_estimator(**params):
-    """A tiny, fast, reproducible survival estimator (``params`` override)."""
-    base = dict(
-        embedding_dim=16, num_layers=1, num_heads=2, ff_dim=32, max_epochs=2, batch_size=32,
-        time_bins=5, early_stopping=None, validation_fraction=0, random_state=0, n_threads=1,
-    )
-    return BEHRTSurvivalEstimator(**{**base, **params})
-
-
-def make_pretrainer(**params):
-    """A tiny, fast, reproducible pretrainer (``params`` override)."""
-    base = dict(
-        embedding_dim=16, num_layers=1, num_heads=2, ff_dim=32, max_epochs=1, random_state=0,
-        n_threads=1,
-    )
-    return BEHRTPretrainer(**{**base, **params})
+make_estimator = tiny_estimator
+make_pretrainer = tiny_pretrainer
 
 
 def lr_and_loss(trial):
