@@ -130,3 +130,12 @@ def test_flat_ages_equal_frame():
     X, _ = random_cohort(n=10, seed=4)
     flat = flatten_ehr(X)
     np.testing.assert_array_equal(flat.visit_ages, np.concatenate(X["ages"].tolist()))
+
+
+def test_fit_transform_equals_fit_then_transform():
+    X, _ = random_cohort(n=25, seed=6)
+    a = EHRTokenizer(max_length=10).fit_transform(X)
+    b = EHRTokenizer(max_length=10).fit(X).transform(X)
+    for name in ("codes", "age_bins", "visits", "positions", "time_bins", "offsets",
+                 "visit_times", "visit_offsets"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))

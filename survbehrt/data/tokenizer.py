@@ -237,8 +237,28 @@ class EHRTokenizer(TransformerMixin, BaseEstimator):
         -------
         self : EHRTokenizer
         """
-        self._check_params()
+        self._fit_flat(flatten_ehr(X))
+        return self
+
+    def fit_transform(self, X, y=None) -> TokenizedEHR:
+        """Learn the vocabulary and tokenize ``X``, validating and flattening it once.
+
+        Parameters
+        ----------
+        X : pandas.DataFrame
+            The patient frame (training rows).
+        y : ignored
+
+        Returns
+        -------
+        TokenizedEHR
+        """
         flat = flatten_ehr(X)
+        self._fit_flat(flat)
+        return self._tokenize(flat)
+
+    def _fit_flat(self, flat):
+        self._check_params()
         counts = Counter(flat.codes)
         kept = sorted(
             (c for c, n in counts.items() if n >= self.min_frequency and c not in SPECIAL_TOKENS),

@@ -22,6 +22,7 @@ from skorch.callbacks import (
 )
 
 from ..data.batching import BucketBatchSampler, EHRDataset, collate_tokens, dataset_lengths
+from ._common import resolve_device
 
 __all__ = [
     "BucketedLoader",
@@ -32,6 +33,7 @@ __all__ = [
     "MaskedEHRDataset",
     "ValidationConcordance",
     "batched_inference",
+    "net_arguments",
     "standard_callbacks",
     "to_device",
 ]
@@ -141,6 +143,44 @@ def standard_callbacks(max_epochs: int, n_train: int, batch_size: int, gradient_
         if has_valid:
             callbacks.append((f"valid_{part}", PassthroughScoring(f"valid_{part}")))
     return callbacks
+
+
+def net_arguments(estimator, seed: int, callbacks: list, train_split=None) -> dict:
+    """The skorch ``NeuralNet`` arguments both estimators share.
+
+    AdamW with the estimator's ``lr`` / ``weight_decay``, ``max_epochs``, ``batch_size``,
+    length-bucketed training batches in a fresh order each epoch (seeded), validation
+    batches in dataset order, the device and the verbosity.
+
+    Parameters
+    ----------
+    estimator : BEHRTSurvivalEstimator or BEHRTPretrainer
+        Read for its training parameters.
+    seed : int
+        Seeds the batch order.
+    callbacks : list of (str, skorch.callbacks.Callback)
+    train_split : callable, optional
+        skorch's ``train_split`` (e.g. ``predefined_split(valid_dataset)``).
+
+    Returns
+    -------
+    dict
+    """
+    return dict(
+        optimizer=torch.optim.AdamW,
+        optimizer__weight_decay=estimator.weight_decay,
+        lr=estimator.lr,
+        max_epochs=estimator.max_epochs,
+        batch_size=estimator.batch_size,
+        iterator_train=BucketedLoader,
+        iterator_train__shuffle=True,
+        iterator_train__seed=seed,
+        iterator_valid=BucketedLoader,
+        train_split=train_split,
+        callbacks=callbacks,
+        device=resolve_device(estimator.device),
+        verbose=int(estimator.verbose > 0),
+    )
 
 
 def progress_callbacks(verbose: int) -> list:

@@ -20,17 +20,16 @@ from ._common import (
     check_positive,
     draw_seed,
     model_config,
-    resolve_device,
     seeded_torch,
     torch_threads,
     validation_split,
 )
 from ._training import (
-    BucketedLoader,
     MaskedEHRDataset,
     PretrainingCriterion,
     PretrainingNet,
     batched_inference,
+    net_arguments,
     progress_callbacks,
     standard_callbacks,
     to_device,
@@ -197,19 +196,7 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
         return PretrainingNet(
             module=module,
             criterion=PretrainingCriterion(),
-            optimizer=torch.optim.AdamW,
-            optimizer__weight_decay=self.weight_decay,
-            lr=self.lr,
-            max_epochs=self.max_epochs,
-            batch_size=self.batch_size,
-            iterator_train=BucketedLoader,
-            iterator_train__shuffle=True,
-            iterator_train__seed=seed,
-            iterator_valid=BucketedLoader,
-            train_split=train_split,
-            callbacks=callbacks,
-            device=resolve_device(self.device),
-            verbose=int(self.verbose > 0),
+            **net_arguments(self, seed, callbacks, train_split),
         )
 
     def fit(self, X, y=None):
@@ -228,7 +215,7 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
         """
         self._check_params()
         tokenizer = EHRTokenizer(max_length=self.max_length, min_frequency=self.min_frequency)
-        tokens = tokenizer.fit(X).transform(X)
+        tokens = tokenizer.fit_transform(X)
         validate_data(self, X=X, skip_check_array=True, reset=True)
         seed = draw_seed(self.random_state)
         train_idx, valid_idx = validation_split(len(X), self.validation_fraction, seed)

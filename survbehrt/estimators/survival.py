@@ -33,17 +33,16 @@ from ._common import (
     check_positive,
     draw_seed,
     model_config,
-    resolve_device,
     seeded_torch,
     torch_threads,
     validation_split,
 )
 from ._training import (
-    BucketedLoader,
     SurvivalNet,
     ValidationConcordance,
     _last_visit_logits,
     batched_inference,
+    net_arguments,
     progress_callbacks,
     standard_callbacks,
 )
@@ -399,7 +398,7 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         else:
             tokenizer = EHRTokenizer(max_length=self.max_length, min_frequency=self.min_frequency)
         # validates X (errors name the row and column); the tokenizer trusts it afterwards
-        tokens = tokenizer.fit(X).transform(X) if pre is None else tokenizer.transform(X)
+        tokens = tokenizer.fit_transform(X) if pre is None else tokenizer.transform(X)
         event, time = check_survival_y(y, n_samples=len(X), require_events=True)
         validate_data(self, X=X, skip_check_array=True, reset=True)
         if pre is None and self.strategy != "full":
@@ -412,7 +411,6 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         grid = TimeGrid(time_bins=self.time_bins).fit(y)
         bins, event_in_grid = grid.transform(time, event)
         seed = draw_seed(self.random_state)
-        device = resolve_device(self.device)
 
         train_idx, valid_idx = validation_split(len(X), self.validation_fraction, seed, stratify=event)
         targets = {"bin": bins, "event": event_in_grid, "event_observed": event, "time_observed": time}
@@ -441,19 +439,10 @@ class BEHRTSurvivalEstimator(BaseEstimator):
                 module=module,
                 criterion=self._make_criterion(),
                 landmarks=self.landmarks,
-                optimizer=torch.optim.AdamW,
-                optimizer__weight_decay=self.weight_decay,
-                lr=self.lr,
-                max_epochs=self.max_epochs,
-                batch_size=self.batch_size,
-                iterator_train=BucketedLoader,
-                iterator_train__shuffle=True,
-                iterator_train__seed=seed,
-                iterator_valid=BucketedLoader,
-                train_split=predefined_split(valid_ds) if valid_ds is not None else None,
-                callbacks=self._callbacks(len(train_idx), valid_ds is not None),
-                device=device,
-                verbose=int(self.verbose > 0),
+                **net_arguments(
+                    self, seed, self._callbacks(len(train_idx), valid_ds is not None),
+                    predefined_split(valid_ds) if valid_ds is not None else None,
+                ),
             )
             net.fit(train_ds, y=None)
 
@@ -469,10 +458,13 @@ class BEHRTSurvivalEstimator(BaseEstimator):
 
     # ------------------------------------------------------------------ prediction
 
-    def _last_visit_logits(self, X) -> np.ndarray:
+    def _tokens(self, X):
         check_is_fitted(self, "net_")
         validate_data(self, X=X, skip_check_array=True, reset=False)
-        tokens = self.tokenizer_.transform(X)
+        return self.tokenizer_.transform(X)
+
+    def _last_visit_logits(self, X) -> np.ndarray:
+        tokens = self._tokens(X)
         with torch_threads(self.n_threads):
             return batched_inference(
                 self.net_.module_, tokens, _last_visit_logits, device=self.net_.device
@@ -549,8 +541,7 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         list of ndarray
             One array per patient, a risk per kept visit (oldest first).
         """
-        check_is_fitted(self, "net_")
-        tokens = self.tokenizer_.transform(X)
+        tokens = self._tokens(X)
         width = int(tokens.n_visits.max())
 
         def visit_risks(module, batch):
