@@ -158,6 +158,19 @@ def test_full_from_pretrained_starts_there(data, pretrainer):
     assert est.vocabulary_ == pretrainer.vocabulary_
 
 
+@pytest.mark.parametrize("dropout", [0.0, 0.35])
+def test_dropout_applies_when_fine_tuning_a_pretrained_encoder(data, pretrainer, dropout):
+    # dropout is a training setting: it must not silently fall back to the pretrainer's
+    assert pretrainer.dropout != dropout
+    X, y = data
+    est = tiny_estimator(max_epochs=0, dropout=dropout, pretrained=pretrainer).fit(X, y)
+    module = est.net_.module_
+    rates = {m.p for m in module.modules() if isinstance(m, torch.nn.Dropout)}
+    assert rates == {dropout}
+    assert module.encoder.config.dropout == dropout
+    assert pretrainer.module_.encoder.config.dropout == pretrainer.dropout  # not mutated
+
+
 def test_lora_and_frozen_without_pretrained_warn(data):
     X, y = data
     for strategy in ("lora", "frozen"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
 
@@ -114,6 +115,8 @@ class BEHRTSurvivalEstimator(BaseEstimator):
     ff_dim : int, default=256
         Inner width of the feed-forward blocks.
     dropout : float, default=0.1
+        Dropout of the embeddings, the transformer layers and the hazard head, in
+        fine-tuning too (also with ``pretrained``).
     max_length : int, default=256
         Tokens per patient; longer histories keep their most recent whole visits.
     min_frequency : int, default=1
@@ -423,12 +426,13 @@ class BEHRTSurvivalEstimator(BaseEstimator):
 
         with torch_threads(self.n_threads), seeded_torch(seed):
             if pre is not None:
-                config = pre.module_.encoder.config
-                module = BEHRTSurvivalModule(config, grid.n_bins_)
-                module.encoder.load_state_dict(pre.encoder_state_dict())
+                # dropout is a fine-tuning setting, not architecture: it applies here too
+                config = dataclasses.replace(pre.module_.encoder.config, dropout=self.dropout)
             else:
                 config = model_config(self, tokenizer)
-                module = BEHRTSurvivalModule(config, grid.n_bins_)
+            module = BEHRTSurvivalModule(config, grid.n_bins_)
+            if pre is not None:
+                module.encoder.load_state_dict(pre.encoder_state_dict())
             if self.strategy == "lora":
                 apply_lora(
                     module.encoder, rank=self.lora_rank, alpha=self.lora_alpha,
