@@ -16,13 +16,9 @@ from survbehrt.model import (
     merge_lora,
 )
 
-from model_helpers import random_batch, seed_everything, tiny_config, torch_threads
+from model_helpers import random_batch, seed_everything, tiny_config
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    with torch_threads(1):
-        yield
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 ATTN = ("q_proj", "k_proj", "v_proj", "out_proj")

@@ -15,13 +15,9 @@ from survbehrt.model import (
     sinusoidal_table,
 )
 
-from model_helpers import random_batch, seed_everything, tiny_config, torch_threads
+from model_helpers import random_batch, seed_everything, tiny_config
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    with torch_threads(1):
-        yield
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def _inputs(batch):

@@ -22,14 +22,9 @@ from model_helpers import (
     random_batch,
     seed_everything,
     tiny_config,
-    torch_threads,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    with torch_threads(1):
-        yield
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 # --------------------------------------------------------------------------- config

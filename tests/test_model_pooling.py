@@ -6,13 +6,9 @@ from hypothesis import strategies as st
 
 from survbehrt.model import CLS_ID, MASK_ID, N_SPECIAL, SEP_ID, UNK_ID, code_token_mask, pool_visits
 
-from model_helpers import make_batch, random_patients, torch_threads
+from model_helpers import make_batch, random_patients
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    with torch_threads(1):
-        yield
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def _loop_pool(hidden, visits, token_mask, num_visits):

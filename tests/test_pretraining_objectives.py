@@ -14,13 +14,9 @@ from survbehrt.model import (
     pretraining_loss,
 )
 
-from model_helpers import VOCAB_SIZE, make_batch, random_batch, random_patients, torch_threads
+from model_helpers import VOCAB_SIZE, make_batch, random_batch, random_patients
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    with torch_threads(1):
-        yield
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 # --------------------------------------------------------------------------- masking
