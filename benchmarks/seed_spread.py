@@ -17,9 +17,10 @@ import time
 import warnings
 
 import numpy as np
+from sklearn.base import clone
 from sksurv.metrics import concordance_index_censored
 
-from survbehrt import BEHRTPretrainer, BEHRTSurvivalEstimator
+from survbehrt.benchmark import BenchmarkSettings, make_models, make_pretrainer
 from survbehrt.datasets import make_synthetic_ehr
 from survbehrt.metrics import evaluate
 
@@ -41,9 +42,11 @@ def main():
 
     print(f"{args.scenario}: train {args.n_train} patients, independent test {args.n_test}; "
           f"oracle C = {harrell(risk_test):.3f}")
+    # the benchmark's own recipes, so that the spread is that of its BEHRT-full row
+    settings = BenchmarkSettings(models=["BEHRT-full"]).resolved()
+    recipe = make_models(settings)["BEHRT-full"]
     t0 = time.perf_counter()
-    pretrainer = BEHRTPretrainer(objective="both", max_epochs=15, random_state=0,
-                                 validation_fraction=0.0).fit(X)
+    pretrainer = make_pretrainer(settings).fit(X)
     print(f"pretrainer fitted in {time.perf_counter() - t0:.0f} s")
     print(f"{'rank_weight':>11} {'seed':>4} {'Harrell C':>9} {'IBS':>6} {'D-cal p':>7} "
           f"{'epochs':>6} {'fit s':>6}")
@@ -51,9 +54,8 @@ def main():
         c_values, standardised = [], []
         for seed in range(args.seeds):
             t0 = time.perf_counter()
-            est = BEHRTSurvivalEstimator(
-                strategy="full", lr=5e-4, max_epochs=30, patience=8, rank_weight=weight,
-                pretrained=pretrainer, random_state=seed,
+            est = clone(recipe).set_params(
+                rank_weight=weight, pretrained=pretrainer, random_state=seed
             ).fit(X, y)
             fit_s = time.perf_counter() - t0
             risk = est.predict(X_test)

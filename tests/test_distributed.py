@@ -12,13 +12,9 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from sklearn.model_selection import KFold, cross_val_score
 
-from survbehrt import BEHRTSurvivalEstimator
-
-from helpers import random_cohort
+from helpers import random_cohort, tiny_estimator
 
 TESTS = Path(__file__).parent
-TINY = dict(embedding_dim=16, num_layers=1, num_heads=2, ff_dim=32, max_epochs=1, time_bins=5,
-            early_stopping=None, validation_fraction=0, random_state=0, n_threads=1)
 
 WORKER = textwrap.dedent(
     """
@@ -28,12 +24,11 @@ WORKER = textwrap.dedent(
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
     sys.path.insert(0, {tests!r})
-    from helpers import random_cohort
-    from survbehrt import BEHRTSurvivalEstimator
+    from helpers import random_cohort, tiny_estimator
     from survbehrt.tuning import optuna_objective
 
     X, y = random_cohort(n=60, seed=0)
-    est = BEHRTSurvivalEstimator(**{tiny!r})
+    est = tiny_estimator(max_epochs=1)
     storage = JournalStorage(JournalFileBackend({journal!r}))
     study = optuna.load_study(study_name="shared", storage=storage)
 
@@ -51,7 +46,7 @@ def test_optuna_study_shared_by_two_processes(tmp_path):
     storage = JournalStorage(JournalFileBackend(journal))
     optuna.create_study(study_name="shared", storage=storage, direction="maximize")
     script = tmp_path / "worker.py"
-    script.write_text(WORKER.format(tests=str(TESTS), tiny=TINY, journal=journal))
+    script.write_text(WORKER.format(tests=str(TESTS), journal=journal))
     workers = [subprocess.Popen([sys.executable, str(script)], stderr=subprocess.PIPE)
                for _ in range(2)]
     for w in workers:
@@ -68,7 +63,7 @@ def test_optuna_study_shared_by_two_processes(tmp_path):
 def test_cross_validation_on_joblib_process_backend():
     X, y = random_cohort(n=80, seed=1)
     cv = KFold(2, shuffle=True, random_state=0)
-    est = BEHRTSurvivalEstimator(**TINY)
+    est = tiny_estimator(max_epochs=1)
     serial = cross_val_score(est, X, y, cv=cv)
     with joblib.parallel_config(backend="loky", n_jobs=2):
         parallel = cross_val_score(est, X, y, cv=cv)

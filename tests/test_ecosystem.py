@@ -38,10 +38,6 @@ from helpers import random_cohort, tiny_estimator, tiny_pretrainer
 CV = KFold(n_splits=2, shuffle=True, random_state=0)
 
 
-make_estimator = tiny_estimator
-make_pretrainer = tiny_pretrainer
-
-
 def add_lab_codes(X):
     """Append a ``LAB_<i>`` code to every visit (noise for a preprocessing step to remove)."""
     X = X.copy()
@@ -79,13 +75,13 @@ def data():
 @pytest.fixture(scope="module")
 def fitted_estimator(data):
     X, y = data
-    return make_estimator().fit(X, y)
+    return tiny_estimator().fit(X, y)
 
 
 @pytest.fixture(scope="module")
 def fitted_pretrainer(data):
     X, _ = data
-    return make_pretrainer().fit(X)
+    return tiny_pretrainer().fit(X)
 
 
 # ---------------------------------------------------------------------- parameters, clone
@@ -93,7 +89,7 @@ def fitted_pretrainer(data):
 
 @pytest.mark.parametrize("cls", [BEHRTSurvivalEstimator, BEHRTPretrainer])
 def test_get_params_set_params_clone(cls):
-    est = make_estimator() if cls is BEHRTSurvivalEstimator else make_pretrainer()
+    est = tiny_estimator() if cls is BEHRTSurvivalEstimator else tiny_pretrainer()
     params = est.get_params(deep=False)
     assert set(params) == set(inspect.signature(cls).parameters)
     assert est.set_params(lr=0.01, max_epochs=3) is est
@@ -156,7 +152,7 @@ def test_pipeline_with_a_preprocessing_step(fitted_estimator, data):
     assert any(c.startswith("LAB_") for visits in noisy["codes"] for v in visits for c in v)
     pipe = make_pipeline(
         FunctionTransformer(drop_code_prefix, kw_args={"prefix": "LAB_"}, validate=False),
-        make_estimator(),
+        tiny_estimator(),
     ).fit(noisy, y)
     est = pipe[-1]
     assert not any(code.startswith("LAB_") for code in est.vocabulary_)
@@ -167,7 +163,7 @@ def test_pipeline_with_a_preprocessing_step(fitted_estimator, data):
     surv = pipe.predict_survival_function(noisy.iloc[:3])
     assert len(surv) == 3 and all(fn(0.0) == 1.0 for fn in surv)
     # a pipeline is cloned and pickled like any estimator
-    assert clone(pipe)[-1].get_params() == make_estimator().get_params()
+    assert clone(pipe)[-1].get_params() == tiny_estimator().get_params()
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(pipe)).predict(noisy), pipe.predict(noisy))
 
 
@@ -178,7 +174,7 @@ def test_pipeline_with_a_preprocessing_step(fitted_estimator, data):
 )
 def test_pipeline_pretrainer_embeddings_into_sksurv_cox(data, cox):
     X, y = data
-    pipe = make_pipeline(make_pretrainer(), cox).fit(X, y)
+    pipe = make_pipeline(tiny_pretrainer(), cox).fit(X, y)
     embeddings = pipe[0].transform(X)
     assert embeddings.shape == (len(X), 16)
     np.testing.assert_allclose(pipe.predict(X), pipe[-1].predict(embeddings), rtol=1e-6)
@@ -194,12 +190,12 @@ def test_pipeline_pretrainer_embeddings_into_sksurv_cox(data, cox):
 
 def test_cross_validate_and_parallel_cross_val_score_agree(data):
     X, y = data
-    result = cross_validate(make_estimator(), X, y, cv=CV, return_train_score=True, error_score="raise")
+    result = cross_validate(tiny_estimator(), X, y, cv=CV, return_train_score=True, error_score="raise")
     assert result["test_score"].shape == (2,)
     assert np.all((result["test_score"] >= 0) & (result["test_score"] <= 1))
     assert np.all(np.isfinite(result["train_score"]))
     # two loky worker processes, same folds, same random_state: the same scores
-    parallel = cross_val_score(make_estimator(), X, y, cv=CV, n_jobs=2, error_score="raise")
+    parallel = cross_val_score(tiny_estimator(), X, y, cv=CV, n_jobs=2, error_score="raise")
     np.testing.assert_array_equal(parallel, result["test_score"])
 
 
@@ -208,7 +204,7 @@ def test_grid_search_strategy_x_loss_keeps_the_pretrainer_intact(data, fitted_pr
     before = {k: v.detach().clone() for k, v in fitted_pretrainer.module_.state_dict().items()}
     grid = {"strategy": ["full", "lora"], "loss": ["nll", "hybrid"]}
     search = GridSearchCV(
-        make_estimator(pretrained=fitted_pretrainer, max_epochs=1), grid, cv=CV, error_score="raise"
+        tiny_estimator(pretrained=fitted_pretrainer, max_epochs=1), grid, cv=CV, error_score="raise"
     ).fit(X, y)
     combos = {(p["strategy"], p["loss"]) for p in search.cv_results_["params"]}
     assert combos == {(s, loss) for s in grid["strategy"] for loss in grid["loss"]}
@@ -232,7 +228,7 @@ def test_grid_search_strategy_x_loss_keeps_the_pretrainer_intact(data, fitted_pr
 def test_sksurv_metric_wrappers_in_grid_search(data, wrap):
     X, y = data
     times = follow_up_times(y, CV)
-    scorer_est = wrap(make_estimator(max_epochs=1), times)
+    scorer_est = wrap(tiny_estimator(max_epochs=1), times)
     # the wrappers expose the estimator's parameters as estimator__<name>
     assert scorer_est.get_params()["estimator__loss"] == "hybrid"
     search = GridSearchCV(
@@ -251,12 +247,12 @@ def test_sksurv_metric_wrappers_in_grid_search(data, wrap):
 
 
 def test_clone_shares_a_fitted_pretrainer_and_clones_an_unfitted_one(fitted_pretrainer):
-    est = make_estimator(pretrained=fitted_pretrainer)
+    est = tiny_estimator(pretrained=fitted_pretrainer)
     assert clone(est).pretrained is fitted_pretrainer
     frozen = FrozenEstimator(fitted_pretrainer)
-    assert clone(make_estimator(pretrained=frozen)).pretrained is frozen
-    unfitted = make_pretrainer()
-    copy = clone(make_estimator(pretrained=unfitted)).pretrained
+    assert clone(tiny_estimator(pretrained=frozen)).pretrained is frozen
+    unfitted = tiny_pretrainer()
+    copy = clone(tiny_estimator(pretrained=unfitted)).pretrained
     assert copy is not unfitted and isinstance(copy, BEHRTPretrainer)
     assert copy.get_params() == unfitted.get_params()
 
@@ -265,7 +261,7 @@ def test_every_cv_fold_starts_from_the_pretrained_encoder(data, fitted_pretraine
     X, y = data
     reference = fitted_pretrainer.encoder_state_dict()
     result = cross_validate(
-        make_estimator(strategy="frozen", pretrained=fitted_pretrainer), X, y, cv=CV,
+        tiny_estimator(strategy="frozen", pretrained=fitted_pretrainer), X, y, cv=CV,
         return_estimator=True, error_score="raise",
     )
     assert len(result["estimator"]) == 2
@@ -278,17 +274,17 @@ def test_every_cv_fold_starts_from_the_pretrained_encoder(data, fitted_pretraine
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(fold)).predict(X), fold.predict(X))
 
     # FrozenEstimator(pretrainer) is accepted and starts from the same weights
-    frozen = make_estimator(strategy="frozen", pretrained=FrozenEstimator(fitted_pretrainer))
+    frozen = tiny_estimator(strategy="frozen", pretrained=FrozenEstimator(fitted_pretrainer))
     assert encoder_equal(clone(frozen).fit(X, y).net_.module_.encoder, reference)
 
     # the comparison is not vacuous: without the pretrainer the encoder differs ...
     with pytest.warns(UserWarning, match="pretrained"):
-        scratch = make_estimator(strategy="frozen").fit(X, y)
+        scratch = tiny_estimator(strategy="frozen").fit(X, y)
     assert not encoder_equal(scratch.net_.module_.encoder, reference)
     # ... and an unfitted pretrainer is refused in every fold, not silently refitted
     with pytest.raises(ValueError, match="fitted"):
         cross_validate(
-            make_estimator(strategy="frozen", pretrained=make_pretrainer()), X, y, cv=CV,
+            tiny_estimator(strategy="frozen", pretrained=tiny_pretrainer()), X, y, cv=CV,
             error_score="raise",
         )
 
@@ -299,15 +295,15 @@ def test_every_cv_fold_starts_from_the_pretrained_encoder(data, fitted_pretraine
 def test_random_state_makes_fits_identical(data):
     X, y = data
     params = dict(validation_fraction=0.25, early_stopping="cindex", patience=1, landmarks="all")
-    first = make_estimator(**params).fit(X, y)
-    second = make_estimator(**params).fit(X, y)
+    first = tiny_estimator(**params).fit(X, y)
+    second = tiny_estimator(**params).fit(X, y)
     np.testing.assert_array_equal(first.predict(X), second.predict(X))
     np.testing.assert_array_equal(
         first.predict_survival_function(X, return_array=True),
         second.predict_survival_function(X, return_array=True),
     )
     assert first.history_[:, "valid_cindex"] == second.history_[:, "valid_cindex"]
-    other = make_estimator(**{**params, "random_state": 1}).fit(X, y)
+    other = tiny_estimator(**{**params, "random_state": 1}).fit(X, y)
     assert not np.array_equal(other.predict(X), first.predict(X))
 
 
@@ -323,11 +319,11 @@ def _censor(y, rows=slice(None)):
 def test_fit_on_an_all_censored_outcome_raises(data):
     X, y = data
     with pytest.raises(ValueError, match="no events"):
-        make_estimator().fit(X, _censor(y))
+        tiny_estimator().fit(X, _censor(y))
     # the same error from a CV training fold without events
     folds = [(np.arange(40), np.arange(40, 80))]
     with pytest.raises(ValueError, match="no events"):
-        cross_validate(make_estimator(), X, _censor(y, slice(0, 40)), cv=folds, error_score="raise")
+        cross_validate(tiny_estimator(), X, _censor(y, slice(0, 40)), cv=folds, error_score="raise")
 
 
 def test_concordance_index_censored_refuses_an_all_censored_outcome():
@@ -347,19 +343,19 @@ def test_cv_with_an_all_censored_test_fold_gives_nan_not_a_crash(data):
     y_fold = _censor(y, slice(40, 80))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no "Scoring failed" warning: score itself returns NaN
-        scores = cross_val_score(make_estimator(), X, y_fold, cv=folds)
+        scores = cross_val_score(tiny_estimator(), X, y_fold, cv=folds)
     assert scores.shape == (1,) and np.isnan(scores[0])
 
 
 def test_nested_params_of_a_shared_pretrainer_are_refused(data):
     X, _ = data
-    pre = make_pretrainer().fit(X)
-    est = make_estimator(pretrained=pre)
+    pre = tiny_pretrainer().fit(X)
+    est = tiny_estimator(pretrained=pre)
     assert not any(k.startswith("pretrained__") for k in est.get_params(deep=True))
     with pytest.raises(ValueError, match="shared by every clone"):
         est.set_params(pretrained__lr=5.0)
-    assert pre.lr == make_pretrainer().lr  # the shared object is untouched
+    assert pre.lr == tiny_pretrainer().lr  # the shared object is untouched
     # an unfitted pretrainer is an ordinary nested estimator
-    est = make_estimator(pretrained=make_pretrainer())
+    est = tiny_estimator(pretrained=tiny_pretrainer())
     est.set_params(pretrained__lr=5.0)
     assert est.pretrained.lr == 5.0

@@ -34,6 +34,7 @@ __all__ = [
     "ValidationConcordance",
     "batched_inference",
     "net_arguments",
+    "progress_callbacks",
     "standard_callbacks",
     "to_device",
 ]
