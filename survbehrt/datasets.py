@@ -329,9 +329,11 @@ def _simulate(
     return {
         "world": world,
         "n_vis": n_vis,
+        "pat_of_visit": pat_of_visit,
         "visit_day": visit_day,
         "visit_age": visit_age,
         "index_day": index_day,
+        "index_age": index_age,
         "codes_per_visit": codes_per_visit,
         "all_code": all_code,
         "event": event,
@@ -557,9 +559,7 @@ def _to_frame(sim):
     visits = _split(flat_codes, sim["codes_per_visit"])
     codes = _split(visits, sim["n_vis"])
     ages = _split(sim["visit_age"].tolist(), sim["n_vis"])
-    index_age = sim["index_day"] / DAYS_PER_YEAR
-    X = pd.DataFrame({"codes": codes, "ages": ages, "index_age": index_age})
-    return X
+    return pd.DataFrame({"codes": codes, "ages": ages, "index_age": sim["index_age"]})
 
 
 def make_synthetic_events(
@@ -636,10 +636,10 @@ def make_synthetic_events(
     n_days = (pd.Timestamp(end).normalize() - start_day).days + 1
     pred_date = start_day + pd.to_timedelta(extra.integers(0, n_days, size=n), unit="D")
     birth = pred_date - pd.to_timedelta(sim["index_day"], unit="D")
-    pat_of_visit = np.repeat(np.arange(n), sim["n_vis"])
-    visit_date = birth.to_numpy()[pat_of_visit] + (
-        sim["visit_day"].astype(np.int64) * 86400_000_000_000
-    ).astype("timedelta64[ns]")
+    pat_of_visit = sim["pat_of_visit"]
+    visit_date = (
+        birth.to_numpy()[pat_of_visit] + pd.to_timedelta(sim["visit_day"], unit="D").to_numpy()
+    )
     code_visit = np.repeat(np.arange(len(pat_of_visit)), sim["codes_per_visit"])
     names = sim["world"]["names"]
     parts = [
