@@ -28,9 +28,16 @@ _TICKS_PER_DAY = {"ns": 86_400 * 10**9, "us": 86_400 * 10**6, "ms": 86_400 * 10*
 VALUE_COLUMNS = ("numeric_value", "value")
 
 
+def _plain(value):
+    """Python scalars for messages: ``2``, not ``np.int64(2)``."""
+    if isinstance(value, tuple):
+        return tuple(_plain(v) for v in value)
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def list_ids(ids) -> str:
     """``[a, b, ... (n more)]`` for an error or warning message."""
-    ids = list(ids)
+    ids = [_plain(i) for i in ids]
     shown = ", ".join(repr(i) for i in ids[:_MAX_LISTED])
     more = f", ... ({len(ids) - _MAX_LISTED} more)" if len(ids) > _MAX_LISTED else ""
     return f"[{shown}{more}]"
