@@ -53,8 +53,11 @@ class EventTable:
 
     Attributes
     ----------
-    frame : polars.DataFrame
-        Columns ``s``, ``t``, ``c`` and, when ``has_values``, ``v``; input row order.
+    frame : polars.DataFrame or None
+        Columns ``s``, ``t``, ``c`` and, when ``has_values``, ``v``; input row order
+        (released, ``None``, once the converters have split it).
+    subject_dtype : polars.DataType
+        The dtype of the subject ids.
     kind : {"datetime", "numeric"}
         Datetimes, or numbers of days.
     unit : str or None
@@ -69,7 +72,8 @@ class EventTable:
         The input's column names (for messages and the output's index name).
     """
 
-    frame: pl.DataFrame
+    frame: pl.DataFrame | None
+    subject_dtype: pl.DataType
     kind: str
     unit: str | None
     tz: str | None
@@ -283,6 +287,7 @@ def read_events(
         df = df.with_columns(pl.col("v").cast(pl.Float64).fill_nan(None))
     return EventTable(
         frame=df,
+        subject_dtype=df.schema["s"],
         kind=kind,
         unit=unit,
         tz=tz,
@@ -297,7 +302,7 @@ def read_events(
 
 def subjects_like(values, table: EventTable, what: str) -> pl.Series:
     """Subject ids of a mapping as a polars Series of the events' subject dtype."""
-    target = table.frame.schema["s"]
+    target = table.subject_dtype
     series = pl.Series("s", list(values)) if not isinstance(values, pl.Series) else values
     if series.dtype == target:
         return series.alias("s")

@@ -15,7 +15,9 @@ its labels line up with these rows.
 
 from __future__ import annotations
 
+import gc
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -141,6 +143,8 @@ class _Cohort:
     ``rows`` holds one row per kept (subject, prediction time), sorted by subject then
     prediction time: ``s``, ``pt`` (ticks; null without prediction times), ``birth``
     (ticks) and ``src`` (position in ``pt_values``, -1 without prediction times).
+    ``events`` holds the events proper (timed, not birth rows) of every subject, in
+    input order.
     """
 
     table: EventTable
@@ -150,8 +154,10 @@ class _Cohort:
     strict: bool
     birth_code: str | None
     age_unit_days: float
+    n_events: int
     n_static: int
     n_birth: int
+    events: pl.DataFrame
     static: dict = field(default_factory=dict)
 
     @property
@@ -166,13 +172,6 @@ class _Cohort:
             return pd.Index(subjects, name=name)
         pts = self.pt_values.iloc[rows["src"].to_numpy()].reset_index(drop=True)
         return pd.MultiIndex.from_arrays([subjects, pts], names=[name, PREDICTION_TIME])
-
-    def timed_events(self) -> pl.DataFrame:
-        """The events proper: rows with a time that are not birth rows."""
-        frame = self.table.frame.filter(pl.col("t").is_not_null())
-        if self.birth_code is not None:
-            frame = frame.filter(pl.col("c") != self.birth_code)
-        return frame
 
     def describe(self, rows: pl.DataFrame | pd.DataFrame) -> list:
         """Row ids for messages: subjects, or (subject, prediction time) pairs."""
@@ -306,11 +305,10 @@ def _cohort(
     rows = rows.sort("s", "pt").join(births, on="s", how="left", maintain_order="left")
 
     # --- which rows have a history -----------------------------------------------------------
-    first = (
-        frame.filter(timed if birth_code is None else timed & (pl.col("c") != birth_code))
-        .group_by("s")
-        .agg(ticks.min().alias("first"))
+    events_proper = frame.filter(
+        timed if birth_code is None else timed & (pl.col("c") != birth_code)
     )
+    first = events_proper.group_by("s").agg(ticks.min().alias("first"))
     rows = rows.join(first, on="s", how="left", maintain_order="left")
     before_birth = rows.filter(pl.col("first") < pl.col("birth"))
     if before_birth.height:
@@ -338,10 +336,13 @@ def _cohort(
         strict=bool(strict),
         birth_code=birth_code,
         age_unit_days=float(age_unit_days),
+        n_events=frame.height,
         n_static=n_static,
         n_birth=n_birth,
+        events=events_proper,
         static=static,
     )
+    table.frame = None  # the cohort keeps what it needs; let the input go
     lost = rows.filter(pl.col("reason").is_not_null())
     cohort.dropped = cohort.dropped_frame(lost, lost["reason"].to_list())
     return cohort
@@ -383,159 +384,184 @@ def _split(flat: list, bounds: np.ndarray) -> list:
     return [flat[i:j] for i, j in zip(b[:-1], b[1:])]
 
 
+_NAN = float("nan")
+
+
+def _floats(values: np.ndarray) -> list:
+    """``values.tolist()``, every NaN one shared object (most codes have no value)."""
+    values = values.astype(np.float64, copy=False)
+    out = np.full(len(values), _NAN, dtype=object)
+    present = ~np.isnan(values)
+    out[present] = values[present]
+    return out.tolist()
+
+
+@contextmanager
+def _gc_paused():
+    """Pause the cyclic garbage collector while building many (acyclic) lists.
+
+    Without this, each collection rescans every list built so far, and building X
+    slows down as it grows.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def _build_frame(
     cohort: _Cohort, rows: pl.DataFrame, *, visit_resolution: str, deduplicate: bool
 ) -> pd.DataFrame:
     """The patient frame of ``rows`` (a subset of ``cohort.rows``, in its order)."""
     table = cohort.table
-    ticks = table.ticks(pl.col("t"))
-    subjects = rows.group_by("s").agg(
-        pl.col("birth").first(), pl.col("pt").max().alias("last_pt"),
-        pl.col("pt").is_null().any().alias("uncut"),
-    )
-    events = cohort.timed_events()
+    events = cohort.events
     n_timed = events.height
-    events = events.join(subjects, on="s", how="inner", maintain_order="left")
+    # rows is sorted by subject: its subjects, in order, are those of the sorted events
+    row_subject_start = np.flatnonzero(
+        rows.select(pl.col("s") != pl.col("s").shift(1)).to_series().fill_null(True).to_numpy()
+    )
+    subjects = rows["s"].gather(row_subject_start)
+    events = events.filter(pl.col("s").is_in(subjects.implode()))
     n_selected = events.height
-    # Never look into the future: only events known at the subject's last prediction time.
-    events = events.filter(pl.col("uncut") | table_cut(cohort.strict, ticks, pl.col("last_pt")))
-    n_known = events.height
 
-    keys = [pl.col("s"), ticks.alias("_ticks")]
+    columns = [pl.col("s"), table.ticks(pl.col("t")).alias("_ticks"), pl.col("c")]
     if visit_resolution == "day":
-        keys.append(table.day_key(pl.col("t")).alias("_day"))
-    columns = [*keys, pl.col("c"), pl.col("birth")]
+        columns.append(table.day_key(pl.col("t")).alias("_day"))
     if table.has_values:
         columns.append(pl.col("v"))
     events = events.select(columns)
     # MEDS shards are sorted by subject and time already: check before paying for a sort.
     # The sort is stable, so events at the same time keep their input order.
-    same_subject = pl.col("s") == pl.col("s").shift(1)
-    ordered = events.select(
-        (same_subject.not_() | (pl.col("_ticks") >= pl.col("_ticks").shift(1)))
-        .fill_null(True)
-        .all()
-        & pl.col("s").is_sorted()
-    ).item() if events.height else True
-    if not ordered:
+    new_subject_expr = (pl.col("s") != pl.col("s").shift(1)).fill_null(True)
+    if events.height and not events.select(
+        pl.col("s").is_sorted() & (new_subject_expr | (pl.col("_ticks").diff() >= 0)).all()
+    ).item():
         events = events.sort("s", "_ticks", maintain_order=True)
+    uniques = events["c"].unique()
+    code_id = events["c"].cast(pl.Enum(uniques)).to_physical().to_numpy()
+    new_subject = events.select(new_subject_expr).to_series().to_numpy()
+    ticks = events["_ticks"].to_numpy()
+    key = events["_day"].to_numpy() if visit_resolution == "day" else ticks
+    values = events["v"].to_numpy() if table.has_values else None
 
-    n = events.height
-    new_subject = events.select(same_subject.not_().fill_null(True)).to_series().to_numpy()
-    key = events["_day" if visit_resolution == "day" else "_ticks"].to_numpy()
+    # Per-subject facts, spread over the subject's events by run length.
+    subject_start = np.flatnonzero(new_subject)
+    if len(subject_start) != len(subjects):  # the row set guarantees events per subject
+        raise AssertionError("from_events: a kept subject has no event")
+    run = np.diff(np.append(subject_start, len(ticks)))
+    per_subject = rows.group_by("s", maintain_order=True).agg(
+        pl.col("birth").first(), pl.col("pt").max().alias("last_pt")
+    )
+    birth = np.repeat(per_subject["birth"].to_numpy(), run)
+    known = np.ones(len(ticks), dtype=bool)
+    if cohort.with_prediction_times:
+        # Never look into the future: only events known at the subject's last prediction time.
+        last_pt = np.repeat(per_subject["last_pt"].to_numpy(), run)
+        known = ticks < last_pt if cohort.strict else ticks <= last_pt
+    n_known = int(known.sum())
+
     new_visit = new_subject.copy()
-    if n:
+    if len(key):
         new_visit[1:] |= key[1:] != key[:-1]
     visit = np.cumsum(new_visit) - 1
-    uniques = events["c"].unique()
-    code_id = events["c"].cast(pl.Enum(uniques)).to_physical().to_numpy().astype(np.int64)
-    keep = np.ones(n, dtype=bool)
-    if deduplicate and n:
+    keep = known
+    if deduplicate and len(key):
         # First occurrence of each (visit, code): a stable sort of a key that is already
         # ordered by visit, so numpy's sort is near-linear here.
         pair = visit * max(len(uniques), 1) + code_id
         order = np.argsort(pair, kind="stable")
-        first = np.ones(n, dtype=bool)
+        first = np.ones(len(pair), dtype=bool)
         first[1:] = pair[order][1:] != pair[order][:-1]
-        keep = np.zeros(n, dtype=bool)
-        keep[order[first]] = True
+        unique_pair = np.zeros(len(pair), dtype=bool)
+        unique_pair[order[first]] = True
+        keep = known & unique_pair
     n_kept = int(keep.sum())
     counts = {
-        "events": table.frame.height,
+        "events": cohort.n_events,
         "static": cohort.n_static,
         "birth": cohort.n_birth,
         "other_subjects": n_timed - n_selected,
         "after_prediction_time": n_selected - n_known,
-        "duplicates": n - n_kept,
+        "duplicates": n_known - n_kept,
         "used": n_kept,
     }
 
-    code_id, visit = code_id[keep], visit[keep]
-    ev_ticks = events["_ticks"].to_numpy()[keep]
-    ev_birth = events["birth"].to_numpy()[keep]
+    # Dropping events after the prediction times or repeated keeps each subject's and
+    # each visit's first event, so the boundaries carry over.
+    code_id, ticks, birth = code_id[keep], ticks[keep], birth[keep]
     subject_start = np.flatnonzero(new_subject[keep])
     visit_start = np.flatnonzero(new_visit[keep])
+    visit = np.cumsum(new_visit[keep]) - 1
     visit_end = np.append(visit_start[1:], n_kept)
     visit_age = (
-        (ev_ticks[visit_start] - ev_birth[visit_start]).astype(np.float64)
+        (ticks[visit_start] - birth[visit_start]).astype(np.float64)
         / table.ticks_per_day
         / cohort.age_unit_days
     )
 
     # --- each row is a prefix of its subject's events ------------------------------------
-    pos = pl.DataFrame(
-        {
-            "s": events["s"].filter(pl.Series(keep)),
-            "_ticks": ev_ticks,
-            "pos": np.arange(n_kept, dtype=np.int64),
-        }
-    )
-    first_pos = pl.DataFrame(
-        {"s": pos["s"].gather(subject_start), "lo": subject_start.astype(np.int64)}
-    )
-    last_pos = pos.group_by("s").agg(pl.col("pos").max().alias("hi"))
-    located = rows.select("s", "pt").with_row_index("_row").join(
-        first_pos, on="s", how="left", maintain_order="left"
-    ).join(last_pos, on="s", how="left", maintain_order="left")
-    cut_rows = located.filter(pl.col("pt").is_not_null())
-    if cut_rows.height:
-        asof = cut_rows.join_asof(
-            pos, left_on="pt", right_on="_ticks", by="s", strategy="backward",
+    rows_per_subject = np.diff(np.append(row_subject_start, len(rows)))
+    row_subject = np.repeat(np.arange(len(subjects)), rows_per_subject)
+    lo = subject_start[row_subject]
+    subject_end = np.append(subject_start[1:], n_kept)
+    hi = subject_end[row_subject]  # exclusive; rows without a prediction time take all
+    if cohort.with_prediction_times:
+        sid = np.repeat(np.arange(len(subjects), dtype=np.int64), np.diff(
+            np.append(subject_start, n_kept)))
+        located = pl.DataFrame(
+            {"sid": row_subject.astype(np.int64), "pt": rows["pt"], "_row": np.arange(len(rows))}
+        ).join_asof(
+            pl.DataFrame({"sid": sid, "_ticks": ticks, "pos": np.arange(n_kept)}),
+            left_on="pt", right_on="_ticks", by="sid", strategy="backward",
             allow_exact_matches=not cohort.strict, check_sortedness=False,
-        ).select("_row", pl.col("pos").alias("end"))
-        located = located.join(asof, on="_row", how="left", maintain_order="left")
-    else:
-        located = located.with_columns(end=pl.lit(None, dtype=pl.Int64))
-    located = located.with_columns(pl.col("end").fill_null(pl.col("hi")))
-    lo = located["lo"].to_numpy()
-    hi = located["end"].to_numpy() + 1  # exclusive end of each row's events
-    if len(rows) and (hi <= lo).any():  # the row set guarantees a history
-        raise AssertionError("from_events: a kept row has no event")
+        ).sort("_row")
+        last = located["pos"].to_numpy()
+        if located["pos"].null_count():  # the row set guarantees a history
+            raise AssertionError("from_events: a kept row has no event")
+        hi = last + 1
 
     # --- pieces: a row's visits, the last one cut at its prediction time -------------------
-    first_visit = visit[lo] if len(lo) else np.zeros(0, np.int64)
-    last_visit = visit[hi - 1] if len(hi) else np.zeros(0, np.int64)
+    first_visit, last_visit = visit[lo], visit[hi - 1]
     n_pieces = last_visit - first_visit + 1
     piece_visit = np.repeat(first_visit, n_pieces) + _group_arange(n_pieces)
-    piece_start = visit_start[piece_visit]
-    piece_end = np.minimum(visit_end[piece_visit], np.repeat(hi, n_pieces))
+    piece_start = visit_start[piece_visit].tolist()
+    piece_end = np.minimum(visit_end[piece_visit], np.repeat(hi, n_pieces)).tolist()
     row_bounds = np.concatenate([[0], np.cumsum(n_pieces)])
 
-    code_strings = np.asarray(uniques.to_list(), dtype=object)
-    # One reference per event to a shared str, not a new str object per event.
-    flat_codes = code_strings[code_id].tolist()
-    pieces = [flat_codes[a:b] for a, b in zip(piece_start.tolist(), piece_end.tolist())]
-    codes_col = _split(pieces, row_bounds)
-    ages_col = _split(visit_age[piece_visit].tolist(), row_bounds)
-    data = {"codes": codes_col, "ages": ages_col}
-
-    pt = located["pt"].to_numpy()
     if cohort.with_prediction_times:
         index_age = (
-            (pt - rows["birth"].to_numpy()).astype(np.float64)
+            (rows["pt"].to_numpy() - rows["birth"].to_numpy()).astype(np.float64)
             / table.ticks_per_day
             / cohort.age_unit_days
         )
     else:
-        index_age = visit_age[last_visit] if len(last_visit) else np.zeros(0)
-    data["index_age"] = np.asarray(index_age, dtype=np.float64)
-    if cohort.n_static:
-        data["static"] = [list(cohort.static.get(s, ())) for s in rows["s"].to_list()]
-    if table.has_values:
-        flat_values = events["v"].to_numpy()[keep].astype(np.float64).tolist()
-        values_pieces = [flat_values[a:b] for a, b in zip(piece_start.tolist(), piece_end.tolist())]
-        data["values"] = _split(values_pieces, row_bounds)
-
-    index = cohort.index(rows)
-    X = pd.DataFrame(
-        {
-            name: pd.Series(col, index=index, dtype=object)
-            if name != "index_age"
-            else pd.Series(col, index=index)
-            for name, col in data.items()
-        },
-        index=index,
-    )
+        index_age = visit_age[last_visit]
+    data = {}
+    with _gc_paused():
+        # One reference per event to a shared str, not a new str object per event.
+        flat = np.asarray(uniques.to_list(), dtype=object)[code_id].tolist()
+        data["codes"] = _split([flat[a:b] for a, b in zip(piece_start, piece_end)], row_bounds)
+        data["ages"] = _split(visit_age[piece_visit].tolist(), row_bounds)
+        data["index_age"] = np.asarray(index_age, dtype=np.float64)
+        if cohort.n_static:
+            data["static"] = [list(cohort.static.get(s, ())) for s in rows["s"].to_list()]
+        if values is not None:
+            flat = _floats(values[keep])
+            data["values"] = _split(
+                [flat[a:b] for a, b in zip(piece_start, piece_end)], row_bounds
+            )
+        del flat
+        index = cohort.index(rows)
+        X = pd.DataFrame(
+            {
+                name: pd.Series(col, index=index, dtype=None if name == "index_age" else object)
+                for name, col in data.items()
+            },
+            index=index,
+        )
     X.attrs["event_counts"] = counts
     return X
 

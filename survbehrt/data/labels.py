@@ -81,8 +81,8 @@ def _labels(cohort: _Cohort, outcome_codes, *, end, horizon):
     rows = cohort.rows
     horizon_ticks = _horizon_ticks(horizon, cohort)
     ticks = table.ticks(pl.col("t")).alias("_ticks")
-    events = cohort.timed_events().join(rows.select("s").unique(), on="s", how="semi")
-    if not table.frame["c"].is_in(codes).any():
+    events = cohort.events.join(rows.select("s").unique(), on="s", how="semi")
+    if not cohort.events["c"].is_in(codes).any():
         import warnings
 
         warnings.warn(
