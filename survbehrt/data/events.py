@@ -353,7 +353,9 @@ def table_cut(strict: bool, ticks: pl.Expr, pt: pl.Expr) -> pl.Expr:
     return ticks < pt if strict else ticks <= pt
 
 
-def _warn_dropped(func: str, cohort: _Cohort, dropped: pd.DataFrame, n_rows: int) -> None:
+def _warn_dropped(
+    func: str, cohort: _Cohort, dropped: pd.DataFrame, n_rows: int, stacklevel: int = 3
+) -> None:
     """One UserWarning counting and naming the rows dropped, by reason."""
     if not len(dropped):
         return
@@ -365,7 +367,7 @@ def _warn_dropped(func: str, cohort: _Cohort, dropped: pd.DataFrame, n_rows: int
         f"{func} dropped {len(dropped)} of {n_rows} {what}: " + "; ".join(parts)
         + ". Use return_dropped=True to get them.",
         UserWarning,
-        stacklevel=3,
+        stacklevel=stacklevel,  # the user's call of the public function
     )
 
 

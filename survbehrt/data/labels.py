@@ -10,6 +10,7 @@ both at once.
 from __future__ import annotations
 
 import datetime as _dt
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -83,13 +84,11 @@ def _labels(cohort: _Cohort, outcome_codes, *, end, horizon):
     ticks = table.ticks(pl.col("t")).alias("_ticks")
     events = cohort.events.join(rows.select("s").unique(), on="s", how="semi")
     if not cohort.events["c"].is_in(codes).any():
-        import warnings
-
         warnings.warn(
             f"none of the outcome codes {list_ids(codes)} occurs in events: every row is "
             f"censored. Check the spelling against the codes of events.",
             UserWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
     outcome = (
         events.filter(pl.col("c").is_in(codes)).select("s", ticks).sort("s", "_ticks")
@@ -159,7 +158,7 @@ def _labelled(
         [cohort.dropped, cohort.dropped_frame(lost, reason[~kept].tolist())],
         ignore_index=True,
     )
-    _warn_dropped(func, cohort, dropped, len(cohort.rows) + len(cohort.dropped))
+    _warn_dropped(func, cohort, dropped, len(cohort.rows) + len(cohort.dropped), stacklevel=4)
     from sksurv.util import Surv
 
     y = Surv.from_arrays(event=event[kept], time=time[kept], name_event="event",
