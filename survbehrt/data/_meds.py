@@ -53,9 +53,8 @@ class EventTable:
 
     Attributes
     ----------
-    frame : polars.DataFrame or None
-        Columns ``s``, ``t``, ``c`` and, when ``has_values``, ``v``; input row order
-        (released, ``None``, once the converters have split it).
+    frame : polars.DataFrame
+        Columns ``s``, ``t``, ``c`` and, when ``has_values``, ``v``; input row order.
     subject_dtype : polars.DataType
         The dtype of the subject ids.
     kind : {"datetime", "numeric"}
@@ -72,7 +71,7 @@ class EventTable:
         The input's column names (for messages and the output's index name).
     """
 
-    frame: pl.DataFrame | None
+    frame: pl.DataFrame
     subject_dtype: pl.DataType
     kind: str
     unit: str | None

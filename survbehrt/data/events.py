@@ -143,8 +143,6 @@ class _Cohort:
     ``rows`` holds one row per kept (subject, prediction time), sorted by subject then
     prediction time: ``s``, ``pt`` (ticks; null without prediction times), ``birth``
     (ticks) and ``src`` (position in ``pt_values``, -1 without prediction times).
-    ``events`` holds the events proper (timed, not birth rows) of every subject, in
-    input order.
     """
 
     table: EventTable
@@ -157,12 +155,23 @@ class _Cohort:
     n_events: int
     n_static: int
     n_birth: int
-    events: pl.DataFrame
     static: dict = field(default_factory=dict)
 
     @property
     def with_prediction_times(self) -> bool:
         return self.pt_values is not None
+
+    def events(self, subjects: pl.Series | None = None) -> pl.DataFrame:
+        """The events proper (timed, not birth rows), of ``subjects`` only if given.
+
+        One fused pass over the input (input order kept), not a copy per condition.
+        """
+        keep = pl.col("t").is_not_null()
+        if self.birth_code is not None:
+            keep = keep & (pl.col("c") != self.birth_code)
+        if subjects is not None:
+            keep = keep & pl.col("s").is_in(subjects.implode())
+        return self.table.frame.lazy().filter(keep).collect()
 
     def index(self, rows: pl.DataFrame) -> pd.Index:
         """The pandas index of ``rows`` (a subset of ``self.rows``, same order)."""
@@ -305,10 +314,8 @@ def _cohort(
     rows = rows.sort("s", "pt").join(births, on="s", how="left", maintain_order="left")
 
     # --- which rows have a history -----------------------------------------------------------
-    events_proper = frame.filter(
-        timed if birth_code is None else timed & (pl.col("c") != birth_code)
-    )
-    first = events_proper.group_by("s").agg(ticks.min().alias("first"))
+    proper = timed if birth_code is None else timed & (pl.col("c") != birth_code)
+    first = frame.lazy().filter(proper).group_by("s").agg(ticks.min().alias("first")).collect()
     rows = rows.join(first, on="s", how="left", maintain_order="left")
     before_birth = rows.filter(pl.col("first") < pl.col("birth"))
     if before_birth.height:
@@ -339,10 +346,8 @@ def _cohort(
         n_events=frame.height,
         n_static=n_static,
         n_birth=n_birth,
-        events=events_proper,
         static=static,
     )
-    table.frame = None  # the cohort keeps what it needs; let the input go
     lost = rows.filter(pl.col("reason").is_not_null())
     cohort.dropped = cohort.dropped_frame(lost, lost["reason"].to_list())
     return cohort
@@ -419,14 +424,13 @@ def _build_frame(
 ) -> pd.DataFrame:
     """The patient frame of ``rows`` (a subset of ``cohort.rows``, in its order)."""
     table = cohort.table
-    events = cohort.events
-    n_timed = events.height
+    n_timed = cohort.n_events - cohort.n_static - cohort.n_birth
     # rows is sorted by subject: its subjects, in order, are those of the sorted events
     row_subject_start = np.flatnonzero(
         rows.select(pl.col("s") != pl.col("s").shift(1)).to_series().fill_null(True).to_numpy()
     )
     subjects = rows["s"].gather(row_subject_start)
-    events = events.filter(pl.col("s").is_in(subjects.implode()))
+    events = cohort.events(subjects)
     n_selected = events.height
 
     columns = [pl.col("s"), table.ticks(pl.col("t")).alias("_ticks"), pl.col("c")]

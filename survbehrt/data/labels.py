@@ -82,8 +82,8 @@ def _labels(cohort: _Cohort, outcome_codes, *, end, horizon):
     rows = cohort.rows
     horizon_ticks = _horizon_ticks(horizon, cohort)
     ticks = table.ticks(pl.col("t")).alias("_ticks")
-    events = cohort.events.join(rows.select("s").unique(), on="s", how="semi")
-    if not cohort.events["c"].is_in(codes).any():
+    events = cohort.events(rows["s"].unique())
+    if not cohort.table.frame["c"].is_in(codes).any():
         warnings.warn(
             f"none of the outcome codes {list_ids(codes)} occurs in events: every row is "
             f"censored. Check the spelling against the codes of events.",
