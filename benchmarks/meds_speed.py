@@ -9,7 +9,10 @@ random order, which costs the converter a sort). Each size then runs in a fresh 
 ``from_events(path, labels)`` with one prediction time per subject at its last event (so
 every event is converted), then, with ``--tokenize``, today's ``EHRTokenizer`` fit and
 transform on the codes (``--max-length`` tokens per row; the default keeps every event).
-Peak memory is the process's peak resident size above its size before the conversion.
+Peak memory is the process's peak resident size above its size before the conversion;
+"X MiB" is the resident size left after it (an upper bound on X: the allocator keeps
+some freed memory). "cpu s" is the process's CPU time (all threads), a steadier
+measure than the wall clock on a shared machine.
 
 The issue's target: >= 5 M events/s on 2 cores for conversion + tokenization, linear
 from 1 M to 50 M events, peak memory <= 3x the final token arrays.
@@ -58,7 +61,7 @@ def write_table(n_events: int, folder: Path, shuffle: bool, seed: int = 0) -> tu
     return path, label_path
 
 
-def child(path: str, labels: str, tokenize: bool, max_length: int) -> dict:
+def child(path: str, labels: str, tokenize: bool, max_length: int, values: bool) -> dict:
     """One measurement in this (fresh) process."""
     import polars as pl
 
@@ -70,7 +73,7 @@ def child(path: str, labels: str, tokenize: bool, max_length: int) -> dict:
     from_events(head, prediction_times.filter(pl.col("subject_id") == head["subject_id"][0]))
     base = _rss_mib()
     c0, t0 = time.process_time(), time.perf_counter()
-    X = from_events(path, prediction_times)
+    X = from_events(path, prediction_times, value_col=None if values else False)
     c1, t1 = time.process_time(), time.perf_counter()
     peak_convert = _peak_mib() - base
     counts = X.attrs["event_counts"]
@@ -104,10 +107,12 @@ def main(argv=None):
     parser.add_argument("--tokenize", action="store_true", help="also time EHRTokenizer")
     parser.add_argument("--max-length", type=int, default=40_000)
     parser.add_argument("--shuffle", action="store_true", help="unsorted input")
+    parser.add_argument("--no-values", action="store_true",
+                        help="leave the numeric values out of X (value_col=False)")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(child(*args.child, args.tokenize, args.max_length)))
+        print(json.dumps(child(*args.child, args.tokenize, args.max_length, not args.no_values)))
         return
     header = (
         f"{'events':>12} {'rows':>6} {'convert s':>9} {'cpu s':>6} {'M ev/s':>7} "
@@ -121,6 +126,7 @@ def main(argv=None):
             path, labels = write_table(int(size * 1e6), Path(tmp), args.shuffle)
             cmd = [sys.executable, __file__, "--child", str(path), str(labels),
                    "--max-length", str(args.max_length)] + (["--tokenize"] if args.tokenize else [])
+            cmd += ["--no-values"] if args.no_values else []
             result = json.loads(subprocess.run(cmd, check=True, capture_output=True,
                                                text=True).stdout.splitlines()[-1])
             path.unlink()

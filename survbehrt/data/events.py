@@ -433,7 +433,13 @@ def _build_frame(
     events = cohort.events(subjects)
     n_selected = events.height
 
-    columns = [pl.col("s"), table.ticks(pl.col("t")).alias("_ticks"), pl.col("c")]
+    # Codes become small integers first: the sort then moves numbers, not strings.
+    uniques = events["c"].unique()
+    columns = [
+        pl.col("s"),
+        table.ticks(pl.col("t")).alias("_ticks"),
+        pl.col("c").cast(pl.Enum(uniques)).to_physical().alias("_code"),
+    ]
     if visit_resolution == "day":
         columns.append(table.day_key(pl.col("t")).alias("_day"))
     if table.has_values:
@@ -446,8 +452,7 @@ def _build_frame(
         pl.col("s").is_sorted() & (new_subject_expr | (pl.col("_ticks").diff() >= 0)).all()
     ).item():
         events = events.sort("s", "_ticks", maintain_order=True)
-    uniques = events["c"].unique()
-    code_id = events["c"].cast(pl.Enum(uniques)).to_physical().to_numpy()
+    code_id = events["_code"].to_numpy()
     new_subject = events.select(new_subject_expr).to_series().to_numpy()
     ticks = events["_ticks"].to_numpy()
     key = events["_day"].to_numpy() if visit_resolution == "day" else ticks
