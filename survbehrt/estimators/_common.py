@@ -104,6 +104,7 @@ def model_config(estimator, tokenizer):
         vocab_size=tokenizer.vocab_size_,
         n_age_bins=tokenizer.n_age_bins_,
         n_time_bins=tokenizer.n_time_bins_,
+        n_value_bins=tokenizer.n_value_bins_,
         max_visits=tokenizer.max_visits_,
         max_position=int(tokenizer.max_length),
         embedding_dim=estimator.embedding_dim,
