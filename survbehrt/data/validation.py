@@ -483,9 +483,11 @@ def check_predict_columns(X, fitted_columns) -> None:
     columns = getattr(X, "columns", ())
     missing = [c for c in fitted_columns if c in OPTIONAL_COLUMNS and c not in columns]
     if missing:
+        instead = {INDEX_AGE: "the prediction time is the last visit", STATIC: "no static codes",
+                   VALUES: "codes without values"}
         warnings.warn(
             f"X lacks the column(s) {missing} that the model was fitted with; predicting "
-            f"without them ({INDEX_AGE!r}: the last visit's age; {STATIC!r}, {VALUES!r}: none).",
+            f"without them ({'; '.join(instead[c] for c in missing)}).",
             UserWarning,
             stacklevel=3,
         )

@@ -227,7 +227,9 @@ class SurvivalNet(_LearnableOnly, NeuralNet):
         ``train_<name>`` / ``valid_<name>``.
     landmarks : {"last", "all"}, default="last"
         Train on each patient's last visit, or on every visit (each visit's hazards are
-        read as the risk after the prediction time given the history up to that visit).
+        read as the risk after the prediction time given the history up to that visit);
+        with ``"all"``, visits of truncated rows whose view depends on later visits
+        (``visit_complete`` False in the batch) are left out.
     **kwargs
         Passed to :class:`skorch.NeuralNet`.
     """
@@ -241,6 +243,11 @@ class SurvivalNet(_LearnableOnly, NeuralNet):
         bins = y_true["bin"].to(y_pred.device).long()
         event = y_true["event"].to(y_pred.device)
         if self.landmarks == "all":
+            # [tokens: causal truncation] only visits whose view equals the history cut
+            # at them (always the last one); the others would see truncation set by
+            # later visits.
+            if "visit_complete" in X:
+                visit_mask = visit_mask & X["visit_complete"].to(y_pred.device)
             counts = visit_mask.sum(dim=1)
             rows = y_pred[visit_mask]
             bins = bins.repeat_interleave(counts)

@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, clone
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 from skorch.callbacks import EarlyStopping
 from skorch.helper import predefined_split
 from sksurv.exceptions import NoComparablePairException
@@ -17,7 +17,7 @@ from sksurv.metrics import concordance_index_censored
 
 from ..data.batching import EHRDataset
 from ..data.tokenizer import EHRTokenizer
-from ..data.validation import check_survival_y
+from ..data.validation import check_predict_columns, check_survival_y, ehr_columns, flatten_ehr
 from ..losses import DiscreteTimeNLL, HybridSurvivalLoss, PairwiseRankingLoss
 from ..model import BEHRTSurvivalModule, apply_lora, configure_trainable
 from ..survival import (
@@ -118,7 +118,10 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         Dropout of the embeddings, the transformer layers and the hazard head, in
         fine-tuning too (also with ``pretrained``).
     max_length : int, default=256
-        Tokens per patient; longer histories keep their most recent whole visits.
+        Tokens per patient; longer histories keep their most recent whole visits (the
+        prediction at the last visit sees the most history; landmark predictions stay
+        causal, see ``predict_visit_risks``). What is cut is counted in ``truncation_``
+        and warned about above 5 % of the rows.
     min_frequency : int, default=1
         Rarer codes map to ``[UNK]`` (ignored with ``pretrained``).
     lr : float, default=1e-3
@@ -168,7 +171,13 @@ class BEHRTSurvivalEstimator(BaseEstimator):
     n_params_ : int
         All parameters of the module (LoRA adapters included).
     feature_names_in_ : ndarray of str
-        Columns of ``X`` seen in ``fit``.
+        The columns of ``X`` the model reads (among ``codes``, ``ages``,
+        ``index_age``, ``static``, ``values``) seen in ``fit``; other columns are
+        ignored at fit and predict time, and the column order is free.
+    truncation_ : dict
+        What truncation to ``max_length`` cut from the training rows:
+        ``rows``, ``truncated_rows``, ``tokens``, ``truncated_tokens`` and the shares
+        (see :meth:`~survbehrt.data.TokenizedEHR.truncation`).
 
     Examples
     --------
@@ -385,7 +394,8 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         Parameters
         ----------
         X : pandas.DataFrame
-            One row per patient: ``codes``, ``ages`` and optionally ``index_age``.
+            One row per patient (or prediction time): ``codes``, ``ages`` and
+            optionally ``index_age``, ``static``, ``values``; other columns are ignored.
         y : structured ndarray, shape (n_samples,)
             Event indicator and time (years after the prediction time), as
             ``sksurv.util.Surv.from_arrays(event, time)`` makes it.
@@ -403,7 +413,8 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         # validates X (errors name the row and column); the tokenizer trusts it afterwards
         tokens = tokenizer.fit_transform(X) if pre is None else tokenizer.transform(X)
         event, time = check_survival_y(y, n_samples=len(X), require_events=True)
-        validate_data(self, X=X, skip_check_array=True, reset=True)
+        self.feature_names_in_ = ehr_columns(X)
+        self.n_features_in_ = len(self.feature_names_in_)
         if pre is None and self.strategy != "full":
             warnings.warn(
                 f"strategy={self.strategy!r} without `pretrained` adapts a randomly initialised "
@@ -452,6 +463,7 @@ class BEHRTSurvivalEstimator(BaseEstimator):
 
         self.tokenizer_ = tokenizer
         self.vocabulary_ = tokenizer.vocabulary_
+        self.truncation_ = tokens.truncation()
         self.time_grid_ = grid
         self.unique_times_ = np.unique(time[event])
         self.net_ = net
@@ -462,10 +474,17 @@ class BEHRTSurvivalEstimator(BaseEstimator):
 
     # ------------------------------------------------------------------ prediction
 
-    def _tokens(self, X):
+    def _flat(self, X):
+        # Only the known columns matter: extra columns and their order are free, and a
+        # missing optional column is allowed (with a warning) -- no sklearn name check.
         check_is_fitted(self, "net_")
-        validate_data(self, X=X, skip_check_array=True, reset=False)
-        return self.tokenizer_.transform(X)
+        flat = flatten_ehr(X)
+        check_predict_columns(X, self.feature_names_in_)
+        return flat
+
+    def _tokens(self, X):
+        flat = self._flat(X)  # checks that the estimator is fitted first
+        return self.tokenizer_.transform_flat(flat)
 
     def _last_visit_logits(self, X) -> np.ndarray:
         tokens = self._tokens(X)
@@ -531,10 +550,16 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         return step_functions(values, grid.cuts_, grid.max_time_, kind=kind)
 
     def predict_visit_risks(self, X):
-        """Risk score at every visit (landmark predictions), for risk trajectories.
+        """Risk score at every kept visit (landmark predictions), for risk trajectories.
 
-        Under the visit-causal mask, the risk at visit ``t`` uses only visits up to
-        ``t``. Visits dropped by truncation to ``max_length`` are absent.
+        The risk at visit ``t`` is the prediction from the history up to ``t`` with the
+        same prediction time: it never depends on later visits. Under the visit-causal
+        mask that holds for every visit of a row that fits in ``max_length``. For a
+        truncated row, the visits whose view in the kept sequence differs from the
+        history cut at them (``TokenizedEHR.visit_complete`` False) are predicted from
+        that cut history, tokenized on its own, so that ``predict_visit_risks(X)[i][t]``
+        equals ``predict`` on row ``i`` cut after visit ``t``. Visits dropped by
+        truncation are absent.
 
         Parameters
         ----------
@@ -543,9 +568,11 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         Returns
         -------
         list of ndarray
-            One array per patient, a risk per kept visit (oldest first).
+            One array per patient, a risk per kept visit (oldest first); the first kept
+            visit of row ``i`` is its visit ``len(X["codes"].iloc[i]) - len(result[i])``.
         """
-        tokens = self._tokens(X)
+        flat = self._flat(X)
+        tokens = self.tokenizer_.transform_flat(flat)
         width = int(tokens.n_visits.max())
 
         def visit_risks(module, batch):
@@ -554,7 +581,21 @@ class BEHRTSurvivalEstimator(BaseEstimator):
 
         with torch_threads(self.n_threads):
             risks = batched_inference(self.net_.module_, tokens, visit_risks, device=self.net_.device)
-        return [risks[i, :n] for i, n in enumerate(tokens.n_visits)]
+            out = [risks[i, :n].copy() for i, n in enumerate(tokens.n_visits)]
+            incomplete = np.flatnonzero(~tokens.visit_complete)
+            if len(incomplete):
+                # history cut at each such visit, same prediction time, read at its last visit
+                row = np.repeat(np.arange(len(tokens)), tokens.n_visits)[incomplete]
+                kept = incomplete - tokens.visit_offsets[row]
+                cut = self.tokenizer_.transform_flat(
+                    flat.cut(row, tokens.dropped_visits[row] + kept + 1), warn=False
+                )
+                logits = batched_inference(
+                    self.net_.module_, cut, _last_visit_logits, device=self.net_.device
+                )
+                for i, j, r in zip(row, kept, np.asarray(risk_score(logits), dtype=risks.dtype)):
+                    out[i][j] = r
+        return out
 
     def score(self, X, y):
         """Harrell's concordance index of ``predict(X)``.
