@@ -344,10 +344,13 @@ class EHRTokenizer(TransformerMixin, BaseEstimator):
         TokenizedEHR
         """
         flat = flatten_ehr(X)
-        self._fit_flat(flat)
-        return self.transform_flat(flat)
+        ids = self._fit_flat(flat)
+        tokens = self._tokenize(flat, ids)
+        _warn_truncation(tokens, int(self.max_length))
+        return tokens
 
-    def _fit_flat(self, flat: FlatEHR):
+    def _fit_flat(self, flat: FlatEHR) -> np.ndarray:
+        """Fit on a flattened cohort; return the token ids of its codes."""
         self._check_params()
         counts = Counter(flat.codes)
         counts.update(flat.static_codes)
@@ -356,10 +359,11 @@ class EHRTokenizer(TransformerMixin, BaseEstimator):
             key=lambda c: (-counts[c], c),
         )
         self._set_vocabulary(kept)
+        ids = self._ids(flat.codes)
         if self.n_value_bins > 0 and flat.values is not None:
-            self._set_value_edges(_quantile_edges(self._ids(flat.codes), flat.values,
-                                                  int(self.n_value_bins)), by_id=True)
-        return self
+            self._set_value_edges(_quantile_edges(ids, flat.values, int(self.n_value_bins)),
+                                  by_id=True)
+        return ids
 
     def _set_vocabulary(self, codes, value_edges=None):
         """Set the fitted state from the real codes (ids from ``N_SPECIAL``) and their cut points."""
@@ -478,8 +482,9 @@ class EHRTokenizer(TransformerMixin, BaseEstimator):
         out[idx] = count
         return out
 
-    def _tokenize(self, flat: FlatEHR) -> TokenizedEHR:
-        ids = self._ids(flat.codes)
+    def _tokenize(self, flat: FlatEHR, ids: np.ndarray | None = None) -> TokenizedEHR:
+        if ids is None:
+            ids = self._ids(flat.codes)
         vbins = self._value_bins(ids, flat.values)
         n_patients = flat.n_patients
         n_visits = flat.n_visits

@@ -199,7 +199,8 @@ def _flatten_values(X, n_visits, visit_lengths, visit_patient, visit_start) -> n
     visits = []
     for row, cell in enumerate(cells):
         if _is_missing(cell):
-            visits.extend([None] * int(n_visits[row]))
+            start = int(visit_start[row])
+            visits.extend([np.nan] * int(n) for n in visit_lengths[start : start + n_visits[row]])
             continue
         if not _is_sequence(cell):
             raise TypeError(
@@ -212,16 +213,13 @@ def _flatten_values(X, n_visits, visit_lengths, visit_patient, visit_start) -> n
                 f"visits in {CODES!r}; values must mirror codes visit by visit."
             )
         visits.extend(cell)
-    for v, visit in enumerate(visits):
-        if visit is None:
-            visits[v] = [np.nan] * int(visit_lengths[v])
-        elif not _is_sequence(visit) or len(visit) != visit_lengths[v]:
-            row = int(visit_patient[v])
-            got = f"{len(visit)} values" if _is_sequence(visit) else f"a {type(visit).__name__}"
-            raise (ValueError if _is_sequence(visit) else TypeError)(
-                f"{_where(X, row, VALUES)}: visit {v - visit_start[row]} has {got} for "
-                f"{visit_lengths[v]} codes; each visit needs one number (or NaN) per code."
-            )
+    try:  # fast path: every visit a sequence of the right length
+        ok = np.array_equal(np.fromiter(map(len, visits), dtype=np.int64, count=len(visits)),
+                            visit_lengths)
+    except TypeError:  # a visit without a length (None, a number)
+        ok = False
+    if not ok:
+        _check_value_visits(X, visits, visit_lengths, visit_patient, visit_start)
     flat = list(chain.from_iterable(visits))
     # The common case (plain floats, NaN for none) converts in C; anything else takes
     # the slow path, which also finds the offending cell.
@@ -241,6 +239,20 @@ def _flatten_values(X, n_visits, visit_lengths, visit_patient, visit_start) -> n
                        ValueError, f"value {values[np.argmax(infinite)]} is infinite; values "
                        f"must be finite numbers (NaN for none).")
     return values
+
+
+def _check_value_visits(X, visits, visit_lengths, visit_patient, visit_start) -> None:
+    """Replace missing visits by NaN lists in place; raise at the first malformed visit."""
+    for v, visit in enumerate(visits):
+        if _is_missing(visit):
+            visits[v] = [np.nan] * int(visit_lengths[v])
+        elif not _is_sequence(visit) or len(visit) != visit_lengths[v]:
+            row = int(visit_patient[v])
+            got = f"{len(visit)} values" if _is_sequence(visit) else f"a {type(visit).__name__}"
+            raise (ValueError if _is_sequence(visit) else TypeError)(
+                f"{_where(X, row, VALUES)}: visit {v - visit_start[row]} has {got} for "
+                f"{visit_lengths[v]} codes; each visit needs one number (or NaN) per code."
+            )
 
 
 def _raise_at_code(X, i, visit_lengths, visit_patient, visit_start, exc, message):
