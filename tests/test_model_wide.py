@@ -44,7 +44,7 @@ def test_wide_term_is_sum_of_log_counts_up_to_each_visit(seed):
         wide.code_weight.weight.copy_(torch.tensor(rng.normal(size=(12, 1))))
         wide.age_weight.weight.copy_(torch.tensor([[0.3, -0.1]]))
     index_age = torch.tensor(rng.uniform(30, 80, codes.shape[0]), dtype=torch.float32)
-    out = wide(codes, visits, mask, 6, index_age=index_age)
+    out = wide(codes, visits, mask, 6, index_age=index_age).detach()
     beta = wide.code_weight.weight[:, 0].detach().numpy()
     for b in range(codes.shape[0]):
         z = (float(index_age[b]) - 50.0) / 10.0
