@@ -70,7 +70,7 @@ def test_landmarks_all_trains_on_complete_visits_only(fitted_25):
     from survbehrt.estimators._training import SurvivalNet
 
     class Recorder(torch.nn.Module):
-        def forward(self, rows, *targets):
+        def forward(self, rows, *targets, **options):
             self.rows = rows
             return rows.sum()
 
@@ -81,7 +81,8 @@ def test_landmarks_all_trains_on_complete_visits_only(fitted_25):
     assert not batch["visit_complete"][batch["visit_mask"]].all()
     net = SurvivalNet(module=fitted_25.net_.module_, criterion=Recorder, landmarks="all").initialize()
     y_pred = torch.randn(*batch["visit_mask"].shape, 5)
-    y_true = {"bin": torch.zeros(len(X)), "event": torch.ones(len(X))}
+    y_true = {"time": torch.ones(len(X)), "event": torch.ones(len(X)),
+              "group": torch.arange(len(X))}
     net.get_loss(y_pred, y_true, X=batch, training=True)
     expected = [y_pred[b, v] for b in range(len(X)) for v in range(batch["visit_mask"].shape[1])
                 if batch["visit_mask"][b, v] and batch["visit_complete"][b, v]]

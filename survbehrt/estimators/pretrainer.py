@@ -21,6 +21,7 @@ from ._common import (
     check_positive,
     draw_seed,
     model_config,
+    resolve_groups,
     seeded_torch,
     torch_threads,
     validation_split,
@@ -199,7 +200,7 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
             **net_arguments(self, seed, callbacks, train_split),
         )
 
-    def fit(self, X, y=None):
+    def fit(self, X, y=None, groups=None):
         """Pre-train the encoder on the histories of ``X``.
 
         Parameters
@@ -208,18 +209,24 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
             One row per patient (``codes``, ``ages``, optional ``index_age``).
         y : ignored
             Present for Pipeline compatibility.
+        groups : array-like of shape (n_samples,), optional
+            Patient of each row; the validation split keeps a patient on one side.
+            Default: the X index level ``subject_id`` when present.
 
         Returns
         -------
         self : BEHRTPretrainer
         """
         self._check_params()
+        seed = draw_seed(self.random_state)
+        groups = resolve_groups(X, groups, len(X))
+        train_idx, valid_idx = validation_split(len(X), self.validation_fraction, seed,
+                                                groups=groups)
+        # the vocabulary comes from the rows that train, not from the validation rows
         tokenizer = EHRTokenizer(max_length=self.max_length, min_frequency=self.min_frequency)
-        tokens = tokenizer.fit_transform(X)
+        tokens = tokenizer.fit(X.iloc[train_idx]).transform(X)
         self.feature_names_in_ = ehr_columns(X)
         self.n_features_in_ = len(self.feature_names_in_)
-        seed = draw_seed(self.random_state)
-        train_idx, valid_idx = validation_split(len(X), self.validation_fraction, seed)
         mlm = self.objective in ("mlm", "both")
 
         def dataset(idx, offset, reseed):
@@ -227,7 +234,7 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
                                     seed=seed + offset, mlm=mlm, reseed_each_pass=reseed)
 
         valid = predefined_split(dataset(valid_idx, 1, True)) if len(valid_idx) else None
-        with torch_threads(self.n_threads), seeded_torch(seed):
+        with torch_threads(self.n_threads), seeded_torch(seed, self.device):
             module = BEHRTPretrainingModule(model_config(self, tokenizer), self.objective)
             net = self._make_net(module, seed, valid, len(train_idx))
             net.fit(dataset(train_idx, 0, False), y=None)

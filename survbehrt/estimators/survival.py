@@ -1,4 +1,4 @@
-"""``BEHRTSurvivalEstimator``: BEHRT discrete-time survival as a scikit-survival estimator."""
+"""``BEHRTSurvivalEstimator``: BEHRT survival (piecewise-constant hazards) as a scikit-survival estimator."""
 
 from __future__ import annotations
 
@@ -18,15 +18,14 @@ from sksurv.metrics import concordance_index_censored
 from ..data.batching import EHRDataset
 from ..data.tokenizer import EHRTokenizer
 from ..data.validation import check_predict_columns, check_survival_y, ehr_columns, flatten_ehr
-from ..losses import DiscreteTimeNLL, HybridSurvivalLoss, PairwiseRankingLoss
+from ..losses import HybridSurvivalLoss, PairwiseRankingLoss, SurvivalNLL
 from ..model import BEHRTSurvivalModule, apply_lora, configure_trainable
 from ..survival import (
     TimeGrid,
-    cumulative_hazard_from_logits,
     evaluate_on_times,
+    marginal_logits,
     risk_score,
-    step_functions,
-    survival_from_logits,
+    survival_curves,
 )
 from ._common import (
     check_choice,
@@ -34,6 +33,7 @@ from ._common import (
     check_positive,
     draw_seed,
     model_config,
+    resolve_groups,
     seeded_torch,
     torch_threads,
     validation_split,
@@ -54,6 +54,9 @@ STRATEGIES = ("full", "lora", "frozen")
 LOSSES = ("nll", "ranking", "hybrid")
 LANDMARKS = ("last", "all")
 EARLY_STOPPING = ("cindex", "loss", None)
+# Rows of earlier batches the ranking term compares each batch with: batches hold
+# histories of similar length, and without it short and long histories never meet.
+RANKING_MEMORY = 1024
 
 
 def _is_fitted_pretrainer(obj) -> bool:
@@ -61,7 +64,7 @@ def _is_fitted_pretrainer(obj) -> bool:
 
 
 class BEHRTSurvivalEstimator(BaseEstimator):
-    """BEHRT transformer for discrete-time survival on patient histories.
+    """BEHRT transformer for survival analysis on patient histories.
 
     Patients' visit sequences are tokenized (vocabulary from the training rows, or
     from ``pretrained``), encoded by a BEHRT transformer under a visit-causal mask,
@@ -77,7 +80,8 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         (plus the head); or only the hazard head. ``"lora"`` and ``"frozen"`` are
         meant for a ``pretrained`` encoder (a warning is issued without one).
     loss : {"nll", "ranking", "hybrid"}, default="hybrid"
-        Discrete-time negative log-likelihood (calibration), pairwise ranking loss
+        Negative log-likelihood of piecewise-constant hazards (calibration; exact
+        times inside the grid's intervals), pairwise ranking loss
         (discrimination), or ``nll + rank_weight * ranking``.
     rank_weight : float, default=0.2
         Weight of the ranking term in the hybrid loss.
@@ -159,8 +163,11 @@ class BEHRTSurvivalEstimator(BaseEstimator):
     time_grid_ : TimeGrid
         The fitted grid; ``time_grid_.cuts_`` are its edges.
     unique_times_ : ndarray
-        Sorted unique event times of the training data; the columns of
+        Sorted unique observed times (events and censorings) of the training rows,
+        as in scikit-survival's estimators; the columns of
         ``predict_survival_function(X, return_array=True)``.
+    is_event_time_ : ndarray of bool
+        Whether each of ``unique_times_`` is the time of at least one event.
     net_ : SurvivalNet
         The fitted skorch net; ``net_.module_`` the torch module.
     history_ : skorch.History
@@ -360,12 +367,13 @@ class BEHRTSurvivalEstimator(BaseEstimator):
             )
         return pre
 
-    def _make_criterion(self):
+    def _make_criterion(self, cuts):
         if self.loss == "nll":
-            return DiscreteTimeNLL()
+            return SurvivalNLL(cuts)
         if self.loss == "ranking":
-            return PairwiseRankingLoss(sigma=self.rank_sigma)
-        return HybridSurvivalLoss(rank_weight=self.rank_weight, sigma=self.rank_sigma)
+            return PairwiseRankingLoss(cuts, sigma=self.rank_sigma, memory_size=RANKING_MEMORY)
+        return HybridSurvivalLoss(cuts, rank_weight=self.rank_weight, sigma=self.rank_sigma,
+                                  memory_size=RANKING_MEMORY)
 
     def _callbacks(self, n_train: int, has_valid: bool):
         parts = ("nll", "ranking") if self.loss == "hybrid" else ()
@@ -388,17 +396,25 @@ class BEHRTSurvivalEstimator(BaseEstimator):
             )))
         return callbacks + progress_callbacks(self.verbose)
 
-    def fit(self, X, y):
+    def fit(self, X, y, groups=None):
         """Fit the model.
 
         Parameters
         ----------
         X : pandas.DataFrame
-            One row per patient (or prediction time): ``codes``, ``ages`` and
-            optionally ``index_age``, ``static``, ``values``; other columns are ignored.
+            One row per patient (or per patient and prediction time): ``codes``,
+            ``ages`` and optionally ``index_age``, ``static``, ``values``; other columns
+            are ignored.
         y : structured ndarray, shape (n_samples,)
             Event indicator and time (years after the prediction time), as
             ``sksurv.util.Surv.from_arrays(event, time)`` makes it.
+        groups : array-like of shape (n_samples,), optional
+            Patient of each row, when a patient has several rows (prediction
+            times). The internal validation split keeps each patient on one
+            side, and the ranking term never compares a patient with itself.
+            Default: the X index level ``subject_id`` when X has a MultiIndex
+            with one (as :func:`survbehrt.data.from_events` makes it), else one
+            patient per row.
 
         Returns
         -------
@@ -406,13 +422,21 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         """
         self._check_params()
         pre = self._resolve_pretrained()
+        event, time = check_survival_y(y, n_samples=len(X), require_events=True)
+        groups = resolve_groups(X, groups, len(X))
+        seed = draw_seed(self.random_state)
+        # Split first: the vocabulary and the time grid are learned from the rows that
+        # train, never from the early-stopping rows.
+        train_idx, valid_idx = validation_split(
+            len(X), self.validation_fraction, seed, stratify=event, groups=groups
+        )
         if pre is not None:
             tokenizer = pre.tokenizer_
+            # validates X (errors name the row and column); the tokenizer trusts it afterwards
+            tokens = tokenizer.transform(X)
         else:
             tokenizer = EHRTokenizer(max_length=self.max_length, min_frequency=self.min_frequency)
-        # validates X (errors name the row and column); the tokenizer trusts it afterwards
-        tokens = tokenizer.fit_transform(X) if pre is None else tokenizer.transform(X)
-        event, time = check_survival_y(y, n_samples=len(X), require_events=True)
+            tokens = tokenizer.fit(X.iloc[train_idx]).transform(X)
         self.feature_names_in_ = ehr_columns(X)
         self.n_features_in_ = len(self.feature_names_in_)
         if pre is None and self.strategy != "full":
@@ -422,12 +446,12 @@ class BEHRTSurvivalEstimator(BaseEstimator):
                 UserWarning,
                 stacklevel=2,
             )
-        grid = TimeGrid(time_bins=self.time_bins).fit(y)
-        bins, event_in_grid = grid.transform(time, event)
-        seed = draw_seed(self.random_state)
-
-        train_idx, valid_idx = validation_split(len(X), self.validation_fraction, seed, stratify=event)
-        targets = {"bin": bins, "event": event_in_grid, "event_observed": event, "time_observed": time}
+        if not event[train_idx].any():
+            raise ValueError("the training rows (after the validation split) hold no events")
+        grid = TimeGrid(time_bins=self.time_bins).fit(y[train_idx])
+        group_ids = (np.arange(len(X)) if groups is None
+                     else np.unique(groups, return_inverse=True)[1].reshape(-1))
+        targets = {"time": time, "event": event, "group": group_ids}
 
         def dataset(idx):
             return EHRDataset(tokens.subset(idx), {k: v[idx] for k, v in targets.items()})
@@ -435,13 +459,16 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         train_ds = dataset(train_idx)
         valid_ds = dataset(valid_idx) if len(valid_idx) else None
 
-        with torch_threads(self.n_threads), seeded_torch(seed):
+        with torch_threads(self.n_threads), seeded_torch(seed, self.device):
             if pre is not None:
                 # dropout is a fine-tuning setting, not architecture: it applies here too
                 config = dataclasses.replace(pre.module_.encoder.config, dropout=self.dropout)
             else:
                 config = model_config(self, tokenizer)
             module = BEHRTSurvivalModule(config, grid.n_bins_)
+            # start every patient at the population's curve (the no-covariate fit)
+            module.head.output.bias.data.copy_(torch.as_tensor(
+                marginal_logits(time[train_idx], event[train_idx], grid.cuts_)))
             if pre is not None:
                 module.encoder.load_state_dict(pre.encoder_state_dict())
             if self.strategy == "lora":
@@ -452,7 +479,7 @@ class BEHRTSurvivalEstimator(BaseEstimator):
             counts = configure_trainable(module, self.strategy, train_embeddings=self.train_embeddings)
             net = SurvivalNet(
                 module=module,
-                criterion=self._make_criterion(),
+                criterion=self._make_criterion(grid.cuts_),
                 landmarks=self.landmarks,
                 **net_arguments(
                     self, seed, self._callbacks(len(train_idx), valid_ds is not None),
@@ -465,7 +492,12 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         self.vocabulary_ = tokenizer.vocabulary_
         self.truncation_ = tokens.truncation()
         self.time_grid_ = grid
-        self.unique_times_ = np.unique(time[event])
+        # as scikit-survival's estimators: every observed training time, events flagged
+        self.unique_times_ = np.unique(time[train_idx])
+        is_event = np.zeros(len(self.unique_times_), dtype=bool)
+        pos = np.searchsorted(self.unique_times_, time[train_idx][event[train_idx]])
+        is_event[pos] = True
+        self.is_event_time_ = is_event
         self.net_ = net
         self.history_ = net.history
         self.n_trainable_params_ = counts["trainable"]
@@ -522,10 +554,11 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         Returns
         -------
         ndarray of sksurv.functions.StepFunction, shape (n_samples,), or ndarray of float
-            Step functions defined on ``[0, largest training time]``.
+            :class:`~survbehrt.survival.SurvivalCurve` objects (scikit-survival step
+            functions that are exact between knots: the survival of piecewise-constant
+            hazards, continuous in time) on ``[0, largest training time]``.
         """
-        values = survival_from_logits(self._last_visit_logits(X))
-        return self._as_functions(values, "survival", return_array)
+        return self._as_functions(self._last_visit_logits(X), "survival", return_array)
 
     def predict_cumulative_hazard_function(self, X, return_array=False):
         """Cumulative hazard functions ``H(t) = -log S(t)`` of the patients.
@@ -539,15 +572,15 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         Returns
         -------
         ndarray of sksurv.functions.StepFunction, shape (n_samples,), or ndarray of float
+            Continuous, piecewise-linear curves (:class:`~survbehrt.survival.SurvivalCurve`).
         """
-        values = cumulative_hazard_from_logits(self._last_visit_logits(X))
-        return self._as_functions(values, "cumhaz", return_array)
+        return self._as_functions(self._last_visit_logits(X), "cumhaz", return_array)
 
-    def _as_functions(self, values, kind, return_array):
+    def _as_functions(self, logits, kind, return_array):
         grid = self.time_grid_
         if return_array:
-            return evaluate_on_times(values, grid.cuts_, self.unique_times_, kind=kind)
-        return step_functions(values, grid.cuts_, grid.max_time_, kind=kind)
+            return evaluate_on_times(logits, grid.cuts_, self.unique_times_, kind=kind)
+        return survival_curves(logits, grid.cuts_, grid.max_time_, kind=kind)
 
     def predict_visit_risks(self, X):
         """Risk score at every kept visit (landmark predictions), for risk trajectories.

@@ -257,7 +257,7 @@ def _plain_state_dict(encoder: nn.Module) -> dict[str, Tensor]:
 
 
 class BEHRTSurvivalModule(nn.Module):
-    """BEHRT with a discrete-time hazard head on visit-causal visit representations.
+    """BEHRT with a piecewise-constant hazard head on visit-causal visit representations.
 
     Each visit ``t`` sees only itself and earlier visits, so ``logits[:, t]`` is
     the hazard curve of a prediction made at visit ``t`` (no look into the future).
