@@ -187,3 +187,11 @@ def test_cut_equals_flattening_the_cut_frame():
     assert cut.codes == ref.codes and cut.static_codes == ref.static_codes
     for name in ("visit_lengths", "visit_ages", "n_visits", "index_age", "values", "n_static"):
         np.testing.assert_array_equal(getattr(cut, name), getattr(ref, name))
+
+
+def test_multiindex_rows_named_in_errors():
+    X = frame(values=[None, [["x", 1.0]], None])
+    X.index = pd.MultiIndex.from_tuples([(1, "2020-01-01"), (1, "2021-06-01"), (2, "2020-03-01")],
+                                        names=["subject_id", "prediction_time"])
+    with pytest.raises(TypeError, match=_row_col(1, (1, "2021-06-01"), "values")):
+        check_ehr_frame(X)

@@ -133,8 +133,15 @@ def _group_arange(counts: np.ndarray) -> np.ndarray:
     return np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(starts, counts)
 
 
+def _plain(label):
+    # numpy scalars print as np.int64(1) under numpy 2; show the value the user typed
+    if isinstance(label, tuple):
+        return tuple(_plain(v) for v in label)
+    return label.item() if isinstance(label, np.generic) else label
+
+
 def _where(X: pd.DataFrame, row: int, column: str) -> str:
-    return f"X row {row} (index {X.index[row]!r}), column {column!r}"
+    return f"X row {row} (index {_plain(X.index[row])!r}), column {column!r}"
 
 
 def _is_sequence(value) -> bool:
