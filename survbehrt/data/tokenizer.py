@@ -349,8 +349,8 @@ class EHRTokenizer(TransformerMixin, BaseEstimator):
         _warn_truncation(tokens, int(self.max_length))
         return tokens
 
-    def _fit_flat(self, flat: FlatEHR) -> np.ndarray:
-        """Fit on a flattened cohort; return the token ids of its codes."""
+    def _fit_flat(self, flat: FlatEHR) -> np.ndarray | None:
+        """Fit on a flattened cohort; return the token ids of its codes if computed."""
         self._check_params()
         counts = Counter(flat.codes)
         counts.update(flat.static_codes)
@@ -359,10 +359,10 @@ class EHRTokenizer(TransformerMixin, BaseEstimator):
             key=lambda c: (-counts[c], c),
         )
         self._set_vocabulary(kept)
+        if self.n_value_bins == 0 or flat.values is None:
+            return None
         ids = self._ids(flat.codes)
-        if self.n_value_bins > 0 and flat.values is not None:
-            self._set_value_edges(_quantile_edges(ids, flat.values, int(self.n_value_bins)),
-                                  by_id=True)
+        self._set_value_edges(_quantile_edges(ids, flat.values, int(self.n_value_bins)), by_id=True)
         return ids
 
     def _set_vocabulary(self, codes, value_edges=None):
