@@ -59,6 +59,10 @@ class BEHRTConfig:
         Size of the age-bin table, padding id 0 included.
     n_time_bins : int, default=32
         Size of the time-before-prediction bin table, padding id 0 included.
+    n_value_bins : int, default=0
+        Number of value bins of numeric values (``TokenizedEHR.value_bins``); the
+        value-bin table has ``n_value_bins + 1`` rows, row 0 ("no value") zero. 0: no
+        table, values are ignored (and configurations saved before it existed load as such).
     max_visits : int, default=512
         Size of the visit-index table.
     max_position : int, default=512
@@ -103,6 +107,7 @@ class BEHRTConfig:
     vocab_size: int
     n_age_bins: int = 128
     n_time_bins: int = 32
+    n_value_bins: int = 0
     max_visits: int = 512
     max_position: int = 512
     embedding_dim: int = 128
@@ -143,6 +148,7 @@ class BEHRTConfig:
             "ff_dim",
         ):
             setattr(self, name, _check_int(name, getattr(self, name), minimum=1))
+        self.n_value_bins = _check_int("n_value_bins", self.n_value_bins, minimum=0)
         if self.embedding_dim % self.num_heads != 0:
             raise ValueError(
                 f"embedding_dim ({self.embedding_dim}) must be divisible by "
