@@ -25,6 +25,7 @@ import pandas as pd
 import polars as pl
 
 from ._meds import EventTable, as_datetimes, is_polars, list_ids, read_events, subjects_like
+from .validation import _group_arange
 
 __all__ = ["from_events"]
 
@@ -377,12 +378,6 @@ def _warn_dropped(
 
 
 # ----------------------------------------------------------------- building X
-
-
-def _group_arange(counts: np.ndarray) -> np.ndarray:
-    """``concatenate([arange(c) for c in counts])`` without the Python loop."""
-    starts = np.cumsum(counts) - counts
-    return np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(starts, counts)
 
 
 def _split(flat: list, bounds: np.ndarray) -> list:
