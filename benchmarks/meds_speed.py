@@ -7,8 +7,9 @@ subject ids up to each size (millions of rows, static and birth rows included) a
 written to parquet, sorted by subject and time as MEDS shards are (``--shuffle``: in
 random order, which costs the converter a sort). Each size then runs in a fresh process:
 ``from_events(path, labels)`` with one prediction time per subject at its last event (so
-every event is converted), then, with ``--tokenize``, today's ``EHRTokenizer`` fit and
-transform on the codes (``--max-length`` tokens per row; the default keeps every event).
+every event is converted), then, with ``--tokenize``, ``EHRTokenizer`` fit and transform
+on X (static codes and value bins included; ``--max-length`` tokens per row, the default
+keeps every event).
 Peak memory is the process's peak resident size above its size before the conversion;
 "X MiB" is the resident size left after it (an upper bound on X: the allocator keeps
 some freed memory). "cpu s" is the process's CPU time (all threads), a steadier
@@ -89,7 +90,7 @@ def child(path: str, labels: str, tokenize: bool, max_length: int, values: bool)
     if tokenize:
         t2 = time.perf_counter()
         tokenizer = EHRTokenizer(max_length=max_length)
-        tokens = tokenizer.fit_transform(X[["codes", "ages", "index_age"]])
+        tokens = tokenizer.fit_transform(X)  # static codes and value bins included
         t3 = time.perf_counter()
         out.update(
             tokenize_s=t3 - t2,
