@@ -43,8 +43,8 @@ def collate_tokens(tokens: TokenizedEHR, indices) -> dict:
     dict of torch.Tensor
         ``codes``, ``age_bins``, ``visits``, ``positions``, ``time_bins``,
         ``value_bins`` (long, ``(B, L)``), ``attention_mask`` (bool, ``(B, L)``),
-        ``visit_mask`` and ``visit_complete`` (bool, ``(B, V)``) and ``visit_times``
-        (float, ``(B, V)``), with ``L`` and ``V`` the batch's own largest token and
+        ``visit_mask`` and ``visit_complete`` (bool, ``(B, V)``), ``visit_times``
+        (float, ``(B, V)``) and ``index_age`` (float, ``(B,)``), with ``L`` and ``V`` the batch's own largest token and
         visit counts (see ``docs/dev/interfaces.md``). ``visit_complete`` is False at
         padding visits.
     """
@@ -79,6 +79,7 @@ def collate_tokens(tokens: TokenizedEHR, indices) -> dict:
     out["visit_mask"] = torch.from_numpy(vmask)
     out["visit_complete"] = torch.from_numpy(vcomplete)
     out["visit_times"] = torch.from_numpy(vtimes)
+    out["index_age"] = torch.from_numpy(tokens.index_age[indices].astype(np.float32))
     return out
 
 

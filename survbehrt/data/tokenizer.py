@@ -79,6 +79,9 @@ class TokenizedEHR:
     dropped_visits : ndarray of int64, shape (n_patients,)
         Oldest visits dropped from each patient: kept visit ``j`` is visit
         ``dropped_visits[i] + j`` of the row.
+    index_age : ndarray of float32, shape (n_patients,)
+        Age in years at each row's prediction time (with ``visit_times``, the exact
+        age of every visit: ``index_age - visit_times``).
     """
 
     codes: np.ndarray
@@ -93,6 +96,7 @@ class TokenizedEHR:
     visit_offsets: np.ndarray
     truncated_tokens: np.ndarray
     dropped_visits: np.ndarray
+    index_age: np.ndarray
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -188,6 +192,7 @@ class TokenizedEHR:
             visit_offsets=np.concatenate([[0], np.cumsum(n_vis)]).astype(np.int64),
             truncated_tokens=self.truncated_tokens[indices],
             dropped_visits=self.dropped_visits[indices],
+            index_age=self.index_age[indices],
         )
 
     def nbytes(self) -> int:
@@ -594,6 +599,7 @@ class EHRTokenizer(TransformerMixin, BaseEstimator):
             visit_offsets=np.concatenate([[0], np.cumsum(kept_per_patient)]).astype(np.int64),
             truncated_tokens=truncated,
             dropped_visits=dropped.astype(np.int64),
+            index_age=np.asarray(flat.index_age, dtype=np.float32),
         )
 
 

@@ -163,4 +163,5 @@ def model_config(estimator, tokenizer):
         num_heads=estimator.num_heads,
         ff_dim=estimator.ff_dim,
         dropout=estimator.dropout,
+        continuous_time=bool(getattr(estimator, "continuous_time", False)),
     )

@@ -76,6 +76,10 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
         Tokens per patient; longer histories keep their most recent whole visits.
     min_frequency : int, default=1
         Codes seen fewer times in ``fit`` map to ``[UNK]``.
+    n_value_bins : int, default=10
+        Quantile bins per code for numeric values (a ``values`` column); 0 ignores them.
+    continuous_time : bool, default=True
+        Embed each token's exact age and log time-before-prediction beside the bins.
     lr : float, default=1e-3
         Peak AdamW learning rate (linear warm-up, cosine decay).
     weight_decay : float, default=0.01
@@ -130,6 +134,8 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
         dropout=0.1,
         max_length=256,
         min_frequency=1,
+        n_value_bins=10,
+        continuous_time=True,
         lr=1e-3,
         weight_decay=0.01,
         max_epochs=10,
@@ -152,6 +158,8 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
         self.dropout = dropout
         self.max_length = max_length
         self.min_frequency = min_frequency
+        self.n_value_bins = n_value_bins
+        self.continuous_time = continuous_time
         self.lr = lr
         self.weight_decay = weight_decay
         self.max_epochs = max_epochs
@@ -223,7 +231,8 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
         train_idx, valid_idx = validation_split(len(X), self.validation_fraction, seed,
                                                 groups=groups)
         # the vocabulary comes from the rows that train, not from the validation rows
-        tokenizer = EHRTokenizer(max_length=self.max_length, min_frequency=self.min_frequency)
+        tokenizer = EHRTokenizer(max_length=self.max_length, min_frequency=self.min_frequency,
+                                 n_value_bins=self.n_value_bins)
         tokens = tokenizer.fit(X.iloc[train_idx]).transform(X)
         self.feature_names_in_ = ehr_columns(X)
         self.n_features_in_ = len(self.feature_names_in_)

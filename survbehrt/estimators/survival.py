@@ -94,6 +94,16 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         Train on each patient's last visit only, or on every visit (the hazards
         of visit ``t`` predict the outcome after the prediction time from the
         history up to ``t``: more supervision, same target).
+    wide : bool, default=True
+        Add the wide path: an additive, regularised term over the log counts of the
+        codes seen so far (static codes included) and the age at the prediction time
+        (linear and quadratic), learned jointly with the transformer (wide & deep), so
+        that the model can always fall back to what a Cox model on code counts does.
+        Its weights start at zero and share ``weight_decay``.
+    continuous_time : bool, default=True
+        Beside the age and time-before-prediction bins, embed each token's exact age
+        and log time-before-prediction (sinusoidal features, learned projection).
+        Ignored with ``pretrained`` (the pretrainer's architecture is used).
     pretrained : BEHRTPretrainer, str or path-like, optional
         A fitted :class:`~survbehrt.BEHRTPretrainer` (or a file it saved). Its
         vocabulary, architecture and encoder weights are used; the architecture
@@ -128,6 +138,9 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         and warned about above 5 % of the rows.
     min_frequency : int, default=1
         Rarer codes map to ``[UNK]`` (ignored with ``pretrained``).
+    n_value_bins : int, default=10
+        Quantile bins per code for numeric values (a ``values`` column), learned from
+        the training rows; 0 ignores values (ignored with ``pretrained``).
     lr : float, default=1e-3
         Peak learning rate of AdamW (after linear warm-up; cosine decay after).
     weight_decay : float, default=0.01
@@ -209,6 +222,8 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         rank_sigma=0.1,
         time_bins=20,
         landmarks="last",
+        wide=True,
+        continuous_time=True,
         pretrained=None,
         lora_rank=8,
         lora_alpha=16,
@@ -222,6 +237,7 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         dropout=0.1,
         max_length=256,
         min_frequency=1,
+        n_value_bins=10,
         lr=1e-3,
         weight_decay=0.01,
         max_epochs=20,
@@ -242,6 +258,8 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         self.rank_sigma = rank_sigma
         self.time_bins = time_bins
         self.landmarks = landmarks
+        self.wide = wide
+        self.continuous_time = continuous_time
         self.pretrained = pretrained
         self.lora_rank = lora_rank
         self.lora_alpha = lora_alpha
@@ -255,6 +273,7 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         self.dropout = dropout
         self.max_length = max_length
         self.min_frequency = min_frequency
+        self.n_value_bins = n_value_bins
         self.lr = lr
         self.weight_decay = weight_decay
         self.max_epochs = max_epochs
@@ -435,7 +454,8 @@ class BEHRTSurvivalEstimator(BaseEstimator):
             # validates X (errors name the row and column); the tokenizer trusts it afterwards
             tokens = tokenizer.transform(X)
         else:
-            tokenizer = EHRTokenizer(max_length=self.max_length, min_frequency=self.min_frequency)
+            tokenizer = EHRTokenizer(max_length=self.max_length, min_frequency=self.min_frequency,
+                                     n_value_bins=self.n_value_bins)
             tokens = tokenizer.fit(X.iloc[train_idx]).transform(X)
         self.feature_names_in_ = ehr_columns(X)
         self.n_features_in_ = len(self.feature_names_in_)
@@ -465,7 +485,10 @@ class BEHRTSurvivalEstimator(BaseEstimator):
                 config = dataclasses.replace(pre.module_.encoder.config, dropout=self.dropout)
             else:
                 config = model_config(self, tokenizer)
-            module = BEHRTSurvivalModule(config, grid.n_bins_)
+            train_age = tokens.index_age[train_idx].astype(float)
+            module = BEHRTSurvivalModule(config, grid.n_bins_, wide=self.wide,
+                                         age_mean=float(train_age.mean()),
+                                         age_scale=float(max(train_age.std(), 1.0)))
             # start every patient at the population's curve (the no-covariate fit)
             module.head.output.bias.data.copy_(torch.as_tensor(
                 marginal_logits(time[train_idx], event[train_idx], grid.cuts_)))

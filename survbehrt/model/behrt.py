@@ -12,12 +12,13 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from .config import PAD_ID, BEHRTConfig, as_config
+from .config import N_SPECIAL, PAD_ID, BEHRTConfig, as_config
 from .embeddings import BEHRTEmbeddings
 from .encoder import TransformerEncoderLayer, build_attention_mask
 from .heads import HazardHead, MLMHead, NextVisitHead
 from .lora import LoRALinear, merge_lora
 from .pooling import code_token_mask, pool_visits
+from .wide import WideTerm
 
 __all__ = [
     "OBJECTIVES",
@@ -134,6 +135,8 @@ class BEHRTEncoder(nn.Module):
         attention_mask: Tensor | None = None,
         causal: bool = False,
         value_bins: Tensor | None = None,
+        index_age: Tensor | None = None,
+        visit_times: Tensor | None = None,
         **kwargs: Any,
     ) -> Tensor:
         """Contextual token representations.
@@ -151,6 +154,8 @@ class BEHRTEncoder(nn.Module):
         value_bins : torch.Tensor of shape (B, L), optional
             Value bin of each token (0 = no value), embedded when the configuration
             has ``n_value_bins > 0``.
+        index_age, visit_times : torch.Tensor, optional
+            ``(B,)`` and ``(B, V)``: used when ``config.continuous_time``.
         **kwargs
             Other batch keys, ignored.
 
@@ -161,7 +166,8 @@ class BEHRTEncoder(nn.Module):
             meaningless.
         """
         attention_mask = _bool_mask(codes, attention_mask)
-        x = self.embeddings(codes, age_bins, visits, positions, time_bins, value_bins)
+        x = self.embeddings(codes, age_bins, visits, positions, time_bins, value_bins,
+                            index_age=index_age, visit_times=visit_times)
         attn_mask = build_attention_mask(attention_mask, visits, causal)  # once per forward
         for layer in self.layers:
             x = layer(x, attn_mask)
@@ -179,6 +185,8 @@ class BEHRTEncoder(nn.Module):
         visit_mask: Tensor | None = None,
         num_visits: int | None = None,
         value_bins: Tensor | None = None,
+        index_age: Tensor | None = None,
+        visit_times: Tensor | None = None,
         **kwargs: Any,
     ) -> tuple[Tensor, Tensor]:
         """Mean of each visit's code tokens (specials, static codes and padding excluded).
@@ -190,6 +198,8 @@ class BEHRTEncoder(nn.Module):
         Parameters
         ----------
         codes, age_bins, visits, positions, time_bins, attention_mask, causal, value_bins
+            As in :meth:`forward`.
+        index_age, visit_times : torch.Tensor, optional
             As in :meth:`forward`.
         visit_mask : torch.Tensor of shape (B, V), optional
             Only its width is used, as the number of visit slots.
@@ -208,7 +218,7 @@ class BEHRTEncoder(nn.Module):
         """
         attention_mask = _bool_mask(codes, attention_mask)
         hidden = self(codes, age_bins, visits, positions, time_bins, attention_mask, causal,
-                      value_bins=value_bins)
+                      value_bins=value_bins, index_age=index_age, visit_times=visit_times)
         if num_visits is None and visit_mask is not None:
             num_visits = visit_mask.shape[1]
         # [UNK] tokens count: a code unseen in training still marks a visit (and carries
@@ -243,7 +253,7 @@ class BEHRTEncoder(nn.Module):
         """
         reps, mask = self.visit_representations(
             codes, age_bins, visits, positions, time_bins, attention_mask, causal=False,
-            value_bins=value_bins,
+            value_bins=value_bins, index_age=kwargs.get("index_age"), visit_times=kwargs.get("visit_times"),
         )
         weight = mask.unsqueeze(-1).to(reps.dtype)
         return (reps * weight).sum(dim=1) / weight.sum(dim=1).clamp_min(1)
@@ -277,11 +287,17 @@ class BEHRTSurvivalModule(nn.Module):
         Hidden width of the hazard MLP; default ``embedding_dim // 2``.
     head_dropout : float, optional
         Dropout in the hazard MLP; default ``config.dropout``.
+    wide : bool, default=False
+        Add the wide path (:class:`~survbehrt.model.wide.WideTerm`): an additive
+        log-count and age-at-prediction term on every visit's logits.
+    age_mean, age_scale : float, default=60.0, 15.0
+        Standardisation of the age at prediction for the wide path.
 
     Attributes
     ----------
     encoder : BEHRTEncoder
     head : HazardHead
+    wide : WideTerm or None
     """
 
     def __init__(
@@ -291,6 +307,9 @@ class BEHRTSurvivalModule(nn.Module):
         encoder_state_dict: Mapping[str, Tensor] | None = None,
         head_hidden_dim: int | None = None,
         head_dropout: float | None = None,
+        wide: bool = False,
+        age_mean: float = 60.0,
+        age_scale: float = 15.0,
     ) -> None:
         super().__init__()
         config = as_config(config)
@@ -308,6 +327,8 @@ class BEHRTSurvivalModule(nn.Module):
         # than PyTorch's default Kaiming init.
         for m in self.head.modules():
             init_weights(m, config.initializer_range)
+        self.wide = (WideTerm(config.vocab_size, N_SPECIAL, age_mean, age_scale)
+                     if wide else None)
 
     @property
     def config(self) -> BEHRTConfig:
@@ -372,7 +393,8 @@ class BEHRTSurvivalModule(nn.Module):
         visit_mask : torch.Tensor of shape (B, V), optional
             Fixes the number of visit slots ``V``.
         **kwargs
-            Other batch keys (``visit_times``, ...), ignored.
+            Other batch keys; ``index_age`` and ``visit_times`` are used by the
+            continuous time encoding and the wide path.
 
         Returns
         -------
@@ -389,8 +411,13 @@ class BEHRTSurvivalModule(nn.Module):
             causal=True,
             visit_mask=visit_mask,
             value_bins=value_bins,
+            index_age=kwargs.get("index_age"), visit_times=kwargs.get("visit_times"),
         )
-        return self.head(reps)
+        logits = self.head(reps)
+        if self.wide is not None:
+            logits = logits + self.wide(codes, visits, _bool_mask(codes, attention_mask),
+                                        logits.shape[1], kwargs.get("index_age"))[..., None]
+        return logits
 
 
 class BEHRTPretrainingModule(nn.Module):
@@ -497,7 +524,7 @@ class BEHRTPretrainingModule(nn.Module):
                 mlm_values = value_bins.masked_fill(masked_codes != codes, 0)
             hidden = self.encoder(
                 mlm_input, age_bins, visits, positions, time_bins, attention_mask, causal=False,
-                value_bins=mlm_values,
+                value_bins=mlm_values, index_age=kwargs.get("index_age"), visit_times=kwargs.get("visit_times"),
             )
             out["mlm_logits"] = self.mlm_head(hidden)
         if self.next_visit_head is not None:
@@ -511,6 +538,7 @@ class BEHRTPretrainingModule(nn.Module):
                 causal=True,
                 visit_mask=visit_mask,
                 value_bins=value_bins,
+                index_age=kwargs.get("index_age"), visit_times=kwargs.get("visit_times"),
             )
             out["next_visit_logits"] = self.next_visit_head(reps)
         return out

@@ -89,6 +89,10 @@ class BEHRTConfig:
     use_time_embedding : bool, default=True
         Add an embedding of ``time_bins`` (time from the visit to the prediction
         time) so that recency is visible to the model.
+    continuous_time : bool, default=False
+        Also add a projection of a sinusoidal encoding of each token's exact age and
+        log time-before-prediction (:class:`~survbehrt.model.time_encoding.ContinuousTimeEncoding`);
+        needs ``index_age`` and ``visit_times`` in the batch.
     tie_mlm_weights : bool, default=True
         Tie the MLM decoder weight to the code embedding table.
     layer_norm_eps : float, default=1e-5
@@ -119,6 +123,7 @@ class BEHRTConfig:
     norm_first: bool = True
     position_embedding: str = "learned"
     use_time_embedding: bool = True
+    continuous_time: bool = False
     tie_mlm_weights: bool = True
     layer_norm_eps: float = 1e-5
     initializer_range: float = 0.02

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import PAD_ID, BEHRTConfig, as_config
+from .time_encoding import ContinuousTimeEncoding, token_times
 
 __all__ = ["BEHRTEmbeddings", "SinusoidalPositionEmbedding", "sinusoidal_table"]
 
@@ -119,6 +120,7 @@ class BEHRTEmbeddings(nn.Module):
             if config.n_value_bins > 0
             else None
         )
+        self.continuous = ContinuousTimeEncoding(dim) if config.continuous_time else None
         self.norm = nn.LayerNorm(dim, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.dropout)
         self._max_age = config.n_age_bins - 1
@@ -135,6 +137,8 @@ class BEHRTEmbeddings(nn.Module):
         positions: Tensor,
         time_bins: Tensor | None = None,
         value_bins: Tensor | None = None,
+        index_age: Tensor | None = None,
+        visit_times: Tensor | None = None,
     ) -> Tensor:
         """Embed a padded batch of token sequences.
 
@@ -147,6 +151,9 @@ class BEHRTEmbeddings(nn.Module):
         value_bins : torch.Tensor of shape (B, L), optional
             Value bin of each token (0 = no value); ignored without a value table,
             and None means no values. Bins past the table are clipped to its last row.
+        index_age : torch.Tensor of shape (B,), optional
+        visit_times : torch.Tensor of shape (B, V), optional
+            Needed by the continuous time encoding (``config.continuous_time``).
 
         Returns
         -------
@@ -170,4 +177,9 @@ class BEHRTEmbeddings(nn.Module):
             x += self.time(time_bins.clamp_max(self._max_time))
         if self.value is not None and value_bins is not None:
             x += self.value(value_bins.clamp_max(self._max_value))
+        if self.continuous is not None:
+            if index_age is None or visit_times is None:
+                raise ValueError("continuous_time needs index_age and visit_times in the batch")
+            age, before = token_times(visits, visit_times, index_age)
+            x = x + self.continuous(age, before, age_bins > 0)
         return self.dropout(self.norm(x))
