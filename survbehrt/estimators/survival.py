@@ -16,10 +16,11 @@ from sksurv.exceptions import NoComparablePairException
 from sksurv.metrics import concordance_index_censored
 
 from ..data.batching import EHRDataset
-from ..data.tokenizer import EHRTokenizer
+from ..data.tokenizer import N_SPECIAL, EHRTokenizer
 from ..data.validation import check_predict_columns, check_survival_y, ehr_columns, flatten_ehr
 from ..losses import HybridSurvivalLoss, PairwiseRankingLoss, SurvivalNLL
 from ..model import BEHRTSurvivalModule, apply_lora, configure_trainable
+from ..model.wide import count_features, fit_wide_start
 from ..survival import (
     TimeGrid,
     evaluate_on_times,
@@ -405,7 +406,7 @@ class BEHRTSurvivalEstimator(BaseEstimator):
             # (so they see the epoch that stops training). Used as given: skorch
             # re-initialises callbacks each fit, and one may hold a live Optuna trial.
             callbacks.append(cb if isinstance(cb, tuple) else (f"user_{i}", cb))
-        if self.early_stopping is not None:
+        if self.early_stopping is not None and self.max_epochs > 0:
             cindex = self.early_stopping == "cindex"
             callbacks.append(("early_stopping", EarlyStopping(
                 monitor="valid_cindex" if cindex else "valid_loss",
@@ -486,12 +487,26 @@ class BEHRTSurvivalEstimator(BaseEstimator):
             else:
                 config = model_config(self, tokenizer)
             train_age = tokens.index_age[train_idx].astype(float)
+            age_mean, age_scale = float(train_age.mean()), float(max(train_age.std(), 1.0))
             module = BEHRTSurvivalModule(config, grid.n_bins_, wide=self.wide,
-                                         age_mean=float(train_age.mean()),
-                                         age_scale=float(max(train_age.std(), 1.0)))
-            # start every patient at the population's curve (the no-covariate fit)
-            module.head.output.bias.data.copy_(torch.as_tensor(
-                marginal_logits(time[train_idx], event[train_idx], grid.cuts_)))
+                                         age_mean=age_mean, age_scale=age_scale)
+            # start every patient at the population's curve (the no-covariate fit) ...
+            baseline = marginal_logits(time[train_idx], event[train_idx], grid.cuts_)
+            self.wide_alpha_ = None
+            if self.wide:
+                # ... or, with the wide path, at a penalised proportional-hazards fit on the
+                # log counts and the age: the transformer then has to add to what Cox does
+                start = fit_wide_start(
+                    count_features(tokens.subset(train_idx), N_SPECIAL, config.vocab_size),
+                    (train_age - age_mean) / age_scale, time[train_idx], event[train_idx],
+                    grid.cuts_, groups=None if groups is None else groups[train_idx],
+                    random_state=seed,
+                )
+                module.wide.code_weight.weight.data[:, 0] = torch.as_tensor(start["beta"])
+                module.wide.age_weight.weight.data[0] = torch.as_tensor(start["gamma"])
+                baseline = start["baseline"]
+                self.wide_alpha_ = start["alpha"]
+            module.head.output.bias.data.copy_(torch.as_tensor(baseline))
             if pre is not None:
                 module.encoder.load_state_dict(pre.encoder_state_dict())
             if self.strategy == "lora":
