@@ -1,0 +1,339 @@
+"""The Synthea sample: real-format EHR tables and a landmark survival task (death).
+
+The package vendors a public sample of Synthea's CSV export (1,171 synthetic patients;
+see ``data/synthea_sample/NOTICE.md``). :func:`load_synthea_sample` turns it into
+
+- a MEDS-style long event table (``subject_id``, ``time``, ``code``), built by
+  :func:`_read_events` from the raw tables, and
+- a landmark survival task on it: :func:`_landmark_labels` chooses the rows (one per
+  patient and landmark date) and their outcome, :func:`_cut_histories` builds each row's
+  history from the events strictly before its landmark.
+
+The last step is what :func:`survbehrt.data.events.from_events` does for one prediction
+time per subject; it is kept separate so that it can be swapped for that converter once
+it accepts several prediction times per subject.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+
+import numpy as np
+import pandas as pd
+from sksurv.util import Surv
+
+__all__ = ["SYNTHEA_LANDMARKS", "load_synthea_sample"]
+
+DAYS_PER_YEAR = 365.25
+
+#: Default landmark dates: 1 January of every tenth year, 1970 to 2010.
+SYNTHEA_LANDMARKS = ("1970-01-01", "1980-01-01", "1990-01-01", "2000-01-01", "2010-01-01")
+
+# Event tables: file stem -> (date column, code prefix). The order is the order of
+# same-day events within a visit.
+_TABLES = {
+    "conditions": ("START", "CONDITION"),
+    "immunizations": ("DATE", "IMMUNIZATION"),
+    "careplans": ("START", "CAREPLAN"),
+    "allergies": ("START", "ALLERGY"),
+}
+# patients.csv columns that become static codes ("GENDER//F", ...), in this order.
+_STATIC = ("GENDER", "RACE", "ETHNICITY")
+BIRTH, DEATH = "MEDS_BIRTH", "MEDS_DEATH"
+
+
+def _data_file(name: str):
+    return files("survbehrt.datasets").joinpath("data", "synthea_sample", name)
+
+
+def _read_csv(stem: str) -> pd.DataFrame:
+    with _data_file(f"{stem}.csv.gz").open("rb") as fh:
+        return pd.read_csv(fh, compression="gzip", dtype=str, keep_default_na=False)
+
+
+def _day(values: pd.Series) -> pd.Series:
+    """Dates (``"2010-07-27"`` or ``"2010-07-27T12:58:08Z"``) as midnight timestamps."""
+    return pd.to_datetime(values.str.slice(0, 10), format="%Y-%m-%d").astype("datetime64[ns]")
+
+
+def _read_events() -> pd.DataFrame:
+    """The vendored tables as one MEDS-style long table (see load_synthea_sample)."""
+    patients = _read_csv("patients")
+    subject = patients["Id"]
+    parts = [
+        # Static codes: no time (MEDS convention).
+        pd.DataFrame({"subject_id": subject, "time": pd.NaT, "code": f"{col}//" + patients[col],
+                      "_rank": 0})
+        for col in _STATIC
+    ]
+    parts.append(pd.DataFrame({"subject_id": subject, "time": _day(patients["BIRTHDATE"]),
+                               "code": BIRTH, "_rank": 1}))
+    for stem, (date_col, prefix) in _TABLES.items():
+        table = _read_csv(stem)
+        parts.append(pd.DataFrame({"subject_id": table["PATIENT"], "time": _day(table[date_col]),
+                                   "code": f"{prefix}//" + table["CODE"], "_rank": 2}))
+    dead = patients["DEATHDATE"] != ""
+    # The death last on its day: it ends the day (events of that day come before it).
+    parts.append(pd.DataFrame({"subject_id": subject[dead],
+                               "time": _day(patients.loc[dead, "DEATHDATE"]),
+                               "code": DEATH, "_rank": 3}))
+    events = pd.concat(parts, ignore_index=True)
+    # Per subject: static rows, the birth, the events by day (same day: table order, then
+    # file order), the death. A stable sort keeps the file order of ties.
+    events["_static"] = events["time"].isna()
+    events = events.sort_values(["subject_id", "_static", "time", "_rank"],
+                                ascending=[True, False, True, True], kind="stable")
+    events = events.drop(columns=["_rank", "_static"]).reset_index(drop=True)
+    events["subject_id"] = events["subject_id"].astype(object)
+    events["code"] = events["code"].astype(object)
+    return events
+
+
+def _export_end(events: pd.DataFrame) -> pd.Timestamp:
+    """The last day of the export: the latest date in any table."""
+    return events["time"].max()
+
+
+def _check_design(landmarks, horizon, min_age, export_end):
+    if isinstance(landmarks, str):
+        landmarks = [landmarks]
+    try:
+        lms = pd.DatetimeIndex(pd.to_datetime(list(landmarks))).astype("datetime64[ns]")
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"landmarks must be dates; got {landmarks!r} ({err}).") from err
+    if len(lms) == 0 or lms.hasnans:
+        raise ValueError(f"landmarks must be one or more dates, none missing; got {landmarks!r}.")
+    if lms.has_duplicates:
+        raise ValueError(f"landmarks must be distinct; got {list(lms.strftime('%Y-%m-%d'))}.")
+    if (lms != lms.normalize()).any():
+        raise ValueError("landmarks must be whole days (midnight): the sample holds dates only.")
+    late = lms[lms >= export_end]
+    if len(late):
+        raise ValueError(
+            f"landmark(s) {list(late.strftime('%Y-%m-%d'))} fall on or after the export's last "
+            f"day {export_end:%Y-%m-%d}: no follow-up is left."
+        )
+    if isinstance(horizon, bool) or not isinstance(horizon, (int, np.integer)) or horizon < 1:
+        raise ValueError(f"horizon must be a whole number of years >= 1; got {horizon!r}.")
+    if not (np.isfinite(min_age) and min_age >= 0):
+        raise ValueError(f"min_age must be a number of years >= 0; got {min_age!r}.")
+    return lms.sort_values()
+
+
+def _landmark_labels(events, landmarks, horizon, min_age, export_end) -> pd.DataFrame:
+    """The rows of the task (patient x landmark) and their outcome.
+
+    A patient enters at a landmark ``L`` when born and at least ``min_age`` years old at
+    ``L``, alive at ``L`` (no death on or before it) and with at least one recorded event
+    strictly before ``L``. Follow-up ends at the death, at ``L + horizon`` years (calendar
+    years) or at the export's last day, whichever comes first; the event is a death within it.
+    """
+    timed = events.dropna(subset=["time"])
+    birth = timed.loc[timed["code"] == BIRTH].set_index("subject_id")["time"]
+    death = timed.loc[timed["code"] == DEATH].set_index("subject_id")["time"].reindex(birth.index)
+    clinical = timed.loc[~timed["code"].isin([BIRTH, DEATH])]
+    first = clinical.groupby("subject_id")["time"].min().reindex(birth.index)
+
+    n_subjects, n_landmarks = len(birth), len(landmarks)
+    cand = pd.DataFrame({
+        "subject_id": np.repeat(birth.index.to_numpy(), n_landmarks),
+        "prediction_time": np.tile(landmarks.to_numpy(), n_subjects),
+    })
+    b = np.repeat(birth.to_numpy(), n_landmarks)
+    d = pd.Series(np.repeat(death.to_numpy(), n_landmarks))
+    f = pd.Series(np.repeat(first.to_numpy(), n_landmarks))
+    lm = cand["prediction_time"]
+    age = (lm - b).dt.days / DAYS_PER_YEAR
+    eligible = (
+        (age >= min_age)
+        & ~(d <= lm).fillna(False)  # alive at the landmark
+        & (f < lm).fillna(False)  # something recorded strictly before it
+    )
+    rows = cand.loc[eligible.to_numpy()].reset_index(drop=True)
+    d = d[eligible.to_numpy()].reset_index(drop=True)
+    window_end = rows["prediction_time"] + pd.DateOffset(years=int(horizon))
+    stop = window_end.clip(upper=export_end)
+    died = (d <= stop).fillna(False)
+    stop = stop.where(~died, d)
+    rows["event"] = died.to_numpy(bool)
+    rows["time"] = (stop - rows["prediction_time"]).dt.days.to_numpy(np.float64) / DAYS_PER_YEAR
+    return rows
+
+
+def _cut_histories(events: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
+    """One patient-frame row per label row, from the events strictly before its landmark.
+
+    Visits are the events of one day, oldest first; within a visit the codes keep the
+    event table's order (the sample records no code twice on one day, so there is nothing
+    to de-duplicate). Ages are days since birth /
+    365.25. ``static`` holds the subject's static codes. Every label row must have at
+    least one event before its landmark (``_landmark_labels`` guarantees it).
+    """
+    timed = events.dropna(subset=["time"])
+    birth = timed.loc[timed["code"] == BIRTH].set_index("subject_id")["time"]
+    clinical = timed.loc[~timed["code"].isin([BIRTH, DEATH])].reset_index(drop=True)
+    clinical["_order"] = np.arange(len(clinical))
+    rows = labels[["subject_id", "prediction_time"]].assign(_row=np.arange(len(labels)))
+    # Each event against each landmark of its subject; keep those strictly before it (an
+    # event dated on the landmark day may be the outcome itself: the data hold no times).
+    hist = clinical.merge(rows, on="subject_id")
+    hist = hist.loc[hist["time"] < hist["prediction_time"]]
+    hist = hist.sort_values(["_row", "time", "_order"], kind="stable")
+    hist["_age"] = (hist["time"] - hist["subject_id"].map(birth)).dt.days / DAYS_PER_YEAR
+
+    visits = hist.groupby(["_row", "time"], sort=False).agg(codes=("code", list),
+                                                          ages=("_age", "first"))
+    per_row = visits.groupby(level="_row", sort=False).agg(codes=("codes", list),
+                                                          ages=("ages", list))
+    missing = np.setdiff1d(np.arange(len(labels)), per_row.index.to_numpy())
+    if len(missing):
+        raise ValueError(f"label rows {missing[:10].tolist()} have no event before their landmark.")
+    per_row = per_row.sort_index()
+
+    static = events.loc[events["time"].isna()].groupby("subject_id", sort=False)["code"].agg(list)
+    index_age = (labels["prediction_time"] - labels["subject_id"].map(birth)).dt.days / DAYS_PER_YEAR
+    index = pd.MultiIndex.from_frame(labels[["subject_id", "prediction_time"]])
+    return pd.DataFrame(
+        {
+            "codes": per_row["codes"].to_numpy(),
+            "ages": per_row["ages"].to_numpy(),
+            "index_age": index_age.to_numpy(np.float64),
+            "static": labels["subject_id"].map(static).to_numpy(),
+        },
+        index=index,
+    )
+
+
+def load_synthea_sample(
+    *,
+    landmarks=SYNTHEA_LANDMARKS,
+    horizon=10,
+    min_age=18.0,
+    as_events=False,
+    return_groups=False,
+):
+    """Load the vendored Synthea sample as a landmark survival task: death within 10 years.
+
+    The data are a public sample of `Synthea <https://synthetichealth.github.io/synthea/>`_'s
+    CSV export (1,171 synthetic patients, 171 deaths; the notice in
+    ``survbehrt/datasets/data/synthea_sample/NOTICE.md`` says where it comes from). The
+    codes are the ``CODE`` of the conditions, immunizations, care plans and allergies
+    tables (their ``START`` / ``DATE``, as a day), prefixed by the table:
+    ``"CONDITION//44054006"``, ``"IMMUNIZATION//140"``, ``"CAREPLAN//53950000"``,
+    ``"ALLERGY//300916003"``. Sex, race and ethnicity are static codes
+    (``"GENDER//F"``, ``"RACE//white"``, ``"ETHNICITY//nonhispanic"``).
+
+    **The task.** Each row is one patient at one *landmark* date, by default 1 January of
+    1970, 1980, 1990, 2000 and 2010. A patient enters at a landmark when
+
+    - at least ``min_age`` (18) years old on that day (adults only),
+    - alive on it (no death on or before it), and
+    - with at least one recorded event strictly before it (a history to predict from).
+
+    Follow-up starts at the landmark and ends at the death, at ``horizon`` (10) calendar
+    years later, or at the export's last day (2020-04-28, the latest date in any
+    table: Synthea follows every living patient to the end of the simulation), whichever
+    comes first; the event is a death within it. ``time`` is in years (days / 365.25).
+
+    **Why this design.** One landmark per patient leaves about 50 deaths (e.g. 610 adults
+    at 2010-01-01, 50 deaths within 10 years): a C-index on 50 events, split into folds,
+    is mostly noise. Landmarks ten years apart with a ten-year horizon give each patient
+    up to five rows whose follow-up windows do not overlap, so that every death is the
+    event of exactly one row (no death is counted twice) and the task gathers almost all
+    the deaths of the sample: 1,957 rows of 699 patients, 139 events (139 distinct
+    deaths). Landmarks before 1970 would add few rows and two deaths (the records thin
+    out before then). Rows of one patient are correlated: split by patient (the groups),
+    never by row.
+
+    **Only the past.** A row's history holds the events dated strictly *before* its
+    landmark. The tables hold dates, not times: an event dated on the landmark day may
+    have happened after the prediction, or be part of the outcome itself (Synthea records
+    a myocardial infarction or a cardiac arrest on the day of death), so the landmark day
+    is excluded. (:func:`survbehrt.data.events.from_events` keeps events *at* the
+    prediction time; to rebuild ``X`` with it from ``as_events=True``, pass prediction
+    times just before the landmark.)
+
+    Parameters
+    ----------
+    landmarks : sequence of date-like, default=SYNTHEA_LANDMARKS
+        Landmark dates (whole days before the export's last day). With landmarks closer
+        together than ``horizon`` the follow-up windows of a patient overlap and one
+        death is the event of several rows.
+    horizon : int, default=10
+        Follow-up in calendar years after each landmark (administrative censoring).
+    min_age : float, default=18.0
+        Youngest age (years) at the landmark.
+    as_events : bool, default=False
+        Return the long event table and the labels instead of ``X`` and ``y``.
+    return_groups : bool, default=False
+        Also return the patient of each row (for grouped cross-validation).
+
+    Returns
+    -------
+    X : pandas.DataFrame
+        One row per (patient, landmark), indexed by a MultiIndex (``subject_id``,
+        ``prediction_time``) sorted by patient then landmark. Columns ``codes`` (list of
+        visits, each a non-empty list of ``str``, oldest first; a visit is the events of
+        one day; no code occurs twice in a visit), ``ages`` (age in years at each visit),
+        ``index_age`` (age at the landmark) and ``static`` (list of ``str``: sex, race,
+        ethnicity).
+    y : structured ndarray
+        ``Surv.from_arrays(event, time)``: fields ``event`` (bool, death within the
+        follow-up) and ``time`` (years after the landmark).
+    groups : ndarray of object
+        Only with ``return_groups=True``: the ``subject_id`` of each row.
+    events : pandas.DataFrame
+        Only with ``as_events=True`` (instead of ``X`` and ``y``): columns
+        ``subject_id`` (str), ``time`` (datetime64[ns], midnight of the day; null for
+        the static rows) and ``code`` (str), every row of the sample, sorted by subject:
+        static rows, ``"MEDS_BIRTH"``, the events by day (same day: conditions,
+        immunizations, care plans, allergies, each in file order), ``"MEDS_DEATH"``.
+        Events after a landmark and after the death are included (the raw record).
+    labels : pandas.DataFrame
+        Only with ``as_events=True``: the task's rows, columns ``subject_id``,
+        ``prediction_time`` (the landmark), ``event`` and ``time``, in the row order of ``X``.
+
+    Raises
+    ------
+    ValueError
+        For landmarks that are not distinct whole days before the export's last day, a
+        ``horizon`` that is not a whole number of years >= 1, or a negative ``min_age``.
+
+    See Also
+    --------
+    make_synthetic_ehr : A synthetic cohort with a known risk.
+
+    Examples
+    --------
+    >>> from survbehrt.datasets import load_synthea_sample
+    >>> X, y, groups = load_synthea_sample(return_groups=True)
+    >>> X.shape, int(y["event"].sum()), len(set(groups))
+    ((1957, 4), 139, 699)
+    >>> list(X.columns), list(X.index.names)
+    (['codes', 'ages', 'index_age', 'static'], ['subject_id', 'prediction_time'])
+    >>> row = X.iloc[0]
+    >>> row["codes"], [round(a, 1) for a in row["ages"]], round(float(row["index_age"]), 1)
+    ([['CONDITION//162864005'], ['CONDITION//408512008']], [9.0, 15.1], 20.5)
+    >>> row["static"]
+    ['GENDER//F', 'RACE//white', 'ETHNICITY//hispanic']
+
+    The raw long table, for one's own task:
+
+    >>> events, labels = load_synthea_sample(as_events=True)
+    >>> list(events.columns), len(labels) == len(X)
+    (['subject_id', 'time', 'code'], True)
+    """
+    if as_events and return_groups:
+        raise ValueError("return_groups applies to X and y; with as_events=True the labels "
+                         "hold the subject_id of each row.")
+    events = _read_events()
+    export_end = _export_end(events)
+    lms = _check_design(landmarks, horizon, min_age, export_end)
+    labels = _landmark_labels(events, lms, horizon, float(min_age), export_end)
+    if as_events:
+        return events, labels
+    X = _cut_histories(events, labels)
+    y = Surv.from_arrays(labels["event"].to_numpy(bool), labels["time"].to_numpy(np.float64))
+    if return_groups:
+        return X, y, labels["subject_id"].to_numpy(dtype=object)
+    return X, y

@@ -1,0 +1,275 @@
+"""The vendored Synthea sample and its landmark task, checked against plain loops over the raw CSVs."""
+
+import csv
+import gzip
+import io
+import tomllib
+import warnings
+from datetime import date, timedelta
+from importlib.resources import files
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from survbehrt.data.events import from_events
+from survbehrt.data.validation import flatten_ehr
+from survbehrt.datasets import SYNTHEA_LANDMARKS, load_synthea_sample
+
+DATA = files("survbehrt.datasets").joinpath("data", "synthea_sample")
+TABLES = [("conditions", "START", "CONDITION"), ("immunizations", "DATE", "IMMUNIZATION"),
+          ("careplans", "START", "CAREPLAN"), ("allergies", "START", "ALLERGY")]
+
+
+def _rows(stem):
+    with DATA.joinpath(f"{stem}.csv.gz").open("rb") as fh:
+        return list(csv.DictReader(io.TextIOWrapper(gzip.open(fh), encoding="utf-8")))
+
+
+def _day(text):
+    return date.fromisoformat(text[:10])
+
+
+@pytest.fixture(scope="module")
+def raw():
+    """The raw tables, read with the csv module: patients and each subject's events in file order."""
+    patients = {r["Id"]: r for r in _rows("patients")}
+    events = {pid: [] for pid in patients}
+    for stem, date_col, prefix in TABLES:
+        for r in _rows(stem):
+            events[r["PATIENT"]].append((_day(r[date_col]), f"{prefix}//{r['CODE']}"))
+    last = max(d for evs in events.values() for d, _ in evs)
+    deaths = [_day(p["DEATHDATE"]) for p in patients.values() if p["DEATHDATE"]]
+    return {"patients": patients, "events": events, "end": max([last, *deaths])}
+
+
+def _reference_labels(raw, landmarks, horizon, min_age):
+    """The task's rows and outcomes by the definition, one (patient, landmark) at a time."""
+    out = {}
+    for pid, p in raw["patients"].items():
+        birth = _day(p["BIRTHDATE"])
+        death = _day(p["DEATHDATE"]) if p["DEATHDATE"] else None
+        for text in landmarks:
+            lm = date.fromisoformat(text)
+            if (lm - birth).days / 365.25 < min_age:
+                continue
+            if death is not None and death <= lm:
+                continue
+            if not any(d < lm for d, _ in raw["events"][pid]):
+                continue
+            end = min(lm.replace(year=lm.year + horizon), raw["end"])
+            event = death is not None and death <= end
+            stop = death if event else end
+            out[(pid, lm)] = (event, (stop - lm).days / 365.25)
+    return out
+
+
+def _reference_history(raw, pid, lm):
+    """Visits (one per day, codes in table then file order, each once) before the landmark."""
+    birth = _day(raw["patients"][pid]["BIRTHDATE"])
+    visits = {}
+    for d, code in raw["events"][pid]:  # tables in order, each in file order
+        if d < lm:
+            visit = visits.setdefault(d, [])
+            if code not in visit:
+                visit.append(code)
+    days = sorted(visits)
+    return [visits[d] for d in days], [(d - birth).days / 365.25 for d in days]
+
+
+@pytest.fixture(scope="module")
+def task():
+    return load_synthea_sample(return_groups=True)
+
+
+def _keys(X):
+    return [(s, t.date()) for s, t in X.index]
+
+
+def test_patient_frame_contract(task):
+    X, y, groups = task
+    assert list(X.columns) == ["codes", "ages", "index_age", "static"]
+    assert list(X.index.names) == ["subject_id", "prediction_time"]
+    assert X.index.is_unique and X.index.is_monotonic_increasing
+    flat = flatten_ehr(X)  # the package's own validator accepts it
+    assert flat.n_patients == len(X) == len(y) == len(groups)
+    for visits, ages, index_age, static in X[["codes", "ages", "index_age", "static"]].itertuples(
+        index=False
+    ):
+        assert len(visits) == len(ages) > 0
+        assert all(len(v) > 0 and all(isinstance(c, str) for c in v) for v in visits)
+        # one visit per day: ages strictly increase, and all precede the landmark
+        assert all(a < b for a, b in zip(ages, ages[1:]))
+        assert ages[-1] < index_age
+        assert [c.split("//")[0] for c in static] == ["GENDER", "RACE", "ETHNICITY"]
+    assert y.dtype.names == ("event", "time")
+    assert (y["time"] > 0).all()
+
+
+def test_histories_match_a_loop_over_the_raw_tables(task, raw):
+    X, _, _ = task
+    for (pid, lm), visits, ages, index_age, static in zip(
+        _keys(X), X["codes"], X["ages"], X["index_age"], X["static"]
+    ):
+        ref_visits, ref_ages = _reference_history(raw, pid, lm)
+        assert visits == ref_visits, (pid, lm)
+        np.testing.assert_allclose(ages, ref_ages, rtol=0, atol=1e-12)
+        birth = _day(raw["patients"][pid]["BIRTHDATE"])
+        assert index_age == pytest.approx((lm - birth).days / 365.25, abs=1e-12)
+        p = raw["patients"][pid]
+        assert static == [f"GENDER//{p['GENDER']}", f"RACE//{p['RACE']}",
+                          f"ETHNICITY//{p['ETHNICITY']}"]
+
+
+def test_no_event_on_or_after_the_landmark(task, raw):
+    X, _, _ = task
+    for (pid, lm), visits, ages in zip(_keys(X), X["codes"], X["ages"]):
+        birth = _day(raw["patients"][pid]["BIRTHDATE"])
+        later = {c for d, c in raw["events"][pid] if d >= lm}
+        earlier = {c for d, c in raw["events"][pid] if d < lm}
+        seen = {c for v in visits for c in v}
+        # a code seen only on or after the landmark never reaches the row
+        assert not (seen & (later - earlier)), (pid, lm)
+        assert max(ages) < (lm - birth).days / 365.25
+
+
+def test_labels_match_a_loop_over_patients_csv(task, raw):
+    X, y, _ = task
+    ref = _reference_labels(raw, SYNTHEA_LANDMARKS, horizon=10, min_age=18.0)
+    assert _keys(X) == sorted(ref)
+    for key, event, time in zip(_keys(X), y["event"], y["time"]):
+        assert event == ref[key][0], key
+        assert time == pytest.approx(ref[key][1], abs=1e-12), key
+    # disjoint ten-year windows: every death is the event of at most one row
+    dead = [pid for (pid, _), e in zip(_keys(X), y["event"]) if e]
+    assert len(dead) == len(set(dead))
+
+
+def test_overlapping_windows_and_other_designs(raw):
+    landmarks, horizon, min_age = ("2005-01-01", "2009-07-01", "2015-03-01"), 7, 40.0
+    X, y = load_synthea_sample(landmarks=landmarks, horizon=horizon, min_age=min_age)
+    ref = _reference_labels(raw, landmarks, horizon=horizon, min_age=min_age)
+    assert _keys(X) == sorted(ref)
+    np.testing.assert_array_equal(y["event"], [ref[k][0] for k in _keys(X)])
+    np.testing.assert_allclose(y["time"], [ref[k][1] for k in _keys(X)], rtol=0, atol=1e-12)
+    # the 2015 windows are cut at the export's end
+    last = np.array([t.year == 2015 for _, t in X.index])
+    end = raw["end"]
+    assert np.allclose(y["time"][last & ~y["event"]], (end - date(2015, 3, 1)).days / 365.25)
+    # windows overlap: some deaths are the event of two rows
+    dead = pd.Series([pid for (pid, _), e in zip(_keys(X), y["event"]) if e])
+    assert dead.duplicated().any()
+
+
+def test_a_death_on_the_last_day_of_follow_up_is_an_event(raw):
+    """Follow-up windows are closed: a death exactly ``horizon`` years after the landmark counts."""
+    deaths = sorted((_day(p["DEATHDATE"]), pid) for pid, p in raw["patients"].items()
+                    if p["DEATHDATE"] and _day(p["DEATHDATE"]).year > 1990)
+    death, pid = next((d, pid) for d, pid in deaths if (d.month, d.day) != (2, 29))
+    lm = death.replace(year=death.year - 10)
+    X, y = load_synthea_sample(landmarks=[lm.isoformat()], horizon=10, min_age=0)
+    row = _keys(X).index((pid, lm))
+    assert y["event"][row]
+    assert y["time"][row] == pytest.approx((death - lm).days / 365.25)
+
+
+def test_groups_are_the_subjects(task):
+    X, y, groups = task
+    np.testing.assert_array_equal(groups, X.index.get_level_values("subject_id").to_numpy())
+    X2, y2 = load_synthea_sample()
+    pd.testing.assert_frame_equal(X, X2)
+    np.testing.assert_array_equal(y, y2)
+
+
+def test_event_table(raw, task):
+    events, labels = load_synthea_sample(as_events=True)
+    assert list(events.columns) == ["subject_id", "time", "code"]
+    codes = events["code"]
+    n_patients = len(raw["patients"])
+    n_deaths = sum(bool(p["DEATHDATE"]) for p in raw["patients"].values())
+    assert (codes == "MEDS_BIRTH").sum() == n_patients
+    assert (codes == "MEDS_DEATH").sum() == n_deaths
+    static = events["time"].isna()
+    assert static.sum() == 3 * n_patients
+    assert codes[static].str.match(r"^(GENDER|RACE|ETHNICITY)//").all()
+    n_events = sum(len(v) for v in raw["events"].values())
+    assert len(events) == 4 * n_patients + n_deaths + n_events
+    # per subject: the static rows first, then times in order
+    for _, g in events.groupby("subject_id", sort=False):
+        n_static = int(g["time"].isna().sum())
+        assert g["time"].iloc[:n_static].isna().all()
+        assert g["time"].iloc[n_static:].is_monotonic_increasing
+    X, y, _ = task
+    assert list(labels.columns) == ["subject_id", "prediction_time", "event", "time"]
+    assert list(zip(labels["subject_id"], labels["prediction_time"])) == list(X.index)
+    np.testing.assert_array_equal(labels["event"], y["event"])
+
+
+def test_from_events_rebuilds_the_rows(task):
+    """The converter, given prediction times just before each landmark, gives the same rows."""
+    X, _, _ = task
+    events, labels = load_synthea_sample(as_events=True)
+    timed = events.dropna(subset=["time"])
+    timed = timed.loc[timed["code"] != "MEDS_DEATH"]
+    for lm, rows in labels.groupby("prediction_time"):
+        just_before = dict.fromkeys(rows["subject_id"], lm - pd.Timedelta(1, "ns"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no subject may be dropped
+            ref = from_events(timed, prediction_times=just_before, visit_resolution="day")
+        ours = X.xs(lm, level="prediction_time")
+        assert list(ref.index) == list(ours.index)
+        assert ref["codes"].tolist() == ours["codes"].tolist()
+        np.testing.assert_allclose(np.concatenate(ref["ages"].tolist()),
+                                   np.concatenate(ours["ages"].tolist()), atol=1e-12)
+        np.testing.assert_allclose(ref["index_age"], ours["index_age"], atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"landmarks": ["2021-01-01"]}, "after the export's last day"),
+        ({"landmarks": ["2000-01-01", "2000-01-01"]}, "distinct"),
+        ({"landmarks": []}, "one or more dates"),
+        ({"landmarks": ["not a date"]}, "must be dates"),
+        ({"landmarks": ["2000-01-01 12:00"]}, "whole days"),
+        ({"horizon": 2.5}, "whole number of years"),
+        ({"horizon": 0}, "whole number of years"),
+        ({"min_age": -1}, "min_age"),
+        ({"as_events": True, "return_groups": True}, "return_groups"),
+    ],
+)
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        load_synthea_sample(**kwargs)
+
+
+def test_notice_and_package_data_travel_with_the_csvs():
+    notice = DATA.joinpath("NOTICE.md").read_text()
+    assert notice.startswith("# Synthea sample")
+    assert "ds4biomed" in notice and "Changes in this copy" in notice
+    # every vendored file is declared as package data, so that wheels carry it
+    pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+    patterns = tomllib.loads(pyproject.read_text())["tool"]["setuptools"]["package-data"][
+        "survbehrt.datasets"
+    ]
+    folder = Path(str(DATA))
+    vendored = {p.relative_to(folder.parent.parent).as_posix() for p in folder.iterdir()}
+    declared = {p.relative_to(folder.parent.parent).as_posix()
+                for pattern in patterns for p in folder.parent.parent.glob(pattern)}
+    assert vendored == declared
+    assert {f"data/synthea_sample/{s}.csv.gz" for s in
+            ("patients", "conditions", "immunizations", "careplans", "allergies")} <= vendored
+
+
+def test_events_on_the_landmark_day_are_left_out(raw):
+    """2018-01-05 is the busiest day of the sample: its events belong to no history."""
+    lm = date(2018, 1, 5)
+    X, _ = load_synthea_sample(landmarks=[lm.isoformat()], horizon=1)
+    caught = 0
+    for (pid, _), visits in zip(_keys(X), X["codes"]):
+        assert visits == _reference_history(raw, pid, lm)[0]
+        # what a history kept up to and including the landmark day would hold
+        inclusive = _reference_history(raw, pid, lm + timedelta(days=1))[0]
+        caught += inclusive != visits
+    assert caught > 0  # the check above had something to catch
