@@ -15,7 +15,7 @@ import pytest
 
 from survbehrt.data.events import from_events
 from survbehrt.data.validation import flatten_ehr
-from survbehrt.datasets import SYNTHEA_LANDMARKS, load_synthea_sample
+from survbehrt.datasets import SYNTHEA_HISTORY_START, SYNTHEA_LANDMARKS, load_synthea_sample
 
 DATA = files("survbehrt.datasets").joinpath("data", "synthea_sample")
 TABLES = [("conditions", "START", "CONDITION"), ("immunizations", "DATE", "IMMUNIZATION"),
@@ -29,6 +29,9 @@ def _rows(stem):
 
 def _day(text):
     return date.fromisoformat(text[:10])
+
+
+START = date.fromisoformat(SYNTHEA_HISTORY_START)
 
 
 @pytest.fixture(scope="module")
@@ -56,21 +59,22 @@ def _reference_labels(raw, landmarks, horizon, min_age):
                 continue
             if death is not None and death <= lm:
                 continue
-            if not any(d < lm for d, _ in raw["events"][pid]):
+            if not any(START <= d < lm for d, _ in raw["events"][pid]):
                 continue
-            end = min(lm.replace(year=lm.year + horizon), raw["end"])
-            event = death is not None and death <= end
-            stop = death if event else end
-            out[(pid, lm)] = (event, (stop - lm).days / 365.25)
+            last_day = min(lm.replace(year=lm.year + horizon), raw["end"])
+            event = death is not None and death <= last_day
+            # a death at the start of its day; a survivor to the end of the last day
+            days = (death - lm).days if event else (last_day - lm).days + 1
+            out[(pid, lm)] = (event, days / 365.25)
     return out
 
 
 def _reference_history(raw, pid, lm):
-    """Visits (one per day, codes in table then file order, each once) before the landmark."""
+    """Visits (one per day, codes in table then file order, each once) in the history window."""
     birth = _day(raw["patients"][pid]["BIRTHDATE"])
     visits = {}
     for d, code in raw["events"][pid]:  # tables in order, each in file order
-        if d < lm:
+        if START <= d < lm:
             visit = visits.setdefault(d, [])
             if code not in visit:
                 visit.append(code)
@@ -136,27 +140,27 @@ def test_no_event_on_or_after_the_landmark(task, raw):
 
 def test_labels_match_a_loop_over_patients_csv(task, raw):
     X, y, _ = task
-    ref = _reference_labels(raw, SYNTHEA_LANDMARKS, horizon=10, min_age=18.0)
+    ref = _reference_labels(raw, SYNTHEA_LANDMARKS, horizon=2, min_age=18.0)
     assert _keys(X) == sorted(ref)
     for key, event, time in zip(_keys(X), y["event"], y["time"]):
         assert event == ref[key][0], key
         assert time == pytest.approx(ref[key][1], abs=1e-12), key
-    # disjoint ten-year windows: every death is the event of at most one row
+    # disjoint two-year windows: every death is the event of at most one row
     dead = [pid for (pid, _), e in zip(_keys(X), y["event"]) if e]
     assert len(dead) == len(set(dead))
 
 
 def test_overlapping_windows_and_other_designs(raw):
-    landmarks, horizon, min_age = ("2005-01-01", "2009-07-01", "2015-03-01"), 7, 40.0
+    landmarks, horizon, min_age = ("2012-06-01", "2014-07-01", "2019-03-01"), 3, 40.0
     X, y = load_synthea_sample(landmarks=landmarks, horizon=horizon, min_age=min_age)
     ref = _reference_labels(raw, landmarks, horizon=horizon, min_age=min_age)
     assert _keys(X) == sorted(ref)
     np.testing.assert_array_equal(y["event"], [ref[k][0] for k in _keys(X)])
     np.testing.assert_allclose(y["time"], [ref[k][1] for k in _keys(X)], rtol=0, atol=1e-12)
-    # the 2015 windows are cut at the export's end
-    last = np.array([t.year == 2015 for _, t in X.index])
+    # the 2019 windows are cut at the export's end
+    last = np.array([t.year == 2019 for _, t in X.index])
     end = raw["end"]
-    assert np.allclose(y["time"][last & ~y["event"]], (end - date(2015, 3, 1)).days / 365.25)
+    assert np.allclose(y["time"][last & ~y["event"]], ((end - date(2019, 3, 1)).days + 1) / 365.25)
     # windows overlap: some deaths are the event of two rows
     dead = pd.Series([pid for (pid, _), e in zip(_keys(X), y["event"]) if e])
     assert dead.duplicated().any()
@@ -165,13 +169,33 @@ def test_overlapping_windows_and_other_designs(raw):
 def test_a_death_on_the_last_day_of_follow_up_is_an_event(raw):
     """Follow-up windows are closed: a death exactly ``horizon`` years after the landmark counts."""
     deaths = sorted((_day(p["DEATHDATE"]), pid) for pid, p in raw["patients"].items()
-                    if p["DEATHDATE"] and _day(p["DEATHDATE"]).year > 1990)
+                    if p["DEATHDATE"] and _day(p["DEATHDATE"]).year > 2015)
     death, pid = next((d, pid) for d, pid in deaths if (d.month, d.day) != (2, 29))
-    lm = death.replace(year=death.year - 10)
-    X, y = load_synthea_sample(landmarks=[lm.isoformat()], horizon=10, min_age=0)
+    lm = death.replace(year=death.year - 3)
+    X, y = load_synthea_sample(landmarks=[lm.isoformat()], horizon=3, min_age=0)
     row = _keys(X).index((pid, lm))
     assert y["event"][row]
     assert y["time"][row] == pytest.approx((death - lm).days / 365.25)
+
+
+def test_the_history_window_starts_where_every_record_is_complete(raw, task):
+    """The design rests on Synthea's export window: the last 10 years of each record.
+
+    Immunizations are never kept from before the window, so they show it: each lies within
+    10 years before its record's end (the death, or the export's last day). The history
+    window must start after that window opens for everyone, and no row looks before it.
+    """
+    ten_years = 3653  # days, with leap days
+    for pid, p in raw["patients"].items():
+        end = _day(p["DEATHDATE"]) if p["DEATHDATE"] else raw["end"]
+        for d, code in raw["events"][pid]:
+            if code.startswith("IMMUNIZATION//"):
+                assert (end - d).days <= ten_years, (pid, d)
+    assert (raw["end"] - START).days < ten_years
+    X, _, _ = task
+    for (pid, _), ages in zip(_keys(X), X["ages"]):
+        birth = _day(raw["patients"][pid]["BIRTHDATE"])
+        assert ages[0] >= (START - birth).days / 365.25
 
 
 def test_groups_are_the_subjects(task):
@@ -211,7 +235,8 @@ def test_from_events_rebuilds_the_rows(task):
     X, _, _ = task
     events, labels = load_synthea_sample(as_events=True)
     timed = events.dropna(subset=["time"])
-    timed = timed.loc[timed["code"] != "MEDS_DEATH"]
+    timed = timed.loc[(timed["code"] == "MEDS_BIRTH")
+                      | (timed["time"] >= SYNTHEA_HISTORY_START) & (timed["code"] != "MEDS_DEATH")]
     for lm, rows in labels.groupby("prediction_time"):
         just_before = dict.fromkeys(rows["subject_id"], lm - pd.Timedelta(1, "ns"))
         with warnings.catch_warnings():
@@ -229,10 +254,12 @@ def test_from_events_rebuilds_the_rows(task):
     ("kwargs", "match"),
     [
         ({"landmarks": ["2021-01-01"]}, "after the export's last day"),
-        ({"landmarks": ["2000-01-01", "2000-01-01"]}, "distinct"),
+        ({"landmarks": ["2005-01-01"]}, "first day of complete records"),
+        ({"landmarks": [SYNTHEA_HISTORY_START]}, "first day of complete records"),
+        ({"landmarks": ["2014-01-01", "2014-01-01"]}, "distinct"),
         ({"landmarks": []}, "one or more dates"),
         ({"landmarks": ["not a date"]}, "must be dates"),
-        ({"landmarks": ["2000-01-01 12:00"]}, "whole days"),
+        ({"landmarks": ["2014-01-01 12:00"]}, "whole days"),
         ({"horizon": 2.5}, "whole number of years"),
         ({"horizon": 0}, "whole number of years"),
         ({"min_age": -1}, "min_age"),
@@ -273,3 +300,68 @@ def test_events_on_the_landmark_day_are_left_out(raw):
         inclusive = _reference_history(raw, pid, lm + timedelta(days=1))[0]
         caught += inclusive != visits
     assert caught > 0  # the check above had something to catch
+
+
+# --------------------------------------------------------------- the benchmark on the sample
+
+
+def test_benchmark_folds_keep_each_patient_on_one_side(task):
+    from survbehrt.benchmark import make_folds, subject_groups
+
+    X, y, groups = task
+    np.testing.assert_array_equal(subject_groups(X), groups)
+    folds = make_folds(X, y["event"], 5, random_state=0)
+    tested = np.concatenate([te for _, te in folds])
+    assert sorted(tested.tolist()) == list(range(len(X)))  # each row tested once
+    for train, test in folds:
+        assert set(groups[train]).isdisjoint(groups[test])
+        assert len(train) + len(test) == len(X)
+
+
+def test_a_split_with_a_patient_on_both_sides_is_refused(task):
+    from survbehrt.benchmark import check_group_split
+
+    _, _, groups = task
+    first = groups[0]
+    rows = np.flatnonzero(groups == first)
+    assert len(rows) >= 2
+    subjects = pd.unique(groups[groups != first])
+    train = np.flatnonzero(np.isin(groups, subjects[:100]))
+    test = np.flatnonzero(np.isin(groups, subjects[100:]))
+    with pytest.raises(ValueError, match=f"fold 3 puts 1 subject.*{first}"):
+        check_group_split(groups, np.append(train, rows[0]), np.append(test, rows[1:]), fold=3)
+    check_group_split(groups, train, np.append(test, rows))  # fine
+
+
+def test_one_row_per_subject_keeps_plain_stratified_folds():
+    from sklearn.model_selection import StratifiedKFold
+
+    from survbehrt.benchmark import make_folds, subject_groups
+
+    X = pd.DataFrame({"codes": [[["a"]]] * 10, "ages": [[1.0]] * 10},
+                     index=pd.Index(list("abcdefghij"), name="subject_id"))
+    event = np.arange(10) % 2 == 0
+    assert subject_groups(X) is None
+    ref = StratifiedKFold(2, shuffle=True, random_state=0).split(np.zeros(10), event)
+    for (tr, te), (rtr, rte) in zip(make_folds(X, event, 2, 0), ref):
+        np.testing.assert_array_equal(tr, rtr)
+        np.testing.assert_array_equal(te, rte)
+
+
+def test_benchmark_runs_on_the_sample_with_the_age_baseline(tmp_path, task):
+    from sksurv.metrics import concordance_index_censored
+
+    from survbehrt.benchmark import BenchmarkSettings, make_folds, run_benchmark
+
+    settings = BenchmarkSettings(dataset="synthea-sample", folds=2, models=["CoxPH", "Cox-age"],
+                                 quick=True)
+    summary = run_benchmark(settings, out=tmp_path, quiet=True, plots=False, log=lambda *a: None)
+    assert sorted(summary.index) == ["Cox-age", "CoxPH"]
+    rows = pd.read_csv(tmp_path / "results.csv")
+    # Cox on age alone ranks by age: its C-index is that of the age at the landmark
+    X, y, _ = task
+    for fold, (_, test) in enumerate(make_folds(X, y["event"], 2, 0)):
+        ref = concordance_index_censored(y["event"][test], y["time"][test],
+                                         X["index_age"].to_numpy()[test])[0]
+        got = rows.loc[(rows["model"] == "Cox-age") & (rows["fold"] == fold), "harrell_c"]
+        assert got.item() == pytest.approx(ref)

@@ -17,9 +17,15 @@ import numpy as np
 import pandas as pd
 from sksurv.util import Surv
 
-from .synthea import SYNTHEA_LANDMARKS, load_synthea_sample
+from .synthea import SYNTHEA_HISTORY_START, SYNTHEA_LANDMARKS, load_synthea_sample
 
-__all__ = ["SYNTHEA_LANDMARKS", "load_synthea_sample", "make_synthetic_ehr", "make_synthetic_events"]
+__all__ = [
+    "SYNTHEA_HISTORY_START",
+    "SYNTHEA_LANDMARKS",
+    "load_synthea_sample",
+    "make_synthetic_ehr",
+    "make_synthetic_events",
+]
 
 DAYS_PER_YEAR = 365.25
 

@@ -7,11 +7,13 @@ see ``data/synthea_sample/NOTICE.md``). :func:`load_synthea_sample` turns it int
   :func:`_read_events` from the raw tables, and
 - a landmark survival task on it: :func:`_landmark_labels` chooses the rows (one per
   patient and landmark date) and their outcome, :func:`_cut_histories` builds each row's
-  history from the events strictly before its landmark.
+  history from the events dated from :data:`SYNTHEA_HISTORY_START` to strictly before
+  its landmark.
 
 The last step is what :func:`survbehrt.data.events.from_events` does for one prediction
-time per subject; it is kept separate so that it can be swapped for that converter once
-it accepts several prediction times per subject.
+time per subject (given the events from ``SYNTHEA_HISTORY_START`` on); it is kept separate
+so that it can be swapped for that converter once it accepts several prediction times per
+subject.
 """
 
 from __future__ import annotations
@@ -22,12 +24,17 @@ import numpy as np
 import pandas as pd
 from sksurv.util import Surv
 
-__all__ = ["SYNTHEA_LANDMARKS", "load_synthea_sample"]
+__all__ = ["SYNTHEA_HISTORY_START", "SYNTHEA_LANDMARKS", "load_synthea_sample"]
 
 DAYS_PER_YEAR = 365.25
 
-#: Default landmark dates: 1 January of every tenth year, 1970 to 2010.
-SYNTHEA_LANDMARKS = ("1970-01-01", "1980-01-01", "1990-01-01", "2000-01-01", "2010-01-01")
+#: First day of the histories: every record of the export is complete from this day on.
+#: Synthea exported only the last 10 years before each record's end (the death, or the
+#: export's last day 2020-04-28) plus conditions still active then, so earlier records
+#: exist mainly for the patients who die (see load_synthea_sample).
+SYNTHEA_HISTORY_START = "2011-01-01"
+#: Default landmark dates: 1 January of 2012, 2014, 2016 and 2018.
+SYNTHEA_LANDMARKS = ("2012-01-01", "2014-01-01", "2016-01-01", "2018-01-01")
 
 # Event tables: file stem -> (date column, code prefix). The order is the order of
 # same-day events within a visit.
@@ -94,6 +101,17 @@ def _export_end(events: pd.DataFrame) -> pd.Timestamp:
     return events["time"].max()
 
 
+def _history_events(events: pd.DataFrame) -> pd.DataFrame:
+    """The clinical events (no static, birth or death rows) a history may hold: from
+    SYNTHEA_HISTORY_START on, in the event table's order."""
+    timed = events.loc[events["time"].notna() & ~events["code"].isin([BIRTH, DEATH])]
+    return timed.loc[timed["time"] >= pd.Timestamp(SYNTHEA_HISTORY_START)].reset_index(drop=True)
+
+
+def _births(events: pd.DataFrame) -> pd.Series:
+    return events.loc[events["code"] == BIRTH].set_index("subject_id")["time"]
+
+
 def _check_design(landmarks, horizon, min_age, export_end):
     if isinstance(landmarks, str):
         landmarks = [landmarks]
@@ -107,6 +125,13 @@ def _check_design(landmarks, horizon, min_age, export_end):
         raise ValueError(f"landmarks must be distinct; got {list(lms.strftime('%Y-%m-%d'))}.")
     if (lms != lms.normalize()).any():
         raise ValueError("landmarks must be whole days (midnight): the sample holds dates only.")
+    early = lms[lms <= pd.Timestamp(SYNTHEA_HISTORY_START)]
+    if len(early):
+        raise ValueError(
+            f"landmark(s) {list(early.strftime('%Y-%m-%d'))} fall on or before "
+            f"{SYNTHEA_HISTORY_START}, the first day of complete records (SYNTHEA_HISTORY_START): "
+            f"earlier records mostly exist for the patients who die, which leaks the outcome."
+        )
     late = lms[lms >= export_end]
     if len(late):
         raise ValueError(
@@ -123,16 +148,16 @@ def _check_design(landmarks, horizon, min_age, export_end):
 def _landmark_labels(events, landmarks, horizon, min_age, export_end) -> pd.DataFrame:
     """The rows of the task (patient x landmark) and their outcome.
 
-    A patient enters at a landmark ``L`` when born and at least ``min_age`` years old at
-    ``L``, alive at ``L`` (no death on or before it) and with at least one recorded event
-    strictly before ``L``. Follow-up ends at the death, at ``L + horizon`` years (calendar
-    years) or at the export's last day, whichever comes first; the event is a death within it.
+    A patient enters at a landmark ``L`` when at least ``min_age`` years old at ``L``,
+    alive at ``L`` (no death on or before it) and with at least one event in the history
+    window (from SYNTHEA_HISTORY_START to strictly before ``L``). Follow-up ends at the
+    death, on the day ``L + horizon`` calendar years or on the export's last day, whichever
+    comes first; the event is a death within it (on the last day too).
     """
-    timed = events.dropna(subset=["time"])
-    birth = timed.loc[timed["code"] == BIRTH].set_index("subject_id")["time"]
-    death = timed.loc[timed["code"] == DEATH].set_index("subject_id")["time"].reindex(birth.index)
-    clinical = timed.loc[~timed["code"].isin([BIRTH, DEATH])]
-    first = clinical.groupby("subject_id")["time"].min().reindex(birth.index)
+    birth = _births(events)
+    death = events.loc[events["code"] == DEATH].set_index("subject_id")["time"]
+    death = death.reindex(birth.index)
+    first = _history_events(events).groupby("subject_id")["time"].min().reindex(birth.index)
 
     n_subjects, n_landmarks = len(birth), len(landmarks)
     cand = pd.DataFrame({
@@ -151,27 +176,29 @@ def _landmark_labels(events, landmarks, horizon, min_age, export_end) -> pd.Data
     )
     rows = cand.loc[eligible.to_numpy()].reset_index(drop=True)
     d = d[eligible.to_numpy()].reset_index(drop=True)
-    window_end = rows["prediction_time"] + pd.DateOffset(years=int(horizon))
-    stop = window_end.clip(upper=export_end)
-    died = (d <= stop).fillna(False)
-    stop = stop.where(~died, d)
+    last_day = (rows["prediction_time"] + pd.DateOffset(years=int(horizon))).clip(upper=export_end)
+    died = (d <= last_day).fillna(False)
+    # Dates only: a death is placed at the start of its day, a survivor is censored at the
+    # end of the last day of follow-up. An event thus precedes a censoring on the same
+    # day (the usual convention), and the longest follow-up is always a censoring, which
+    # the censoring weights of Uno's C, the AUC and the Brier score need.
+    stop = (last_day + pd.Timedelta(days=1)).where(~died, d)
     rows["event"] = died.to_numpy(bool)
     rows["time"] = (stop - rows["prediction_time"]).dt.days.to_numpy(np.float64) / DAYS_PER_YEAR
     return rows
 
 
 def _cut_histories(events: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
-    """One patient-frame row per label row, from the events strictly before its landmark.
+    """One patient-frame row per label row, from the history window before its landmark.
 
-    Visits are the events of one day, oldest first; within a visit the codes keep the
+    The window runs from SYNTHEA_HISTORY_START to strictly before the landmark. Visits are the events of one day, oldest first; within a visit the codes keep the
     event table's order (the sample records no code twice on one day, so there is nothing
     to de-duplicate). Ages are days since birth /
     365.25. ``static`` holds the subject's static codes. Every label row must have at
     least one event before its landmark (``_landmark_labels`` guarantees it).
     """
-    timed = events.dropna(subset=["time"])
-    birth = timed.loc[timed["code"] == BIRTH].set_index("subject_id")["time"]
-    clinical = timed.loc[~timed["code"].isin([BIRTH, DEATH])].reset_index(drop=True)
+    birth = _births(events)
+    clinical = _history_events(events)
     clinical["_order"] = np.arange(len(clinical))
     rows = labels[["subject_id", "prediction_time"]].assign(_row=np.arange(len(labels)))
     # Each event against each landmark of its subject; keep those strictly before it (an
@@ -207,12 +234,12 @@ def _cut_histories(events: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
 def load_synthea_sample(
     *,
     landmarks=SYNTHEA_LANDMARKS,
-    horizon=10,
+    horizon=2,
     min_age=18.0,
     as_events=False,
     return_groups=False,
 ):
-    """Load the vendored Synthea sample as a landmark survival task: death within 10 years.
+    """Load the vendored Synthea sample as a landmark survival task: death within 2 years.
 
     The data are a public sample of `Synthea <https://synthetichealth.github.io/synthea/>`_'s
     CSV export (1,171 synthetic patients, 171 deaths; the notice in
@@ -224,42 +251,51 @@ def load_synthea_sample(
     (``"GENDER//F"``, ``"RACE//white"``, ``"ETHNICITY//nonhispanic"``).
 
     **The task.** Each row is one patient at one *landmark* date, by default 1 January of
-    1970, 1980, 1990, 2000 and 2010. A patient enters at a landmark when
+    2012, 2014, 2016 and 2018. A patient enters at a landmark when
 
     - at least ``min_age`` (18) years old on that day (adults only),
     - alive on it (no death on or before it), and
-    - with at least one recorded event strictly before it (a history to predict from).
+    - with at least one event in the history window (below).
 
-    Follow-up starts at the landmark and ends at the death, at ``horizon`` (10) calendar
-    years later, or at the export's last day (2020-04-28, the latest date in any
-    table: Synthea follows every living patient to the end of the simulation), whichever
-    comes first; the event is a death within it. ``time`` is in years (days / 365.25).
+    Follow-up starts at the landmark and ends at the death, ``horizon`` (2) calendar years
+    later, or the export's last day (2020-04-28, the latest date in any table: Synthea
+    follows every living patient to the end of the simulation), whichever comes first;
+    the event is a death within it, the last day included. ``time`` is in years (days /
+    365.25): days from the landmark to the death, or to the end of the last day of
+    follow-up for a survivor (one more day), so that a death comes before a censoring on
+    the same day and the longest time is always a censoring. With the
+    defaults: 2,859 rows of 799 patients, 49 events (49 different deaths); 92 adults
+    alive at a landmark have no event in the window and no row there (90 of them in 2012).
 
-    **Why this design.** One landmark per patient leaves about 50 deaths (e.g. 610 adults
-    at 2010-01-01, 50 deaths within 10 years): a C-index on 50 events, split into folds,
-    is mostly noise. Landmarks ten years apart with a ten-year horizon give each patient
-    up to five rows whose follow-up windows do not overlap, so that every death is the
-    event of exactly one row (no death is counted twice) and the task gathers almost all
-    the deaths of the sample: 1,957 rows of 699 patients, 139 events (139 distinct
-    deaths). Landmarks before 1970 would add few rows and two deaths (the records thin
-    out before then). Rows of one patient are correlated: split by patient (the groups),
-    never by row.
+    **The history window: from 2011-01-01** (:data:`SYNTHEA_HISTORY_START`) to strictly
+    before the landmark. Synthea exported each record's last 10 years only (before the
+    death, or before the end of the export), plus the conditions and care plans still
+    active at its end. Before 2010-04-28 the records of the living patients are thus
+    almost empty while those of the patients who die are full: with all the records, a
+    history's mere length gives the outcome away (over landmarks 1970-2010 with a ten-year
+    horizon, the number of visits alone has a C-index of 0.91 and the age 0.78). From
+    2011-01-01 on, every record holds every event; landmarks must fall after it.
+    Landmarks two years apart with a two-year horizon give each patient up to four rows
+    whose follow-up windows do not overlap, so that every death is the event of exactly
+    one row and the task gathers every death from 2012 to 2019. That is still only 49
+    events: expect a C-index to move by several hundredths between folds and seeds, and
+    compare models on the same folds. Rows of one patient are correlated: split by
+    patient (the groups), never by row.
 
-    **Only the past.** A row's history holds the events dated strictly *before* its
-    landmark. The tables hold dates, not times: an event dated on the landmark day may
-    have happened after the prediction, or be part of the outcome itself (Synthea records
-    a myocardial infarction or a cardiac arrest on the day of death), so the landmark day
-    is excluded. (:func:`survbehrt.data.events.from_events` keeps events *at* the
-    prediction time; to rebuild ``X`` with it from ``as_events=True``, pass prediction
-    times just before the landmark.)
+    **Only the past.** The tables hold dates, not times: an event dated on the landmark
+    day may have happened after the prediction, or be part of the outcome itself
+    (Synthea records a myocardial infarction or a cardiac arrest on the day of death), so
+    the landmark day is excluded. (:func:`survbehrt.data.events.from_events` keeps events
+    *at* the prediction time; to rebuild ``X`` with it from ``as_events=True``, drop the
+    events before 2011-01-01 and pass prediction times just before the landmarks.)
 
     Parameters
     ----------
     landmarks : sequence of date-like, default=SYNTHEA_LANDMARKS
-        Landmark dates (whole days before the export's last day). With landmarks closer
-        together than ``horizon`` the follow-up windows of a patient overlap and one
-        death is the event of several rows.
-    horizon : int, default=10
+        Landmark dates: whole days after 2011-01-01 and before the export's last day.
+        With landmarks closer together than ``horizon`` the follow-up windows of a
+        patient overlap and one death is the event of several rows.
+    horizon : int, default=2
         Follow-up in calendar years after each landmark (administrative censoring).
     min_age : float, default=18.0
         Youngest age (years) at the landmark.
@@ -285,7 +321,8 @@ def load_synthea_sample(
     events : pandas.DataFrame
         Only with ``as_events=True`` (instead of ``X`` and ``y``): columns
         ``subject_id`` (str), ``time`` (datetime64[ns], midnight of the day; null for
-        the static rows) and ``code`` (str), every row of the sample, sorted by subject:
+        the static rows) and ``code`` (str), every row of the sample (before 2011 too),
+        sorted by subject:
         static rows, ``"MEDS_BIRTH"``, the events by day (same day: conditions,
         immunizations, care plans, allergies, each in file order), ``"MEDS_DEATH"``.
         Events after a landmark and after the death are included (the raw record).
@@ -296,7 +333,8 @@ def load_synthea_sample(
     Raises
     ------
     ValueError
-        For landmarks that are not distinct whole days before the export's last day, a
+        For landmarks that are not distinct whole days after 2011-01-01 and before the
+        export's last day, a
         ``horizon`` that is not a whole number of years >= 1, or a negative ``min_age``.
 
     See Also
@@ -308,14 +346,16 @@ def load_synthea_sample(
     >>> from survbehrt.datasets import load_synthea_sample
     >>> X, y, groups = load_synthea_sample(return_groups=True)
     >>> X.shape, int(y["event"].sum()), len(set(groups))
-    ((1957, 4), 139, 699)
+    ((2859, 4), 49, 799)
     >>> list(X.columns), list(X.index.names)
     (['codes', 'ages', 'index_age', 'static'], ['subject_id', 'prediction_time'])
     >>> row = X.iloc[0]
-    >>> row["codes"], [round(a, 1) for a in row["ages"]], round(float(row["index_age"]), 1)
-    ([['CONDITION//162864005'], ['CONDITION//408512008']], [9.0, 15.1], 20.5)
+    >>> row["codes"][:2]
+    [['IMMUNIZATION//121', 'IMMUNIZATION//140', 'IMMUNIZATION//113'], ['CONDITION//10509002', 'CAREPLAN//53950000']]
+    >>> [round(a, 2) for a in row["ages"]], round(float(row["index_age"]), 2)
+    ([51.02, 51.62, 51.65, 51.67], 51.95)
     >>> row["static"]
-    ['GENDER//F', 'RACE//white', 'ETHNICITY//hispanic']
+    ['GENDER//M', 'RACE//black', 'ETHNICITY//nonhispanic']
 
     The raw long table, for one's own task:
 
