@@ -34,6 +34,16 @@ def _day(text):
 START = date.fromisoformat(SYNTHEA_HISTORY_START)
 
 
+def _in_history(day, code, stop, landmark):
+    """Whether an event belongs to the history at a landmark: strictly before it, and on or
+    after the history start, or else a condition, care plan or allergy still active then."""
+    if day >= landmark:
+        return False
+    if day >= START:
+        return True
+    return not code.startswith("IMMUNIZATION//") and (stop is None or stop > START)
+
+
 @pytest.fixture(scope="module")
 def raw():
     """The raw tables, read with the csv module: patients and each subject's events in file order."""
@@ -41,8 +51,9 @@ def raw():
     events = {pid: [] for pid in patients}
     for stem, date_col, prefix in TABLES:
         for r in _rows(stem):
-            events[r["PATIENT"]].append((_day(r[date_col]), f"{prefix}//{r['CODE']}"))
-    last = max(d for evs in events.values() for d, _ in evs)
+            stop = _day(r["STOP"]) if r.get("STOP") else None
+            events[r["PATIENT"]].append((_day(r[date_col]), f"{prefix}//{r['CODE']}", stop))
+    last = max(d for evs in events.values() for d, _, _ in evs)
     deaths = [_day(p["DEATHDATE"]) for p in patients.values() if p["DEATHDATE"]]
     return {"patients": patients, "events": events, "end": max([last, *deaths])}
 
@@ -59,7 +70,7 @@ def _reference_labels(raw, landmarks, horizon, min_age):
                 continue
             if death is not None and death <= lm:
                 continue
-            if not any(START <= d < lm for d, _ in raw["events"][pid]):
+            if not any(_in_history(*ev, lm) for ev in raw["events"][pid]):
                 continue
             last_day = min(lm.replace(year=lm.year + horizon), raw["end"])
             event = death is not None and death <= last_day
@@ -73,8 +84,8 @@ def _reference_history(raw, pid, lm):
     """Visits (one per day, codes in table then file order, each once) in the history window."""
     birth = _day(raw["patients"][pid]["BIRTHDATE"])
     visits = {}
-    for d, code in raw["events"][pid]:  # tables in order, each in file order
-        if START <= d < lm:
+    for d, code, stop in raw["events"][pid]:  # tables in order, each in file order
+        if _in_history(d, code, stop, lm):
             visit = visits.setdefault(d, [])
             if code not in visit:
                 visit.append(code)
@@ -130,8 +141,8 @@ def test_no_event_on_or_after_the_landmark(task, raw):
     X, _, _ = task
     for (pid, lm), visits, ages in zip(_keys(X), X["codes"], X["ages"]):
         birth = _day(raw["patients"][pid]["BIRTHDATE"])
-        later = {c for d, c in raw["events"][pid] if d >= lm}
-        earlier = {c for d, c in raw["events"][pid] if d < lm}
+        later = {c for d, c, _ in raw["events"][pid] if d >= lm}
+        earlier = {c for d, c, _ in raw["events"][pid] if d < lm}
         seen = {c for v in visits for c in v}
         # a code seen only on or after the landmark never reaches the row
         assert not (seen & (later - earlier)), (pid, lm)
@@ -183,19 +194,28 @@ def test_the_history_window_starts_where_every_record_is_complete(raw, task):
 
     Immunizations are never kept from before the window, so they show it: each lies within
     10 years before its record's end (the death, or the export's last day). The history
-    window must start after that window opens for everyone, and no row looks before it.
+    window must start after that window opens for everyone; before it a row holds only
+    conditions, care plans and allergies still active at its start, and some rows do.
     """
     ten_years = 3653  # days, with leap days
     for pid, p in raw["patients"].items():
         end = _day(p["DEATHDATE"]) if p["DEATHDATE"] else raw["end"]
-        for d, code in raw["events"][pid]:
+        for d, code, _ in raw["events"][pid]:
             if code.startswith("IMMUNIZATION//"):
                 assert (end - d).days <= ten_years, (pid, d)
     assert (raw["end"] - START).days < ten_years
     X, _, _ = task
-    for (pid, _), ages in zip(_keys(X), X["ages"]):
+    n_before = 0
+    for (pid, _), visits, ages in zip(_keys(X), X["codes"], X["ages"]):
         birth = _day(raw["patients"][pid]["BIRTHDATE"])
-        assert ages[0] >= (START - birth).days / 365.25
+        active = {c for d, c, stop in raw["events"][pid]
+                  if d < START and (stop is None or stop > START)}
+        for visit, age in zip(visits, ages):
+            if age < (START - birth).days / 365.25:
+                n_before += 1
+                assert not any(c.startswith("IMMUNIZATION//") for c in visit)
+                assert set(visit) <= active, (pid, visit)
+    assert n_before > 0
 
 
 def test_groups_are_the_subjects(task):
@@ -208,7 +228,7 @@ def test_groups_are_the_subjects(task):
 
 def test_event_table(raw, task):
     events, labels = load_synthea_sample(as_events=True)
-    assert list(events.columns) == ["subject_id", "time", "code"]
+    assert list(events.columns) == ["subject_id", "time", "code", "stop"]
     codes = events["code"]
     n_patients = len(raw["patients"])
     n_deaths = sum(bool(p["DEATHDATE"]) for p in raw["patients"].values())
@@ -235,8 +255,10 @@ def test_from_events_rebuilds_the_rows(task):
     X, _, _ = task
     events, labels = load_synthea_sample(as_events=True)
     timed = events.dropna(subset=["time"])
-    timed = timed.loc[(timed["code"] == "MEDS_BIRTH")
-                      | (timed["time"] >= SYNTHEA_HISTORY_START) & (timed["code"] != "MEDS_DEATH")]
+    start = pd.Timestamp(SYNTHEA_HISTORY_START)
+    # the history window: from the start on, or still active at the start; no death rows
+    window = (timed["time"] >= start) | timed["stop"].isna() | (timed["stop"] > start)
+    timed = timed.loc[(timed["code"] == "MEDS_BIRTH") | window & (timed["code"] != "MEDS_DEATH")]
     for lm, rows in labels.groupby("prediction_time"):
         just_before = dict.fromkeys(rows["subject_id"], lm - pd.Timedelta(1, "ns"))
         with warnings.catch_warnings():
@@ -353,10 +375,9 @@ def test_benchmark_runs_on_the_sample_with_the_age_baseline(tmp_path, task):
 
     from survbehrt.benchmark import BenchmarkSettings, make_folds, run_benchmark
 
-    settings = BenchmarkSettings(dataset="synthea-sample", folds=2, models=["CoxPH", "Cox-age"],
-                                 quick=True)
+    settings = BenchmarkSettings(dataset="synthea-sample", folds=2, models=["Cox-age"], quick=True)
     summary = run_benchmark(settings, out=tmp_path, quiet=True, plots=False, log=lambda *a: None)
-    assert sorted(summary.index) == ["Cox-age", "CoxPH"]
+    assert list(summary.index) == ["Cox-age"]
     rows = pd.read_csv(tmp_path / "results.csv")
     # Cox on age alone ranks by age: its C-index is that of the age at the landmark
     X, y, _ = task
@@ -365,3 +386,18 @@ def test_benchmark_runs_on_the_sample_with_the_age_baseline(tmp_path, task):
                                          X["index_age"].to_numpy()[test])[0]
         got = rows.loc[(rows["model"] == "Cox-age") & (rows["fold"] == fold), "harrell_c"]
         assert got.item() == pytest.approx(ref)
+
+
+def test_a_tuned_baseline_searches_on_patient_grouped_inner_folds(task):
+    from sklearn.model_selection import GridSearchCV, KFold
+
+    from survbehrt.benchmark import BenchmarkSettings, _fit, make_models
+
+    X, y, groups = task
+    recipe = make_models(BenchmarkSettings(models=["Cox-age"]).resolved())["Cox-age"]
+    search = GridSearchCV(recipe, {"coxphsurvivalanalysis__alpha": [0.1, 1.0]}, cv=KFold(3))
+    _fit(search, X, y, groups, random_state=0)
+    splits = list(search.cv.split(X, y, groups))
+    assert len(splits) == 3 == search.n_splits_
+    for train, test in splits:
+        assert set(groups[train]).isdisjoint(groups[test])

@@ -28,10 +28,11 @@ __all__ = ["SYNTHEA_HISTORY_START", "SYNTHEA_LANDMARKS", "load_synthea_sample"]
 
 DAYS_PER_YEAR = 365.25
 
-#: First day of the histories: every record of the export is complete from this day on.
+#: Start of the history window: every record of the export is complete from this day on.
 #: Synthea exported only the last 10 years before each record's end (the death, or the
 #: export's last day 2020-04-28) plus conditions still active then, so earlier records
-#: exist mainly for the patients who die (see load_synthea_sample).
+#: exist mainly for the patients who die; before this day a history holds only the
+#: conditions, care plans and allergies still active on it (see load_synthea_sample).
 SYNTHEA_HISTORY_START = "2011-01-01"
 #: Default landmark dates: 1 January of 2012, 2014, 2016 and 2018.
 SYNTHEA_LANDMARKS = ("2012-01-01", "2014-01-01", "2016-01-01", "2018-01-01")
@@ -77,8 +78,12 @@ def _read_events() -> pd.DataFrame:
                                "code": BIRTH, "_rank": 1}))
     for stem, (date_col, prefix) in _TABLES.items():
         table = _read_csv(stem)
-        parts.append(pd.DataFrame({"subject_id": table["PATIENT"], "time": _day(table[date_col]),
-                                   "code": f"{prefix}//" + table["CODE"], "_rank": 2}))
+        day = _day(table[date_col])
+        # An immunization is over on its day; the others last until STOP (empty: ongoing).
+        stop = day if "STOP" not in table else _day(table["STOP"].where(table["STOP"] != ""))
+        parts.append(pd.DataFrame({"subject_id": table["PATIENT"], "time": day,
+                                   "code": f"{prefix}//" + table["CODE"], "stop": stop,
+                                   "_rank": 2}))
     dead = patients["DEATHDATE"] != ""
     # The death last on its day: it ends the day (events of that day come before it).
     parts.append(pd.DataFrame({"subject_id": subject[dead],
@@ -91,6 +96,7 @@ def _read_events() -> pd.DataFrame:
     events = events.sort_values(["subject_id", "_static", "time", "_rank"],
                                 ascending=[True, False, True, True], kind="stable")
     events = events.drop(columns=["_rank", "_static"]).reset_index(drop=True)
+    events = events[["subject_id", "time", "code", "stop"]]
     events["subject_id"] = events["subject_id"].astype(object)
     events["code"] = events["code"].astype(object)
     return events
@@ -102,10 +108,22 @@ def _export_end(events: pd.DataFrame) -> pd.Timestamp:
 
 
 def _history_events(events: pd.DataFrame) -> pd.DataFrame:
-    """The clinical events (no static, birth or death rows) a history may hold: from
-    SYNTHEA_HISTORY_START on, in the event table's order."""
-    timed = events.loc[events["time"].notna() & ~events["code"].isin([BIRTH, DEATH])]
-    return timed.loc[timed["time"] >= pd.Timestamp(SYNTHEA_HISTORY_START)].reset_index(drop=True)
+    """The clinical events (no static, birth or death rows) a history may hold, in the
+    event table's order: those recorded for every patient whatever their outcome.
+
+    That is every event from SYNTHEA_HISTORY_START on, and the conditions, care plans and
+    allergies still active then (no ``stop``, or a ``stop`` after it), at their start.
+    Synthea's exporter (``Exporter.filterForExport``) kept an entry when it fell in the
+    record's last 10 years, was still active at the record's end, or (conditions,
+    allergies) stopped within those 10 years. For everyone alive at the history start,
+    whose 10 years began before it, that keeps exactly these entries, and sometimes others
+    (resolved earlier, or of a type active at the record's end) which depend on when the
+    record ends, the death: those are left out.
+    """
+    start = pd.Timestamp(SYNTHEA_HISTORY_START)
+    clinical = events.loc[events["time"].notna() & ~events["code"].isin([BIRTH, DEATH])]
+    recorded = (clinical["time"] >= start) | clinical["stop"].isna() | (clinical["stop"] > start)
+    return clinical.loc[recorded].reset_index(drop=True)
 
 
 def _births(events: pd.DataFrame) -> pd.Series:
@@ -264,30 +282,38 @@ def load_synthea_sample(
     365.25): days from the landmark to the death, or to the end of the last day of
     follow-up for a survivor (one more day), so that a death comes before a censoring on
     the same day and the longest time is always a censoring. With the
-    defaults: 2,859 rows of 799 patients, 49 events (49 different deaths); 92 adults
-    alive at a landmark have no event in the window and no row there (90 of them in 2012).
+    defaults: 2,933 rows of 799 patients, 49 events (49 different deaths); 18 adults
+    alive on 2012-01-01 have nothing in their history window and no row then.
 
-    **The history window: from 2011-01-01** (:data:`SYNTHEA_HISTORY_START`) to strictly
-    before the landmark. Synthea exported each record's last 10 years only (before the
+    **The history window.** Synthea exported each record's last 10 years only (before the
     death, or before the end of the export), plus the conditions and care plans still
-    active at its end. Before 2010-04-28 the records of the living patients are thus
-    almost empty while those of the patients who die are full: with all the records, a
-    history's mere length gives the outcome away (over landmarks 1970-2010 with a ten-year
-    horizon, the number of visits alone has a C-index of 0.91 and the age 0.78). From
-    2011-01-01 on, every record holds every event; landmarks must fall after it.
-    Landmarks two years apart with a two-year horizon give each patient up to four rows
-    whose follow-up windows do not overlap, so that every death is the event of exactly
-    one row and the task gathers every death from 2012 to 2019. That is still only 49
-    events: expect a C-index to move by several hundredths between folds and seeds, and
-    compare models on the same folds. Rows of one patient are correlated: split by
-    patient (the groups), never by row.
+    active at its end or within those years. Before 2010-04-28 the records of the living
+    patients are thus almost empty while those of the patients who die are full: with
+    all the records, a history's mere length gives the outcome away (over landmarks
+    1970-2010 with a ten-year horizon, the number of visits alone had a C-index of 0.91,
+    the age 0.78). A history therefore holds what was recorded for every patient
+    whatever their outcome: the events from 2011-01-01 (:data:`SYNTHEA_HISTORY_START`)
+    to strictly before the landmark, and the conditions, care plans and allergies still
+    active on 2011-01-01, at their start date (chronic diseases keep their onset). On the
+    default task the number of visits then has a C-index of 0.72 (older patients carry
+    more chronic conditions), the age 0.78. Landmarks must fall after 2011-01-01.
+
+    **Why this design.** Only the deaths after 2011 can be predicted without the leak:
+    about 50. One landmark per patient (e.g. 2013-01-01 with follow-up to the end) would
+    find most of them but give each history less than two years. Landmarks two years
+    apart with a two-year horizon give each patient up to four rows whose follow-up
+    windows do not overlap, with one to seven years of history: every death is the event
+    of exactly one row, and the task gathers every death from 2012 to 2019. That is still
+    only 49 events: a C-index moves by several hundredths between folds and seeds, so
+    compare models on the same folds (paired). Rows of one patient are correlated: split
+    by patient (the groups), never by row.
 
     **Only the past.** The tables hold dates, not times: an event dated on the landmark
     day may have happened after the prediction, or be part of the outcome itself
     (Synthea records a myocardial infarction or a cardiac arrest on the day of death), so
     the landmark day is excluded. (:func:`survbehrt.data.events.from_events` keeps events
-    *at* the prediction time; to rebuild ``X`` with it from ``as_events=True``, drop the
-    events before 2011-01-01 and pass prediction times just before the landmarks.)
+    *at* the prediction time; to rebuild ``X`` with it from ``as_events=True``, keep the
+    events of the history window and pass prediction times just before the landmarks.)
 
     Parameters
     ----------
@@ -321,8 +347,10 @@ def load_synthea_sample(
     events : pandas.DataFrame
         Only with ``as_events=True`` (instead of ``X`` and ``y``): columns
         ``subject_id`` (str), ``time`` (datetime64[ns], midnight of the day; null for
-        the static rows) and ``code`` (str), every row of the sample (before 2011 too),
-        sorted by subject:
+        the static rows), ``code`` (str) and ``stop`` (datetime64[ns]: the ``STOP`` day
+        of a condition, care plan or allergy, null while it is active; an
+        immunization's own day; null for the other rows), every row of the sample
+        (before 2011 too), sorted by subject:
         static rows, ``"MEDS_BIRTH"``, the events by day (same day: conditions,
         immunizations, care plans, allergies, each in file order), ``"MEDS_DEATH"``.
         Events after a landmark and after the death are included (the raw record).
@@ -346,7 +374,7 @@ def load_synthea_sample(
     >>> from survbehrt.datasets import load_synthea_sample
     >>> X, y, groups = load_synthea_sample(return_groups=True)
     >>> X.shape, int(y["event"].sum()), len(set(groups))
-    ((2859, 4), 49, 799)
+    ((2933, 4), 49, 799)
     >>> list(X.columns), list(X.index.names)
     (['codes', 'ages', 'index_age', 'static'], ['subject_id', 'prediction_time'])
     >>> row = X.iloc[0]
@@ -361,7 +389,7 @@ def load_synthea_sample(
 
     >>> events, labels = load_synthea_sample(as_events=True)
     >>> list(events.columns), len(labels) == len(X)
-    (['subject_id', 'time', 'code'], True)
+    (['subject_id', 'time', 'code', 'stop'], True)
     """
     if as_events and return_groups:
         raise ValueError("return_groups applies to X and y; with as_events=True the labels "
