@@ -28,14 +28,17 @@ __all__ = ["SYNTHEA_HISTORY_START", "SYNTHEA_LANDMARKS", "load_synthea_sample"]
 
 DAYS_PER_YEAR = 365.25
 
-#: Start of the history window: every record of the export is complete from this day on.
-#: Synthea exported only the last 10 years before each record's end (the death, or the
-#: export's last day 2020-04-28) plus conditions still active then, so earlier records
-#: exist mainly for the patients who die; before this day a history holds only the
-#: conditions, care plans and allergies still active on it (see load_synthea_sample).
 SYNTHEA_HISTORY_START = "2011-01-01"
-#: Default landmark dates: 1 January of 2012, 2014, 2016 and 2018.
+"""Start of the history window: every record of the export is complete from this day on.
+
+Synthea exported only the last 10 years before each record's end (the death, or the
+export's last day 2020-04-28) plus conditions still active then, so earlier records exist
+mainly for the patients who die; before this day a history holds only the conditions,
+care plans and allergies still active on it (see :func:`load_synthea_sample`).
+"""
+
 SYNTHEA_LANDMARKS = ("2012-01-01", "2014-01-01", "2016-01-01", "2018-01-01")
+"""Default landmark dates of :func:`load_synthea_sample`: 1 January of 2012, 2014, 2016, 2018."""
 
 # Event tables: file stem -> (date column, code prefix). The order is the order of
 # same-day events within a visit.
