@@ -8,11 +8,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 from skorch.callbacks import EarlyStopping
 from skorch.helper import predefined_split
 
-from ..data.tokenizer import N_SPECIAL, EHRTokenizer
+from ..data.tokenizer import EHRTokenizer
+from ..data.validation import check_predict_columns, ehr_columns, flatten_ehr
 from ..model import IGNORE_INDEX, OBJECTIVES, BEHRTConfig, BEHRTPretrainingModule
 from ._common import (
     check_choice,
@@ -20,6 +21,7 @@ from ._common import (
     check_positive,
     draw_seed,
     model_config,
+    resolve_groups,
     seeded_torch,
     torch_threads,
     validation_split,
@@ -39,7 +41,6 @@ __all__ = ["BEHRTPretrainer"]
 
 _FORMAT = "survbehrt.BEHRTPretrainer"
 _FORMAT_VERSION = 1
-_TOKENIZER_PARAMS = ("max_length", "min_frequency", "age_bin_width", "max_age", "n_time_bins")
 
 
 def _patient_embedding(module, batch):
@@ -75,6 +76,10 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
         Tokens per patient; longer histories keep their most recent whole visits.
     min_frequency : int, default=1
         Codes seen fewer times in ``fit`` map to ``[UNK]``.
+    n_value_bins : int, default=10
+        Quantile bins per code for numeric values (a ``values`` column); 0 ignores them.
+    continuous_time : bool, default=True
+        Embed each token's exact age and log time-before-prediction beside the bins.
     lr : float, default=1e-3
         Peak AdamW learning rate (linear warm-up, cosine decay).
     weight_decay : float, default=0.01
@@ -129,6 +134,8 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
         dropout=0.1,
         max_length=256,
         min_frequency=1,
+        n_value_bins=10,
+        continuous_time=True,
         lr=1e-3,
         weight_decay=0.01,
         max_epochs=10,
@@ -151,6 +158,8 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
         self.dropout = dropout
         self.max_length = max_length
         self.min_frequency = min_frequency
+        self.n_value_bins = n_value_bins
+        self.continuous_time = continuous_time
         self.lr = lr
         self.weight_decay = weight_decay
         self.max_epochs = max_epochs
@@ -199,7 +208,7 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
             **net_arguments(self, seed, callbacks, train_split),
         )
 
-    def fit(self, X, y=None):
+    def fit(self, X, y=None, groups=None):
         """Pre-train the encoder on the histories of ``X``.
 
         Parameters
@@ -208,17 +217,25 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
             One row per patient (``codes``, ``ages``, optional ``index_age``).
         y : ignored
             Present for Pipeline compatibility.
+        groups : array-like of shape (n_samples,), optional
+            Patient of each row; the validation split keeps a patient on one side.
+            Default: the X index level ``subject_id`` when present.
 
         Returns
         -------
         self : BEHRTPretrainer
         """
         self._check_params()
-        tokenizer = EHRTokenizer(max_length=self.max_length, min_frequency=self.min_frequency)
-        tokens = tokenizer.fit_transform(X)
-        validate_data(self, X=X, skip_check_array=True, reset=True)
         seed = draw_seed(self.random_state)
-        train_idx, valid_idx = validation_split(len(X), self.validation_fraction, seed)
+        groups = resolve_groups(X, groups, len(X))
+        train_idx, valid_idx = validation_split(len(X), self.validation_fraction, seed,
+                                                groups=groups)
+        # the vocabulary comes from the rows that train, not from the validation rows
+        tokenizer = EHRTokenizer(max_length=self.max_length, min_frequency=self.min_frequency,
+                                 n_value_bins=self.n_value_bins)
+        tokens = tokenizer.fit(X.iloc[train_idx]).transform(X)
+        self.feature_names_in_ = ehr_columns(X)
+        self.n_features_in_ = len(self.feature_names_in_)
         mlm = self.objective in ("mlm", "both")
 
         def dataset(idx, offset, reseed):
@@ -226,7 +243,7 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
                                     seed=seed + offset, mlm=mlm, reseed_each_pass=reseed)
 
         valid = predefined_split(dataset(valid_idx, 1, True)) if len(valid_idx) else None
-        with torch_threads(self.n_threads), seeded_torch(seed):
+        with torch_threads(self.n_threads), seeded_torch(seed, self.device):
             module = BEHRTPretrainingModule(model_config(self, tokenizer), self.objective)
             net = self._make_net(module, seed, valid, len(train_idx))
             net.fit(dataset(train_idx, 0, False), y=None)
@@ -263,8 +280,9 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
         ndarray of float32, shape (n_samples, embedding_dim)
         """
         check_is_fitted(self, "module_")
-        validate_data(self, X=X, skip_check_array=True, reset=False)
-        tokens = self.tokenizer_.transform(X)
+        flat = flatten_ehr(X)  # extra columns and their order are free
+        check_predict_columns(X, getattr(self, "feature_names_in_", ()))
+        tokens = self.tokenizer_.transform_flat(flat)
         with torch_threads(self.n_threads):
             return batched_inference(self.module_, tokens, _patient_embedding, device=self.net_.device)
 
@@ -339,8 +357,9 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
         The file is a ``torch.save`` dictionary of tensors and plain Python values
         (no pickled classes), readable with ``torch.load(path, weights_only=True)``:
         ``format``, ``version``, ``params`` (constructor parameters), ``config``
-        (the :class:`~survbehrt.model.BEHRTConfig`), ``tokenizer`` (its parameters and
-        the ordered code list), ``state_dict`` (the module) and ``history`` (JSON).
+        (the :class:`~survbehrt.model.BEHRTConfig`), ``tokenizer`` (its parameters, the
+        ordered code list and the value-bin cut points, as
+        :meth:`~survbehrt.data.EHRTokenizer.to_dict`), ``state_dict`` (the module) and ``history`` (JSON).
 
         Parameters
         ----------
@@ -350,16 +369,12 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
         params = self.get_params()
         if not isinstance(params["random_state"], (int, type(None))):
             params["random_state"] = None  # a RandomState object is not a plain value
-        tok = self.tokenizer_
         payload = {
             "format": _FORMAT,
             "version": _FORMAT_VERSION,
             "params": params,
             "config": self.module_.config.to_dict(),
-            "tokenizer": {
-                "params": {k: getattr(tok, k) for k in _TOKENIZER_PARAMS},
-                "codes": [str(c) for c in tok.codes_[N_SPECIAL:]],
-            },
+            "tokenizer": self.tokenizer_.to_dict(),
             "feature_names_in": [str(c) for c in getattr(self, "feature_names_in_", [])],
             "state_dict": {k: v.detach().cpu() for k, v in self.module_.state_dict().items()},
             "history": json.dumps(self.history_.to_list(), default=float),
@@ -390,9 +405,7 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
             )
         params = dict(payload["params"], device=device)
         est = cls(**params)
-        tokenizer = EHRTokenizer(**payload["tokenizer"]["params"])._set_vocabulary(
-            payload["tokenizer"]["codes"]
-        )
+        tokenizer = EHRTokenizer.from_dict(payload["tokenizer"])
         module = BEHRTPretrainingModule(BEHRTConfig(**payload["config"]), est.objective)
         module.load_state_dict(payload["state_dict"])
         net = est._make_net(module, seed=0)
