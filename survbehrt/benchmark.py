@@ -250,9 +250,8 @@ def make_models(settings: BenchmarkSettings) -> dict:
             random_state=s.random_state)),
     }
     epochs = s.epochs
-    # TODO(tokens work, issue 15): the estimators ignore X["static"] (sex, race, ... of the
-    # Synthea sample) until they read static covariates; the column passes through unused.
-    # Their internal validation split is by row, not by subject (the MEDS issue's groups).
+    # X["static"] (the Synthea sample's sex, race, ethnicity) reaches the BEHRT models as
+    # timeless tokens; their validation split follows the subject_id index level.
     behrt = dict(loss=s.loss, random_state=s.random_state, validation_fraction=0.1,
                  early_stopping="cindex", patience=8)
     if s.quick:
