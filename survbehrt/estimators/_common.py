@@ -119,7 +119,11 @@ def validation_split(n: int, fraction: float, seed: int, stratify=None, groups=N
 
 
 def resolve_groups(X, groups, n: int):
-    """Patient groups of the rows: ``groups`` if given, else the X index level ``subject_id``.
+    """Patient groups of the rows: ``groups`` if given, else from X's index.
+
+    A MultiIndex with a level ``subject_id``, or one whose last level is
+    ``prediction_time`` (what :func:`survbehrt.data.from_events` makes, whatever the
+    subject column is called), gives the groups.
 
     Parameters
     ----------
@@ -135,8 +139,12 @@ def resolve_groups(X, groups, n: int):
     """
     if groups is None:
         names = list(getattr(X.index, "names", []) or [])
-        if "subject_id" in names and len(names) > 1:
+        if len(names) < 2:
+            return None
+        if "subject_id" in names:
             groups = X.index.get_level_values("subject_id")
+        elif names[-1] == "prediction_time":  # from_events with another subject column
+            groups = X.index.get_level_values(0)
         else:
             return None
     groups = np.asarray(groups)
