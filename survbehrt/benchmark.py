@@ -279,23 +279,28 @@ def make_pretrainer(settings: BenchmarkSettings):
 def subject_groups(X) -> np.ndarray | None:
     """The subject of each row, when ``X`` holds several rows of one subject.
 
+    The subjects are read from ``X``'s index as the estimators read them (a MultiIndex
+    with a ``subject_id`` level, or ending in ``prediction_time``, as
+    :func:`survbehrt.data.from_events` and :func:`survbehrt.datasets.load_synthea_sample`
+    make), so that the benchmark's folds and the estimators' validation splits agree.
+
     Parameters
     ----------
     X : pandas.DataFrame
-        The patient frame; its index may have a ``subject_id`` level (e.g. the
-        MultiIndex ``(subject_id, prediction_time)`` of
-        :func:`survbehrt.datasets.load_synthea_sample`).
+        The patient frame.
 
     Returns
     -------
     ndarray or None
-        The ``subject_id`` of each row, or None when the index has no ``subject_id``
-        level or every subject has one row (plain stratified folds then suffice).
+        The subject of each row, or None when the index names no subject or every
+        subject has one row (plain stratified folds then suffice).
     """
-    if "subject_id" not in (X.index.names or []):
+    from .estimators._common import resolve_groups
+
+    groups = resolve_groups(X, None, len(X))
+    if groups is None or pd.Index(groups).is_unique:
         return None
-    groups = X.index.get_level_values("subject_id")
-    return groups.to_numpy() if groups.has_duplicates else None
+    return groups
 
 
 def check_group_split(groups, train, test, fold=None) -> None:

@@ -251,25 +251,25 @@ def test_event_table(raw, task):
 
 
 def test_from_events_rebuilds_the_rows(task):
-    """The converter, given prediction times just before each landmark, gives the same rows."""
+    """The package's converter, on the history window with strict cuts, gives the same X."""
     X, _, _ = task
     events, labels = load_synthea_sample(as_events=True)
-    timed = events.dropna(subset=["time"])
     start = pd.Timestamp(SYNTHEA_HISTORY_START)
     # the history window: from the start on, or still active at the start; no death rows
-    window = (timed["time"] >= start) | timed["stop"].isna() | (timed["stop"] > start)
-    timed = timed.loc[(timed["code"] == "MEDS_BIRTH") | window & (timed["code"] != "MEDS_DEATH")]
-    for lm, rows in labels.groupby("prediction_time"):
-        just_before = dict.fromkeys(rows["subject_id"], lm - pd.Timedelta(1, "ns"))
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")  # no subject may be dropped
-            ref = from_events(timed, prediction_times=just_before, visit_resolution="day")
-        ours = X.xs(lm, level="prediction_time")
-        assert list(ref.index) == list(ours.index)
-        assert ref["codes"].tolist() == ours["codes"].tolist()
-        np.testing.assert_allclose(np.concatenate(ref["ages"].tolist()),
-                                   np.concatenate(ours["ages"].tolist()), atol=1e-12)
-        np.testing.assert_allclose(ref["index_age"], ours["index_age"], atol=1e-9)
+    timed = events["time"].notna()
+    window = (events["time"] >= start) | events["stop"].isna() | (events["stop"] > start)
+    keep = ~timed | (events["code"] == "MEDS_BIRTH") | window & (events["code"] != "MEDS_DEATH")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no row may be dropped
+        ref = from_events(events.loc[keep, ["subject_id", "time", "code"]],
+                          prediction_times=labels[["subject_id", "prediction_time"]],
+                          visit_resolution="day", strict=True)
+    assert list(ref.index) == list(X.index)
+    assert ref["codes"].tolist() == X["codes"].tolist()
+    assert ref["static"].tolist() == X["static"].tolist()
+    np.testing.assert_allclose(np.concatenate(ref["ages"].tolist()),
+                               np.concatenate(X["ages"].tolist()), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(ref["index_age"], X["index_age"], rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize(

@@ -6,14 +6,10 @@ see ``data/synthea_sample/NOTICE.md``). :func:`load_synthea_sample` turns it int
 - a MEDS-style long event table (``subject_id``, ``time``, ``code``), built by
   :func:`_read_events` from the raw tables, and
 - a landmark survival task on it: :func:`_landmark_labels` chooses the rows (one per
-  patient and landmark date) and their outcome, :func:`_cut_histories` builds each row's
-  history from the events dated from :data:`SYNTHEA_HISTORY_START` to strictly before
-  its landmark.
-
-The last step is what :func:`survbehrt.data.events.from_events` does for one prediction
-time per subject (given the events from ``SYNTHEA_HISTORY_START`` on); it is kept separate
-so that it can be swapped for that converter once it accepts several prediction times per
-subject.
+  patient and landmark date) and their outcome, :func:`_in_history` the events a history
+  may hold (those recorded for every patient, see :data:`SYNTHEA_HISTORY_START`), and
+  :func:`_cut_histories` builds each row's history with
+  :func:`survbehrt.data.events.from_events` (events strictly before the landmark).
 """
 
 from __future__ import annotations
@@ -110,9 +106,9 @@ def _export_end(events: pd.DataFrame) -> pd.Timestamp:
     return events["time"].max()
 
 
-def _history_events(events: pd.DataFrame) -> pd.DataFrame:
-    """The clinical events (no static, birth or death rows) a history may hold, in the
-    event table's order: those recorded for every patient whatever their outcome.
+def _in_history(events: pd.DataFrame) -> pd.Series:
+    """Which rows are clinical events (no static, birth or death rows) that a history may
+    hold: those recorded for every patient whatever their outcome.
 
     That is every event from SYNTHEA_HISTORY_START on, and the conditions, care plans and
     allergies still active then (no ``stop``, or a ``stop`` after it), at their start.
@@ -124,9 +120,9 @@ def _history_events(events: pd.DataFrame) -> pd.DataFrame:
     record ends, the death: those are left out.
     """
     start = pd.Timestamp(SYNTHEA_HISTORY_START)
-    clinical = events.loc[events["time"].notna() & ~events["code"].isin([BIRTH, DEATH])]
-    recorded = (clinical["time"] >= start) | clinical["stop"].isna() | (clinical["stop"] > start)
-    return clinical.loc[recorded].reset_index(drop=True)
+    clinical = events["time"].notna() & ~events["code"].isin([BIRTH, DEATH])
+    recorded = (events["time"] >= start) | events["stop"].isna() | (events["stop"] > start)
+    return clinical & recorded
 
 
 def _births(events: pd.DataFrame) -> pd.Series:
@@ -178,7 +174,8 @@ def _landmark_labels(events, landmarks, horizon, min_age, export_end) -> pd.Data
     birth = _births(events)
     death = events.loc[events["code"] == DEATH].set_index("subject_id")["time"]
     death = death.reindex(birth.index)
-    first = _history_events(events).groupby("subject_id")["time"].min().reindex(birth.index)
+    first = events.loc[_in_history(events)].groupby("subject_id")["time"].min()
+    first = first.reindex(birth.index)
 
     n_subjects, n_landmarks = len(birth), len(landmarks)
     cand = pd.DataFrame({
@@ -212,44 +209,24 @@ def _landmark_labels(events, landmarks, horizon, min_age, export_end) -> pd.Data
 def _cut_histories(events: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
     """One patient-frame row per label row, from the history window before its landmark.
 
-    The window runs from SYNTHEA_HISTORY_START to strictly before the landmark. Visits are the events of one day, oldest first; within a visit the codes keep the
-    event table's order (the sample records no code twice on one day, so there is nothing
-    to de-duplicate). Ages are days since birth /
-    365.25. ``static`` holds the subject's static codes. Every label row must have at
-    least one event before its landmark (``_landmark_labels`` guarantees it).
+    :func:`~survbehrt.data.events.from_events` on the static rows, the births and the
+    history events (:func:`_in_history`), with visits by day and ``strict=True``: events
+    dated on the landmark day are left out. Within a visit the codes keep the event
+    table's order. Every label row has an event in its window (``_landmark_labels``
+    checks it), so no row is dropped.
     """
-    birth = _births(events)
-    clinical = _history_events(events)
-    clinical["_order"] = np.arange(len(clinical))
-    rows = labels[["subject_id", "prediction_time"]].assign(_row=np.arange(len(labels)))
-    # Each event against each landmark of its subject; keep those strictly before it (an
-    # event dated on the landmark day may be the outcome itself: the data hold no times).
-    hist = clinical.merge(rows, on="subject_id")
-    hist = hist.loc[hist["time"] < hist["prediction_time"]]
-    hist = hist.sort_values(["_row", "time", "_order"], kind="stable")
-    hist["_age"] = (hist["time"] - hist["subject_id"].map(birth)).dt.days / DAYS_PER_YEAR
+    from ..data.events import from_events
 
-    visits = hist.groupby(["_row", "time"], sort=False).agg(codes=("code", list),
-                                                          ages=("_age", "first"))
-    per_row = visits.groupby(level="_row", sort=False).agg(codes=("codes", list),
-                                                          ages=("ages", list))
-    missing = np.setdiff1d(np.arange(len(labels)), per_row.index.to_numpy())
-    if len(missing):
-        raise ValueError(f"label rows {missing[:10].tolist()} have no event before their landmark.")
-    per_row = per_row.sort_index()
-
-    static = events.loc[events["time"].isna()].groupby("subject_id", sort=False)["code"].agg(list)
-    index_age = (labels["prediction_time"] - labels["subject_id"].map(birth)).dt.days / DAYS_PER_YEAR
-    index = pd.MultiIndex.from_frame(labels[["subject_id", "prediction_time"]])
-    return pd.DataFrame(
-        {
-            "codes": per_row["codes"].to_numpy(),
-            "ages": per_row["ages"].to_numpy(),
-            "index_age": index_age.to_numpy(np.float64),
-            "static": labels["subject_id"].map(static).to_numpy(),
-        },
-        index=index,
-    )
+    keep = events["time"].isna() | (events["code"] == BIRTH) | _in_history(events)
+    X = from_events(events.loc[keep, ["subject_id", "time", "code"]],
+                    prediction_times=labels[["subject_id", "prediction_time"]],
+                    visit_resolution="day", strict=True)
+    expected = pd.MultiIndex.from_frame(labels[["subject_id", "prediction_time"]])
+    if not X.index.equals(expected):  # an internal invariant, not a user error
+        raise RuntimeError("from_events did not build one row per label row, in order.")
+    X = X[["codes", "ages", "index_age", "static"]]
+    X.attrs = {}  # from_events' event counts describe its filtered input, not the sample
+    return X
 
 
 def load_synthea_sample(
@@ -314,9 +291,9 @@ def load_synthea_sample(
     **Only the past.** The tables hold dates, not times: an event dated on the landmark
     day may have happened after the prediction, or be part of the outcome itself
     (Synthea records a myocardial infarction or a cardiac arrest on the day of death), so
-    the landmark day is excluded. (:func:`survbehrt.data.events.from_events` keeps events
-    *at* the prediction time; to rebuild ``X`` with it from ``as_events=True``, keep the
-    events of the history window and pass prediction times just before the landmarks.)
+    the landmark day is excluded. ``X`` is what :func:`survbehrt.data.events.from_events`
+    builds from the history window's events with ``visit_resolution="day"`` and
+    ``strict=True``.
 
     Parameters
     ----------
