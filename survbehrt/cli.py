@@ -27,8 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
         "gradient-boosted survival baselines on code counts.",
     )
     bench.add_argument("--dataset", default="synthetic",
-                       help="'synthetic' (default), 'synthetic-counts', or a folder with "
-                            "events.(parquet|csv) and labels.(parquet|csv)")
+                       help="'synthetic' (default), 'synthetic-counts', 'synthea-sample' (the "
+                            "vendored Synthea sample, folds grouped by patient), or a folder "
+                            "with events.(parquet|csv) and labels.(parquet|csv)")
     bench.add_argument("--n-patients", type=int, default=4000, help="synthetic cohort size")
     bench.add_argument("--folds", type=int, default=5)
     bench.add_argument("--models", nargs="+", default=list(BASELINES + BEHRT_MODELS),
