@@ -17,11 +17,13 @@ import numpy as np
 import pandas as pd
 from sksurv.util import Surv
 
+from .mimic import load_mimic_iv_demo
 from .synthea import SYNTHEA_HISTORY_START, SYNTHEA_LANDMARKS, load_synthea_sample
 
 __all__ = [
     "SYNTHEA_HISTORY_START",
     "SYNTHEA_LANDMARKS",
+    "load_mimic_iv_demo",
     "load_synthea_sample",
     "make_synthetic_ehr",
     "make_synthetic_events",
