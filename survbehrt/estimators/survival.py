@@ -55,6 +55,7 @@ STRATEGIES = ("full", "lora", "frozen")
 LOSSES = ("nll", "ranking", "hybrid")
 LANDMARKS = ("last", "all")
 EARLY_STOPPING = ("cindex", "loss", None)
+WIDE = ("joint", "offset", None)
 # Rows of earlier batches the ranking term compares each batch with: batches hold
 # histories of similar length, and without it short and long histories never meet.
 RANKING_MEMORY = 1024
@@ -95,12 +96,15 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         Train on each patient's last visit only, or on every visit (the hazards
         of visit ``t`` predict the outcome after the prediction time from the
         history up to ``t``: more supervision, same target).
-    wide : bool, default=True
-        Add the wide path: an additive, regularised term over the log counts of the
-        codes seen so far (static codes included) and the age at the prediction time
-        (linear and quadratic), learned jointly with the transformer (wide & deep), so
-        that the model can always fall back to what a Cox model on code counts does.
-        Its weights start at zero and share ``weight_decay``.
+    wide : {"joint", "offset"} or None, default="joint"
+        The wide path: an additive term over the log counts of the codes seen so far
+        (static codes included) and the age at the prediction time (linear and
+        quadratic), added to every hazard logit, so that the model can always fall back
+        to what a Cox model on code counts does. It starts from a penalised
+        proportional-hazards fit on the training rows (ridge chosen by 3-fold CV;
+        ``wide_alpha_``), then trains with the transformer (``"joint"``, wide & deep)
+        or stays fixed while the transformer learns what it misses (``"offset"``).
+        None: the transformer alone.
     continuous_time : bool, default=True
         Beside the age and time-before-prediction bins, embed each token's exact age
         and log time-before-prediction (sinusoidal features, learned projection).
@@ -180,6 +184,8 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         Sorted unique observed times (events and censorings) of the training rows,
         as in scikit-survival's estimators; the columns of
         ``predict_survival_function(X, return_array=True)``.
+    wide_alpha_ : float or None
+        Ridge penalty of the wide path's starting fit (None without the wide path).
     is_event_time_ : ndarray of bool
         Whether each of ``unique_times_`` is the time of at least one event.
     net_ : SurvivalNet
@@ -223,7 +229,7 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         rank_sigma=0.1,
         time_bins=20,
         landmarks="last",
-        wide=True,
+        wide="joint",
         continuous_time=True,
         pretrained=None,
         lora_rank=8,
@@ -355,6 +361,7 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         check_choice("strategy", self.strategy, STRATEGIES)
         check_choice("loss", self.loss, LOSSES)
         check_choice("landmarks", self.landmarks, LANDMARKS)
+        check_choice("wide", self.wide, WIDE)
         check_choice("early_stopping", self.early_stopping, EARLY_STOPPING)
         for name in ("max_epochs",):
             check_positive(name, getattr(self, name), allow_zero=True)
@@ -488,12 +495,12 @@ class BEHRTSurvivalEstimator(BaseEstimator):
                 config = model_config(self, tokenizer)
             train_age = tokens.index_age[train_idx].astype(float)
             age_mean, age_scale = float(train_age.mean()), float(max(train_age.std(), 1.0))
-            module = BEHRTSurvivalModule(config, grid.n_bins_, wide=self.wide,
+            module = BEHRTSurvivalModule(config, grid.n_bins_, wide=self.wide is not None,
                                          age_mean=age_mean, age_scale=age_scale)
             # start every patient at the population's curve (the no-covariate fit) ...
             baseline = marginal_logits(time[train_idx], event[train_idx], grid.cuts_)
             self.wide_alpha_ = None
-            if self.wide:
+            if self.wide is not None:
                 # ... or, with the wide path, at a penalised proportional-hazards fit on the
                 # log counts and the age: the transformer then has to add to what Cox does
                 start = fit_wide_start(
@@ -515,6 +522,9 @@ class BEHRTSurvivalEstimator(BaseEstimator):
                     dropout=self.lora_dropout, include_feedforward=self.lora_feedforward,
                 )
             counts = configure_trainable(module, self.strategy, train_embeddings=self.train_embeddings)
+            if self.wide == "offset":  # the fitted wide term stays as it is: an offset
+                module.wide.requires_grad_(False)
+                counts["trainable"] = sum(p.numel() for p in module.parameters() if p.requires_grad)
             net = SurvivalNet(
                 module=module,
                 criterion=self._make_criterion(grid.cuts_),
