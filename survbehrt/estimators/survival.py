@@ -10,7 +10,6 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
-from skorch.callbacks import EarlyStopping
 from skorch.helper import predefined_split
 from sksurv.exceptions import NoComparablePairException
 from sksurv.metrics import concordance_index_censored
@@ -40,6 +39,7 @@ from ._common import (
     validation_split,
 )
 from ._training import (
+    EarlyStoppingFromStart,
     SurvivalNet,
     ValidationConcordance,
     _last_visit_logits,
@@ -153,8 +153,10 @@ class BEHRTSurvivalEstimator(BaseEstimator):
     batch_size : int, default=64
     early_stopping : {"cindex", "loss", None}, default="cindex"
         Stop when the validation C-index (or loss) has not improved for
-        ``patience`` epochs and restore the best weights. Needs
-        ``validation_fraction > 0``.
+        ``patience`` epochs and restore the best weights. With ``"cindex"`` the
+        starting weights (the population's hazards, or the wide path's Cox fit)
+        are a candidate too: training that never beats them on the validation rows
+        is undone. Needs ``validation_fraction > 0``.
     patience : int, default=5
     validation_fraction : float, default=0.1
         Share of the training rows held out (stratified on the event) for early
@@ -402,7 +404,8 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         return HybridSurvivalLoss(cuts, rank_weight=self.rank_weight, sigma=self.rank_sigma,
                                   memory_size=RANKING_MEMORY)
 
-    def _callbacks(self, n_train: int, has_valid: bool):
+    def _callbacks(self, n_train: int, valid_dataset=None):
+        has_valid = valid_dataset is not None
         parts = ("nll", "ranking") if self.loss == "hybrid" else ()
         callbacks = standard_callbacks(self.max_epochs, n_train, self.batch_size,
                                        self.gradient_clip, parts, has_valid)
@@ -415,7 +418,8 @@ class BEHRTSurvivalEstimator(BaseEstimator):
             callbacks.append(cb if isinstance(cb, tuple) else (f"user_{i}", cb))
         if self.early_stopping is not None and self.max_epochs > 0:
             cindex = self.early_stopping == "cindex"
-            callbacks.append(("early_stopping", EarlyStopping(
+            callbacks.append(("early_stopping", EarlyStoppingFromStart(
+                valid_dataset=valid_dataset,
                 monitor="valid_cindex" if cindex else "valid_loss",
                 lower_is_better=not cindex,
                 patience=self.patience,
@@ -530,7 +534,7 @@ class BEHRTSurvivalEstimator(BaseEstimator):
                 criterion=self._make_criterion(grid.cuts_),
                 landmarks=self.landmarks,
                 **net_arguments(
-                    self, seed, self._callbacks(len(train_idx), valid_ds is not None),
+                    self, seed, self._callbacks(len(train_idx), valid_ds),
                     predefined_split(valid_ds) if valid_ds is not None else None,
                 ),
             )
