@@ -19,7 +19,7 @@ from ..data.tokenizer import N_SPECIAL, EHRTokenizer
 from ..data.validation import check_predict_columns, check_survival_y, ehr_columns, flatten_ehr
 from ..losses import HybridSurvivalLoss, PairwiseRankingLoss, SurvivalNLL
 from ..model import BEHRTSurvivalModule, apply_lora, configure_trainable
-from ..model.wide import count_features, fit_wide_start
+from ..model.wide import count_features, covariate_matrix, fit_wide_start
 from ..survival import (
     TimeGrid,
     evaluate_on_times,
@@ -98,8 +98,8 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         history up to ``t``: more supervision, same target).
     wide : {"joint", "offset"} or None, default="joint"
         The wide path: an additive term over the log counts of the codes seen so far
-        (static codes included) and the age at the prediction time (linear and
-        quadratic), added to every hazard logit, so that the model can always fall back
+        (static codes included), the age at the prediction time (linear and
+        quadratic) and the log number of visits, added to every hazard logit, so that the model can always fall back
         to what a Cox model on code counts does. It starts from a penalised
         proportional-hazards fit on the training rows (ridge chosen by 3-fold CV;
         ``wide_alpha_``), then trains with the transformer (``"joint"``, wide & deep)
@@ -509,12 +509,14 @@ class BEHRTSurvivalEstimator(BaseEstimator):
                 # log counts and the age: the transformer then has to add to what Cox does
                 start = fit_wide_start(
                     count_features(tokens.subset(train_idx), N_SPECIAL, config.vocab_size),
-                    (train_age - age_mean) / age_scale, time[train_idx], event[train_idx],
+                    covariate_matrix((train_age - age_mean) / age_scale,
+                                     tokens.n_visits[train_idx]),
+                    time[train_idx], event[train_idx],
                     grid.cuts_, groups=None if groups is None else groups[train_idx],
                     random_state=seed,
                 )
                 module.wide.code_weight.weight.data[:, 0] = torch.as_tensor(start["beta"])
-                module.wide.age_weight.weight.data[0] = torch.as_tensor(start["gamma"])
+                module.wide.covariate_weight.weight.data[0] = torch.as_tensor(start["gamma"])
                 baseline = start["baseline"]
                 self.wide_alpha_ = start["alpha"]
             module.head.output.bias.data.copy_(torch.as_tensor(baseline))
