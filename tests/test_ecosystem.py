@@ -234,7 +234,7 @@ def test_sksurv_metric_wrappers_in_grid_search(data, wrap):
     times = follow_up_times(y, CV)
     scorer_est = wrap(tiny_estimator(max_epochs=1), times)
     # the wrappers expose the estimator's parameters as estimator__<name>
-    assert scorer_est.get_params()["estimator__loss"] == "hybrid"
+    assert scorer_est.get_params()["estimator__loss"] == "nll"
     search = GridSearchCV(
         scorer_est, {"estimator__loss": ["nll", "hybrid"]}, cv=CV, refit=False, error_score="raise"
     ).fit(X, y)

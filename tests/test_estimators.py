@@ -23,7 +23,8 @@ def data():
 @pytest.fixture(scope="module")
 def fitted(data):
     X, y = data
-    return tiny_estimator(max_epochs=3, validation_fraction=0.2, early_stopping="cindex").fit(X, y)
+    return tiny_estimator(max_epochs=3, validation_fraction=0.2, early_stopping="cindex",
+                          loss="hybrid").fit(X, y)
 
 
 @pytest.fixture(scope="module")

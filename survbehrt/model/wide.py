@@ -189,7 +189,7 @@ def count_features(tokens, n_special: int, vocab_size: int):
 
 
 def fit_wide_start(features, covariates, time, event, cuts, alphas=(0.1, 1.0, 10.0, 100.0, 1000.0),
-                   groups=None, random_state=0):
+                   groups=None, random_state=0, min_rows=5):
     """Fit the wide path alone (a penalised proportional-hazards model) to start from.
 
     The likelihood is the model's own (piecewise-constant hazards on ``cuts``) with the
@@ -215,6 +215,8 @@ def fit_wide_start(features, covariates, time, event, cuts, alphas=(0.1, 1.0, 10
     groups : ndarray of shape (n,), optional
         Patient of each row.
     random_state : int, default=0
+    min_rows : int, default=5
+        Codes present in fewer training rows keep a zero coefficient.
 
     Returns
     -------
@@ -226,6 +228,14 @@ def fit_wide_start(features, covariates, time, event, cuts, alphas=(0.1, 1.0, 10
     from sklearn.model_selection import GroupKFold, KFold
 
     from ..survival import locate, marginal_logits
+
+    # codes of fewer than ``min_rows`` training rows get no coefficient (kept at 0), as a
+    # count model drops them: with a scale-aware penalty they would be fitted to noise
+    features = features.tocsc(copy=True)
+    rare = np.diff(features.indptr) < min_rows
+    for j in np.flatnonzero(rare):
+        features.data[features.indptr[j]:features.indptr[j + 1]] = 0.0
+    features.eliminate_zeros()
 
     cuts = np.asarray(cuts, dtype=float)
     time = np.minimum(np.asarray(time, dtype=float), cuts[-1])  # censored at the last edge
