@@ -191,9 +191,9 @@ def load_benchmark_data(dataset: str, n_patients: int = 4000, random_state: int 
     if not pd.api.types.is_numeric_dtype(events["time"]):
         events["time"] = pd.to_datetime(events["time"])
         labels["prediction_time"] = pd.to_datetime(labels["prediction_time"])
-    labels = labels.set_index("subject_id")
-    X = from_events(events, prediction_times=labels["prediction_time"])
-    labels = labels.loc[X.index]
+    # X is indexed by (subject_id, prediction_time), one row per labels row it can build.
+    X = from_events(events, prediction_times=labels[["subject_id", "prediction_time"]])
+    labels = labels.set_index(["subject_id", "prediction_time"]).loc[X.index]
     y = Surv.from_arrays(labels["event"].astype(bool).to_numpy(), labels["time"].to_numpy(float))
     true_risk = labels["true_risk"].to_numpy(float) if "true_risk" in labels else None
     return X, y, true_risk

@@ -1,40 +1,29 @@
-"""Discrete-time survival: the time grid, and from hazards to survival answers.
+"""Survival on a time grid with piecewise-constant hazards: the grid, and hazards to answers.
 
 The model predicts, for every patient (or every visit, see
-:func:`landmark_targets`), ``K`` logits ``a_k``; the discrete hazard of bin
-``k`` is ``h_k = sigmoid(a_k)``, the probability of the event in bin ``k``
-given survival through bins ``0 .. k-1``.
+:func:`landmark_targets`), ``K`` logits ``a_k`` on a grid of edges
+``0 = c_0 < c_1 < ... < c_K`` (a fitted :class:`TimeGrid`). Bin ``k`` is
+``(c_k, c_{k+1}]`` and the hazard is constant inside it (the
+piecewise-exponential model of MOTOR and pycox's PC-Hazard):
 
-Grid and censoring convention
------------------------------
-A fitted :class:`TimeGrid` holds edges ``0 = c_0 < c_1 < ... < c_K``. Bin
-``k`` is the interval ``(c_k, c_{k+1}]`` (bin 0 also holds ``t = 0``).
-:func:`discretize` turns ``(time, event)`` into ``(bin_idx, event_in_grid)``:
+* ``eta_k = softplus(a_k)`` is the hazard integrated over the whole bin, so the
+  hazard rate in bin ``k`` is ``lambda_k = eta_k / (c_{k+1} - c_k)``;
+* the cumulative hazard ``H(t) = sum_{j<k} eta_j + lambda_k (t - c_k)`` for ``t``
+  in bin ``k`` is continuous and piecewise linear, and ``S(t) = exp(-H(t))``;
+* at the edges ``S(c_{k+1}) = prod_{j<=k} (1 - h_j)`` with ``h_j = sigmoid(a_j)``,
+  the conditional probability of the event in bin ``j``
+  (``1 - exp(-softplus(a)) = sigmoid(a)``);
+* **tail rule**: after the last edge the last bin's rate continues.
 
-* an **event** at ``t <= c_K`` gets the index of the bin containing it,
-  ``kappa in {0, ..., K-1}``: bins ``< kappa`` survived, the event in bin ``kappa``;
-* a **censored** subject (and an event after ``c_K``, which is censored at
-  ``c_K``) gets ``kappa`` = the number of bins it was observed all the way
-  through, i.e. the number of inner edges ``c_1 .. c_K`` that are ``<= t``,
-  ``kappa in {0, ..., K}``: bins ``< kappa`` survived, and the bin ``kappa`` in
-  which the censoring happened (if ``kappa < K``) contributes nothing, because
-  the subject was not observed through it. ``kappa = K`` means survived the
-  whole grid.
+The likelihood of a subject observed until ``t`` (event indicator ``delta``)
+is ``exp(-H(t)) lambda_k(t) ** delta``: a censored subject counts for exactly
+the part of a bin it was observed, so the estimate is unbiased for any grid
+(see :func:`survbehrt.losses.survival_nll`). Times past ``c_K`` are censored at
+``c_K`` in training (the grid is the modelled horizon).
 
-The per-subject likelihood is therefore
-``prod_{j<kappa} (1 - h_j) * h_kappa ** delta``; see
-:func:`survbehrt.losses.discrete_time_nll`.
-
-Survival answers
-----------------
-``S(c_k) = prod_{j<k} (1 - h_j)`` for ``k = 1..K`` (the value after bin
-``k-1``), with ``S(0) = 1``: survival arrays of shape ``(n, K)`` hold
-``S(c_1) .. S(c_K)``, column ``k`` the survival at the *end* of bin ``k``.
-The cumulative hazard is ``H = -log S`` (so that ``S = exp(-H)``, as
-scikit-survival's step functions assume), which in discrete time is
-``sum_{j<=k} -log(1 - h_j)``, not the sum of the hazards ``sum h_j``.
-As step functions, the value changes at the edges: ``S(t) = S(c_k)`` for
-``c_k <= t < c_{k+1}``, and the last value holds up to the largest training time.
+Survival answers are continuous in ``t``: :class:`SurvivalCurve` is a
+scikit-survival ``StepFunction`` that evaluates the curve exactly at any time,
+and :func:`evaluate_on_times` gives the same values as an array.
 """
 
 from __future__ import annotations
@@ -51,16 +40,20 @@ from sksurv.nonparametric import kaplan_meier_estimator
 from sksurv.util import check_y_survival
 
 __all__ = [
+    "SurvivalCurve",
     "TimeGrid",
-    "cumulative_hazard_from_hazards",
+    "bin_cumulative_hazards",
+    "cumulative_hazard_at",
     "cumulative_hazard_from_logits",
     "discretize",
     "evaluate_on_times",
     "hazards_from_logits",
     "landmark_targets",
+    "locate",
+    "marginal_logits",
     "risk_score",
-    "step_functions",
-    "survival_from_hazards",
+    "survival_at",
+    "survival_curves",
     "survival_from_logits",
 ]
 
@@ -335,15 +328,33 @@ def _is_torch(x):
     return isinstance(x, torch.Tensor)
 
 
-def _log_one_minus_sigmoid(logits):
-    # log(1 - sigmoid(a)) = logsigmoid(-a) = -softplus(a), exact for large |a|
+def _softplus(logits):
     if _is_torch(logits):
-        return torch.nn.functional.logsigmoid(-logits)
-    return -np.logaddexp(0.0, np.asarray(logits, dtype=float))
+        return torch.nn.functional.softplus(logits)
+    return np.logaddexp(0.0, np.asarray(logits, dtype=float))
+
+
+def bin_cumulative_hazards(logits):
+    """Integrated hazard of each whole bin, ``eta_k = softplus(a_k)``.
+
+    Parameters
+    ----------
+    logits : ndarray or Tensor of shape (..., n_bins)
+        Hazard-head outputs.
+
+    Returns
+    -------
+    eta : ndarray or Tensor of shape (..., n_bins)
+        Positive; the hazard rate in bin ``k`` is ``eta_k / (c_{k+1} - c_k)``.
+    """
+    return _softplus(logits)
 
 
 def hazards_from_logits(logits):
-    """Discrete hazards ``h_k = sigmoid(a_k)``.
+    """Conditional probability of the event in each bin, ``h_k = 1 - exp(-eta_k)``.
+
+    Equal to ``sigmoid(a_k)``: the probability of an event in bin ``k`` given
+    survival to its start.
 
     Parameters
     ----------
@@ -361,54 +372,8 @@ def hazards_from_logits(logits):
     return np.exp(-np.logaddexp(0.0, -logits))
 
 
-def survival_from_logits(logits):
-    """Survival at the end of each bin, ``S(c_{k+1}) = prod_{j<=k} (1 - h_j)``.
-
-    Computed in log space: ``exp(cumsum(logsigmoid(-a)))``.
-
-    Parameters
-    ----------
-    logits : ndarray or Tensor of shape (n_samples, n_bins)
-        Hazard-head outputs.
-
-    Returns
-    -------
-    survival : ndarray or Tensor of shape (n_samples, n_bins)
-        Non-increasing along the last axis, in ``[0, 1]``.
-    """
-    log_s = _log_one_minus_sigmoid(logits)
-    if _is_torch(log_s):
-        return torch.exp(torch.cumsum(log_s, dim=-1))
-    return np.exp(np.cumsum(log_s, axis=-1))
-
-
-def survival_from_hazards(hazards):
-    """Survival at the end of each bin from hazards, ``prod_{j<=k} (1 - h_j)``.
-
-    Computed in log space with ``log1p(-h)``; prefer :func:`survival_from_logits`
-    when the logits are at hand (no rounding of ``h`` near 1).
-
-    Parameters
-    ----------
-    hazards : ndarray or Tensor of shape (n_samples, n_bins)
-        Discrete hazards in ``[0, 1]``.
-
-    Returns
-    -------
-    survival : ndarray or Tensor of shape (n_samples, n_bins)
-        Non-increasing along the last axis, in ``[0, 1]``.
-    """
-    if _is_torch(hazards):
-        return torch.exp(torch.cumsum(torch.log1p(-hazards), dim=-1))
-    with np.errstate(divide="ignore"):
-        return np.exp(np.cumsum(np.log1p(-np.asarray(hazards, dtype=float)), axis=-1))
-
-
 def cumulative_hazard_from_logits(logits):
-    """Cumulative hazard ``H = -log S = cumsum(softplus(a))`` at the end of each bin.
-
-    This is the discrete-time cumulative hazard ``sum_{j<=k} -log(1 - h_j)``,
-    chosen so that ``S = exp(-H)`` holds exactly; it is not ``sum_{j<=k} h_j``.
+    """Cumulative hazard at the end of each bin, ``H(c_{k+1}) = sum_{j<=k} eta_j``.
 
     Parameters
     ----------
@@ -420,33 +385,31 @@ def cumulative_hazard_from_logits(logits):
     cumhaz : ndarray or Tensor of shape (n_samples, n_bins)
         Non-decreasing, non-negative.
     """
-    neg = _log_one_minus_sigmoid(logits)
-    if _is_torch(neg):
-        return torch.cumsum(-neg, dim=-1)
-    return np.cumsum(-neg, axis=-1)
+    eta = _softplus(logits)
+    if _is_torch(eta):
+        return torch.cumsum(eta, dim=-1)
+    return np.cumsum(eta, axis=-1)
 
 
-def cumulative_hazard_from_hazards(hazards):
-    """Cumulative hazard ``H = -log S = -cumsum(log(1 - h))`` at the end of each bin.
+def survival_from_logits(logits):
+    """Survival at the end of each bin, ``S(c_{k+1}) = exp(-H(c_{k+1}))``.
 
     Parameters
     ----------
-    hazards : ndarray or Tensor of shape (n_samples, n_bins)
-        Discrete hazards in ``[0, 1]``.
+    logits : ndarray or Tensor of shape (n_samples, n_bins)
+        Hazard-head outputs.
 
     Returns
     -------
-    cumhaz : ndarray or Tensor of shape (n_samples, n_bins)
-        Non-decreasing, non-negative (``inf`` after a hazard of 1).
+    survival : ndarray or Tensor of shape (n_samples, n_bins)
+        Non-increasing along the last axis, in ``(0, 1]``.
     """
-    if _is_torch(hazards):
-        return -torch.cumsum(torch.log1p(-hazards), dim=-1)
-    with np.errstate(divide="ignore"):
-        return -np.cumsum(np.log1p(-np.asarray(hazards, dtype=float)), axis=-1)
+    cumhaz = cumulative_hazard_from_logits(logits)
+    return torch.exp(-cumhaz) if _is_torch(cumhaz) else np.exp(-cumhaz)
 
 
 def risk_score(logits):
-    """Risk score for ``predict``: the cumulative hazard summed over the grid.
+    """Risk score for ``predict``: the cumulative hazard summed over the grid's edges.
 
     ``sum_k H(c_{k+1})``; higher means an earlier event. A large hazard early
     raises the cumulative hazard at every later edge, so early risk weighs
@@ -466,94 +429,272 @@ def risk_score(logits):
     return cumhaz.sum(dim=-1) if _is_torch(cumhaz) else cumhaz.sum(axis=-1)
 
 
-def _check_values_cuts(values, cuts):
-    values = np.asarray(values, dtype=float)
+def _check_cuts(cuts, n_bins):
     cuts = np.asarray(cuts, dtype=float)
-    if values.ndim != 2:
-        raise ValueError(f"values must be 2-D (n_samples, n_bins), got shape {values.shape}")
-    if cuts.ndim != 1 or cuts.shape[0] != values.shape[1] + 1:
-        raise ValueError(
-            f"cuts must have n_bins + 1 = {values.shape[1] + 1} edges, got shape {cuts.shape}"
-        )
-    return values, cuts
+    if cuts.ndim != 1 or cuts.shape[0] != n_bins + 1:
+        raise ValueError(f"cuts must have n_bins + 1 = {n_bins + 1} edges, got shape {cuts.shape}")
+    if cuts[0] != 0 or np.any(np.diff(cuts) <= 0):
+        raise ValueError("cuts must start at 0 and increase strictly")
+    return cuts
 
 
-def _start_value(kind):
-    if kind == "survival":
-        return 1.0
-    if kind == "cumhaz":
-        return 0.0
-    raise ValueError(f"kind must be 'survival' or 'cumhaz', got {kind!r}")
+def locate(time, cuts):
+    """Bin of each time and the share of that bin's width already lived through.
 
-
-def step_functions(values, cuts, max_time, kind="survival"):
-    """Wrap per-bin values as scikit-survival step functions.
-
-    The function of row ``i`` is ``1`` (survival) or ``0`` (cumulative hazard)
-    on ``[0, c_1)``, ``values[i, k]`` on ``[c_{k+1}, c_{k+2})``, and holds
-    ``values[i, -1]`` from ``c_K`` up to ``max_time``. Its domain is
-    ``[0, max(max_time, c_K)]``: evaluating anywhere in it never raises
-    (``StepFunction`` clips points before its first ``x`` to it, and the last
-    ``x`` is the domain's end, so no point lies past the knots).
+    A time ``t`` in ``(c_k, c_{k+1}]`` (``t = 0`` in bin 0) gets ``k`` and
+    ``(t - c_k) / (c_{k+1} - c_k)``. Past the last edge the last bin continues
+    at its own rate: ``k = K - 1`` and a share above 1 (see :func:`cumulative_hazard_at`).
 
     Parameters
     ----------
-    values : array-like of shape (n_samples, n_bins)
-        Survival (or cumulative hazard) at the end of each bin, e.g.
-        :func:`survival_from_logits`.
-    cuts : array-like of shape (n_bins + 1,)
-        Grid edges, starting at 0 (``TimeGrid.cuts_``).
-    max_time : float
-        End of the domain, normally ``TimeGrid.max_time_``.
-    kind : {"survival", "cumhaz"}, default="survival"
-        What ``values`` holds; sets the value before ``c_1``.
+    time : ndarray or Tensor of shape (...)
+        Non-negative times.
+    cuts : array-like of shape (K + 1,)
+        Increasing edges starting at 0.
 
     Returns
     -------
-    functions : ndarray of shape (n_samples,), dtype=object
-        ``sksurv.functions.StepFunction`` instances.
+    bin_idx : ndarray or Tensor of shape (...), int64
+    share : ndarray or Tensor of shape (...), float
     """
-    values, cuts = _check_values_cuts(values, cuts)
-    start = _start_value(kind)
-    upper = max(float(max_time), float(cuts[-1]))
-    x = cuts.copy()
-    y = np.concatenate([np.full((values.shape[0], 1), start), values], axis=1)
-    if upper > x[-1]:
-        # a knot at the domain end: StepFunction cannot look past its last knot
-        x = np.append(x, upper)
-        y = np.concatenate([y, values[:, -1:]], axis=1)
-    funcs = np.empty(values.shape[0], dtype=object)
-    for i in range(values.shape[0]):
-        funcs[i] = StepFunction(x=x, y=y[i], domain=(0.0, upper))
-    return funcs
+    cuts = np.asarray(cuts, dtype=float)
+    n_bins = cuts.shape[0] - 1
+    if _is_torch(time):
+        c = torch.as_tensor(cuts, dtype=time.dtype, device=time.device)
+        k = torch.searchsorted(c[1:].contiguous(), time.contiguous(), right=False).clamp(max=n_bins - 1)
+        share = (time - c[k]) / (c[k + 1] - c[k])
+        return k, share
+    time = np.asarray(time, dtype=float)
+    k = np.minimum(np.searchsorted(cuts[1:], time, side="left"), n_bins - 1)
+    share = (time - cuts[k]) / (cuts[k + 1] - cuts[k])
+    return k.astype(np.int64), share
 
 
-def evaluate_on_times(values, cuts, times, kind="survival"):
-    """Evaluate per-bin values at arbitrary times, as :func:`step_functions` would.
+def marginal_logits(time, event, cuts, prior_events=0.5):
+    """Logits of the marginal piecewise-constant hazard (the no-covariate maximum likelihood).
 
-    Backs ``return_array=True``: the result equals calling each step function
-    at ``times``. Unlike the step functions, it does not raise past the
-    domain's end; the last value simply holds.
+    In each bin the rate is events over exposure, ``D_k / E_k``, where ``E_k`` is
+    the time all subjects spent in bin ``k``; times past the last edge are
+    censored there. Used to start a hazard head at the population curve, so
+    that a model with nothing to learn already answers Kaplan–Meier.
 
     Parameters
     ----------
-    values : array-like of shape (n_samples, n_bins)
-        Survival (or cumulative hazard) at the end of each bin.
+    time, event : array-like of shape (n_samples,)
+        Follow-up in years and event indicators.
+    cuts : array-like of shape (K + 1,)
+        Grid edges.
+    prior_events : float, default=0.5
+        Events added to a bin that holds none, so its rate stays positive.
+
+    Returns
+    -------
+    logits : ndarray of shape (K,)
+        ``softplus^{-1}(eta_k)`` with ``eta_k = D_k / E_k * (c_{k+1} - c_k)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> logits = marginal_logits([1.0, 2.0, 3.0], [True, False, True], [0.0, 4.0])
+    >>> round(float(np.log1p(np.exp(logits[0])) / 4.0), 6)  # 2 events over 6 years at risk
+    0.333333
+    """
+    cuts = np.asarray(cuts, dtype=float)
+    time = np.asarray(time, dtype=float)
+    event = np.asarray(event, dtype=bool) & (time <= cuts[-1])
+    time = np.minimum(time, cuts[-1])
+    width = np.diff(cuts)
+    exposure = np.clip(time[:, None] - cuts[None, :-1], 0.0, width[None, :]).sum(axis=0)
+    k, _ = locate(time[event], cuts)
+    events = np.bincount(k, minlength=width.shape[0]).astype(float)
+    events = np.where(events > 0, events, prior_events)
+    eta = events / np.maximum(exposure, 1e-12) * width
+    return np.log(np.expm1(np.clip(eta, 1e-8, 50.0)))
+
+
+def cumulative_hazard_at(logits, cuts, times):
+    """Cumulative hazard at arbitrary times under piecewise-constant hazards.
+
+    In bin ``k`` the hazard rate is constant, ``eta_k / (c_{k+1} - c_k)``, so
+    ``H(t) = sum_{j<k} eta_j + eta_k (t - c_k) / (c_{k+1} - c_k)`` for ``t`` in
+    ``(c_k, c_{k+1}]``: continuous, piecewise linear, equal to
+    :func:`cumulative_hazard_from_logits` at the edges. **Tail rule:** after the
+    last edge ``c_K`` the last bin's rate continues, ``H(t) = H(c_K) +
+    eta_{K-1} (t - c_K) / (c_K - c_{K-1})``.
+
+    Parameters
+    ----------
+    logits : ndarray of shape (n_samples, n_bins), or Tensor of shape (..., n_bins)
+        Hazard-head outputs.
+    cuts : array-like of shape (n_bins + 1,)
+        Grid edges (``TimeGrid.cuts_``).
+    times : ndarray of shape (n_times,), or Tensor of shape (...)
+        With numpy: times shared by every row, giving an ``(n_samples, n_times)``
+        array. With torch: one time per row (``logits.shape[:-1]``), giving a
+        tensor of that shape.
+
+    Returns
+    -------
+    cumhaz : ndarray of shape (n_samples, n_times), or Tensor of shape (...)
+    """
+    return _cumhaz_from_eta(_softplus(logits), _check_cuts(cuts, logits.shape[-1]), times)
+
+
+def _cumhaz_from_eta(eta, cuts, times):
+    k, share = locate(times, cuts)
+    if _is_torch(eta):
+        before = torch.cumsum(eta, dim=-1) - eta  # sum_{j<k} eta_j
+        k = k.unsqueeze(-1)
+        return before.gather(-1, k).squeeze(-1) + eta.gather(-1, k).squeeze(-1) * share
+    before = np.cumsum(eta, axis=1) - eta
+    return before[:, k] + eta[:, k] * share[None, :]
+
+
+def survival_at(logits, cuts, times):
+    """Survival ``S(t) = exp(-H(t))`` at arbitrary times; see :func:`cumulative_hazard_at`.
+
+    Parameters
+    ----------
+    logits : ndarray of shape (n_samples, n_bins), or Tensor of shape (..., n_bins)
+    cuts : array-like of shape (n_bins + 1,)
+    times : ndarray of shape (n_times,), or Tensor of shape (...)
+
+    Returns
+    -------
+    survival : ndarray of shape (n_samples, n_times), or Tensor of shape (...)
+    """
+    cumhaz = cumulative_hazard_at(logits, cuts, times)
+    return torch.exp(-cumhaz) if _is_torch(cumhaz) else np.exp(-cumhaz)
+
+
+_KINDS = ("survival", "cumhaz")
+
+
+def evaluate_on_times(logits, cuts, times, kind="survival"):
+    """Survival or cumulative hazard of every row at the given times.
+
+    Backs ``return_array=True``: equal to calling each :class:`SurvivalCurve`
+    at ``times``, but it does not raise past the curves' domain (the tail rule
+    of :func:`cumulative_hazard_at` applies there).
+
+    Parameters
+    ----------
+    logits : array-like of shape (n_samples, n_bins)
+        Hazard-head outputs.
     cuts : array-like of shape (n_bins + 1,)
         Grid edges, starting at 0.
     times : array-like of shape (n_times,)
         Non-negative times, e.g. an estimator's ``unique_times_``.
     kind : {"survival", "cumhaz"}, default="survival"
-        What ``values`` holds; sets the value before ``c_1``.
 
     Returns
     -------
     array : ndarray of shape (n_samples, n_times)
         Samples x times.
     """
-    values, cuts = _check_values_cuts(values, cuts)
+    if kind not in _KINDS:
+        raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
+    logits = np.asarray(logits, dtype=float)
+    if logits.ndim != 2:
+        raise ValueError(f"logits must be 2-D (n_samples, n_bins), got shape {logits.shape}")
     times = np.asarray(times, dtype=float)
-    start = _start_value(kind)
-    padded = np.concatenate([np.full((values.shape[0], 1), start), values], axis=1)
-    idx = np.searchsorted(cuts[1:], times, side="right")  # edges c_1..c_K passed
-    return padded[:, idx]
+    if times.ndim != 1 or np.any(times < 0) or not np.all(np.isfinite(times)):
+        raise ValueError("times must be a 1-D array of finite, non-negative numbers")
+    cumhaz = cumulative_hazard_at(logits, cuts, times)
+    return np.exp(-cumhaz) if kind == "survival" else cumhaz
+
+
+class SurvivalCurve(StepFunction):
+    """A patient's survival (or cumulative hazard) curve, exact between the grid's edges.
+
+    A :class:`sksurv.functions.StepFunction` (so scikit-survival and this
+    package's metrics accept it) whose ``x`` / ``y`` hold the curve on a fine
+    grid of knots (for plotting and inspection), but whose call evaluates the
+    piecewise-constant-hazard curve exactly at any time in its domain: no step
+    between knots. See :func:`cumulative_hazard_at` for the curve and its tail.
+
+    Parameters
+    ----------
+    eta : ndarray of shape (n_bins,)
+        Integrated hazard of each whole bin (``softplus`` of the logits).
+    cuts : ndarray of shape (n_bins + 1,)
+        Grid edges.
+    upper : float
+        End of the domain ``[0, upper]``.
+    kind : {"survival", "cumhaz"}, default="survival"
+    knots_per_bin : int, default=8
+        Knots stored in ``x`` per bin (the call does not use them).
+    """
+
+    def __init__(self, eta, cuts, upper, kind="survival", knots_per_bin=8):
+        if kind not in _KINDS:
+            raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
+        self.eta = np.asarray(eta, dtype=float)
+        self.cuts = np.asarray(cuts, dtype=float)
+        self.kind = kind
+        upper = max(float(upper), float(self.cuts[-1]))
+        x = np.linspace(self.cuts[:-1], self.cuts[1:], knots_per_bin, endpoint=False, axis=1).ravel()
+        x = np.append(x, self.cuts[-1])
+        if upper > x[-1]:
+            x = np.append(x, upper)
+        super().__init__(x=x, y=self._values(x), domain=(0.0, upper))
+
+    def _values(self, t):
+        cumhaz = _cumhaz_from_eta(self.eta[None, :], self.cuts, np.atleast_1d(t))[0]
+        return np.exp(-cumhaz) if self.kind == "survival" else cumhaz
+
+    def __call__(self, x):
+        """Evaluate the curve at ``x`` (inside the domain).
+
+        Parameters
+        ----------
+        x : float or array-like of shape (n_values,)
+
+        Returns
+        -------
+        float or ndarray of shape (n_values,)
+
+        Raises
+        ------
+        ValueError
+            If ``x`` is not finite or lies outside the domain.
+        """
+        x = np.atleast_1d(np.asarray(x, dtype=float))
+        if not np.isfinite(x).all():
+            raise ValueError("x must be finite")
+        if np.min(x) < self.domain[0] or np.max(x) > self.domain[1]:
+            raise ValueError(f"x must be within [{self.domain[0]:f}; {self.domain[1]:f}]")
+        value = self.a * self._values(x) + self.b
+        return value[0] if value.shape[0] == 1 else value
+
+    def __repr__(self):
+        return f"SurvivalCurve(kind={self.kind!r}, cuts={self.cuts!r}, eta={self.eta!r})"
+
+
+def survival_curves(logits, cuts, max_time, kind="survival"):
+    """Wrap each row's hazards as a :class:`SurvivalCurve` (a scikit-survival StepFunction).
+
+    Parameters
+    ----------
+    logits : array-like of shape (n_samples, n_bins)
+        Hazard-head outputs.
+    cuts : array-like of shape (n_bins + 1,)
+        Grid edges, starting at 0 (``TimeGrid.cuts_``).
+    max_time : float
+        End of the domain, normally ``TimeGrid.max_time_``; the domain is
+        ``[0, max(max_time, c_K)]``.
+    kind : {"survival", "cumhaz"}, default="survival"
+
+    Returns
+    -------
+    functions : ndarray of shape (n_samples,), dtype=object
+    """
+    logits = np.asarray(logits, dtype=float)
+    if logits.ndim != 2:
+        raise ValueError(f"logits must be 2-D (n_samples, n_bins), got shape {logits.shape}")
+    cuts = _check_cuts(cuts, logits.shape[1])
+    eta = _softplus(logits)
+    funcs = np.empty(logits.shape[0], dtype=object)
+    for i in range(logits.shape[0]):
+        funcs[i] = SurvivalCurve(eta[i], cuts, max_time, kind=kind)
+    return funcs

@@ -40,7 +40,7 @@ from skorch.callbacks import Callback
 __all__ = ["optuna_objective", "PruningCallback"]
 
 
-def optuna_objective(estimator, X, y, param_space, cv=3, scoring=None, n_jobs=None):
+def optuna_objective(estimator, X, y, param_space, cv=3, scoring=None, n_jobs=None, groups=None):
     """Build a cross-validated objective for ``optuna.Study.optimize``.
 
     Each call ``objective(trial)`` asks ``param_space(trial)`` for a dict of
@@ -86,6 +86,10 @@ def optuna_objective(estimator, X, y, param_space, cv=3, scoring=None, n_jobs=No
     n_jobs : int, optional
         Folds fitted in parallel. ``None`` or ``1``: one by one, with pruning
         between folds.
+    groups : array-like of shape (n_samples,), optional
+        Patient of each row, when a patient has several rows: passed to the splitter
+        (use a group splitter such as :class:`~sklearn.model_selection.GroupKFold`) and
+        to the estimator's ``fit`` (its internal validation split stays by patient).
 
     Returns
     -------
@@ -127,6 +131,8 @@ def optuna_objective(estimator, X, y, param_space, cv=3, scoring=None, n_jobs=No
     splitter = check_cv(cv, y, classifier=False)
     scorer = check_scoring(estimator, scoring=scoring)
     sequential = n_jobs is None or (isinstance(n_jobs, Integral) and n_jobs == 1)
+    # the estimator's own fit takes the groups too (its validation split is by patient)
+    fit_params = {} if groups is None or not _fit_takes_groups(estimator) else {"groups": groups}
 
     def objective(trial):
         params = param_space(trial)
@@ -137,9 +143,10 @@ def optuna_objective(estimator, X, y, param_space, cv=3, scoring=None, n_jobs=No
         candidate = clone(estimator).set_params(**params)
         if sequential:
             scores = []
-            for k, fold in enumerate(splitter.split(X, y)):
+            for k, fold in enumerate(splitter.split(X, y, groups)):
                 result = cross_validate(
-                    candidate, X, y, cv=[fold], scoring=scorer, error_score="raise"
+                    candidate, X, y, groups=groups, cv=[fold], scoring=scorer,
+                    error_score="raise", params=fit_params,
                 )
                 scores.append(float(result["test_score"][0]))
                 trial.report(float(np.mean(scores)), step=k)
@@ -150,13 +157,20 @@ def optuna_objective(estimator, X, y, param_space, cv=3, scoring=None, n_jobs=No
                     )
         else:
             result = cross_validate(
-                candidate, X, y, cv=splitter, scoring=scorer, n_jobs=n_jobs, error_score="raise"
+                candidate, X, y, groups=groups, cv=splitter, scoring=scorer, n_jobs=n_jobs,
+                error_score="raise", params=fit_params,
             )
             scores = [float(s) for s in result["test_score"]]
         trial.set_user_attr("cv_scores", scores)
         return float(np.mean(scores))
 
     return objective
+
+
+def _fit_takes_groups(estimator) -> bool:
+    import inspect
+
+    return "groups" in inspect.signature(estimator.fit).parameters
 
 
 class PruningCallback(Callback):

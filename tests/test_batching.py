@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 from torch.utils.data import DataLoader, Subset
 
@@ -19,9 +20,13 @@ def tokens(n=60, seed=0, max_length=32):
     return EHRTokenizer(max_length=max_length).fit(X).transform(X), y
 
 
+@pytest.mark.filterwarnings("ignore:.*longer than max_length")
 def test_collate_matches_per_patient_arrays():
-    t, _ = tokens()
+    X, _ = random_cohort(n=60, seed=0)
+    X["values"] = [[[float(i)] * len(v) for v in visits] for i, visits in enumerate(X["codes"])]
+    t = EHRTokenizer(max_length=12).fit(X).transform(X)
     idx = [7, 3, 41]
+    assert not t.subset(idx).visit_complete.all()  # the batch holds incomplete visits
     batch = collate_tokens(t, idx)
     L = int(t.lengths[idx].max())
     V = int(t.n_visits[idx].max())
@@ -29,13 +34,16 @@ def test_collate_matches_per_patient_arrays():
     for r, i in enumerate(idx):
         p = t.patient(i)
         n = len(p["codes"])
-        for name in ("codes", "age_bins", "visits", "positions", "time_bins"):
+        for name in ("codes", "age_bins", "visits", "positions", "time_bins", "value_bins"):
             assert batch[name][r, :n].tolist() == p[name].tolist()
             assert (batch[name][r, n:] == 0).all()
         assert batch["attention_mask"][r].sum() == n and batch["attention_mask"][r, :n].all()
         nv = len(p["visit_times"])
         assert batch["visit_mask"][r].sum() == nv
         np.testing.assert_allclose(batch["visit_times"][r, :nv].numpy(), p["visit_times"])
+        assert batch["visit_complete"][r, :nv].tolist() == p["visit_complete"].tolist()
+        assert not batch["visit_complete"][r, nv:].any()
+    assert batch["value_bins"].any() and batch["value_bins"].dtype == torch.long and batch["visit_complete"].dtype == torch.bool
     assert batch["codes"].dtype == torch.long and batch["attention_mask"].dtype == torch.bool
 
 

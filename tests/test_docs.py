@@ -16,6 +16,16 @@
      (e.g. a part of the package another change is adding); otherwise the block is
      skipped with a warning. Later blocks of the page must not depend on it.
 
+   - ``<!-- output: unchecked, <reason> -->`` just before a ```` ```text ```` block
+     that follows a python block: its content is not compared (timings, memory).
+
+   **Printed output is compared.** A ```` ```text ```` block that directly follows a
+   python block (only blank lines or an ``output`` marker between) is that block's
+   printed output: what the block prints must match it, text exactly (whitespace
+   collapsed) and numbers to 1 % (relative or absolute), so a page cannot go stale.
+   ``python tests/test_docs.py --update [pages...]`` runs the pages and rewrites those
+   blocks with what they print now; read the diff before committing it.
+
    Keep the blocks tiny (``n_patients <= 300``, small models, ``max_epochs <= 2``). The
    exceptions are the first results a newcomer reads (``index.md``, ``tuning.md``), which
    must show a model that learned something (a C-index above chance): there, up to 1,000
@@ -67,7 +77,10 @@ CHECKED_MODULES = (
 # so a fixed name passes silently, and a new defect fails.
 
 FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>[^\n`]*)$")
-MARKER = re.compile(r"^\s*<!--\s*(?P<kind>skip|requires)\s*:\s*(?P<arg>.*?)\s*-->\s*$")
+MARKER = re.compile(
+    r"^\s*<!--\s*(?P<kind>skip|requires|output)\s*:\s*(?P<arg>.*?)\s*-->\s*$"
+)
+NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
 
 
 # --------------------------------------------------------------------- code blocks
@@ -108,10 +121,101 @@ def extract_blocks(text: str):
             i += 1
         blocks.append(
             {"lang": lang, "code": textwrap.dedent("\n".join(body)), "line": i - len(body),
-             "markers": markers}
+             "markers": markers, "start": i - len(body) - 1, "end": i, "indent": indent}
         )
         i += 1
     return blocks
+
+
+def output_block(lines, blocks, k):
+    """The ``text`` block printed by python block ``k``, or None.
+
+    It must follow the python block with only blank lines or an ``output`` marker
+    between them.
+    """
+    if k + 1 >= len(blocks) or blocks[k + 1]["lang"] != "text":
+        return None
+    between = lines[blocks[k]["end"] + 1: blocks[k + 1]["start"]]
+    ok = all(not line.strip() or (MARKER.match(line) and MARKER.match(line)["kind"] == "output")
+             for line in between)
+    return blocks[k + 1] if ok else None
+
+
+def outputs_match(expected: str, actual: str, rel: float = 0.01) -> bool:
+    """Whether printed output matches the page: text exactly (whitespace collapsed),
+    numbers to ``rel`` (relative, or absolute below 1)."""
+    def split(text):
+        text = " ".join(text.split())
+        return NUMBER.split(text), [float(x) for x in NUMBER.findall(text)]
+
+    words_e, nums_e = split(expected)
+    words_a, nums_a = split(actual)
+    if words_e != words_a or len(nums_e) != len(nums_a):
+        return False
+    return all(abs(a - e) <= rel * max(1.0, abs(e)) for e, a in zip(nums_e, nums_a))
+
+
+def run_page(page, check=True):
+    """Run a page's python blocks in order in one namespace; return their printed outputs.
+
+    Returns a list of ``(output_block or None, printed)`` per python block run. With
+    ``check``, a mismatch between a block's printed output and the page raises.
+    """
+    import contextlib
+    import io
+
+    text = page.read_text()
+    lines = text.splitlines()
+    blocks = extract_blocks(text)
+    namespace = {"__name__": f"docs_{page.stem}"}
+    results = []
+    for k, block in enumerate(blocks):
+        if block["lang"] not in ("python", "py"):
+            continue
+        where = f"{page.relative_to(DOCS)}:{block['line']}"
+        markers = dict(block["markers"])
+        if "skip" in markers:
+            assert markers["skip"], f"{where}: <!-- skip: --> needs a reason"
+            continue
+        if "requires" in markers and not _importable(markers["requires"]):
+            warnings.warn(f"{where}: skipped, {markers['requires']} is not importable",
+                          stacklevel=1)
+            continue
+        code = compile(block["code"], where, "exec")
+        printed = io.StringIO()
+        try:
+            # The pages show behaviour, warnings included (a merged time-grid edge,
+            # Optuna's ExperimentalWarning); they must not fail a run that turns
+            # warnings into errors.
+            with warnings.catch_warnings(), contextlib.redirect_stdout(printed):
+                warnings.simplefilter("ignore")
+                exec(code, namespace)
+        except Exception as exc:
+            raise AssertionError(f"code block at {where} failed: {exc!r}") from exc
+        out = output_block(lines, blocks, k)
+        results.append((out, printed.getvalue()))
+        if not check or out is None:
+            continue
+        unchecked = any(kind == "output" for kind, _ in blocks[k + 1]["markers"])
+        if not unchecked and not outputs_match(out["code"], printed.getvalue()):
+            raise AssertionError(
+                f"{where}: printed output differs from the page's text block at line "
+                f"{out['line']} (python tests/test_docs.py --update refreshes it):\n"
+                f"--- page\n{out['code']}\n--- printed\n{printed.getvalue()}"
+            )
+    return results
+
+
+def update_page(page):
+    """Rewrite the output blocks of ``page`` with what its python blocks print now."""
+    lines = page.read_text().splitlines()
+    for out, printed in sorted(run_page(page, check=False), reverse=True,
+                               key=lambda r: -1 if r[0] is None else r[0]["start"]):
+        if out is None:
+            continue
+        body = [out["indent"] + line if line else "" for line in printed.rstrip("\n").splitlines()]
+        lines[out["start"] + 1: out["end"]] = body
+    page.write_text("\n".join(lines) + "\n")
 
 
 def _pages_with_code():
@@ -160,32 +264,17 @@ def test_page_code_runs(page, tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    namespace = {"__name__": f"docs_{page.stem}"}
     try:
-        for block in extract_blocks(page.read_text()):
-            if block["lang"] not in ("python", "py"):
-                continue
-            where = f"{page.relative_to(DOCS)}:{block['line']}"
-            markers = dict(block["markers"])
-            if "skip" in markers:
-                assert markers["skip"], f"{where}: <!-- skip: --> needs a reason"
-                continue
-            if "requires" in markers and not _importable(markers["requires"]):
-                warnings.warn(f"{where}: skipped, {markers['requires']} is not importable",
-                              stacklevel=1)
-                continue
-            code = compile(block["code"], where, "exec")
-            try:
-                # The pages show behaviour, warnings included (a merged time-grid edge,
-                # Optuna's ExperimentalWarning); they must not fail a run that turns
-                # warnings into errors.
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    exec(code, namespace)
-            except Exception as exc:
-                raise AssertionError(f"code block at {where} failed: {exc!r}") from exc
+        run_page(page)
     finally:
         plt.close("all")
+
+
+def test_outputs_match_compares_text_and_numbers():
+    assert outputs_match("C = 0.751 (n=40)\n", "C =  0.7512 (n=40)")
+    assert not outputs_match("C = 0.751", "C = 0.791")
+    assert not outputs_match("Harrell C = 0.75", "Uno C = 0.75")
+    assert not outputs_match("[1 2 3]", "[1 2]")
 
 
 # --------------------------------------------------------------------- API reference
@@ -389,3 +478,25 @@ def test_the_quick_duration_is_claimed_in_one_place():
                  'bench.add_argument("--quick", action="store_true", help="a smoke run (< 3 minutes)")'):
         assert _quick_duration_claims(text), text
     assert not _quick_duration_claims("about 18 minutes; `--quick` is a smoke run.\nIt takes 5 s.")
+
+
+if __name__ == "__main__":
+    import os
+    import sys
+    import tempfile
+
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    targets = [Path(p).resolve() for p in sys.argv[2:]] if sys.argv[1:2] == ["--update"] else []
+    if sys.argv[1:2] != ["--update"]:
+        sys.exit("usage: python tests/test_docs.py --update [pages...]")
+    for page in targets or _pages_with_code():
+        with tempfile.TemporaryDirectory() as tmp:
+            here = os.getcwd()
+            os.chdir(tmp)
+            try:
+                update_page(page)
+            finally:
+                os.chdir(here)
+        print("updated", page.relative_to(DOCS))

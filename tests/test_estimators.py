@@ -39,7 +39,12 @@ def test_predict_shapes_and_fitted_attributes(fitted, data):
     X, y = data
     risk = fitted.predict(X)
     assert risk.shape == (len(X),) and np.isfinite(risk).all()
-    assert fitted.unique_times_.tolist() == np.unique(y["time"][y["event"]]).tolist()
+    # every observed time of the training rows (scikit-survival's convention), events flagged
+    times = set(y["time"].tolist())
+    assert set(fitted.unique_times_.tolist()) < times
+    assert len(fitted.unique_times_) == round(0.8 * len(X))  # the validation rows are not in it
+    for t, is_event in zip(fitted.unique_times_, fitted.is_event_time_):
+        assert is_event == bool(y["event"][y["time"] == t].any())
     assert fitted.time_grid_.n_bins_ == 5
     assert fitted.vocabulary_ is fitted.tokenizer_.vocabulary_
     assert list(fitted.feature_names_in_) == ["codes", "ages", "index_age"]
@@ -67,10 +72,10 @@ def test_survival_functions_consistent(fitted, data):
         assert (np.diff(values) <= 1e-12).all() and (values >= 0).all() and (values <= 1).all()
     cum = fitted.predict_cumulative_hazard_function(X, return_array=True)
     np.testing.assert_allclose(cum, -np.log(arr), rtol=1e-5, atol=1e-6)
-    # risk is monotone in the cumulative hazard: a higher risk never has uniformly higher survival
-    risk = fitted.predict(X)
-    hi, lo = np.argmax(risk), np.argmin(risk)
-    assert (arr[hi] <= arr[lo] + 1e-9).any()
+    # the risk score is the cumulative hazard summed over the grid's edges
+    cum_fns = fitted.predict_cumulative_hazard_function(X)
+    edges = fitted.time_grid_.cuts_[1:]
+    np.testing.assert_allclose(fitted.predict(X), [fn(edges).sum() for fn in cum_fns], rtol=1e-5)
 
 
 def test_score_is_harrell_c(fitted, data):
@@ -123,7 +128,9 @@ def test_every_strategy_and_loss_fits(strategy, loss, data, pretrainer):
     assert np.isfinite(est.predict(X)).all()
     module = est.net_.module_
     trainable = {n for n, p in module.named_parameters() if p.requires_grad}
-    head = {n for n, _ in module.named_parameters() if n.startswith("head.")}
+    # the hazard head and the wide path sit outside the encoder: they train in every strategy
+    head = {n for n, _ in module.named_parameters() if n.startswith(("head.", "wide."))}
+    assert any(n.startswith("wide.") for n in head)
     if strategy == "frozen":
         assert trainable == head
     elif strategy == "lora":
@@ -178,10 +185,53 @@ def test_lora_and_frozen_without_pretrained_warn(data):
             tiny_estimator(strategy=strategy, max_epochs=0).fit(X, y)
 
 
-def test_landmarks_all(data):
+def test_landmarks_all_trains_on_every_visit(data):
+    # the loss of landmarks="all" is the likelihood of every (patient, visit) row, each
+    # predicting the outcome after the prediction time; "last" uses the last visit only
+    from survbehrt.estimators._training import to_device
+
     X, y = data
-    est = tiny_estimator(landmarks="all", max_epochs=1).fit(X, y)
-    assert np.isfinite(est.predict(X)).all()
+    est = tiny_estimator(landmarks="all", loss="nll", max_epochs=1).fit(X, y)
+    net = est.net_
+    tokens = est.tokenizer_.transform(X.iloc[:16])
+    from survbehrt.data.batching import collate_tokens
+
+    batch = to_device(collate_tokens(tokens, np.arange(16)), "cpu")
+    y_true = {"time": torch.tensor(y["time"][:16].astype(np.float32)),
+              "event": torch.tensor(y["event"][:16].astype(np.float32)),
+              "group": torch.arange(16, dtype=torch.float32)}
+    net.module_.eval()
+    with torch.no_grad():
+        logits = net.module_(**batch)
+        loss_all = net.get_loss(logits, y_true, X=batch).item()
+        net.landmarks = "last"
+        loss_last = net.get_loss(logits, y_true, X=batch).item()
+    cuts = est.time_grid_.cuts_
+    rows_all, rows_last = [], []
+    for i in range(16):
+        n_vis = int(batch["visit_mask"][i].sum())
+        for v in range(n_vis):
+            nll = _nll_loop(logits[i, v].numpy(), cuts, y["time"][i], bool(y["event"][i]))
+            rows_all.append(nll)
+            if v == n_vis - 1:
+                rows_last.append(nll)
+    assert loss_all == pytest.approx(np.mean(rows_all), rel=1e-4)
+    assert loss_last == pytest.approx(np.mean(rows_last), rel=1e-4)
+    assert len(rows_all) > len(rows_last)
+
+
+def _nll_loop(a, cuts, t, event):
+    """-log L of one row from the definition (rate eta_k / width_k in bin k, censored at c_K)."""
+    import math
+
+    if t > cuts[-1]:
+        t, event = cuts[-1], False
+    h = 0.0
+    for k in range(len(cuts) - 1):
+        rate = math.log1p(math.exp(float(a[k]))) / (cuts[k + 1] - cuts[k])
+        if t <= cuts[k + 1] or k == len(cuts) - 2:
+            return h + rate * (t - cuts[k]) - (math.log(rate) if event else 0.0)
+        h += rate * (cuts[k + 1] - cuts[k])
 
 
 def test_unfitted_pretrained_rejected(data):
@@ -306,8 +356,15 @@ def test_pretrainer_objectives(objective, data):
     assert list(pre.get_feature_names_out()) == [f"behrt{i}" for i in range(16)]
 
 
-def test_pretraining_learns(data):
-    X, _ = data
+def test_pretraining_learns():
+    # visits are pairs (C_k, C_k+6): a masked code is predictable from its partner
+    rng = np.random.default_rng(0)
+    codes, ages = [], []
+    for _ in range(150):
+        ks = rng.integers(0, 6, int(rng.integers(2, 6)))
+        codes.append([[f"C{k}", f"C{k + 6}"] for k in ks])
+        ages.append(sorted(rng.uniform(30, 70, len(ks)).tolist()))
+    X = pd.DataFrame({"codes": codes, "ages": ages})
     short = tiny_pretrainer(objective="mlm", max_epochs=1, lr=3e-3).fit(X)
     longer = tiny_pretrainer(objective="mlm", max_epochs=15, lr=3e-3).fit(X)
     assert longer.history_[-1]["train_loss"] < short.history_[0]["train_loss"]

@@ -47,12 +47,20 @@ def _events():
     )
 
 
+def _by_subject(X):
+    """X with one prediction time per subject, indexed by subject only."""
+    if isinstance(X.index, pd.MultiIndex):
+        assert not X.index.get_level_values("subject_id").duplicated().any()
+        X = X.droplevel("prediction_time")
+    return X
+
+
 def _convert(events=None, **kwargs):
     kwargs.setdefault("birth", BIRTH_MAP)
     kwargs.setdefault("prediction_times", PREDICTION)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        return from_events(_events() if events is None else events, **kwargs)
+        return _by_subject(from_events(_events() if events is None else events, **kwargs))
 
 
 def test_exact_visits_ages_and_prediction_cut():
@@ -97,15 +105,16 @@ def test_no_deduplication_keeps_repeats_in_input_order():
 
 
 def test_subjects_without_history_or_birth_are_reported():
-    with pytest.warns(UserWarning, match="dropped 2 subject") as rec:
+    with pytest.warns(UserWarning, match=r"dropped 2 of 4 \(subject, prediction time\)") as rec:
         X, dropped = from_events(
             _events(), birth=BIRTH_MAP, prediction_times=PREDICTION, return_dropped=True
         )
     message = str(rec[0].message)
-    assert "30" in message and "40" in message
-    assert list(X.index) == [10, 20]
+    assert "1 with no events: [(30, " in message and "1 with no birth time: [(40, " in message
+    assert list(_by_subject(X).index) == [10, 20]
     assert dropped.to_dict("list") == {
         "subject_id": [30, 40],
+        "prediction_time": [PREDICTION[30], PREDICTION[40]],
         "reason": ["no events", "no birth time"],
     }
 
@@ -189,7 +198,6 @@ def test_timezone_aware_times():
     [
         (lambda e: e.drop(columns="code"), "'code'"),
         (lambda e: e.assign(code=e["code"].where(e.index != 3, None)), "'code'"),
-        (lambda e: e.assign(time=e["time"].where(e.index != 2, pd.NaT)), "'time'"),
         (
             lambda e: e.assign(subject_id=e["subject_id"].astype(float).where(e.index != 4)),
             "'subject_id'",
@@ -237,7 +245,8 @@ def test_output_passes_check_ehr_frame():
 
 
 def test_polars_input_gives_the_same_frame():
-    pl = pytest.importorskip("polars")
+    import polars as pl
+
     events = pl.from_pandas(_events())
     pd.testing.assert_frame_equal(_convert(events), _convert(), check_index_type=False)
     pt = pl.DataFrame(
@@ -255,7 +264,7 @@ def test_round_trip_of_the_synthetic_events():
     assert (events["code"] == "OUTCOME").any()  # the table holds the future too
     X = from_events(events, prediction_times=labels.set_index("subject_id")["prediction_time"])
     X_ref, y_ref, risk = make_synthetic_ehr(n_patients=300, random_state=5)
-    assert list(X.index) == labels["subject_id"].tolist()
+    assert X.index.tolist() == list(zip(labels["subject_id"], labels["prediction_time"]))
     assert X["codes"].tolist() == X_ref["codes"].tolist()
     for got, ref in zip(X["ages"], X_ref["ages"]):
         np.testing.assert_allclose(got, ref, rtol=0, atol=1e-9)

@@ -1,4 +1,4 @@
-"""Tests for survbehrt.losses against brute-force references."""
+"""Tests for survbehrt.losses against references written from the definitions (plain loops)."""
 
 import math
 
@@ -7,46 +7,47 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sksurv.metrics import concordance_index_censored
 
 from survbehrt.losses import (
-    DiscreteTimeNLL,
     HybridSurvivalLoss,
     PairwiseRankingLoss,
+    RankingMemory,
     SurvivalLossOutput,
-    discrete_time_nll,
+    SurvivalNLL,
+    comparable_pairs,
     hybrid_survival_loss,
     pairwise_ranking_loss,
+    survival_nll,
 )
-from survbehrt.survival import discretize
 
 
-def _sigmoid(a):
-    return 1.0 / (1.0 + math.exp(-a))
+def _softplus(a):
+    return math.log1p(math.exp(a)) if a < 30 else a + math.log1p(math.exp(-a))
 
 
-def _likelihood_reference(logits, time, event, cuts):
-    """Product of probabilities from raw times, one subject and one bin at a time.
+def _cumhaz_loop(logits_row, cuts, t):
+    """H(t) by walking the bins: a constant rate eta_k / width_k inside bin k."""
+    h = 0.0
+    for k in range(len(cuts) - 1):
+        lo, hi = cuts[k], cuts[k + 1]
+        rate = _softplus(float(logits_row[k])) / (hi - lo)
+        if t > hi and k < len(cuts) - 2:
+            h += rate * (hi - lo)
+        else:
+            return h + rate * (t - lo), rate
+    raise AssertionError("unreachable")
 
-    A bin counts as survived only if the subject was observed all the way
-    through it; the event bin contributes h; nothing else contributes.
-    """
-    n, n_bins = logits.shape
-    nll = []
-    for i in range(n):
-        lik = 1.0
-        for k in range(n_bins):
-            h = _sigmoid(float(logits[i, k]))
-            lo, hi = cuts[k], cuts[k + 1]
-            in_bin = time[i] <= hi and (time[i] > lo or k == 0)
-            if event[i] and in_bin:
-                lik *= h
-                break
-            if time[i] >= hi:
-                lik *= 1.0 - h
-            else:
-                break
-        nll.append(-math.log(lik))
-    return np.array(nll)
+
+def _nll_reference(logits, time, event, cuts):
+    """-log L per subject: H(t) - delta log(rate at t), censored at the last edge."""
+    out = []
+    for a, t, e in zip(logits, time, event):
+        if t > cuts[-1]:
+            t, e = cuts[-1], False
+        h, rate = _cumhaz_loop(a, cuts, t)
+        out.append(h - (math.log(rate) if e else 0.0))
+    return np.array(out)
 
 
 def _case(seed, n=60, n_bins=5):
@@ -57,89 +58,110 @@ def _case(seed, n=60, n_bins=5):
     time = np.concatenate(per_bin + [cuts, [0.0, cuts[-1] + 1.0], rng.uniform(0, 6, n)])
     event = np.tile([True, False], time.shape[0] // 2 + 1)[: time.shape[0]]
     rng.shuffle(event)
-    # make sure each bin holds a censored subject
-    event[: 4 * n_bins : 4] = False
+    event[: 4 * n_bins : 4] = False  # each bin holds a censored subject
     logits = rng.normal(0, 2, size=(time.shape[0], n_bins))
     return logits, time, event, cuts
 
 
+# ------------------------------------------------------------------ likelihood
+
+
 @pytest.mark.parametrize("seed", range(5))
-def test_nll_matches_product_of_probabilities(seed):
+def test_nll_matches_loop_reference(seed):
     logits, time, event, cuts = _case(seed)
-    idx, ev = discretize(time, event, cuts)
-    # censoring really does occur in every bin
-    assert set(idx[~ev]) >= set(range(len(cuts) - 1))
-    ref = _likelihood_reference(logits, time, event, cuts)
-    lt = torch.tensor(logits)
-    per_row = discrete_time_nll(lt, torch.tensor(idx), torch.tensor(ev), reduction="none")
-    np.testing.assert_allclose(per_row.numpy(), ref, rtol=1e-10, atol=1e-12)
-    mean = discrete_time_nll(lt, torch.tensor(idx), torch.tensor(ev))
+    ref = _nll_reference(logits, time, event, cuts)
+    got = survival_nll(torch.tensor(logits), torch.tensor(time), torch.tensor(event), cuts,
+                       reduction="none")
+    np.testing.assert_allclose(got.numpy(), ref, rtol=1e-10, atol=1e-12)
+    mean = survival_nll(torch.tensor(logits), torch.tensor(time), torch.tensor(event), cuts)
     assert mean.item() == pytest.approx(ref.mean(), rel=1e-10)
-    total = DiscreteTimeNLL(reduction="sum")(lt, torch.tensor(idx), torch.tensor(ev))
+    module = SurvivalNLL(cuts, reduction="sum")
+    total = module(torch.tensor(logits), torch.tensor(time), torch.tensor(event))
     assert total.item() == pytest.approx(ref.sum(), rel=1e-10)
-    # weights: weighted mean
-    w = np.random.default_rng(seed).uniform(0.1, 2.0, ref.shape[0])
-    weighted = discrete_time_nll(lt, torch.tensor(idx), torch.tensor(ev), weight=torch.tensor(w))
-    assert weighted.item() == pytest.approx((w * ref).sum() / w.sum(), rel=1e-10)
+
+
+def test_nll_is_a_density_in_time():
+    # an event's likelihood is a density: f(t) = lambda(t) S(t) integrates to 1 - S(c_K)
+    rng = np.random.default_rng(1)
+    cuts = np.array([0.0, 0.7, 1.5, 4.0])
+    logits = torch.tensor(rng.normal(0, 1, size=(1, 3)))
+    grid = np.linspace(0, 4.0, 400001)
+    density = np.exp(-survival_nll(logits.expand(grid.shape[0], -1), torch.tensor(grid),
+                                   torch.ones(grid.shape[0], dtype=torch.bool), cuts,
+                                   reduction="none").numpy())
+    mass = 1.0 - math.exp(-_cumhaz_loop(logits[0].numpy(), cuts, 4.0)[0])
+    assert np.trapezoid(density, grid) == pytest.approx(mass, abs=1e-6)
+
+
+def test_censoring_inside_a_bin_counts_for_the_time_observed():
+    # one bin of width 2 and a constant hazard eta=1: censored at 0.5 -> H = 0.25,
+    # the old "bin not observed through" rule gave 0 here
+    a = torch.tensor([[math.log(math.expm1(1.0))]], dtype=torch.float64)
+    for t in (0.5, 1.0, 2.0):
+        nll = survival_nll(a, torch.tensor([t]), torch.tensor([False]), [0.0, 2.0])
+        assert nll.item() == pytest.approx(t / 2.0, rel=1e-12)
 
 
 def test_nll_censored_only_batch_is_nonzero():
-    logits = torch.zeros(3, 4, requires_grad=True)
-    loss = discrete_time_nll(logits, torch.tensor([1, 2, 4]), torch.tensor([False, False, False]))
-    assert loss.item() == pytest.approx((1 + 2 + 4) * math.log(2.0) / 3)
-    loss.backward()
-    assert logits.grad.abs().sum() > 0
+    logits = torch.zeros(4, 3)
+    loss = survival_nll(logits, torch.tensor([0.5, 1.5, 2.5, 3.0]), torch.zeros(4, dtype=torch.bool),
+                        [0.0, 1.0, 2.0, 3.0])
+    assert loss.item() > 0
 
 
 def test_nll_gradcheck_float64():
-    logits, time, event, cuts = _case(11, n=10, n_bins=4)
-    idx, ev = discretize(time, event, cuts)
+    logits, time, event, cuts = _case(3, n=8, n_bins=4)
     x = torch.tensor(logits, requires_grad=True)
-    w = torch.rand(x.shape[0], dtype=torch.float64) + 0.1
+    w = torch.rand(len(time), dtype=torch.float64)
     assert torch.autograd.gradcheck(
-        lambda a: discrete_time_nll(a, torch.tensor(idx), torch.tensor(ev), weight=w), (x,)
+        lambda a: survival_nll(a, torch.tensor(time), torch.tensor(event), cuts, weight=w), (x,)
     )
 
 
 @settings(max_examples=40, deadline=None)
 @given(
-    st.lists(st.sampled_from([-50.0, 50.0, 0.0, -49.5, 49.5]), min_size=12, max_size=12),
-    st.lists(st.integers(0, 3), min_size=3, max_size=3),
+    st.lists(st.sampled_from([-50.0, 50.0, 0.0, -49.5, 49.5, -120.0]), min_size=12, max_size=12),
+    st.lists(st.sampled_from([0.0, 0.3, 1.0, 2.5, 3.0, 9.0]), min_size=3, max_size=3),
     st.lists(st.booleans(), min_size=3, max_size=3),
 )
-def test_losses_finite_for_extreme_logits(values, idx, ev):
+def test_losses_finite_for_extreme_logits(values, times, ev):
     logits = torch.tensor(values, dtype=torch.float32).reshape(3, 4).requires_grad_(True)
-    bin_idx = torch.tensor(idx)
-    event = torch.tensor(ev)
-    out = hybrid_survival_loss(logits, bin_idx, event, rank_weight=0.5)
+    cuts = [0.0, 1.0, 2.0, 3.0, 4.0]
+    out = hybrid_survival_loss(logits, torch.tensor(times), torch.tensor(ev), cuts, rank_weight=0.5)
     for part in (out.loss, out.nll, out.ranking):
         assert torch.isfinite(part)
     out.loss.backward()
     assert torch.isfinite(logits.grad).all()
-    soft = pairwise_ranking_loss(logits.detach(), bin_idx, event, form="softplus")
+    soft = pairwise_ranking_loss(logits.detach(), torch.tensor(times), torch.tensor(ev), cuts,
+                                 form="softplus")
     assert torch.isfinite(soft)
 
 
 # ------------------------------------------------------------------ ranking
 
 
-def _ranking_reference(logits, idx, event, sigma, form, groups=None):
-    n, n_bins = logits.shape
-    cif = np.zeros((n, n_bins))
-    for i in range(n):
-        s = 1.0
-        for k in range(n_bins):
-            s *= 1.0 - _sigmoid(float(logits[i, k]))
-            cif[i, k] = 1.0 - s
+def _ranking_reference(logits, time, event, cuts, sigma, form, groups=None, n_current=None):
+    """Double loop from the definition: i had the event at t_i, j was at risk after t_i
+    (T_j > t_i, or censored at T_j = t_i), both compared at t_i; times past the last edge
+    are censored there. With ``n_current``, rows from it on are reference rows that are
+    not compared with each other."""
+    n = len(time)
+    time = np.asarray(time, dtype=float)
+    event = np.asarray(event, dtype=bool) & (time <= cuts[-1])
+    time = np.minimum(time, cuts[-1])
     total, pairs = 0.0, 0
     for i in range(n):
+        if not event[i]:
+            continue
         for j in range(n):
-            if not event[i]:
+            if i == j or (groups is not None and groups[i] == groups[j]):
                 continue
-            if groups is not None and groups[i] == groups[j]:
+            if n_current is not None and i >= n_current and j >= n_current:
                 continue
-            if idx[j] > idx[i] or (idx[j] == idx[i] and not event[j]):
-                z = -(cif[i, idx[i]] - cif[j, idx[i]]) / sigma
+            if time[j] > time[i] or (time[j] == time[i] and not event[j]):
+                f_i = 1.0 - math.exp(-_cumhaz_loop(logits[i], cuts, time[i])[0])
+                f_j = 1.0 - math.exp(-_cumhaz_loop(logits[j], cuts, time[i])[0])
+                z = -(f_i - f_j) / sigma
                 total += math.exp(z) if form == "exp" else math.log1p(math.exp(z))
                 pairs += 1
     return total / max(pairs, 1), pairs
@@ -148,79 +170,116 @@ def _ranking_reference(logits, idx, event, sigma, form, groups=None):
 @pytest.mark.parametrize("form", ["exp", "softplus"])
 @pytest.mark.parametrize("seed", range(4))
 def test_ranking_matches_double_loop(form, seed):
-    rng = np.random.default_rng(seed)
-    n, n_bins = 25, 4
-    logits = rng.normal(0, 1.5, size=(n, n_bins))
-    event = rng.random(n) < 0.5
-    # many ties; censored subjects may sit at K (survived the grid)
-    idx = np.where(event, rng.integers(0, n_bins, n), rng.integers(0, n_bins + 1, n))
-    sigma = 0.3
-    ref, pairs = _ranking_reference(logits, idx, event, sigma, form)
-    assert pairs > 0
-    got = pairwise_ranking_loss(
-        torch.tensor(logits), torch.tensor(idx), torch.tensor(event), sigma=sigma, form=form
-    )
+    logits, time, event, cuts = _case(seed, n=20)
+    ref, pairs = _ranking_reference(logits, time, event, cuts, 0.3, form)
+    got = pairwise_ranking_loss(torch.tensor(logits), torch.tensor(time), torch.tensor(event),
+                                cuts, sigma=0.3, form=form)
+    assert pairs > 50
     assert got.item() == pytest.approx(ref, rel=1e-10)
-    summed = PairwiseRankingLoss(sigma=sigma, form=form, reduction="sum")(
-        torch.tensor(logits), torch.tensor(idx), torch.tensor(event)
+
+
+def test_same_bin_censoring_before_the_event_is_not_a_pair():
+    # the issue's case: edges [0, 1, 2, 3], an event at 1.9 and a censoring at 1.1 share
+    # bin 1, but the censored subject left before the event: not comparable
+    cuts = [0.0, 1.0, 2.0, 3.0]
+    t = torch.tensor([1.9, 1.1, 1.95, 1.9])
+    e = torch.tensor([True, False, False, False])
+    comparable = comparable_pairs(t, e, t, e)
+    assert comparable[0].tolist() == [False, False, True, True]  # 1.95 later; 1.9 censored tie
+    assert not comparable[1:].any()
+    penalty = pairwise_ranking_loss(torch.zeros(4, 3), t, e, cuts, reduction="none")
+    assert (penalty[0, 1] == 0) and (penalty[0, 2] > 0) and (penalty[0, 3] > 0)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_comparable_pairs_are_harrells(seed):
+    # the number of comparable pairs equals what scikit-survival's Harrell C counts
+    rng = np.random.default_rng(seed)
+    time = rng.integers(1, 8, 40).astype(float)  # many ties
+    event = rng.random(40) < 0.6
+    event[0] = True
+    c = comparable_pairs(torch.tensor(time), torch.tensor(event), torch.tensor(time),
+                         torch.tensor(event))
+    _, concordant, discordant, tied_risk, _ = concordance_index_censored(
+        event, time, rng.normal(size=40)
     )
-    assert summed.item() == pytest.approx(ref * pairs, rel=1e-10)
-    groups = rng.integers(0, 6, n)
-    ref_g, _ = _ranking_reference(logits, idx, event, sigma, form, groups=groups)
-    got_g = pairwise_ranking_loss(
-        torch.tensor(logits),
-        torch.tensor(idx),
-        torch.tensor(event),
-        sigma=sigma,
-        form=form,
-        groups=torch.tensor(groups),
-    )
-    assert got_g.item() == pytest.approx(ref_g, rel=1e-10)
+    assert int(c.sum()) == concordant + discordant + tied_risk
 
 
 @pytest.mark.parametrize(
-    "idx, event",
-    [
-        ([0, 1, 2], [False, False, False]),  # no event
-        ([1, 1, 1], [True, True, True]),  # events tied in one bin
-        ([1], [True]),  # single row
-    ],
+    "time, event",
+    [([1.0, 2.0, 3.0], [False, False, False]), ([2.5, 2.5], [True, True]), ([2.0], [True])],
 )
-def test_ranking_no_pairs_is_zero_with_grad(idx, event):
-    logits = torch.randn(len(idx), 3, requires_grad=True)
-    loss = pairwise_ranking_loss(logits, torch.tensor(idx), torch.tensor(event))
+def test_ranking_no_pairs_is_zero_with_grad(time, event):
+    logits = torch.zeros(len(time), 4, requires_grad=True)
+    loss = pairwise_ranking_loss(logits, torch.tensor(time), torch.tensor(event), [0, 1, 2, 3, 4])
     assert loss.item() == 0.0
-    assert loss.grad_fn is not None
     loss.backward()
-    assert torch.isfinite(logits.grad).all()
 
 
 def test_ranking_penalises_misordering():
-    # i has the event in bin 0, j survives; ordered right -> small loss
-    good = torch.tensor([[3.0, 0.0], [-3.0, -3.0]])
-    bad = torch.tensor([[-3.0, -3.0], [3.0, 0.0]])
-    idx, ev = torch.tensor([0, 2]), torch.tensor([True, False])
-    assert pairwise_ranking_loss(good, idx, ev) < pairwise_ranking_loss(bad, idx, ev)
+    cuts = [0.0, 1.0, 2.0, 3.0]
+    t, e = torch.tensor([0.5, 2.5]), torch.tensor([True, False])
+    right = torch.tensor([[2.0, 2.0, 2.0], [-3.0, -3.0, -3.0]])  # the early event has high risk
+    assert pairwise_ranking_loss(right, t, e, cuts) < pairwise_ranking_loss(right.flip(0), t, e, cuts)
 
 
-# ------------------------------------------------------------------- hybrid
+def test_ranking_with_reference_rows_matches_double_loop():
+    logits, time, event, cuts = _case(7, n=10)
+    n = len(time)
+    cur = np.arange(n) < n // 2
+    groups = np.arange(n) % 9  # some rows share a group
+    ref, pairs = _ranking_reference(
+        np.concatenate([logits[cur], logits[~cur]]), np.concatenate([time[cur], time[~cur]]),
+        np.concatenate([event[cur], event[~cur]]), cuts, 0.2, "exp",
+        groups=np.concatenate([groups[cur], groups[~cur]]), n_current=int(cur.sum()),
+    )
+    reference = tuple(torch.tensor(x[~cur]) for x in (logits, time, event, groups))
+    got = pairwise_ranking_loss(torch.tensor(logits[cur]), torch.tensor(time[cur]),
+                                torch.tensor(event[cur]), cuts, sigma=0.2,
+                                groups=torch.tensor(groups[cur]), reference=reference)
+    assert pairs > 20
+    assert got.item() == pytest.approx(ref, rel=1e-10)
+
+
+def test_ranking_memory_ring_buffer():
+    mem = RankingMemory(5)
+    assert mem.view() is None
+    for start in (0, 3, 6):
+        ids = torch.arange(start, start + 3)
+        mem.push(ids[:, None].float().expand(3, 2), ids.float(), ids % 2 == 0, ids)
+    logits, time, event, groups = mem.view()
+    assert len(mem) == 5
+    assert sorted(groups.tolist()) == [4, 5, 6, 7, 8]  # the five most recent rows
+    assert torch.equal(time, groups.float()) and not logits.requires_grad
+
+
+def test_memory_used_in_training_only():
+    cuts = [0.0, 1.0, 2.0]
+    loss = HybridSurvivalLoss(cuts, memory_size=8)
+    a = torch.zeros(3, 2)
+    t, e, g = torch.tensor([0.5, 1.5, 1.8]), torch.tensor([True, False, True]), torch.arange(3)
+    loss.train()
+    loss(a, t, e, groups=g)
+    assert len(loss.memory) == 3
+    loss.eval()
+    loss(a, t, e, groups=g + 3)
+    assert len(loss.memory) == 3  # validation batches are not remembered
 
 
 def test_hybrid_is_nll_plus_weighted_ranking():
-    logits, time, event, cuts = _case(7, n=20, n_bins=4)
-    idx, ev = discretize(time, event, cuts)
-    lt, it, et = torch.tensor(logits), torch.tensor(idx), torch.tensor(ev)
-    out = HybridSurvivalLoss(rank_weight=0.35, sigma=0.2)(lt, it, et)
+    logits, time, event, cuts = _case(2, n=10)
+    a, t, e = torch.tensor(logits), torch.tensor(time), torch.tensor(event)
+    out = hybrid_survival_loss(a, t, e, cuts, rank_weight=0.7, sigma=0.5)
     assert isinstance(out, SurvivalLossOutput)
-    nll = discrete_time_nll(lt, it, et)
-    rank = pairwise_ranking_loss(lt, it, et, sigma=0.2)
-    assert torch.equal(out.nll, nll)
-    assert torch.equal(out.ranking, rank)
-    assert torch.equal(out.loss, nll + 0.35 * rank)
-    assert torch.equal(out["loss"], out.loss)
+    nll = survival_nll(a, t, e, cuts)
+    rank = pairwise_ranking_loss(a, t, e, cuts, sigma=0.5)
+    assert out.nll.item() == pytest.approx(nll.item())
+    assert out.ranking.item() == pytest.approx(rank.item())
+    assert out["loss"].item() == pytest.approx(nll.item() + 0.7 * rank.item())
     assert set(out.as_dict()) == {"loss", "nll", "ranking"}
-    with pytest.raises(KeyError):
-        out["other"]
+    module = PairwiseRankingLoss(cuts, sigma=0.5).eval()
+    assert module(a, t, e).item() == pytest.approx(rank.item())
 
 
 # ----------------------------------------------------------------- landmark
@@ -229,48 +288,45 @@ def test_hybrid_is_nll_plus_weighted_ranking():
 def test_landmark_losses_equal_flattened_rows():
     rng = np.random.default_rng(5)
     batch, visits, n_bins = 4, 3, 5
+    cuts = np.array([0.0, 0.5, 1.0, 2.0, 3.0, 4.0])
     logits = torch.tensor(rng.normal(size=(batch, visits, n_bins)))
     mask = torch.tensor(rng.random((batch, visits)) < 0.7)
     mask[:, 0] = True
     event = torch.tensor(rng.random((batch, visits)) < 0.5)
-    idx = torch.tensor(rng.integers(0, n_bins, (batch, visits)))
+    time = torch.tensor(rng.uniform(0, 5, (batch, visits)))
     # padded visits carry garbage targets, which must be ignored
-    idx = torch.where(mask, idx, torch.full_like(idx, -7))
-    flat_logits, flat_idx, flat_ev = logits[mask], idx[mask], event[mask]
+    time = torch.where(mask, time, torch.full_like(time, -7.0))
+    flat_logits, flat_t, flat_ev = logits[mask], time[mask], event[mask]
     groups = torch.arange(batch)[:, None].expand(batch, visits)[mask]
 
-    nll_3d = discrete_time_nll(logits, idx, event, mask=mask)
-    nll_2d = discrete_time_nll(flat_logits, flat_idx, flat_ev)
+    nll_3d = survival_nll(logits, time, event, cuts, mask=mask)
+    nll_2d = survival_nll(flat_logits, flat_t, flat_ev, cuts)
     assert nll_3d.item() == pytest.approx(nll_2d.item(), rel=1e-12)
-    none_3d = discrete_time_nll(logits, idx, event, mask=mask, reduction="none")
+    none_3d = survival_nll(logits, time, event, cuts, mask=mask, reduction="none")
     assert none_3d.shape == (batch, visits)
     assert torch.all(none_3d[~mask] == 0)
     np.testing.assert_allclose(
-        none_3d[mask].numpy(),
-        discrete_time_nll(flat_logits, flat_idx, flat_ev, reduction="none").numpy(),
+        none_3d[mask].numpy(), _nll_reference(flat_logits.numpy(), flat_t.numpy(),
+                                              flat_ev.numpy(), cuts), rtol=1e-10,
     )
-
-    rank_3d = pairwise_ranking_loss(logits, idx, event, mask=mask)
-    ref, _ = _ranking_reference(
-        flat_logits.numpy(), flat_idx.numpy(), flat_ev.numpy(), 0.1, "exp", groups.numpy()
-    )
+    rank_3d = pairwise_ranking_loss(logits, time, event, cuts, mask=mask)
+    ref, _ = _ranking_reference(flat_logits.numpy(), flat_t.numpy(), flat_ev.numpy(), cuts, 0.1,
+                                "exp", groups.numpy())
     assert rank_3d.item() == pytest.approx(ref, rel=1e-10)
-
-    out = HybridSurvivalLoss(rank_weight=0.5)(logits, idx, event, mask=mask)
-    assert torch.equal(out.loss, out.nll + 0.5 * out.ranking)
 
 
 def test_input_validation():
     logits = torch.zeros(3, 4)
-    with pytest.raises(TypeError, match="integer"):
-        discrete_time_nll(logits, torch.tensor([True, False, True]), torch.tensor([1, 2, 3]))
+    cuts = [0.0, 1.0, 2.0, 3.0, 4.0]
+    with pytest.raises(TypeError, match="boolean"):
+        survival_nll(logits, torch.tensor([True, False, True]), torch.tensor([1.0, 2, 3]), cuts)
     with pytest.raises(ValueError, match="shape"):
-        discrete_time_nll(logits, torch.tensor([0, 1]), torch.tensor([True, False]))
-    with pytest.raises(ValueError, match="out of range"):
-        discrete_time_nll(logits, torch.tensor([0, 4, 1]), torch.tensor([True, True, False]))
-    with pytest.raises(ValueError, match="out of range"):
-        discrete_time_nll(logits, torch.tensor([0, 5, 1]), torch.tensor([False, False, False]))
+        survival_nll(logits, torch.tensor([0.0, 1.0]), torch.tensor([True, False]), cuts)
+    with pytest.raises(ValueError, match="non-negative"):
+        survival_nll(logits, torch.tensor([0.0, -1.0, 1.0]), torch.ones(3), cuts)
+    with pytest.raises(ValueError, match="edges"):
+        survival_nll(logits, torch.tensor([0.0, 1.0, 1.0]), torch.ones(3), cuts[:-1])
     with pytest.raises(ValueError):
-        pairwise_ranking_loss(logits, torch.tensor([0, 1, 2]), torch.ones(3), form="hinge")
+        pairwise_ranking_loss(logits, torch.tensor([0.0, 1, 2]), torch.ones(3), cuts, form="hinge")
     with pytest.raises(ValueError):
-        discrete_time_nll(logits, torch.tensor([0, 1, 2]), torch.ones(3), reduction="avg")
+        survival_nll(logits, torch.tensor([0.0, 1, 2]), torch.ones(3), cuts, reduction="avg")

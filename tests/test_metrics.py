@@ -28,7 +28,7 @@ from survbehrt.metrics import (
     time_dependent_auc,
     uno_c,
 )
-from survbehrt.survival import TimeGrid, step_functions, survival_from_logits
+from survbehrt.survival import TimeGrid, evaluate_on_times, survival_curves
 
 
 def _cohort(n, seed, beta=0.8, base=0.2, censor_max=12.0):
@@ -257,15 +257,38 @@ def test_evaluate_with_sksurv_estimator(split):
     assert res["d_calibration_counts"].sum() == pytest.approx(len(y_te))
 
 
-def test_evaluate_with_step_functions():
+def _true_model_logits(rate, cuts):
+    """Logits whose piecewise-constant hazards are the constant rate of each row exactly."""
+    eta = rate[:, None] * np.diff(cuts)[None, :]
+    return np.log(np.expm1(eta))  # softplus^-1
+
+
+def test_true_model_on_the_grid_passes_d_calibration_and_scaled_hazards_fail():
+    # exponential times with a per-patient rate, a 20-bin grid learned from the data; the
+    # model that puts each patient's true rate in every bin must pass on the continuous
+    # curves, and the same model with the hazards doubled or halved must fail
+    _, rate, y = _cohort(4000, 11)
+    grid = TimeGrid(20).fit(y)
+    for scale, passes in ((1.0, True), (2.0, False), (0.5, False)):
+        funcs = survival_curves(_true_model_logits(scale * rate, grid.cuts_), grid.cuts_,
+                                grid.max_time_)
+        p = d_calibration(y, funcs).p_value
+        assert (p > 0.05) if passes else (p < 0.001), (scale, p)
+
+
+def test_evaluate_with_survival_curves():
     x_tr, _, y_tr = _cohort(300, 3)
-    x_te, _, y_te = _cohort(100, 4)
-    y_te = y_te[y_te["years"] < y_tr["years"].max()]
+    x_te, rate, y_te = _cohort(100, 4)
+    keep = y_te["years"] < y_tr["years"].max()
+    y_te, rate = y_te[keep], rate[keep]
     grid = TimeGrid(8).fit(y_tr)
-    logits = np.random.default_rng(0).normal(-1.5, 0.5, size=(y_te.shape[0], grid.n_bins_))
-    funcs = step_functions(survival_from_logits(logits), grid.cuts_, grid.max_time_)
-    res = evaluate(funcs, None, y_te, y_tr)
-    assert 0.0 <= res["harrell_c"] <= 1.0
-    assert np.isfinite(res["integrated_brier"])
+    logits = _true_model_logits(rate, grid.cuts_)
+    funcs = survival_curves(logits, grid.cuts_, grid.max_time_)
+    res = evaluate(funcs, None, y_te, y_tr, return_curves=True)
+    surv = evaluate_on_times(logits, grid.cuts_, res["times"])
+    expected_c = concordance_index_censored(y_te["status"], y_te["years"], -surv.sum(axis=1))[0]
+    assert res["harrell_c"] == pytest.approx(expected_c, rel=1e-12)
+    assert res["integrated_brier"] == pytest.approx(
+        integrated_brier_score(y_tr, y_te, surv, res["times"]), rel=1e-12)
     with pytest.raises(TypeError):
         evaluate(np.ones(3), None, y_te[:3], y_tr)

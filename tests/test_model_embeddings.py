@@ -125,3 +125,82 @@ def test_special_ids_match_tokenizer():
     ):
         if hasattr(tok, name):
             assert getattr(tok, name) == value
+
+
+# ---------------------------------------------------------------- value bins
+
+
+def test_value_bin_table_is_optional_and_sums_with_the_code():
+    seed_everything(2)
+    batch = random_batch(4)
+    real = batch["attention_mask"]
+    inputs = _inputs(batch)
+    values = torch.where(real & (batch["codes"] >= N_SPECIAL), batch["positions"] % 4, 0)
+    # no table by default: value bins are ignored, configurations without the field load
+    off = BEHRTEmbeddings(tiny_config()).eval()
+    assert off.value is None and "value" not in dict(off.named_children())
+    torch.testing.assert_close(off(**inputs, value_bins=values), off(**inputs))
+    on = BEHRTEmbeddings(tiny_config(n_value_bins=3)).eval()
+    assert on.value.num_embeddings == 4 and on.value.padding_idx == 0
+    assert torch.count_nonzero(on.value.weight[0]) == 0
+    # bin 0 (no value) is the code alone: the same output as no value bins at all
+    torch.testing.assert_close(on(**inputs, value_bins=torch.zeros_like(values)), on(**inputs))
+    # a bin adds its row to the sum before the LayerNorm (checked by hand)
+    by_hand = (on.code(inputs["codes"]) + on.age(inputs["age_bins"]) + on.visit(inputs["visits"])
+               + on.position(inputs["positions"]) + on.time(inputs["time_bins"])
+               + on.value(values))
+    torch.testing.assert_close(on(**inputs, value_bins=values), on.norm(by_hand))
+    assert not torch.allclose(on(**inputs, value_bins=values)[real], on(**inputs)[real])
+    # bins past the table are clipped to its last row
+    torch.testing.assert_close(on(**inputs, value_bins=torch.where(values > 0, 99, 0)),
+                               on(**inputs, value_bins=torch.where(values > 0, 3, 0)))
+
+
+def test_config_n_value_bins_checked():
+    with pytest.raises(ValueError, match="n_value_bins"):
+        tiny_config(n_value_bins=-1)
+    assert tiny_config().n_value_bins == 0
+
+
+def test_static_tokens_not_pooled_but_seen_by_every_visit():
+    from survbehrt.model import code_token_mask
+
+    seed_everything(3)
+    enc = BEHRTEncoder(tiny_config()).eval()
+    # [CLS] S [A SEP] [B SEP]: S a static code (age bin 0, time bin 0, visit 0)
+    codes = torch.tensor([[CLS_ID, 9, 7, SEP_ID, 8, SEP_ID]])
+    batch = dict(codes=codes, age_bins=torch.tensor([[3, 0, 3, 3, 4, 4]]),
+                 visits=torch.tensor([[0, 0, 0, 0, 1, 1]]), positions=torch.arange(6)[None],
+                 time_bins=torch.tensor([[2, 0, 2, 2, 1, 1]]), attention_mask=codes > 0)
+    mask = code_token_mask(codes, batch["attention_mask"], age_bins=batch["age_bins"])
+    assert mask.tolist() == [[False, False, True, False, True, False]]
+    with torch.no_grad():
+        hidden = enc(**batch, causal=True)
+        reps, vmask = enc.visit_representations(**batch, causal=True)
+        other = enc.visit_representations(**{**batch, "codes": codes.where(codes != 9, 10)},
+                                          causal=True)[0]
+    torch.testing.assert_close(reps[0, 0], hidden[0, 2])  # visit 0 = its code A alone
+    torch.testing.assert_close(reps[0, 1], hidden[0, 4])
+    # another static code changes both visits: every visit attends to it
+    assert not torch.allclose(other[0, 0], reps[0, 0]) and not torch.allclose(other[0, 1], reps[0, 1])
+
+
+def test_mlm_pass_drops_the_value_bin_of_masked_codes():
+    from survbehrt.model import BEHRTPretrainingModule
+
+    seed_everything(4)
+    batch = random_batch(3)
+    real_code = batch["attention_mask"] & (batch["codes"] >= N_SPECIAL)
+    values = torch.where(real_code, 1 + batch["positions"] % 3, 0)
+    masked = torch.where(real_code & (batch["positions"] % 2 == 0), MASK_ID, batch["codes"])
+    module = BEHRTPretrainingModule(tiny_config(n_value_bins=3), objective="mlm").eval()
+    with torch.no_grad():
+        out = module(**batch, masked_codes=masked, value_bins=values)["mlm_logits"]
+        hidden_ref = module.encoder(masked, batch["age_bins"], batch["visits"], batch["positions"],
+                                    batch["time_bins"], batch["attention_mask"],
+                                    value_bins=torch.where(masked != batch["codes"], 0, values))
+        leaky = module.mlm_head(module.encoder(
+            masked, batch["age_bins"], batch["visits"], batch["positions"], batch["time_bins"],
+            batch["attention_mask"], value_bins=values))
+    torch.testing.assert_close(out, module.mlm_head(hidden_ref))
+    assert not torch.allclose(out, leaky)  # the masked tokens' bins would have mattered

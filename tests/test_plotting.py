@@ -20,7 +20,7 @@ from survbehrt.plotting import (  # noqa: E402
     plot_survival_curves,
     plot_training_history,
 )
-from survbehrt.survival import TimeGrid, step_functions, survival_from_logits  # noqa: E402
+from survbehrt.survival import TimeGrid, survival_curves, survival_from_logits  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -40,7 +40,7 @@ def data():
     grid = TimeGrid(6).fit(y)
     logits = rng.normal(-1.5, 0.4, size=(200, grid.n_bins_))
     surv = survival_from_logits(logits)
-    funcs = step_functions(surv, grid.cuts_, grid.max_time_)
+    funcs = survival_curves(logits, grid.cuts_, grid.max_time_)
     return y, grid, surv, funcs
 
 

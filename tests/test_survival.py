@@ -8,20 +8,21 @@ import pytest
 import torch
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
+from sksurv.functions import StepFunction
 from sksurv.nonparametric import kaplan_meier_estimator
 from sksurv.util import Surv
 
 from survbehrt.survival import (
     TimeGrid,
-    cumulative_hazard_from_hazards,
+    cumulative_hazard_at,
     cumulative_hazard_from_logits,
     discretize,
     evaluate_on_times,
     hazards_from_logits,
     landmark_targets,
     risk_score,
-    step_functions,
-    survival_from_hazards,
+    survival_at,
+    survival_curves,
     survival_from_logits,
 )
 
@@ -202,34 +203,85 @@ def test_landmark_targets_numpy_and_torch():
 # ------------------------------------------------------- survival answers
 
 
-def test_survival_matches_product_and_is_monotone():
+def _softplus(a):
+    return math.log1p(math.exp(a)) if a < 30 else a
+
+
+def _cumhaz_loop(row, cuts, t):
+    """H(t) from the definition: a constant rate eta_k / width_k in bin k, the last
+    bin's rate continuing past the last edge."""
+    h = 0.0
+    n_bins = len(cuts) - 1
+    for k in range(n_bins):
+        rate = _softplus(float(row[k])) / (cuts[k + 1] - cuts[k])
+        if t <= cuts[k + 1] or k == n_bins - 1:
+            return h + rate * (t - cuts[k])
+        h += rate * (cuts[k + 1] - cuts[k])
+
+
+def test_survival_at_edges_matches_product_and_is_monotone():
     rng = np.random.default_rng(0)
     logits = rng.normal(0, 3, size=(7, 6))
     surv = survival_from_logits(logits)
     for i in range(7):
         prod = 1.0
         for k in range(6):
-            h = 1.0 / (1.0 + math.exp(-logits[i, k]))
+            h = 1.0 / (1.0 + math.exp(-logits[i, k]))  # P(event in bin k | alive at its start)
             prod *= 1.0 - h
             assert surv[i, k] == pytest.approx(prod, rel=1e-10, abs=1e-300)
     assert np.all(np.diff(surv, axis=1) <= 0)
-    assert np.all((surv >= 0) & (surv <= 1))
     hazards = hazards_from_logits(logits)
-    np.testing.assert_allclose(survival_from_hazards(hazards), surv, rtol=1e-10)
     cumhaz = cumulative_hazard_from_logits(logits)
     np.testing.assert_allclose(cumhaz, -np.log(surv), rtol=1e-10)
-    np.testing.assert_allclose(cumulative_hazard_from_hazards(hazards), cumhaz, rtol=1e-8)
+    np.testing.assert_allclose(cumhaz, np.cumsum(-np.log1p(-hazards), axis=1), rtol=1e-8)
     np.testing.assert_allclose(risk_score(logits), cumhaz.sum(axis=1))
-    # torch and numpy agree
     lt = torch.tensor(logits)
     np.testing.assert_allclose(survival_from_logits(lt).numpy(), surv, rtol=1e-12)
     np.testing.assert_allclose(hazards_from_logits(lt).numpy(), hazards, rtol=1e-12)
     np.testing.assert_allclose(risk_score(lt).numpy(), risk_score(logits), rtol=1e-12)
 
 
+def test_cumulative_hazard_between_edges_matches_loop():
+    rng = np.random.default_rng(3)
+    cuts = np.array([0.0, 0.4, 1.0, 2.5, 4.0])
+    logits = rng.normal(0, 2, size=(5, 4))
+    times = np.concatenate([cuts, rng.uniform(0, 6, 40)])  # edges, inside bins, past the end
+    got = cumulative_hazard_at(logits, cuts, times)
+    for i in range(5):
+        for j, t in enumerate(times):
+            assert got[i, j] == pytest.approx(_cumhaz_loop(logits[i], cuts, t), rel=1e-12, abs=1e-15)
+    np.testing.assert_allclose(survival_at(logits, cuts, times), np.exp(-got), rtol=1e-12)
+    # at the edges it is the per-bin answer
+    np.testing.assert_allclose(got[:, 1:5], cumulative_hazard_from_logits(logits), rtol=1e-12)
+    # torch: one time per row
+    row_t = torch.tensor(rng.uniform(0, 6, 5))
+    torch_h = cumulative_hazard_at(torch.tensor(logits), cuts, row_t).numpy()
+    for i in range(5):
+        assert torch_h[i] == pytest.approx(_cumhaz_loop(logits[i], cuts, float(row_t[i])), rel=1e-12)
+
+
+def test_survival_is_continuous_and_log_linear_inside_bins():
+    cuts = np.array([0.0, 1.0, 3.0])
+    logits = np.array([[0.3, -1.0]])
+    eps = 1e-9
+    for c in cuts[1:2]:
+        left, right = survival_at(logits, cuts, np.array([c - eps, c + eps]))[0]
+        assert right == pytest.approx(left, abs=1e-8)  # no step at an edge
+    a, m, b = survival_at(logits, cuts, np.array([1.2, 2.1, 3.0]))[0]
+    assert math.log(m) == pytest.approx((math.log(a) + math.log(b)) / 2, rel=1e-12)
+
+
+def test_tail_continues_the_last_rate():
+    cuts = np.array([0.0, 1.0, 2.0])
+    logits = np.array([[0.0, 1.0]])
+    s2, s3, s4 = survival_at(logits, cuts, np.array([2.0, 3.0, 4.0]))[0]
+    assert s3 / s2 == pytest.approx(math.exp(-_softplus(1.0)), rel=1e-12)
+    assert s4 / s3 == pytest.approx(s3 / s2, rel=1e-12)
+
+
 def test_survival_extreme_logits_finite():
     logits = np.array([[50.0, -50.0, 50.0], [-50.0, -50.0, -50.0]])
-    surv = survival_from_logits(logits)
+    surv = survival_at(logits, [0.0, 1.0, 2.0, 3.0], np.linspace(0, 4, 9))
     assert np.all(np.isfinite(surv)) and np.all((surv >= 0) & (surv <= 1))
     assert np.all(np.isfinite(cumulative_hazard_from_logits(logits)))
     surv_t = survival_from_logits(torch.tensor(logits, dtype=torch.float32))
@@ -245,54 +297,47 @@ def test_risk_score_is_monotone_in_logits():
 
 
 @pytest.mark.parametrize("kind", ["survival", "cumhaz"])
-def test_step_functions_cover_domain_and_match_array(kind):
+def test_survival_curves_cover_domain_and_match_array(kind):
     y = _simulate(seed=2)
     grid = TimeGrid(7).fit(y)
     rng = np.random.default_rng(2)
     logits = rng.normal(size=(5, grid.n_bins_))
-    values = (
-        survival_from_logits(logits)
-        if kind == "survival"
-        else cumulative_hazard_from_logits(logits)
-    )
-    funcs = step_functions(values, grid.cuts_, grid.max_time_, kind=kind)
+    funcs = survival_curves(logits, grid.cuts_, grid.max_time_, kind=kind)
     assert funcs.shape == (5,) and funcs.dtype == object
+    assert all(isinstance(f, StepFunction) for f in funcs)
     assert funcs[0].domain == (0.0, grid.max_time_)
-    # every training/test time up to the largest training time, plus the edges
     test_times = np.concatenate(
         [np.sort(y["time"]), grid.cuts_, [0.0, grid.max_time_], rng.uniform(0, grid.max_time_, 50)]
     )
-    unique_times = np.unique(y["time"][y["event"]])
-    array = evaluate_on_times(values, grid.cuts_, test_times, kind=kind)
-    array_u = evaluate_on_times(values, grid.cuts_, unique_times, kind=kind)
+    array = evaluate_on_times(logits, grid.cuts_, test_times, kind=kind)
     for i, fn in enumerate(funcs):
-        np.testing.assert_array_equal(fn(test_times), array[i])
-        np.testing.assert_array_equal(fn(unique_times), array_u[i])
-        # brute force: the value after the last edge passed
+        np.testing.assert_allclose(fn(test_times), array[i], rtol=1e-12)
         for t, v in zip(test_times[:40], array[i, :40]):
-            passed = sum(1 for c in grid.cuts_[1:] if c <= t)
-            start = 1.0 if kind == "survival" else 0.0
-            assert v == (start if passed == 0 else values[i, passed - 1])
+            h = _cumhaz_loop(logits[i], grid.cuts_, t)
+            assert v == pytest.approx(math.exp(-h) if kind == "survival" else h, rel=1e-10)
+        # the stored knots hold the exact curve too (for plots and sksurv code reading x / y)
+        np.testing.assert_allclose(fn.y, evaluate_on_times(logits[i : i + 1], grid.cuts_, fn.x,
+                                                           kind=kind)[0], rtol=1e-12)
     if kind == "survival":
-        assert np.all(np.diff(array_u, axis=1) <= 0)
-        assert np.all((array >= 0) & (array <= 1))
+        assert np.all(np.diff(evaluate_on_times(logits, grid.cuts_, np.sort(test_times)), axis=1) <= 0)
     with pytest.raises(ValueError):
         funcs[0](grid.max_time_ * 1.01)
 
 
-def test_step_functions_domain_reaches_last_edge_when_edges_exceed_data():
-    values = np.array([[0.9, 0.5]])
-    funcs = step_functions(values, [0.0, 1.0, 10.0], max_time=3.0)
+def test_survival_curves_domain_reaches_last_edge_when_edges_exceed_data():
+    funcs = survival_curves(np.array([[0.1, -0.5]]), [0.0, 1.0, 10.0], max_time=3.0)
     assert funcs[0].domain == (0.0, 10.0)
-    assert funcs[0](10.0) == 0.5
     assert funcs[0](0.0) == 1.0
+    assert funcs[0](10.0) == pytest.approx(survival_from_logits(np.array([[0.1, -0.5]]))[0, -1])
 
 
-def test_step_functions_validate():
+def test_survival_curves_validate():
     with pytest.raises(ValueError):
-        step_functions(np.ones((2, 3)), [0.0, 1.0], 2.0)
+        survival_curves(np.ones((2, 3)), [0.0, 1.0], 2.0)
     with pytest.raises(ValueError):
         evaluate_on_times(np.ones((2, 1)), [0.0, 1.0], [0.5], kind="hazard")
+    with pytest.raises(ValueError):
+        evaluate_on_times(np.ones((2, 1)), [0.0, 1.0], [-0.5])
 
 
 def test_no_warnings_on_clean_fit():

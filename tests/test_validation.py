@@ -123,3 +123,75 @@ def test_y_not_structured():
         check_survival_y(np.array([1.0, 2.0]))
     with pytest.raises(TypeError, match="boolean event indicator"):
         check_survival_y(np.array([(1.0, 1.0)], dtype=[("e", "<f8"), ("t", "<f8")]))
+
+
+# ---------------------------------------------------------------- static and values
+
+
+def test_static_and_values_flatten():
+    X = frame(static=[["SEX//F"], None, []],
+              values=[[[1.5], [np.nan, 2]], None, [[None], [3.0], [np.nan]]])
+    flat = flatten_ehr(X)
+    assert flat.static_codes == ["SEX//F"] and flat.n_static.tolist() == [1, 0, 0]
+    np.testing.assert_array_equal(flat.values, [1.5, np.nan, 2.0, np.nan, np.nan, np.nan, 3.0, np.nan])
+    plain = flatten_ehr(frame())
+    assert plain.values is None and plain.n_static is None and plain.static_counts.tolist() == [0, 0, 0]
+
+
+@pytest.mark.parametrize(
+    "overrides, exc, row, column, message",
+    [
+        ({"static": [["A"], "SEX//F", None]}, TypeError, 1, "static", "list of static codes"),
+        ({"static": [["A"], [3], None]}, TypeError, 1, "static", "must be strings"),
+        ({"static": [None, None, ["A", ""]]}, ValueError, 2, "static", "empty code"),
+        ({"values": [[[1.0], [2.0, 3.0]], [[1.0]], [[1.0], [2.0]]]}, ValueError, 2, "values",
+         "2 visits of values for 3 visits"),
+        ({"values": [[[1.0], [2.0]], None, None]}, ValueError, 0, "values",
+         "visit 1 has 1 values for 2 codes"),
+        ({"values": [None, [[1.0, "high"]], None]}, TypeError, 1, "values",
+         "visit 0: value 'high' of type str is not a number"),
+        ({"values": [None, None, [[1.0], [None], [{"x": 1}]]]}, TypeError, 2, "values",
+         "visit 2: value {'x': 1} of type dict"),
+        ({"values": [None, [[1.0, np.inf]], None]}, ValueError, 1, "values", "infinite"),
+        ({"values": [None, 5.0, None]}, TypeError, 1, "values", "list of visits"),
+        ({"values": [[[1.0], 2.0], None, None]}, TypeError, 0, "values", "visit 1 has a float"),
+    ],
+)
+def test_bad_static_or_values_name_row_and_column(overrides, exc, row, column, message):
+    X = frame(**overrides)
+    with pytest.raises(exc, match=_row_col(row, X.index[row], column) + ".*" + re.escape(message)):
+        check_ehr_frame(X)
+
+
+def test_extra_columns_ignored_and_order_free():
+    X = frame()
+    other = X[["index_age", "ages", "codes"]].assign(note="free text", subject_id=[1, 2, 3])
+    a, b = flatten_ehr(X), flatten_ehr(other)
+    assert a.codes == b.codes and a.index_age.tolist() == b.index_age.tolist()
+    from survbehrt.data.validation import ehr_columns
+
+    assert ehr_columns(other).tolist() == ["index_age", "ages", "codes"]
+
+
+def test_cut_equals_flattening_the_cut_frame():
+    X = frame(static=[["S"], None, ["T", "U"]], values=[[[1.0], [2.0, 3.0]], None, [[4.0], [5.0], [6.0]]])
+    flat = flatten_ehr(X)
+    cut = flat.cut([2, 0, 2], [2, 1, 3])
+    ref = flatten_ehr(pd.DataFrame({
+        "codes": [[["E"], ["F"]], [["A"]], [["E"], ["F"], ["A"]]],
+        "ages": [[60.0, 60.0], [50.0], [60.0, 60.0, 62.5]],
+        "index_age": [63.0, 51.5, 63.0],  # the full row's prediction time
+        "static": [["T", "U"], ["S"], ["T", "U"]],
+        "values": [[[4.0], [5.0]], [[1.0]], [[4.0], [5.0], [6.0]]],
+    }))
+    assert cut.codes == ref.codes and cut.static_codes == ref.static_codes
+    for name in ("visit_lengths", "visit_ages", "n_visits", "index_age", "values", "n_static"):
+        np.testing.assert_array_equal(getattr(cut, name), getattr(ref, name))
+
+
+def test_multiindex_rows_named_in_errors():
+    X = frame(values=[None, [["x", 1.0]], None])
+    X.index = pd.MultiIndex.from_tuples([(1, "2020-01-01"), (1, "2021-06-01"), (2, "2020-03-01")],
+                                        names=["subject_id", "prediction_time"])
+    with pytest.raises(TypeError, match=_row_col(1, (1, "2021-06-01"), "values")):
+        check_ehr_frame(X)

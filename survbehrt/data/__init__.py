@@ -3,6 +3,7 @@
 from .batching import BucketBatchSampler, EHRDataset, collate_tokens, padding_fraction
 from .events import from_events
 from .features import CodeCountTransformer
+from .labels import events_to_survival, survival_labels
 from .tokenizer import N_SPECIAL, EHRTokenizer, TokenizedEHR
 from .validation import check_ehr_frame, check_survival_y, flatten_ehr
 
@@ -16,7 +17,9 @@ __all__ = [
     "check_ehr_frame",
     "check_survival_y",
     "collate_tokens",
+    "events_to_survival",
     "flatten_ehr",
     "from_events",
     "padding_fraction",
+    "survival_labels",
 ]

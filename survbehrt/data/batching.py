@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler, Subset
 
-from .tokenizer import TokenizedEHR, _group_arange
+from .tokenizer import _TOKEN_FIELDS, TokenizedEHR, _group_arange
 
 __all__ = [
     "BucketBatchSampler",
@@ -27,9 +27,6 @@ __all__ = [
     "identity_collate",
     "dataset_lengths",
 ]
-
-_TOKEN_FIELDS = ("codes", "age_bins", "visits", "positions", "time_bins")
-
 
 def collate_tokens(tokens: TokenizedEHR, indices) -> dict:
     """Build one padded batch from the given patients.
@@ -44,10 +41,12 @@ def collate_tokens(tokens: TokenizedEHR, indices) -> dict:
     Returns
     -------
     dict of torch.Tensor
-        ``codes``, ``age_bins``, ``visits``, ``positions``, ``time_bins`` (long,
-        ``(B, L)``), ``attention_mask`` (bool, ``(B, L)``), ``visit_mask`` (bool,
-        ``(B, V)``) and ``visit_times`` (float, ``(B, V)``), with ``L`` and ``V`` the
-        batch's own largest token and visit counts (see ``docs/dev/interfaces.md``).
+        ``codes``, ``age_bins``, ``visits``, ``positions``, ``time_bins``,
+        ``value_bins`` (long, ``(B, L)``), ``attention_mask`` (bool, ``(B, L)``),
+        ``visit_mask`` and ``visit_complete`` (bool, ``(B, V)``), ``visit_times``
+        (float, ``(B, V)``) and ``index_age`` (float, ``(B,)``), with ``L`` and ``V`` the batch's own largest token and
+        visit counts (see ``docs/dev/interfaces.md``). ``visit_complete`` is False at
+        padding visits.
     """
     indices = np.asarray(indices, dtype=np.int64)
     batch = len(indices)
@@ -75,8 +74,12 @@ def collate_tokens(tokens: TokenizedEHR, indices) -> dict:
     vmask[vrows, vcols] = True
     vtimes = np.zeros((batch, max_vis), dtype=np.float32)
     vtimes[vrows, vcols] = tokens.visit_times[vsrc]
+    vcomplete = np.zeros((batch, max_vis), dtype=bool)
+    vcomplete[vrows, vcols] = tokens.visit_complete[vsrc]
     out["visit_mask"] = torch.from_numpy(vmask)
+    out["visit_complete"] = torch.from_numpy(vcomplete)
     out["visit_times"] = torch.from_numpy(vtimes)
+    out["index_age"] = torch.from_numpy(tokens.index_age[indices].astype(np.float32))
     return out
 
 

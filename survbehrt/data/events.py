@@ -1,66 +1,68 @@
-"""Long event tables (MEDS style) to the patient frame ``X``.
+"""Long event tables (MEDS) to the patient frame ``X``.
 
-A long table has one row per recorded code: ``subject_id``, ``time``, ``code``
-(the MEDS core columns), with the birth either as a row with the code
-``"MEDS_BIRTH"`` or given separately. :func:`from_events` groups the events of a
-subject into visits (same timestamp, or same calendar day), computes the age at
-each visit, cuts the history at the prediction time and returns one row per
-subject in the package's patient-frame format.
+A long table has one row per recorded code: ``subject_id``, ``time``, ``code`` (the
+MEDS core columns) and optionally ``numeric_value``; rows without a time are static
+codes (e.g. ``GENDER//F``); the birth is a row with the code ``"MEDS_BIRTH"`` or given
+separately. :func:`from_events` groups the events of a subject into visits (same
+timestamp, or same calendar day), computes the age at each visit, cuts the history at
+each prediction time and returns one row per (subject, prediction time).
+
+The work is columnar (polars and numpy: one sort, no Python object per event) up to the
+last step, which builds the Python lists of the patient-frame contract.
+:func:`survbehrt.data.survival_labels` shares the row selection (:func:`_cohort`), so
+its labels line up with these rows.
 """
 
 from __future__ import annotations
 
+import gc
 import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import polars as pl
+
+from ._meds import EventTable, as_datetimes, is_polars, list_ids, read_events, subjects_like
+from .validation import _group_arange
 
 __all__ = ["from_events"]
 
-_MAX_LISTED = 10
+PREDICTION_TIME = "prediction_time"
+NO_BIRTH = "no birth time"
+NO_EVENTS = "no events"
 
 
-def _is_polars(obj) -> bool:
-    return type(obj).__module__.split(".")[0] == "polars"
+# ----------------------------------------------------------------- per-subject mappings
 
 
-def _list_ids(ids) -> str:
-    ids = list(ids)
-    shown = ", ".join(repr(i) for i in ids[:_MAX_LISTED])
-    more = f", ... ({len(ids) - _MAX_LISTED} more)" if len(ids) > _MAX_LISTED else ""
-    return f"[{shown}{more}]"
+def _polars_to_pandas(frame: pl.DataFrame) -> pd.DataFrame:
+    """A small polars frame as pandas without pyarrow (time zones kept)."""
+    out = {}
+    for name in frame.columns:
+        col = frame[name]
+        if isinstance(col.dtype, pl.Datetime) and col.dtype.time_zone is not None:
+            naive = col.dt.convert_time_zone("UTC").dt.replace_time_zone(None).to_numpy()
+            out[name] = pd.Series(naive).dt.tz_localize("UTC").dt.tz_convert(col.dtype.time_zone)
+        else:
+            out[name] = pd.Series(col.to_numpy(), dtype=object if col.dtype == pl.String else None)
+    return pd.DataFrame(out)
 
 
-def _events_frame(events, columns) -> pd.DataFrame:
-    """The needed columns of a pandas or polars (lazy) frame, as pandas."""
-    if _is_polars(events) and hasattr(events, "collect"):  # a LazyFrame
-        available = list(events.collect_schema().names())
-    elif _is_polars(events) and hasattr(events, "to_pandas") and hasattr(events, "columns"):
-        available = list(events.columns)
-    elif isinstance(events, pd.DataFrame):
-        available = list(events.columns)
-    else:
-        raise TypeError(
-            f"events must be a pandas or polars DataFrame; got {type(events).__name__}."
-        )
-    missing = [c for c in columns if c not in available]
-    if missing:
-        raise ValueError(
-            f"events is missing the column(s) {missing}; it has {available}. Name the "
-            f"columns with subject_col=, time_col= and code_col=."
-        )
-    if _is_polars(events):
-        selected = events.select(columns)
-        if hasattr(selected, "collect"):
-            selected = selected.collect()
-        return selected.to_pandas()
-    return events[columns]
+def _as_pandas(obj):
+    if is_polars(obj):
+        if isinstance(obj, pl.LazyFrame):
+            obj = obj.collect()
+        if isinstance(obj, pl.Series):
+            return _polars_to_pandas(obj.to_frame())[obj.name]
+        return _polars_to_pandas(obj)
+    return obj
 
 
 def _as_series(mapping, name, subject_col) -> pd.Series:
-    """A subject -> value Series from a dict, Series or two-column (pandas/polars) frame."""
-    if _is_polars(mapping):
-        mapping = mapping.to_pandas()
+    """A subject -> value Series (one per subject) from a dict, Series or two-column frame."""
+    mapping = _as_pandas(mapping)
     if isinstance(mapping, pd.DataFrame):
         if subject_col in mapping.columns:
             others = [c for c in mapping.columns if c != subject_col]
@@ -90,355 +92,654 @@ def _as_series(mapping, name, subject_col) -> pd.Series:
     if dup.any():
         raise ValueError(
             f"{name} has several values for the subject(s) "
-            f"{_list_ids(series.index[dup].unique())}; one row per subject is allowed "
-            f"(make one frame per prediction time)."
+            f"{list_ids(series.index[dup].unique())}; one per subject is allowed."
         )
     return series
 
 
-def _time_kind(series: pd.Series, what: str) -> str:
-    if pd.api.types.is_datetime64_any_dtype(series.dtype):
-        return "datetime"
-    if pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype):
-        return "numeric"
-    raise TypeError(
-        f"{what} must hold datetimes (datetime64) or numbers of days; got dtype "
-        f"{series.dtype}. Convert it first, e.g. with pandas.to_datetime."
-    )
-
-
-def _coerce_times(series: pd.Series, kind: str, what: str) -> pd.Series:
-    """Values of a birth / prediction-time mapping in the kind of the event times."""
-    if kind == "datetime":
-        if pd.api.types.is_datetime64_any_dtype(series.dtype):
-            return series
-        try:
-            return pd.to_datetime(series)
-        except (TypeError, ValueError) as err:
-            raise TypeError(f"{what} must hold datetimes like the event times: {err}") from None
-    if pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype):
-        return series.astype(np.float64)
-    raise TypeError(
-        f"{what} must hold numbers of days like the event times; got dtype {series.dtype}."
-    )
-
-
-def _check_same_tz(series: pd.Series, times: pd.Series, what: str, time_col: str) -> None:
-    """Raise when ``series`` and the event times do not agree on being time-zone aware."""
-    if not pd.api.types.is_datetime64_any_dtype(times.dtype):
-        return
-    aware = getattr(series.dt, "tz", None) is not None
-    if aware != (times.dt.tz is not None):
-        raise TypeError(
-            f"{what} is time-zone {'aware' if aware else 'naive'} but column {time_col!r} "
-            f"is time-zone {'naive' if aware else 'aware'}; the event times, the birth and "
-            f"the prediction times must be all time-zone aware or all naive."
+def _prediction_table(prediction_times, subject_col) -> pd.DataFrame:
+    """Columns ``s`` and ``pt`` (one row per requested X row) from any accepted form."""
+    obj = _as_pandas(prediction_times)
+    if isinstance(obj, pd.MultiIndex):
+        if obj.nlevels != 2:
+            raise ValueError(
+                f"prediction_times as a MultiIndex must have 2 levels (subject, prediction "
+                f"time); got {obj.nlevels}."
+            )
+        return pd.DataFrame(
+            {"s": obj.get_level_values(0).to_numpy(), "pt": obj.get_level_values(1)}
         )
-
-
-def _days(delta) -> np.ndarray:
-    """Float days of a time difference (timedelta Series or numeric)."""
-    if pd.api.types.is_timedelta64_dtype(getattr(delta, "dtype", None)):
-        return (delta / pd.Timedelta(days=1)).to_numpy(dtype=np.float64)
-    return np.asarray(delta, dtype=np.float64)
-
-
-def _subtract(a, b, time_col):
+    if isinstance(obj, pd.DataFrame) and subject_col in obj.columns:
+        # A MEDS / ACES label table: any number of rows per subject; label columns ignored.
+        if PREDICTION_TIME in obj.columns:
+            column = PREDICTION_TIME
+        else:
+            others = [c for c in obj.columns if c != subject_col]
+            if len(others) != 1:
+                raise ValueError(
+                    f"prediction_times as a DataFrame needs the columns {subject_col!r} and "
+                    f"{PREDICTION_TIME!r} (other columns are ignored); got {list(obj.columns)}."
+                )
+            column = others[0]
+        return pd.DataFrame(
+            {"s": obj[subject_col].to_numpy(), "pt": obj[column].reset_index(drop=True)}
+        )
     try:
-        return a - b
-    except TypeError as err:
-        raise TypeError(
-            f"cannot subtract the birth times from column {time_col!r} ({err}); the event "
-            f"times, the birth and the prediction times must be all time-zone aware or all naive."
+        series = _as_series(obj, "prediction_times", subject_col)
+    except ValueError as err:
+        raise ValueError(
+            f"{err} For several prediction times per subject pass a table with the columns "
+            f"{subject_col!r} and {PREDICTION_TIME!r} (one row each)."
         ) from None
+    return pd.DataFrame({"s": series.index.to_numpy(), "pt": series.reset_index(drop=True)})
 
 
-def from_events(
-    events,
-    birth=None,
-    prediction_times=None,
-    *,
-    subject_col="subject_id",
-    time_col="time",
-    code_col="code",
-    birth_code="MEDS_BIRTH",
-    visit_resolution="exact",
-    age_unit_days=365.25,
-    deduplicate=True,
-    return_dropped=False,
-):
-    """Convert a long (MEDS-style) event table into the patient frame ``X``.
+# ----------------------------------------------------------------- the row set
 
-    Every row of ``events`` is one code recorded for one subject at one time. Rows of
-    a subject at the same timestamp (``visit_resolution="exact"``) or on the same
-    calendar day (``"day"``) form one visit. Within a visit the codes are ordered by
-    time, ties kept in their input order; with ``deduplicate=True`` (the default) a
-    code repeated within a visit is kept once, at its first place, since repeats
-    within one encounter (e.g. a diagnosis recorded by two departments) carry no
-    order information. A visit's age is the age at its earliest event:
-    ``(time - birth)`` in days divided by ``age_unit_days``.
 
-    **Prediction times.** With ``prediction_times``, the output holds exactly the
-    subjects it names (other subjects of ``events`` are ignored), every event strictly
-    after a subject's prediction time is dropped, and ``index_age`` is the age at the
-    prediction time. An event recorded *at* the prediction time is kept: it is known
-    when the prediction is made (the MEDS label convention). Without it, all events are
-    used and ``index_age`` is the last visit's age.
+@dataclass
+class _Cohort:
+    """The rows that can be built from an event table, shared by X and the labels.
 
-    **Dropped subjects.** A subject without a birth time, or without any event (up to
-    its prediction time), cannot form a row. Such subjects are never lost silently: a
-    ``UserWarning`` names them, and ``return_dropped=True`` also returns them with
-    the reason.
-
-    Parameters
-    ----------
-    events : pandas.DataFrame or polars.DataFrame
-        The long table, with at least ``subject_col``, ``time_col`` and ``code_col``.
-        Times are datetimes (naive or time-zone aware) or numbers of days (any origin
-        shared with ``birth``). Codes are converted to ``str``.
-    birth : mapping, pandas.Series or DataFrame, optional
-        Birth time per subject (a dict or Series indexed by subject, or a frame with
-        ``subject_col`` and one time column; pandas or polars). Where given it takes
-        precedence; subjects it misses take the time of their ``birth_code`` row.
-    prediction_times : mapping, pandas.Series or DataFrame, optional
-        Prediction time per subject (same forms as ``birth``), one per subject.
-    subject_col, time_col, code_col : str, default="subject_id", "time", "code"
-        Column names in ``events``.
-    birth_code : str or None, default="MEDS_BIRTH"
-        Code of the birth rows. These rows give the birth time and are not part of
-        any visit. ``None``: no birth rows (``birth`` must then be given).
-    visit_resolution : {"exact", "day"}, default="exact"
-        Events at the same timestamp, or on the same calendar day, form a visit.
-        For numeric times, ``"day"`` groups by ``floor(time)``.
-    age_unit_days : float, default=365.25
-        Days per unit of age (365.25: ages in years).
-    deduplicate : bool, default=True
-        Keep a code once per visit.
-    return_dropped : bool, default=False
-        Also return the subjects that could not form a row.
-
-    Returns
-    -------
-    X : pandas.DataFrame
-        One row per subject, indexed by subject id (sorted; the index is named
-        ``subject_col``), with columns ``codes`` (list of visits, each a list of
-        ``str``), ``ages`` (list of float) and ``index_age`` (float).
-    dropped : pandas.DataFrame
-        Only with ``return_dropped=True``: columns ``subject_col`` and ``reason``
-        (``"no birth time"`` or ``"no events"``, the latter meaning none at or
-        before the prediction time when one is given).
-
-    Raises
-    ------
-    ValueError
-        For a missing column, null subjects, times or codes (naming the column), an
-        event before its subject's birth, several birth times of one subject, several
-        prediction times of one subject, or a missing prediction time.
-    TypeError
-        For times that are neither datetimes nor numbers, or mixed time zones.
-
-    Warns
-    -----
-    UserWarning
-        When subjects are dropped (listed in the message).
-
-    Examples
-    --------
-    >>> import pandas as pd
-    >>> from survbehrt.data.events import from_events
-    >>> events = pd.DataFrame({
-    ...     "subject_id": [1, 1, 1, 1, 1],
-    ...     "time": pd.to_datetime(["1950-01-01", "2000-01-01", "2000-01-01",
-    ...                             "2001-01-01", "2003-01-01"]),
-    ...     "code": ["MEDS_BIRTH", "I10", "E11", "I21", "N18"],
-    ... })
-    >>> X = from_events(events, prediction_times={1: pd.Timestamp("2002-01-01")})
-    >>> X.loc[1, "codes"]
-    [['I10', 'E11'], ['I21']]
-    >>> [round(a, 2) for a in X.loc[1, "ages"]], round(float(X.loc[1, "index_age"]), 2)
-    ([50.0, 51.0], 52.0)
+    ``rows`` holds one row per kept (subject, prediction time), sorted by subject then
+    prediction time: ``s``, ``pt`` (ticks; null without prediction times), ``birth``
+    (ticks) and ``src`` (position in ``pt_values``, -1 without prediction times).
     """
-    if visit_resolution not in ("exact", "day"):
-        raise ValueError(f"visit_resolution must be 'exact' or 'day'; got {visit_resolution!r}.")
+
+    table: EventTable
+    rows: pl.DataFrame
+    pt_values: pd.Series | None
+    dropped: pd.DataFrame
+    strict: bool
+    birth_code: str | None
+    age_unit_days: float
+    n_events: int
+    n_static: int
+    n_birth: int
+    static: dict = field(default_factory=dict)
+
+    @property
+    def with_prediction_times(self) -> bool:
+        return self.pt_values is not None
+
+    def events(self, subjects: pl.Series | None = None) -> pl.DataFrame:
+        """The events proper (timed, not birth rows), of ``subjects`` only if given.
+
+        One fused pass over the input (input order kept), not a copy per condition.
+        """
+        keep = pl.col("t").is_not_null()
+        if self.birth_code is not None:
+            keep = keep & (pl.col("c") != self.birth_code)
+        if subjects is not None:
+            keep = keep & pl.col("s").is_in(subjects.implode())
+        return self.table.frame.lazy().filter(keep).collect()
+
+    def index(self, rows: pl.DataFrame) -> pd.Index:
+        """The pandas index of ``rows`` (a subset of ``self.rows``, same order)."""
+        name = self.table.subject_col
+        subjects = rows["s"].to_numpy()
+        if not self.with_prediction_times:
+            return pd.Index(subjects, name=name)
+        pts = self.pt_values.iloc[rows["src"].to_numpy()].reset_index(drop=True)
+        return pd.MultiIndex.from_arrays([subjects, pts], names=[name, PREDICTION_TIME])
+
+    def describe(self, rows: pl.DataFrame | pd.DataFrame) -> list:
+        """Row ids for messages: subjects, or (subject, prediction time) pairs."""
+        if isinstance(rows, pd.DataFrame):
+            subjects = rows[self.table.subject_col].tolist()
+            if not self.with_prediction_times:
+                return subjects
+            return list(zip(subjects, rows[PREDICTION_TIME].tolist()))
+        return self.index(rows).tolist()
+
+    def dropped_frame(self, rows: pl.DataFrame, reasons) -> pd.DataFrame:
+        """A ``dropped`` table (subject, [prediction_time], reason) for ``rows``."""
+        out = {self.table.subject_col: rows["s"].to_numpy()}
+        if self.with_prediction_times:
+            out[PREDICTION_TIME] = self.pt_values.iloc[rows["src"].to_numpy()].reset_index(
+                drop=True
+            )
+        out["reason"] = np.asarray(reasons, dtype=object)
+        return pd.DataFrame(out)
+
+
+def _cohort(
+    events,
+    prediction_times,
+    *,
+    birth,
+    subject_col,
+    time_col,
+    code_col,
+    value_col,
+    birth_code,
+    age_unit_days,
+    strict,
+) -> _Cohort:
+    """Read ``events`` and decide which (subject, prediction time) rows can be built."""
     if not (np.isfinite(age_unit_days) and age_unit_days > 0):
         raise ValueError(f"age_unit_days must be a positive number; got {age_unit_days!r}.")
     if birth is None and birth_code is None:
         raise ValueError(
             "give the birth times: a birth= mapping or the birth_code of the birth rows."
         )
-
-    df = _events_frame(events, [subject_col, time_col, code_col])
-    for col in (subject_col, time_col, code_col):
-        null = df[col].isna().to_numpy()
-        if null.any():
-            rows = np.flatnonzero(null)
-            raise ValueError(
-                f"column {col!r} of events has {len(rows)} null value(s) (row positions "
-                f"{_list_ids(rows.tolist())}); drop or fill them first."
-            )
-    kind = _time_kind(df[time_col], f"column {time_col!r} of events")
-    subjects = df[subject_col].to_numpy()
-    times = df[time_col]
-    codes = df[code_col].astype(str).to_numpy(dtype=object)
-
-    # --- birth times: the mapping first, then the birth rows ---------------------------
-    is_birth = (codes == birth_code) if birth_code is not None else np.zeros(len(df), bool)
-    birth_rows = pd.DataFrame(
-        {"s": subjects[is_birth], "t": times[is_birth].reset_index(drop=True)}
+    if not isinstance(strict, (bool, np.bool_)):
+        raise TypeError(f"strict must be True or False; got {strict!r}.")
+    table = read_events(
+        events, subject_col=subject_col, time_col=time_col, code_col=code_col,
+        value_col=value_col,
     )
-    by_subject = birth_rows.groupby("s", sort=False)["t"]
-    lo, hi = by_subject.min(), by_subject.max()
-    conflict = lo.index[(lo != hi).to_numpy()]
-    if len(conflict):
+    frame = table.frame
+    ticks = table.ticks(pl.col("t"))
+    timed = pl.col("t").is_not_null()
+
+    # --- static rows (no time) ----------------------------------------------------------
+    static_rows = frame.filter(~timed)
+    n_static = static_rows.height
+    if birth_code is not None and (static_rows["c"] == birth_code).any():
+        bad = static_rows.filter(pl.col("c") == birth_code)["s"].unique().to_list()
         raise ValueError(
-            f"subject(s) {_list_ids(conflict)} have several different {birth_code!r} times in "
-            f"column {time_col!r}; keep one birth row per subject."
+            f"subject(s) {list_ids(bad)} have a {birth_code!r} row without a time in "
+            f"column {time_col!r}; the birth row needs its time."
         )
-    birth_series = lo
+    static = {}
+    if n_static:
+        grouped = static_rows.group_by("s", maintain_order=True).agg(
+            pl.col("c").unique(maintain_order=True)
+        )
+        static = dict(zip(grouped["s"].to_list(), grouped["c"].to_list()))
+
+    # --- birth times: the mapping first, then the birth rows --------------------------
+    if birth_code is not None:
+        birth_rows = frame.filter(timed & (pl.col("c") == birth_code))
+    else:
+        birth_rows = frame.clear()
+    n_birth = birth_rows.height
+    births = birth_rows.group_by("s").agg(ticks.min().alias("birth"), ticks.max().alias("hi"))
+    conflict = births.filter(pl.col("birth") != pl.col("hi"))
+    if conflict.height:
+        raise ValueError(
+            f"subject(s) {list_ids(conflict['s'].sort().to_list())} have several different "
+            f"{birth_code!r} times in column {time_col!r}; keep one birth row per subject."
+        )
+    births = births.select("s", "birth")
     if birth is not None:
-        given = _coerce_times(_as_series(birth, "birth", subject_col), kind, "birth")
-        if kind == "datetime":
-            _check_same_tz(given, times, "birth", time_col)
-        birth_series = (
-            given.dropna().combine_first(birth_series) if len(birth_series) else given.dropna()
-        )
-    birth_series = birth_series[~birth_series.index.duplicated()]
+        given = _as_series(birth, "birth", subject_col)
+        given = given[given.notna()]
+        given_ticks = table.mapping_ticks(given.reset_index(drop=True), "birth")
+        mapped = pl.DataFrame(
+            {"s": subjects_like(given.index.to_list(), table, "birth"), "birth": given_ticks}
+        ).with_columns(pl.col("birth").cast(births.schema["birth"]))
+        # The mapping takes precedence; subjects it misses keep their birth row.
+        births = pl.concat([mapped, births.join(mapped, on="s", how="anti")])
 
-    # --- the events proper ------------------------------------------------------------------
-    keep = ~is_birth
-    ev_subject = subjects[keep]
-    ev_time = times[keep].reset_index(drop=True)
-    ev_code = codes[keep]
-    ev_birth = birth_series.reindex(ev_subject).reset_index(drop=True)
-    has_birth = ev_birth.notna().to_numpy()
-
+    # --- the requested rows -------------------------------------------------------------
+    pt_dtype = pl.Int64 if table.kind == "datetime" else pl.Float64
     if prediction_times is not None:
-        pt = _coerce_times(
-            _as_series(prediction_times, "prediction_times", subject_col), kind, "prediction_times"
-        )
-        if kind == "datetime":
-            _check_same_tz(pt, times, "prediction_times", time_col)
-        if pt.isna().any():
+        requested = _prediction_table(prediction_times, subject_col)
+        missing = requested["pt"].isna().to_numpy()
+        if missing.any():
             raise ValueError(
-                f"prediction_times is missing for the subject(s) {_list_ids(pt.index[pt.isna()])}."
+                f"prediction_times is missing for the subject(s) "
+                f"{list_ids(pd.unique(requested['s'][missing]))}."
             )
-        wanted = pt.index
-        ev_pt = pt.reindex(ev_subject).reset_index(drop=True)
-        sel = ev_pt.notna().to_numpy() & has_birth
+        pt_values = requested["pt"]
+        if table.kind == "datetime":
+            pt_values = as_datetimes(pt_values, "prediction_times")
+        else:
+            table.mapping_ticks(pt_values, "prediction_times")  # type check
+            pt_values = pt_values.astype(np.float64)
+        rows = pl.DataFrame(
+            {
+                "s": subjects_like(requested["s"].tolist(), table, "prediction_times"),
+                "pt": pl.Series(table.mapping_ticks(pt_values, "prediction_times"), dtype=pt_dtype),
+                "src": np.arange(len(requested), dtype=np.int64),
+            }
+        )
+        dup = rows.filter(pl.struct("s", "pt").is_duplicated())
+        if dup.height:
+            pairs = (
+                requested.iloc[dup["src"].to_numpy()]
+                .drop_duplicates()
+                .itertuples(index=False, name=None)
+            )
+            raise ValueError(
+                f"prediction_times has the (subject, prediction time) pair(s) "
+                f"{list_ids(pairs)} more than once; each X row needs its own pair."
+            )
     else:
-        pt = None
-        wanted = pd.Index(pd.unique(subjects))
-        sel = has_birth
+        pt_values = None
+        rows = frame.select(pl.col("s").unique()).with_columns(
+            pt=pl.lit(None, dtype=pt_dtype), src=pl.lit(-1, dtype=pl.Int64)
+        )
+    rows = rows.sort("s", "pt").join(births, on="s", how="left", maintain_order="left")
 
-    ev_subject, ev_code = ev_subject[sel], ev_code[sel]
-    ev_time = ev_time[sel].reset_index(drop=True)
-    if sel.any():
-        ev_days = _days(_subtract(ev_time, ev_birth[sel].reset_index(drop=True), time_col))
-    else:
-        ev_days = np.zeros(0, dtype=np.float64)
-    if (ev_days < 0).any():
-        bad = pd.unique(ev_subject[ev_days < 0])
+    # --- which rows have a history -----------------------------------------------------------
+    proper = timed if birth_code is None else timed & (pl.col("c") != birth_code)
+    first = frame.lazy().filter(proper).group_by("s").agg(ticks.min().alias("first")).collect()
+    rows = rows.join(first, on="s", how="left", maintain_order="left")
+    before_birth = rows.filter(pl.col("first") < pl.col("birth"))
+    if before_birth.height:
         raise ValueError(
-            f"column {time_col!r}: subject(s) {_list_ids(bad)} have events before their birth "
-            f"time; fix the birth times or the event times."
+            f"column {time_col!r}: subject(s) "
+            f"{list_ids(before_birth['s'].unique(maintain_order=True).to_list())} have events "
+            f"before their birth time; fix the birth times or the event times."
         )
-    if pt is not None:
-        # Never look into the future: keep the events at or before the prediction time.
-        known = (ev_time <= ev_pt[sel].reset_index(drop=True)).to_numpy()
-        ev_subject, ev_code, ev_days = ev_subject[known], ev_code[known], ev_days[known]
-        ev_time = ev_time[known].reset_index(drop=True)
+    has_birth = pl.col("birth").is_not_null()
+    has_history = pl.col("first").is_not_null() & (
+        pl.col("pt").is_null() | table_cut(strict, pl.col("first"), pl.col("pt"))
+    )
+    rows = rows.with_columns(
+        reason=pl.when(~has_birth)
+        .then(pl.lit(NO_BIRTH))
+        .when(~has_history)
+        .then(pl.lit(NO_EVENTS))
+        .otherwise(pl.lit(None, dtype=pl.String))
+    )
+    cohort = _Cohort(
+        table=table,
+        rows=rows.filter(pl.col("reason").is_null()).select("s", "pt", "birth", "src"),
+        pt_values=pt_values,
+        dropped=pd.DataFrame(),
+        strict=bool(strict),
+        birth_code=birth_code,
+        age_unit_days=float(age_unit_days),
+        n_events=frame.height,
+        n_static=n_static,
+        n_birth=n_birth,
+        static=static,
+    )
+    lost = rows.filter(pl.col("reason").is_not_null())
+    cohort.dropped = cohort.dropped_frame(lost, lost["reason"].to_list())
+    return cohort
 
-    # --- visits ----------------------------------------------------------------------------
-    if kind == "datetime":
-        key_time = ev_time.dt.normalize() if visit_resolution == "day" else ev_time
-        key = key_time.dt.tz_localize(None) if key_time.dt.tz is not None else key_time
-        key = key.to_numpy(dtype="datetime64[ns]").view(np.int64)
-    else:
-        t = ev_time.to_numpy(dtype=np.float64)
-        key = np.floor(t) if visit_resolution == "day" else t
-    # Stable: events at the same time keep their input order.
-    order = np.lexsort((ev_days, _subject_rank(ev_subject)))
-    s_sorted = ev_subject[order]
-    key_sorted = key[order]
-    code_sorted = ev_code[order]
-    days_sorted = ev_days[order]
-    n_ev = len(order)
-    new_subject = np.ones(n_ev, bool)
-    new_visit = np.ones(n_ev, bool)
-    if n_ev:
-        new_subject[1:] = s_sorted[1:] != s_sorted[:-1]
-        new_visit[1:] = new_subject[1:] | (key_sorted[1:] != key_sorted[:-1])
-    visit_id = np.cumsum(new_visit) - 1
-    if deduplicate and n_ev:
-        code_id, uniques = pd.factorize(code_sorted)
-        dup = pd.Series(visit_id * max(len(uniques), 1) + code_id).duplicated().to_numpy()
-        code_sorted, visit_id = code_sorted[~dup], visit_id[~dup]
-    first_of_visit = np.flatnonzero(new_visit)
-    codes_per_visit = np.bincount(visit_id, minlength=len(first_of_visit))
-    # A visit's age is the age at its earliest event.
-    visit_age = days_sorted[first_of_visit] / float(age_unit_days)
-    subj_start = np.flatnonzero(new_subject[first_of_visit])
-    visits_per_subject = np.diff(np.append(subj_start, len(first_of_visit)))
-    out_subjects = s_sorted[first_of_visit][subj_start]
 
-    flat = code_sorted.tolist()
-    ends = np.cumsum(codes_per_visit).tolist()
-    visits = [flat[s:e] for s, e in zip([0, *ends[:-1]], ends)]
-    ages_flat = visit_age.tolist()
-    v_ends = np.cumsum(visits_per_subject).tolist()
-    v_starts = [0, *v_ends[:-1]]
-    codes_col = [visits[s:e] for s, e in zip(v_starts, v_ends)]
-    ages_col = [ages_flat[s:e] for s, e in zip(v_starts, v_ends)]
+def table_cut(strict: bool, ticks: pl.Expr, pt: pl.Expr) -> pl.Expr:
+    """Whether an event at ``ticks`` is known at the prediction time ``pt``."""
+    return ticks < pt if strict else ticks <= pt
 
-    index = pd.Index(out_subjects, name=subject_col)
-    if pt is not None:
-        delta = _subtract(
-            pt.reindex(index).reset_index(drop=True),
-            birth_series.reindex(index).reset_index(drop=True),
-            time_col,
-        )
-        index_age = _days(delta) / float(age_unit_days)
-    else:
-        index_age = visit_age[np.asarray(v_ends, dtype=np.int64) - 1]
-    X = pd.DataFrame(
-        {
-            "codes": pd.Series(codes_col, index=index, dtype=object),
-            "ages": pd.Series(ages_col, index=index, dtype=object),
-            "index_age": pd.Series(np.asarray(index_age, dtype=np.float64), index=index),
-        },
-        index=index,
+
+def _warn_dropped(
+    func: str, cohort: _Cohort, dropped: pd.DataFrame, n_rows: int, stacklevel: int = 3
+) -> None:
+    """One UserWarning counting and naming the rows dropped, by reason."""
+    if not len(dropped):
+        return
+    parts = []
+    for reason, group in dropped.groupby("reason", sort=False):
+        parts.append(f"{len(group)} with {reason}: {list_ids(cohort.describe(group))}")
+    what = "(subject, prediction time) row(s)" if cohort.with_prediction_times else "subject(s)"
+    warnings.warn(
+        f"{func} dropped {len(dropped)} of {n_rows} {what}: " + "; ".join(parts)
+        + ". Use return_dropped=True to get them.",
+        UserWarning,
+        stacklevel=stacklevel,  # the user's call of the public function
     )
 
-    # --- report the subjects that could not form a row --------------------------------------
-    lost = wanted.difference(X.index, sort=False)
-    no_birth = ~pd.Index(lost).isin(birth_series.index)
-    dropped = pd.DataFrame(
-        {subject_col: np.asarray(lost), "reason": np.where(no_birth, "no birth time", "no events")}
+
+# ----------------------------------------------------------------- building X
+
+
+def _split(flat: list, bounds: np.ndarray) -> list:
+    """``[flat[a:b] for consecutive a, b in bounds]``."""
+    b = bounds.tolist()
+    return [flat[i:j] for i, j in zip(b[:-1], b[1:])]
+
+
+_NAN = float("nan")
+
+
+def _floats(values: np.ndarray) -> list:
+    """``values.tolist()``, every NaN one shared object (most codes have no value)."""
+    values = values.astype(np.float64, copy=False)
+    out = np.full(len(values), _NAN, dtype=object)
+    present = ~np.isnan(values)
+    out[present] = values[present]
+    return out.tolist()
+
+
+@contextmanager
+def _gc_paused():
+    """Pause the cyclic garbage collector while building many (acyclic) lists.
+
+    Without this, each collection rescans every list built so far, and building X
+    slows down as it grows.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _build_frame(
+    cohort: _Cohort, rows: pl.DataFrame, *, visit_resolution: str, deduplicate: bool
+) -> pd.DataFrame:
+    """The patient frame of ``rows`` (a subset of ``cohort.rows``, in its order)."""
+    table = cohort.table
+    n_timed = cohort.n_events - cohort.n_static - cohort.n_birth
+    # rows is sorted by subject: its subjects, in order, are those of the sorted events
+    row_subject_start = np.flatnonzero(
+        rows.select(pl.col("s") != pl.col("s").shift(1)).to_series().fill_null(True).to_numpy()
     )
-    if len(dropped):
-        try:
-            dropped = dropped.sort_values(subject_col, ignore_index=True)
-        except TypeError:  # unorderable mixed ids
-            pass
-        parts = []
-        for reason in ("no birth time", "no events"):
-            ids = dropped.loc[dropped["reason"] == reason, subject_col].tolist()
-            if ids:
-                parts.append(f"{len(ids)} with {reason}: {_list_ids(ids)}")
-        when = " at or before the prediction time" if pt is not None else ""
-        warnings.warn(
-            f"from_events dropped {len(dropped)} subject(s) that cannot form a row "
-            f"(no birth time, or no events{when}): " + "; ".join(parts) + ". Use "
-            "return_dropped=True to get them.",
-            UserWarning,
-            stacklevel=2,
+    subjects = rows["s"].gather(row_subject_start)
+    events = cohort.events(subjects)
+    n_selected = events.height
+
+    # Codes become small integers first: the sort then moves numbers, not strings.
+    uniques = events["c"].unique()
+    columns = [
+        pl.col("s"),
+        table.ticks(pl.col("t")).alias("_ticks"),
+        pl.col("c").cast(pl.Enum(uniques)).to_physical().alias("_code"),
+    ]
+    if visit_resolution == "day":
+        columns.append(table.day_key(pl.col("t")).alias("_day"))
+    if table.has_values:
+        columns.append(pl.col("v"))
+    events = events.select(columns)
+    # MEDS shards are sorted by subject and time already: check before paying for a sort.
+    # The sort is stable, so events at the same time keep their input order.
+    new_subject_expr = (pl.col("s") != pl.col("s").shift(1)).fill_null(True)
+    if events.height and not events.select(
+        pl.col("s").is_sorted() & (new_subject_expr | (pl.col("_ticks").diff() >= 0)).all()
+    ).item():
+        events = events.sort("s", "_ticks", maintain_order=True)
+    code_id = events["_code"].to_numpy()
+    new_subject = events.select(new_subject_expr).to_series().to_numpy()
+    ticks = events["_ticks"].to_numpy()
+    key = events["_day"].to_numpy() if visit_resolution == "day" else ticks
+    values = events["v"].to_numpy() if table.has_values else None
+
+    # Per-subject facts, spread over the subject's events by run length.
+    subject_start = np.flatnonzero(new_subject)
+    if len(subject_start) != len(subjects):  # the row set guarantees events per subject
+        raise AssertionError("from_events: a kept subject has no event")
+    run = np.diff(np.append(subject_start, len(ticks)))
+    per_subject = rows.group_by("s", maintain_order=True).agg(
+        pl.col("birth").first(), pl.col("pt").max().alias("last_pt")
+    )
+    birth = np.repeat(per_subject["birth"].to_numpy(), run)
+    known = np.ones(len(ticks), dtype=bool)
+    if cohort.with_prediction_times:
+        # Never look into the future: only events known at the subject's last prediction time.
+        last_pt = np.repeat(per_subject["last_pt"].to_numpy(), run)
+        known = ticks < last_pt if cohort.strict else ticks <= last_pt
+    n_known = int(known.sum())
+
+    new_visit = new_subject.copy()
+    if len(key):
+        new_visit[1:] |= key[1:] != key[:-1]
+    visit = np.cumsum(new_visit) - 1
+    keep = known
+    if deduplicate and len(key):
+        # First occurrence of each (visit, code): a stable sort of a key that is already
+        # ordered by visit, so numpy's sort is near-linear here.
+        pair = visit * max(len(uniques), 1) + code_id
+        order = np.argsort(pair, kind="stable")
+        first = np.ones(len(pair), dtype=bool)
+        first[1:] = pair[order][1:] != pair[order][:-1]
+        unique_pair = np.zeros(len(pair), dtype=bool)
+        unique_pair[order[first]] = True
+        keep = known & unique_pair
+    n_kept = int(keep.sum())
+    counts = {
+        "events": cohort.n_events,
+        "static": cohort.n_static,
+        "birth": cohort.n_birth,
+        "other_subjects": n_timed - n_selected,
+        "after_prediction_time": n_selected - n_known,
+        "duplicates": n_known - n_kept,
+        "used": n_kept,
+    }
+
+    # Dropping events after the prediction times or repeated keeps each subject's and
+    # each visit's first event, so the boundaries carry over.
+    code_id, ticks, birth = code_id[keep], ticks[keep], birth[keep]
+    subject_start = np.flatnonzero(new_subject[keep])
+    visit_start = np.flatnonzero(new_visit[keep])
+    visit = np.cumsum(new_visit[keep]) - 1
+    visit_end = np.append(visit_start[1:], n_kept)
+    visit_age = (
+        (ticks[visit_start] - birth[visit_start]).astype(np.float64)
+        / table.ticks_per_day
+        / cohort.age_unit_days
+    )
+
+    # --- each row is a prefix of its subject's events ------------------------------------
+    rows_per_subject = np.diff(np.append(row_subject_start, len(rows)))
+    row_subject = np.repeat(np.arange(len(subjects)), rows_per_subject)
+    lo = subject_start[row_subject]
+    subject_end = np.append(subject_start[1:], n_kept)
+    hi = subject_end[row_subject]  # exclusive; rows without a prediction time take all
+    if cohort.with_prediction_times:
+        sid = np.repeat(np.arange(len(subjects), dtype=np.int64), np.diff(
+            np.append(subject_start, n_kept)))
+        located = pl.DataFrame(
+            {"sid": row_subject.astype(np.int64), "pt": rows["pt"], "_row": np.arange(len(rows))}
+        ).join_asof(
+            pl.DataFrame({"sid": sid, "_ticks": ticks, "pos": np.arange(n_kept)}),
+            left_on="pt", right_on="_ticks", by="sid", strategy="backward",
+            allow_exact_matches=not cohort.strict, check_sortedness=False,
+        ).sort("_row")
+        last = located["pos"].to_numpy()
+        if located["pos"].null_count():  # the row set guarantees a history
+            raise AssertionError("from_events: a kept row has no event")
+        hi = last + 1
+
+    # --- pieces: a row's visits, the last one cut at its prediction time -------------------
+    first_visit, last_visit = visit[lo], visit[hi - 1]
+    n_pieces = last_visit - first_visit + 1
+    piece_visit = np.repeat(first_visit, n_pieces) + _group_arange(n_pieces)
+    piece_start = visit_start[piece_visit].tolist()
+    piece_end = np.minimum(visit_end[piece_visit], np.repeat(hi, n_pieces)).tolist()
+    row_bounds = np.concatenate([[0], np.cumsum(n_pieces)])
+
+    if cohort.with_prediction_times:
+        index_age = (
+            (rows["pt"].to_numpy() - rows["birth"].to_numpy()).astype(np.float64)
+            / table.ticks_per_day
+            / cohort.age_unit_days
         )
-    if return_dropped:
-        return X, dropped
+    else:
+        index_age = visit_age[last_visit]
+    data = {}
+    with _gc_paused():
+        # One reference per event to a shared str, not a new str object per event.
+        flat = np.asarray(uniques.to_list(), dtype=object)[code_id].tolist()
+        data["codes"] = _split([flat[a:b] for a, b in zip(piece_start, piece_end)], row_bounds)
+        data["ages"] = _split(visit_age[piece_visit].tolist(), row_bounds)
+        data["index_age"] = np.asarray(index_age, dtype=np.float64)
+        if cohort.n_static:
+            data["static"] = [list(cohort.static.get(s, ())) for s in rows["s"].to_list()]
+        if values is not None:
+            flat = _floats(values[keep])
+            data["values"] = _split(
+                [flat[a:b] for a, b in zip(piece_start, piece_end)], row_bounds
+            )
+        del flat
+        index = cohort.index(rows)
+        X = pd.DataFrame(
+            {
+                name: pd.Series(col, index=index, dtype=None if name == "index_age" else object)
+                for name, col in data.items()
+            },
+            index=index,
+        )
+    X.attrs["event_counts"] = counts
     return X
 
 
-def _subject_rank(subjects: np.ndarray) -> np.ndarray:
-    """Integer codes that sort like the subject ids (for a numeric lexsort)."""
-    codes, _ = pd.factorize(subjects, sort=True)
-    return codes
+def from_events(
+    events,
+    prediction_times=None,
+    *,
+    birth=None,
+    subject_col="subject_id",
+    time_col="time",
+    code_col="code",
+    value_col=None,
+    birth_code="MEDS_BIRTH",
+    visit_resolution="exact",
+    age_unit_days=365.25,
+    deduplicate=True,
+    strict=False,
+    return_dropped=False,
+):
+    """Convert a long (MEDS) event table into the patient frame ``X``.
+
+    Every timed row of ``events`` is one code recorded for one subject at one time. Rows
+    of a subject at the same timestamp (``visit_resolution="exact"``) or on the same
+    calendar day (``"day"``) form one visit. Within a visit the codes are ordered by
+    time, ties kept in their input order; with ``deduplicate=True`` (the default) a
+    code repeated within a visit is kept once, at its first place (with its first
+    value), since repeats within one encounter carry no order information. A visit's
+    age is the age at its earliest event: ``(time - birth)`` in days divided by
+    ``age_unit_days``. Rows without a time are static codes (MEDS static data such as
+    ``GENDER//F``); the birth is the ``birth_code`` row or comes from ``birth``.
+
+    **Prediction times.** With ``prediction_times``, X has one row per (subject,
+    prediction time) pair it names -- any number per subject -- indexed by a
+    ``MultiIndex`` (``subject_col``, ``"prediction_time"``) and sorted by subject then
+    prediction time; subjects it does not name are ignored. Each row's history holds
+    the subject's events up to its prediction time; ``index_age`` is the age at the
+    prediction time. An event *at* the prediction time is kept (the MEDS label
+    convention: it is known when the prediction is made); ``strict=True`` leaves it
+    out, for date-only data, where a same-day outcome is recorded at the midnight that
+    is also the prediction time. Without ``prediction_times``, X has one row per
+    subject, indexed by subject, with all its events, and ``index_age`` is the last
+    visit's age.
+
+    **Nothing is lost silently.** A row whose subject has no birth time, or no event
+    up to its prediction time, cannot be built: a ``UserWarning`` counts and names
+    such rows, and ``return_dropped=True`` returns them with the reason. Every input
+    event is accounted for in ``X.attrs["event_counts"]`` (below).
+
+    Parameters
+    ----------
+    events : pandas.DataFrame, polars.DataFrame, polars.LazyFrame, str or path-like
+        The long table: a frame, a parquet file, or a MEDS folder (its
+        ``data/**/*.parquet`` shards; ``**/*.parquet`` when it has no ``data``
+        subfolder). Columns ``subject_col``, ``time_col``, ``code_col`` and optionally
+        a numeric value (``numeric_value`` or ``value``; see ``value_col``); other
+        columns are ignored. Times are datetimes (naive or time-zone aware; null for
+        static rows) or numbers of days (any origin shared with ``birth``). Codes are
+        converted to ``str``.
+    prediction_times : mapping, pandas.Series, DataFrame or MultiIndex, optional
+        The rows of X. Either one time per subject (a dict or a Series indexed by
+        subject), or a MEDS / ACES label table (pandas or polars) with the columns
+        ``subject_col`` and ``"prediction_time"`` and any number of rows per subject
+        (other columns, e.g. ``boolean_value``, are ignored), or the ``MultiIndex`` of
+        an X or of :func:`~survbehrt.data.survival_labels` (``return_index=True``).
+    birth : mapping, pandas.Series or DataFrame, optional
+        Birth time per subject (a dict or Series indexed by subject, or a frame with
+        ``subject_col`` and one time column; pandas or polars). Where given it takes
+        precedence; subjects it misses take the time of their ``birth_code`` row.
+    subject_col, time_col, code_col : str, default="subject_id", "time", "code"
+        Column names in ``events``.
+    value_col : str, False or None, default=None
+        The numeric-value column. ``None``: ``numeric_value`` or, failing that,
+        ``value`` when ``events`` has one; ``False``: ignore numeric values.
+    birth_code : str or None, default="MEDS_BIRTH"
+        Code of the birth rows. These rows give the birth time and are not part of
+        any visit. ``None``: no birth rows (``birth`` must then be given).
+    visit_resolution : {"exact", "day"}, default="exact"
+        Events at the same timestamp, or on the same calendar day (local day for
+        time-zone aware times), form a visit. For numeric times, ``"day"`` groups by
+        ``floor(time)``.
+    age_unit_days : float, default=365.25
+        Days per unit of age (365.25: ages in years).
+    deduplicate : bool, default=True
+        Keep a code once per visit.
+    strict : bool, default=False
+        Leave out the events *at* the prediction time (keep only those strictly
+        before it).
+    return_dropped : bool, default=False
+        Also return the rows that could not be built.
+
+    Returns
+    -------
+    X : pandas.DataFrame
+        Columns ``codes`` (list of visits, each a list of ``str``), ``ages`` (list of
+        float, one per visit) and ``index_age`` (float); ``static`` (list of ``str``,
+        possibly empty) when ``events`` has rows without a time; ``values`` (list of
+        visits parallel to ``codes``, each a list of float, NaN where a code has no
+        value) when ``events`` has a value column. ``X.attrs["event_counts"]`` counts
+        the input rows by fate: ``static``, ``birth``, ``other_subjects`` (subjects
+        without a row), ``after_prediction_time`` (after the subject's last
+        prediction time, or at it with ``strict``: in no row), ``duplicates`` (removed
+        by ``deduplicate``) and ``used``; they add up to ``events``.
+    dropped : pandas.DataFrame
+        Only with ``return_dropped=True``: columns ``subject_col``,
+        ``"prediction_time"`` (with prediction times) and ``reason`` (``"no birth
+        time"`` or ``"no events"``, the latter meaning none at or before -- with
+        ``strict``, before -- the prediction time).
+
+    Raises
+    ------
+    ValueError
+        For a missing column, null subjects or codes (naming the column), an event
+        before its subject's birth, several birth times of one subject, a missing or
+        repeated (subject, prediction time), or several prediction times of one subject
+        in a Series (use a label table).
+    TypeError
+        For times that are neither datetimes nor numbers, mixed time zones, or a
+        non-numeric value column.
+
+    Warns
+    -----
+    UserWarning
+        When rows are dropped (counted and listed in the message).
+
+    See Also
+    --------
+    survbehrt.data.survival_labels : The labels of the same rows.
+    survbehrt.data.events_to_survival : X and the labels at once.
+
+    Notes
+    -----
+    The work is columnar (polars, numpy) except the last step, which builds the Python
+    lists of X; each code string is shared by all its occurrences.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from survbehrt.data import from_events
+    >>> events = pd.DataFrame({
+    ...     "subject_id": [1, 1, 1, 1, 1, 1],
+    ...     "time": pd.to_datetime([None, "1950-01-01", "2000-01-01", "2000-01-01",
+    ...                             "2001-01-01", "2003-01-01"]),
+    ...     "code": ["GENDER//F", "MEDS_BIRTH", "I10", "LAB//HBA1C", "I21", "N18"],
+    ...     "numeric_value": [None, None, None, 7.1, None, None],
+    ... })
+    >>> labels = pd.DataFrame({"subject_id": [1, 1],
+    ...                        "prediction_time": pd.to_datetime(["2002-01-01", "2000-06-01"])})
+    >>> X = from_events(events, labels)
+    >>> list(X.index.names)
+    ['subject_id', 'prediction_time']
+    >>> X["codes"].tolist()
+    [[['I10', 'LAB//HBA1C']], [['I10', 'LAB//HBA1C'], ['I21']]]
+    >>> X["values"].tolist()
+    [[[nan, 7.1]], [[nan, 7.1], [nan]]]
+    >>> X["static"].tolist()
+    [['GENDER//F'], ['GENDER//F']]
+    >>> [round(a, 2) for a in X["index_age"]]
+    [50.41, 52.0]
+    """
+    if visit_resolution not in ("exact", "day"):
+        raise ValueError(f"visit_resolution must be 'exact' or 'day'; got {visit_resolution!r}.")
+    cohort = _cohort(
+        events, prediction_times, birth=birth, subject_col=subject_col, time_col=time_col,
+        code_col=code_col, value_col=value_col, birth_code=birth_code,
+        age_unit_days=age_unit_days, strict=strict,
+    )
+    X = _build_frame(
+        cohort, cohort.rows, visit_resolution=visit_resolution, deduplicate=deduplicate
+    )
+    dropped = cohort.dropped
+    _warn_dropped("from_events", cohort, dropped, len(X) + len(dropped))
+    if return_dropped:
+        return X, dropped
+    return X

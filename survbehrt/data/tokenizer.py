@@ -8,6 +8,7 @@ cohort of millions of tokens stays small and batches are cut from it on the fly.
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 from dataclasses import dataclass, fields
 
@@ -15,7 +16,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from .validation import flatten_ehr
+from .validation import FlatEHR, _group_arange, flatten_ehr
 
 __all__ = [
     "PAD",
@@ -30,6 +31,7 @@ __all__ = [
     "MASK_ID",
     "UNK_ID",
     "N_SPECIAL",
+    "TRUNCATION_WARNING_SHARE",
     "TokenizedEHR",
     "EHRTokenizer",
 ]
@@ -40,11 +42,10 @@ PAD_ID, CLS_ID, SEP_ID, MASK_ID, UNK_ID = range(5)
 N_SPECIAL = len(SPECIAL_TOKENS)
 
 
-def _group_arange(counts: np.ndarray) -> np.ndarray:
-    """``concatenate([arange(c) for c in counts])`` without the Python loop."""
-    total = int(counts.sum())
-    starts = np.cumsum(counts) - counts
-    return np.arange(total, dtype=np.int64) - np.repeat(starts, counts)
+#: Above this share of truncated rows, ``transform`` warns (see ``max_length``).
+TRUNCATION_WARNING_SHARE = 0.05
+
+_TOKEN_FIELDS = ("codes", "age_bins", "visits", "positions", "time_bins", "value_bins")
 
 
 @dataclass
@@ -53,18 +54,34 @@ class TokenizedEHR:
 
     Patient ``i`` owns tokens ``offsets[i]:offsets[i + 1]`` and visits
     ``visit_offsets[i]:visit_offsets[i + 1]``. Each patient reads
-    ``[CLS] c c [SEP] c [SEP] ...``; ``[CLS]`` belongs to visit 0 and each ``[SEP]``
-    to the visit it closes.
+    ``[CLS] s s c c [SEP] c [SEP] ...``: ``[CLS]``, then its static codes ``s`` (no
+    time: age bin 0, time bin 0), then the kept visits. ``[CLS]`` and the static codes
+    belong to visit 0 and each ``[SEP]`` to the visit it closes.
 
     Attributes
     ----------
-    codes, age_bins, visits, positions, time_bins : ndarray of int32, shape (n_tokens,)
-        Token id, age bin (0 = padding), visit index and position within the patient,
-        and the log-scale bin of the time from the visit to the prediction time.
+    codes, age_bins, visits, positions, time_bins, value_bins : ndarray of int32, shape (n_tokens,)
+        Token id, age bin (0 = padding or no time), visit index and position within the
+        patient, the log-scale bin of the time from the visit to the prediction time
+        (0 = padding or no time), and the code's value bin (0 = no value).
     offsets : ndarray of int64, shape (n_patients + 1,)
     visit_times : ndarray of float32, shape (n_visits,)
         Years from each kept visit to the prediction time.
+    visit_complete : ndarray of bool, shape (n_visits,)
+        True when what the kept visit sees under the visit-causal mask (the kept visits
+        up to it) is exactly the tokenization of the history cut at that visit, so its
+        output does not depend on later visits. Always True for the last visit and for
+        patients without truncation.
     visit_offsets : ndarray of int64, shape (n_patients + 1,)
+    truncated_tokens : ndarray of int64, shape (n_patients,)
+        Tokens cut from each patient by ``max_length`` (dropped visits, codes of an
+        over-long last visit, static codes beyond the room).
+    dropped_visits : ndarray of int64, shape (n_patients,)
+        Oldest visits dropped from each patient: kept visit ``j`` is visit
+        ``dropped_visits[i] + j`` of the row.
+    index_age : ndarray of float32, shape (n_patients,)
+        Age in years at each row's prediction time (with ``visit_times``, the exact
+        age of every visit: ``index_age - visit_times``).
     """
 
     codes: np.ndarray
@@ -72,9 +89,14 @@ class TokenizedEHR:
     visits: np.ndarray
     positions: np.ndarray
     time_bins: np.ndarray
+    value_bins: np.ndarray
     offsets: np.ndarray
     visit_times: np.ndarray
+    visit_complete: np.ndarray
     visit_offsets: np.ndarray
+    truncated_tokens: np.ndarray
+    dropped_visits: np.ndarray
+    index_age: np.ndarray
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -94,6 +116,36 @@ class TokenizedEHR:
         """Total number of tokens."""
         return int(self.offsets[-1])
 
+    @property
+    def n_truncated_rows(self) -> int:
+        """Number of patients (rows) that lost tokens to ``max_length``."""
+        return int(np.count_nonzero(self.truncated_tokens))
+
+    @property
+    def n_truncated_tokens(self) -> int:
+        """Number of tokens cut by ``max_length``, all patients together."""
+        return int(self.truncated_tokens.sum())
+
+    def truncation(self) -> dict:
+        """Counts of what truncation to ``max_length`` cut.
+
+        Returns
+        -------
+        dict
+            ``rows``, ``truncated_rows``, ``tokens`` (before truncation),
+            ``truncated_tokens``, and the shares ``truncated_row_share``,
+            ``truncated_token_share``.
+        """
+        rows, total = len(self), self.n_tokens + self.n_truncated_tokens
+        return {
+            "rows": rows,
+            "truncated_rows": self.n_truncated_rows,
+            "tokens": total,
+            "truncated_tokens": self.n_truncated_tokens,
+            "truncated_row_share": self.n_truncated_rows / rows if rows else 0.0,
+            "truncated_token_share": self.n_truncated_tokens / total if total else 0.0,
+        }
+
     def patient(self, i: int) -> dict:
         """The token arrays of one patient, for inspection and tests.
 
@@ -105,19 +157,15 @@ class TokenizedEHR:
         Returns
         -------
         dict of str to ndarray
-            Views of ``codes``, ``age_bins``, ``visits``, ``positions``, ``time_bins``
-            and ``visit_times`` of that patient.
+            Views of the token fields (``codes`` ... ``value_bins``) and of the visit
+            fields ``visit_times`` and ``visit_complete`` of that patient.
         """
         sl = slice(self.offsets[i], self.offsets[i + 1])
         vs = slice(self.visit_offsets[i], self.visit_offsets[i + 1])
-        return {
-            "codes": self.codes[sl],
-            "age_bins": self.age_bins[sl],
-            "visits": self.visits[sl],
-            "positions": self.positions[sl],
-            "time_bins": self.time_bins[sl],
-            "visit_times": self.visit_times[vs],
-        }
+        out = {name: getattr(self, name)[sl] for name in _TOKEN_FIELDS}
+        out["visit_times"] = self.visit_times[vs]
+        out["visit_complete"] = self.visit_complete[vs]
+        return out
 
     def subset(self, indices) -> TokenizedEHR:
         """A new cohort holding the given patients, in that order.
@@ -136,12 +184,15 @@ class TokenizedEHR:
         tok = np.repeat(self.offsets[indices], lengths) + _group_arange(lengths)
         n_vis = self.n_visits[indices]
         vis = np.repeat(self.visit_offsets[indices], n_vis) + _group_arange(n_vis)
-        token_fields = ("codes", "age_bins", "visits", "positions", "time_bins")
         return TokenizedEHR(
-            **{name: getattr(self, name)[tok] for name in token_fields},
+            **{name: getattr(self, name)[tok] for name in _TOKEN_FIELDS},
             offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
             visit_times=self.visit_times[vis],
+            visit_complete=self.visit_complete[vis],
             visit_offsets=np.concatenate([[0], np.cumsum(n_vis)]).astype(np.int64),
+            truncated_tokens=self.truncated_tokens[indices],
+            dropped_visits=self.dropped_visits[indices],
+            index_age=self.index_age[indices],
         )
 
     def nbytes(self) -> int:
@@ -156,14 +207,42 @@ class TokenizedEHR:
 
 
 class EHRTokenizer(TransformerMixin, BaseEstimator):
-    """Learn a code vocabulary and turn patient histories into token arrays.
+    """Learn a code vocabulary (and value bins) and turn histories into token arrays.
+
+    Each row becomes ``[CLS] s1 s2 … c c [SEP] c [SEP] …``:
+
+    * **static codes** (the optional ``static`` column, e.g. ``GENDER//F``) come right
+      after ``[CLS]``, without time: age bin 0 and time bin 0 (the "no time" slot,
+      whose embeddings are zero), visit index 0. Visit 0 is visible to every visit under
+      the visit-causal mask, so every landmark sees them. They are in the vocabulary
+      (learned at fit, ``[UNK]`` when unseen) and are never dropped by visit truncation.
+    * **visits**, oldest first, each closed by ``[SEP]``; each code token carries its
+      visit's age bin and time-before-prediction bin, and its **value bin**.
+
+    **Value bins.** For every code with numeric values (the optional ``values``
+    column) in the rows passed to ``fit``, ``n_value_bins - 1`` cut points are learned
+    at the quantiles ``1/n … (n-1)/n`` of its values (numpy's linear interpolation),
+    duplicates removed. A value ``x`` gets bin ``1 + #{cut points < x}`` (so bin ``b``
+    covers ``(e_{b-1}, e_b]``; a code with constant values has one cut point and all
+    its training values in bin 1). A code without a value (NaN), ``[UNK]``, a code with
+    no value in the fit rows, and every special or static token get bin 0: the code
+    alone. Bins come from the fit rows only, like the vocabulary.
+
+    **Truncation.** A row longer than ``max_length`` keeps ``[CLS]``, its static codes
+    (at most ``max_length - 3``) and its most recent *whole* visits that fit; a last
+    visit that alone exceeds the room keeps its first codes. This keeps the most history
+    for the prediction at the last visit. For an earlier visit ``t``, what it sees (the
+    kept visits up to ``t``) can differ from the history cut at ``t`` (which may reach
+    further back); ``TokenizedEHR.visit_complete`` marks the visits where both agree.
+    What was cut is counted per row (``TokenizedEHR.truncated_tokens``) and
+    ``transform`` warns when more than ``TRUNCATION_WARNING_SHARE`` (5 %) of the rows
+    were truncated.
 
     Parameters
     ----------
     max_length : int, default=256
-        Largest number of tokens per patient (``[CLS]`` and ``[SEP]`` included).
-        Longer histories keep their most recent *whole* visits; a last visit that
-        alone exceeds the limit keeps its first ``max_length - 2`` codes.
+        Largest number of tokens per patient (``[CLS]``, static codes and ``[SEP]``
+        included).
     min_frequency : int, default=1
         Codes seen fewer times than this in ``fit`` map to ``[UNK]``.
     age_bin_width : float, default=1.0
@@ -174,6 +253,8 @@ class EHRTokenizer(TransformerMixin, BaseEstimator):
         Number of time-before-prediction bins (bin 0 is padding). The time from a
         visit to the prediction time is binned on a log2 scale of months:
         ``1 + floor(log2(1 + months))``, clipped to the last bin.
+    n_value_bins : int, default=10
+        Quantile bins per code for numeric values; 0 ignores values.
 
     Attributes
     ----------
@@ -185,19 +266,28 @@ class EHRTokenizer(TransformerMixin, BaseEstimator):
     n_age_bins_ : int
         Size of the age-bin table (padding bin 0 included).
     n_time_bins_ : int
+    n_value_bins_ : int
+        Largest value bin emitted (0 when no fit row had a value, or values are off).
+    value_edges_ : dict of str to ndarray
+        The cut points of each code that had values at fit.
     max_visits_ : int
         Upper bound on the visit index of any patient, for the visit embedding table.
 
     Examples
     --------
+    >>> import numpy as np
     >>> import pandas as pd
-    >>> X = pd.DataFrame({"codes": [[["A", "B"], ["C"]]], "ages": [[50.0, 51.0]]})
+    >>> X = pd.DataFrame({"codes": [[["A", "B"], ["C"]]], "ages": [[50.0, 51.0]],
+    ...                   "static": [["SEX//F"]]})
     >>> tok = EHRTokenizer().fit(X)
     >>> t = tok.transform(X)
-    >>> [tok.codes_[i] for i in t.codes]
-    ['[CLS]', 'A', 'B', '[SEP]', 'C', '[SEP]']
-    >>> t.visits.tolist()
-    [0, 0, 0, 0, 1, 1]
+    >>> [str(tok.codes_[i]) for i in t.codes]
+    ['[CLS]', 'SEX//F', 'A', 'B', '[SEP]', 'C', '[SEP]']
+    >>> t.visits.tolist(), t.age_bins.tolist()
+    ([0, 0, 0, 0, 0, 1, 1], [51, 0, 51, 51, 51, 52, 52])
+    >>> X["values"] = [[[1.0, np.nan], [5.0]]]
+    >>> EHRTokenizer(n_value_bins=4).fit(X).transform(X).value_bins.tolist()
+    [0, 0, 1, 0, 0, 1, 0]
     """
 
     def __init__(
@@ -207,12 +297,14 @@ class EHRTokenizer(TransformerMixin, BaseEstimator):
         age_bin_width: float = 1.0,
         max_age: float = 120.0,
         n_time_bins: int = 12,
+        n_value_bins: int = 10,
     ):
         self.max_length = max_length
         self.min_frequency = min_frequency
         self.age_bin_width = age_bin_width
         self.max_age = max_age
         self.n_time_bins = n_time_bins
+        self.n_value_bins = n_value_bins
 
     def _check_params(self):
         if int(self.max_length) < 3:
@@ -223,9 +315,12 @@ class EHRTokenizer(TransformerMixin, BaseEstimator):
             raise ValueError(f"age_bin_width must be > 0; got {self.age_bin_width}.")
         if self.n_time_bins < 2:
             raise ValueError(f"n_time_bins must be >= 2; got {self.n_time_bins}.")
+        if isinstance(self.n_value_bins, bool) or not isinstance(self.n_value_bins, (int, np.integer)) \
+                or self.n_value_bins < 0:
+            raise ValueError(f"n_value_bins must be an integer >= 0; got {self.n_value_bins!r}.")
 
     def fit(self, X, y=None):
-        """Learn the vocabulary from the codes of ``X``.
+        """Learn the vocabulary and the value bins from ``X``.
 
         Parameters
         ----------
@@ -254,20 +349,29 @@ class EHRTokenizer(TransformerMixin, BaseEstimator):
         TokenizedEHR
         """
         flat = flatten_ehr(X)
-        self._fit_flat(flat)
-        return self._tokenize(flat)
+        ids = self._fit_flat(flat)
+        tokens = self._tokenize(flat, ids)
+        _warn_truncation(tokens, int(self.max_length))
+        return tokens
 
-    def _fit_flat(self, flat):
+    def _fit_flat(self, flat: FlatEHR) -> np.ndarray | None:
+        """Fit on a flattened cohort; return the token ids of its codes if computed."""
         self._check_params()
         counts = Counter(flat.codes)
+        counts.update(flat.static_codes)
         kept = sorted(
             (c for c, n in counts.items() if n >= self.min_frequency and c not in SPECIAL_TOKENS),
             key=lambda c: (-counts[c], c),
         )
-        return self._set_vocabulary(kept)
+        self._set_vocabulary(kept)
+        if self.n_value_bins == 0 or flat.values is None:
+            return None
+        ids = self._ids(flat.codes)
+        self._set_value_edges(_quantile_edges(ids, flat.values, int(self.n_value_bins)), by_id=True)
+        return ids
 
-    def _set_vocabulary(self, codes):
-        """Set the fitted state from the list of real codes (ids from ``N_SPECIAL``)."""
+    def _set_vocabulary(self, codes, value_edges=None):
+        """Set the fitted state from the real codes (ids from ``N_SPECIAL``) and their cut points."""
         self._check_params()
         self.codes_ = np.array(list(SPECIAL_TOKENS) + list(codes), dtype=object)
         self.vocabulary_ = {c: i for i, c in enumerate(self.codes_)}
@@ -276,7 +380,55 @@ class EHRTokenizer(TransformerMixin, BaseEstimator):
         self.n_time_bins_ = int(self.n_time_bins)
         # Each visit costs at least two tokens (a code and its [SEP]).
         self.max_visits_ = int(self.max_length)
+        self._set_value_edges(value_edges or {})
         return self
+
+    def _set_value_edges(self, edges: dict, by_id: bool = False):
+        """Store the cut points (dict code -> sorted unique edges) in both forms."""
+        if by_id:
+            edges = {self.codes_[i]: e for i, e in edges.items()}
+        self.value_edges_ = {str(c): np.asarray(e, dtype=np.float64) for c, e in edges.items()
+                             if c in self.vocabulary_}
+        width = max((len(e) for e in self.value_edges_.values()), default=0)
+        # Padded table: row = token id, unused slots +inf (never below a value).
+        self._edge_table = np.full((self.vocab_size_, width), np.inf)
+        self._has_values = np.zeros(self.vocab_size_, dtype=bool)
+        for code, e in self.value_edges_.items():
+            self._edge_table[self.vocabulary_[code], : len(e)] = e
+            self._has_values[self.vocabulary_[code]] = True
+        self.n_value_bins_ = width + 1 if self.value_edges_ else 0
+
+    def to_dict(self) -> dict:
+        """The fitted state as plain Python values (for saving).
+
+        Returns
+        -------
+        dict
+            ``params`` (constructor parameters), ``codes`` (real codes by id) and
+            ``value_edges`` (code -> list of cut points).
+        """
+        check_is_fitted(self, "vocabulary_")
+        return {
+            "params": self.get_params(),
+            "codes": [str(c) for c in self.codes_[N_SPECIAL:]],
+            "value_edges": {c: e.tolist() for c, e in self.value_edges_.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, state: dict) -> EHRTokenizer:
+        """A fitted tokenizer from :meth:`to_dict` output.
+
+        Parameters
+        ----------
+        state : dict
+            ``params``, ``codes`` and optionally ``value_edges`` (absent in files saved
+            before value bins existed: then no value bins).
+
+        Returns
+        -------
+        EHRTokenizer
+        """
+        return cls(**state["params"])._set_vocabulary(state["codes"], state.get("value_edges"))
 
     def transform(self, X) -> TokenizedEHR:
         """Tokenize patient histories.
@@ -290,15 +442,55 @@ class EHRTokenizer(TransformerMixin, BaseEstimator):
         -------
         TokenizedEHR
             Flat token arrays; unknown codes map to ``[UNK]``.
+
+        Warns
+        -----
+        UserWarning
+            When more than ``TRUNCATION_WARNING_SHARE`` of the rows were truncated.
         """
         check_is_fitted(self, "vocabulary_")
-        return self._tokenize(flatten_ehr(X))
+        return self.transform_flat(flatten_ehr(X))
 
-    def _tokenize(self, flat) -> TokenizedEHR:
+    def transform_flat(self, flat: FlatEHR, warn: bool = True) -> TokenizedEHR:
+        """Tokenize an already validated cohort (:func:`~survbehrt.data.flatten_ehr` output).
+
+        Parameters
+        ----------
+        flat : FlatEHR
+        warn : bool, default=True
+            Warn when more than ``TRUNCATION_WARNING_SHARE`` of the rows were truncated.
+
+        Returns
+        -------
+        TokenizedEHR
+        """
+        check_is_fitted(self, "vocabulary_")
+        tokens = self._tokenize(flat)
+        if warn:
+            _warn_truncation(tokens, int(self.max_length))
+        return tokens
+
+    def _ids(self, codes) -> np.ndarray:
         vocab = self.vocabulary_
-        ids = np.fromiter(
-            (vocab.get(c, UNK_ID) for c in flat.codes), dtype=np.int32, count=len(flat.codes)
-        )
+        return np.fromiter((vocab.get(c, UNK_ID) for c in codes), dtype=np.int32, count=len(codes))
+
+    def _value_bins(self, ids: np.ndarray, values) -> np.ndarray:
+        """``1 + #{cut points of the code < value}``; 0 without a value or cut points."""
+        out = np.zeros(len(ids), dtype=np.int32)
+        if values is None or not self.value_edges_ or self.n_value_bins == 0:
+            return out
+        idx = np.flatnonzero(self._has_values[ids] & ~np.isnan(values))
+        x, rows = values[idx], ids[idx]
+        count = np.ones(len(idx), dtype=np.int32)
+        for j in range(self._edge_table.shape[1]):  # at most n_value_bins - 1 passes
+            count += self._edge_table[rows, j] < x
+        out[idx] = count
+        return out
+
+    def _tokenize(self, flat: FlatEHR, ids: np.ndarray | None = None) -> TokenizedEHR:
+        if ids is None:
+            ids = self._ids(flat.codes)
+        vbins = self._value_bins(ids, flat.values)
         n_patients = flat.n_patients
         n_visits = flat.n_visits
         visit_len = flat.visit_lengths
@@ -306,8 +498,14 @@ class EHRTokenizer(TransformerMixin, BaseEstimator):
         visit_start = np.cumsum(n_visits) - n_visits  # first visit of each patient
         code_start = np.cumsum(visit_len) - visit_len  # first code of each visit
 
-        # Truncation: keep the most recent whole visits that fit after [CLS].
-        budget = int(self.max_length) - 1
+        # Static codes: at most max_length - 3, so that one code and its [SEP] still fit.
+        n_static = flat.static_counts
+        s_kept = np.minimum(n_static, int(self.max_length) - 3)
+        # Room for visits after [CLS] and the static codes, per patient.
+        budget = int(self.max_length) - 1 - s_kept
+        budget_v = np.repeat(budget, n_visits)
+
+        # Truncation: keep the most recent whole visits that fit.
         cost = visit_len + 1  # codes + [SEP]
         csum = np.cumsum(cost)
         patient_total = np.add.reduceat(cost, visit_start) if len(cost) else cost
@@ -316,8 +514,8 @@ class EHRTokenizer(TransformerMixin, BaseEstimator):
         suffix = np.repeat(patient_total, n_visits) - before
         is_last = np.zeros(len(cost), dtype=bool)
         is_last[visit_start + n_visits - 1] = True
-        keep = (suffix <= budget) | is_last
-        kept_len = np.where(keep, np.minimum(visit_len, budget - 1), 0)
+        keep = (suffix <= budget_v) | is_last
+        kept_len = np.where(keep, np.minimum(visit_len, budget_v - 1), 0)
 
         kv = np.flatnonzero(keep)
         kv_len = kept_len[kv]
@@ -325,10 +523,25 @@ class EHRTokenizer(TransformerMixin, BaseEstimator):
         kept_per_patient = np.bincount(kv_patient, minlength=n_patients)
         first_kept = np.cumsum(kept_per_patient) - kept_per_patient
         kv_index = _group_arange(kept_per_patient)  # visit index within patient, 0-based
-        tokens_per_patient = 1 + np.bincount(kv_patient, weights=kv_len + 1, minlength=n_patients)
-        tokens_per_patient = tokens_per_patient.astype(np.int64)
+        dropped = n_visits - kept_per_patient
+        tokens_per_patient = 1 + s_kept + np.bincount(
+            kv_patient, weights=kv_len + 1, minlength=n_patients
+        ).astype(np.int64)
         offsets = np.concatenate([[0], np.cumsum(tokens_per_patient)]).astype(np.int64)
         n_tokens = int(offsets[-1])
+        full_length = 1 + n_static + patient_total
+        truncated = (full_length - tokens_per_patient).astype(np.int64)
+
+        # A kept visit t sees the kept visits f..t (f the first kept). The history cut at t
+        # keeps u..t with u the oldest visit such that visits u..t fit the room. Both agree
+        # when f is the row's first visit or when visit f-1 would not fit in front of f..t.
+        kv_cost = cost[kv]
+        upto = np.cumsum(kv_cost)
+        upto -= np.repeat(upto[first_kept] - kv_cost[first_kept], kept_per_patient)
+        prev_cost = np.where(dropped > 0, cost[np.maximum(visit_start + dropped - 1, 0)], 0)
+        visit_complete = (np.repeat(dropped, kept_per_patient) == 0) | (
+            np.repeat(prev_cost, kept_per_patient) + upto > budget[kv_patient]
+        )
 
         ages = flat.visit_ages[kv]
         age_bins = 1 + np.clip(
@@ -340,32 +553,89 @@ class EHRTokenizer(TransformerMixin, BaseEstimator):
             np.floor(np.log2(1.0 + months)), 0, self.n_time_bins_ - 2
         ).astype(np.int32)
 
-        # Where each kept visit's first token lands: after [CLS] and earlier kept visits.
+        # Where each kept visit's first token lands: after [CLS], the static codes and
+        # earlier kept visits.
         cost_kept = kv_len + 1
         within = np.cumsum(cost_kept) - cost_kept
         within -= np.repeat(within[first_kept], kept_per_patient)
-        vstart = offsets[kv_patient] + 1 + within
+        vstart = offsets[kv_patient] + 1 + s_kept[kv_patient] + within
 
         out_visit = np.empty(n_tokens, dtype=np.int64)  # kept-visit row of each token
         cls_pos = offsets[:-1]
         out_visit[cls_pos] = first_kept
+        static_pos = np.repeat(cls_pos + 1, s_kept) + _group_arange(s_kept)
+        out_visit[static_pos] = np.repeat(first_kept, s_kept)
+        code_src = np.repeat(code_start[kv], kv_len) + _group_arange(kv_len)
         code_pos = np.repeat(vstart, kv_len) + _group_arange(kv_len)
         out_visit[code_pos] = np.repeat(np.arange(len(kv)), kv_len)
         sep_pos = vstart + kv_len
         out_visit[sep_pos] = np.arange(len(kv))
 
         codes = np.empty(n_tokens, dtype=np.int32)
-        codes[cls_pos] = 1  # CLS_ID
-        codes[code_pos] = ids[np.repeat(code_start[kv], kv_len) + _group_arange(kv_len)]
-        codes[sep_pos] = 2  # SEP_ID
+        codes[cls_pos] = CLS_ID
+        codes[code_pos] = ids[code_src]
+        codes[sep_pos] = SEP_ID
+        value_bins = np.zeros(n_tokens, dtype=np.int32)
+        value_bins[code_pos] = vbins[code_src]
+        token_age = age_bins[out_visit]
+        token_time = time_bins[out_visit]
+        if len(static_pos):
+            static_start = np.cumsum(n_static) - n_static
+            static_src = np.repeat(static_start, s_kept) + _group_arange(s_kept)
+            codes[static_pos] = self._ids(flat.static_codes)[static_src]
+            token_age[static_pos] = 0  # no time: the zero rows of the age and time tables
+            token_time[static_pos] = 0
 
         return TokenizedEHR(
             codes=codes,
-            age_bins=age_bins[out_visit],
+            age_bins=token_age,
             visits=kv_index[out_visit].astype(np.int32),
             positions=_group_arange(tokens_per_patient).astype(np.int32),
-            time_bins=time_bins[out_visit],
+            time_bins=token_time,
+            value_bins=value_bins,
             offsets=offsets,
             visit_times=visit_times,
+            visit_complete=visit_complete,
             visit_offsets=np.concatenate([[0], np.cumsum(kept_per_patient)]).astype(np.int64),
+            truncated_tokens=truncated,
+            dropped_visits=dropped.astype(np.int64),
+            index_age=np.asarray(flat.index_age, dtype=np.float32),
         )
+
+
+def _warn_truncation(tokens: TokenizedEHR, max_length: int) -> None:
+    report = tokens.truncation()
+    if report["truncated_row_share"] > TRUNCATION_WARNING_SHARE:
+        warnings.warn(
+            f"{report['truncated_rows']:,} of {report['rows']:,} rows "
+            f"({report['truncated_row_share']:.1%}) are longer than max_length={max_length} "
+            f"tokens: {report['truncated_tokens']:,} of {report['tokens']:,} tokens "
+            f"({report['truncated_token_share']:.1%}) were cut, oldest visits first. Raise "
+            f"max_length to keep more history (attention cost grows with its square).",
+            UserWarning,
+            stacklevel=4,
+        )
+
+
+def _quantile_edges(ids: np.ndarray, values: np.ndarray, n_bins: int) -> dict:
+    """Cut points of each code id: its values' quantiles ``1/n … (n-1)/n``, unique.
+
+    Vectorised over codes: one sort of the valued codes, then numpy's "linear"
+    quantile (``a + (b - a) * t``, from the upper side when ``t >= 0.5``, as numpy).
+    """
+    ok = (ids >= N_SPECIAL) & ~np.isnan(values)
+    ids, values = ids[ok], values[ok]
+    if not len(ids):
+        return {}
+    order = np.lexsort((values, ids))
+    ids, values = ids[order], values[order]
+    uniq, start, count = np.unique(ids, return_index=True, return_counts=True)
+    q = np.arange(1, n_bins) / n_bins
+    pos = q[None, :] * (count[:, None] - 1)
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, count[:, None] - 1)
+    t = pos - lo
+    a, b = values[start[:, None] + lo], values[start[:, None] + hi]
+    diff = b - a
+    edges = np.where(t >= 0.5, b - diff * (1 - t), a + diff * t)
+    return {int(i): np.unique(e) for i, e in zip(uniq, edges)}

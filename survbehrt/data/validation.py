@@ -7,17 +7,31 @@ inside the package trusts what these return. Every error names the patient row
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import numbers
+import warnings
+from dataclasses import dataclass, field
 from itertools import chain
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["FlatEHR", "flatten_ehr", "check_ehr_frame", "check_survival_y"]
+__all__ = [
+    "FlatEHR",
+    "flatten_ehr",
+    "check_ehr_frame",
+    "check_survival_y",
+    "ehr_columns",
+    "check_predict_columns",
+]
 
 CODES = "codes"
 AGES = "ages"
 INDEX_AGE = "index_age"
+STATIC = "static"
+VALUES = "values"
+#: The columns of X the package reads, required first; any other column is ignored.
+EHR_COLUMNS = (CODES, AGES, INDEX_AGE, STATIC, VALUES)
+OPTIONAL_COLUMNS = (INDEX_AGE, STATIC, VALUES)
 
 
 @dataclass(frozen=True)
@@ -36,6 +50,12 @@ class FlatEHR:
         Number of visits of each patient.
     index_age : ndarray of float64, shape (n_patients,)
         Age at the prediction time (the last visit's age when the column is absent).
+    values : ndarray of float64, shape (n_codes,), or None
+        The numeric value of each code (NaN: none); None without a ``values`` column.
+    static_codes : list of str
+        Every static code (no time), patients in order.
+    n_static : ndarray of int64, shape (n_patients,), or None
+        Number of static codes of each patient; None means none for anybody.
     """
 
     codes: list
@@ -43,20 +63,218 @@ class FlatEHR:
     visit_ages: np.ndarray
     n_visits: np.ndarray
     index_age: np.ndarray
+    values: np.ndarray | None = None
+    static_codes: list = field(default_factory=list)
+    n_static: np.ndarray | None = None
 
     @property
     def n_patients(self) -> int:
         """Number of patients."""
         return len(self.n_visits)
 
+    @property
+    def static_counts(self) -> np.ndarray:
+        """Number of static codes of each patient, shape (n_patients,) (zeros without any)."""
+        if self.n_static is None:
+            return np.zeros(self.n_patients, dtype=np.int64)
+        return self.n_static
+
+    def cut(self, rows, n_keep) -> FlatEHR:
+        """The histories of ``rows``, each cut after its first ``n_keep`` visits.
+
+        The prediction time (``index_age``) and the static codes stay those of the
+        full row: a cut history is what was known at that visit about the same
+        prediction (used for landmark predictions under truncation).
+
+        Parameters
+        ----------
+        rows : array-like of int, shape (n,)
+            Patient positions (repeats allowed).
+        n_keep : array-like of int, shape (n,)
+            Visits to keep of each, ``1 <= n_keep <= n_visits[row]``.
+
+        Returns
+        -------
+        FlatEHR
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        n_keep = np.asarray(n_keep, dtype=np.int64)
+        if len(rows) and ((n_keep < 1) | (n_keep > self.n_visits[rows])).any():
+            raise ValueError("n_keep must be between 1 and the row's number of visits.")
+        visit_start = np.cumsum(self.n_visits) - self.n_visits
+        code_start = np.cumsum(self.visit_lengths) - self.visit_lengths
+        vis = np.repeat(visit_start[rows], n_keep) + _group_arange(n_keep)
+        lengths = self.visit_lengths[vis]
+        code_idx = np.repeat(code_start[vis], lengths) + _group_arange(lengths)
+        codes = np.asarray(self.codes, dtype=object)[code_idx].tolist()
+        n_static = None
+        static_codes: list = []
+        if self.n_static is not None:
+            static_start = np.cumsum(self.n_static) - self.n_static
+            n_static = self.n_static[rows]
+            static_idx = np.repeat(static_start[rows], n_static) + _group_arange(n_static)
+            static_codes = np.asarray(self.static_codes, dtype=object)[static_idx].tolist()
+        return FlatEHR(
+            codes=codes,
+            visit_lengths=lengths,
+            visit_ages=self.visit_ages[vis],
+            n_visits=n_keep,
+            index_age=self.index_age[rows],
+            values=None if self.values is None else self.values[code_idx],
+            static_codes=static_codes,
+            n_static=n_static,
+        )
+
+
+def _group_arange(counts: np.ndarray) -> np.ndarray:
+    """``concatenate([arange(c) for c in counts])`` without the Python loop."""
+    counts = np.asarray(counts, dtype=np.int64)
+    starts = np.cumsum(counts) - counts
+    return np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(starts, counts)
+
+
+def _plain(label):
+    # numpy scalars print as np.int64(1) under numpy 2; show the value the user typed
+    if isinstance(label, tuple):
+        return tuple(_plain(v) for v in label)
+    return label.item() if isinstance(label, np.generic) else label
+
 
 def _where(X: pd.DataFrame, row: int, column: str) -> str:
-    return f"X row {row} (index {X.index[row]!r}), column {column!r}"
+    return f"X row {row} (index {_plain(X.index[row])!r}), column {column!r}"
 
 
 def _is_sequence(value) -> bool:
     # Lists from Python, arrays from parquet / pyarrow round trips; strings are not sequences here.
     return isinstance(value, (list, tuple, np.ndarray, pd.Series))
+
+
+def _is_missing(value) -> bool:
+    """A cell that stands for "nothing here": None, NaN or pandas' NA."""
+    if value is None or value is pd.NA:
+        return True
+    return isinstance(value, (float, np.floating)) and bool(np.isnan(value))
+
+
+def _first_bad_code(X, column, codes, lengths, owner, what):
+    """Raise the error for the first non-string or empty code of a flat code list."""
+    bad = next((i for i, c in enumerate(codes) if type(c) is not str or c == ""), None)
+    if bad is None:
+        return
+    v = int(np.searchsorted(np.cumsum(lengths), bad, side="right"))
+    row, where = owner(v)
+    if isinstance(codes[bad], str):
+        raise ValueError(f"{_where(X, row, column)}: {where}holds an empty code.")
+    raise TypeError(
+        f"{_where(X, row, column)}: {where}holds {codes[bad]!r} of type "
+        f"{type(codes[bad]).__name__}; {what} must be strings."
+    )
+
+
+def _flatten_static(X) -> tuple[list, np.ndarray | None]:
+    """The ``static`` column as one flat code list and a count per row (None if absent)."""
+    if STATIC not in X.columns:
+        return [], None
+    cells = X[STATIC].tolist()
+    n_static = np.zeros(len(cells), dtype=np.int64)
+    for row, cell in enumerate(cells):
+        if _is_sequence(cell):
+            n_static[row] = len(cell)
+        elif not _is_missing(cell):
+            raise TypeError(
+                f"{_where(X, row, STATIC)}: expected a list of static codes (or None), got "
+                f"{type(cell).__name__} {cell!r}."
+            )
+    codes = list(chain.from_iterable(c for c in cells if _is_sequence(c)))
+    if not all(type(c) is str and c for c in codes):
+        _first_bad_code(X, STATIC, codes, np.ones(len(codes), dtype=np.int64),
+                        lambda i: (int(np.searchsorted(np.cumsum(n_static), i, side="right")), ""),
+                        "static codes")
+    return codes, n_static
+
+
+def _flatten_values(X, n_visits, visit_lengths, visit_patient, visit_start) -> np.ndarray | None:
+    """The ``values`` column as one float per code (NaN: none), or None if absent.
+
+    A missing cell (None / NaN) means no values for that row; a missing visit, none for
+    that visit. Otherwise each cell mirrors ``codes``: one list per visit, one number
+    (or None / NaN) per code.
+    """
+    if VALUES not in X.columns:
+        return None
+    cells = X[VALUES].tolist()
+    visits = []
+    for row, cell in enumerate(cells):
+        if _is_missing(cell):
+            start = int(visit_start[row])
+            visits.extend([np.nan] * int(n) for n in visit_lengths[start : start + n_visits[row]])
+            continue
+        if not _is_sequence(cell):
+            raise TypeError(
+                f"{_where(X, row, VALUES)}: expected a list of visits of numbers (parallel to "
+                f"{CODES!r}) or None, got {type(cell).__name__}."
+            )
+        if len(cell) != n_visits[row]:
+            raise ValueError(
+                f"{_where(X, row, VALUES)}: {len(cell)} visits of values for {n_visits[row]} "
+                f"visits in {CODES!r}; values must mirror codes visit by visit."
+            )
+        visits.extend(cell)
+    try:  # fast path: every visit a sequence of the right length
+        ok = np.array_equal(np.fromiter(map(len, visits), dtype=np.int64, count=len(visits)),
+                            visit_lengths)
+    except TypeError:  # a visit without a length (None, a number)
+        ok = False
+    if not ok:
+        _check_value_visits(X, visits, visit_lengths, visit_patient, visit_start)
+    flat = list(chain.from_iterable(visits))
+    # The common case (plain floats, NaN for none) converts in C; anything else takes
+    # the slow path, which also finds the offending cell.
+    try:
+        values = np.asarray(flat)
+    except (TypeError, ValueError):
+        values = np.asarray(flat, dtype=object)
+    if values.ndim != 1 or values.dtype.kind not in "fiu":
+        values = np.fromiter(
+            (_as_value(X, x, i, visit_lengths, visit_patient, visit_start) for i, x in enumerate(flat)),
+            dtype=np.float64, count=len(flat),
+        )
+    values = values.astype(np.float64, copy=False)
+    infinite = np.isinf(values)
+    if infinite.any():
+        _raise_at_code(X, int(np.argmax(infinite)), visit_lengths, visit_patient, visit_start,
+                       ValueError, f"value {values[np.argmax(infinite)]} is infinite; values "
+                       f"must be finite numbers (NaN for none).")
+    return values
+
+
+def _check_value_visits(X, visits, visit_lengths, visit_patient, visit_start) -> None:
+    """Replace missing visits by NaN lists in place; raise at the first malformed visit."""
+    for v, visit in enumerate(visits):
+        if _is_missing(visit):
+            visits[v] = [np.nan] * int(visit_lengths[v])
+        elif not _is_sequence(visit) or len(visit) != visit_lengths[v]:
+            row = int(visit_patient[v])
+            got = f"{len(visit)} values" if _is_sequence(visit) else f"a {type(visit).__name__}"
+            raise (ValueError if _is_sequence(visit) else TypeError)(
+                f"{_where(X, row, VALUES)}: visit {v - visit_start[row]} has {got} for "
+                f"{visit_lengths[v]} codes; each visit needs one number (or NaN) per code."
+            )
+
+
+def _raise_at_code(X, i, visit_lengths, visit_patient, visit_start, exc, message):
+    v = int(np.searchsorted(np.cumsum(visit_lengths), i, side="right"))
+    row = int(visit_patient[v])
+    raise exc(f"{_where(X, row, VALUES)}: visit {v - visit_start[row]}: {message}")
+
+
+def _as_value(X, x, i, visit_lengths, visit_patient, visit_start) -> float:
+    if _is_missing(x):
+        return np.nan
+    if isinstance(x, (numbers.Real, np.bool_)):
+        return float(x)
+    _raise_at_code(X, i, visit_lengths, visit_patient, visit_start, TypeError,
+                   f"value {x!r} of type {type(x).__name__} is not a number (use NaN for none).")
 
 
 def flatten_ehr(X) -> FlatEHR:
@@ -65,9 +283,13 @@ def flatten_ehr(X) -> FlatEHR:
     Parameters
     ----------
     X : pandas.DataFrame
-        One row per patient with columns ``codes`` (list of visits, each a non-empty
-        list of ``str`` codes, oldest first), ``ages`` (list of float, one per visit,
-        non-decreasing) and optionally ``index_age`` (float, at least the last visit's age).
+        One row per patient (or per patient and prediction time) with columns
+        ``codes`` (list of visits, each a non-empty list of ``str`` codes, oldest
+        first), ``ages`` (list of float, one per visit, non-decreasing) and optionally
+        ``index_age`` (float, at least the last visit's age), ``static`` (list of ``str``
+        codes without a time, or None) and ``values`` (parallel to ``codes``: per visit a
+        list with one number per code, NaN or None for none; None for the whole row).
+        Other columns are ignored; column order is free.
 
     Returns
     -------
@@ -79,9 +301,10 @@ def flatten_ehr(X) -> FlatEHR:
     TypeError
         If ``X`` is not a DataFrame, a cell has the wrong type, or a code is not a string.
     ValueError
-        For a missing column, an empty history or visit, ragged ``codes``/``ages``,
-        decreasing or non-finite ages, or an ``index_age`` before the last visit. The
-        message names the row and the column.
+        For a missing column, an empty history or visit, ragged ``codes``/``ages`` or
+        ``codes``/``values``, decreasing or non-finite ages, an ``index_age`` before the
+        last visit, an infinite value or an empty code. The message names the row and
+        the column.
     """
     if not isinstance(X, pd.DataFrame):
         raise TypeError(
@@ -131,20 +354,13 @@ def flatten_ehr(X) -> FlatEHR:
             )
     visit_lengths = np.fromiter(map(len, all_visits), dtype=np.int64, count=len(all_visits))
     codes = list(chain.from_iterable(all_visits))
-    if not all(type(c) is str for c in codes):
+    if not all(type(c) is str and c for c in codes):
         # Slow path only on error: locate the first offending code.
-        bad = next(i for i, c in enumerate(codes) if not isinstance(c, str))
-        v = int(np.searchsorted(np.cumsum(visit_lengths), bad, side="right"))
-        row = int(visit_patient[v])
-        raise TypeError(
-            f"{_where(X, row, CODES)}: visit {v - visit_start[row]} holds {codes[bad]!r} "
-            f"of type {type(codes[bad]).__name__}; codes must be strings."
-        )
-    if any(c == "" for c in codes):
-        bad = codes.index("")
-        v = int(np.searchsorted(np.cumsum(visit_lengths), bad, side="right"))
-        row = int(visit_patient[v])
-        raise ValueError(f"{_where(X, row, CODES)}: visit {v - visit_start[row]} holds an empty code.")
+        def owner(v):
+            row = int(visit_patient[v])
+            return row, f"visit {v - visit_start[row]} "
+
+        _first_bad_code(X, CODES, codes, visit_lengths, owner, "codes")
 
     try:
         visit_ages = np.fromiter(chain.from_iterable(ages_col), dtype=np.float64)
@@ -197,12 +413,17 @@ def flatten_ehr(X) -> FlatEHR:
     else:
         index_age = last_age.copy()
 
+    static_codes, n_static = _flatten_static(X)
+    values = _flatten_values(X, n_visits, visit_lengths, visit_patient, visit_start)
     return FlatEHR(
         codes=codes,
         visit_lengths=visit_lengths,
         visit_ages=visit_ages,
         n_visits=n_visits,
         index_age=index_age,
+        values=values,
+        static_codes=static_codes,
+        n_static=n_static,
     )
 
 
@@ -237,6 +458,58 @@ def check_ehr_frame(X, require_index_age: bool = False) -> pd.DataFrame:
     if require_index_age and INDEX_AGE not in X.columns:
         raise ValueError(f"X is missing the required column {INDEX_AGE!r}.")
     return X
+
+
+def ehr_columns(X) -> np.ndarray:
+    """The columns of ``X`` that the package reads, in the frame's order.
+
+    The estimators record these as ``feature_names_in_``: other columns are ignored,
+    at fit and at predict time, and the column order is free.
+
+    Parameters
+    ----------
+    X : pandas.DataFrame
+
+    Returns
+    -------
+    ndarray of object
+        The names among ``codes``, ``ages``, ``index_age``, ``static``, ``values``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> X = pd.DataFrame({"note": ["x"], "ages": [[50.0]], "codes": [[["A"]]]})
+    >>> ehr_columns(X).tolist()
+    ['ages', 'codes']
+    """
+    return np.array([c for c in X.columns if c in EHR_COLUMNS], dtype=object)
+
+
+def check_predict_columns(X, fitted_columns) -> None:
+    """Warn when an optional column seen at fit is absent at predict time.
+
+    A missing optional column is allowed (``index_age`` then defaults to the last
+    visit's age, ``static`` and ``values`` to none), but it changes the model's
+    inputs, so it is reported rather than silent.
+
+    Parameters
+    ----------
+    X : pandas.DataFrame
+        The prediction frame (validated elsewhere).
+    fitted_columns : array-like of str
+        ``feature_names_in_`` of the fitted estimator.
+    """
+    columns = getattr(X, "columns", ())
+    missing = [c for c in fitted_columns if c in OPTIONAL_COLUMNS and c not in columns]
+    if missing:
+        instead = {INDEX_AGE: "the prediction time is the last visit", STATIC: "no static codes",
+                   VALUES: "codes without values"}
+        warnings.warn(
+            f"X lacks the column(s) {missing} that the model was fitted with; predicting "
+            f"without them ({'; '.join(instead[c] for c in missing)}).",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def check_survival_y(y, n_samples: int | None = None, require_events: bool = True):

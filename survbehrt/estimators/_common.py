@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 
 import numpy as np
+import pandas as pd
 import torch
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 from sklearn.utils import check_random_state
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "resolve_device",
     "torch_threads",
     "validation_split",
+    "resolve_groups",
     "model_config",
 ]
 
@@ -50,9 +52,14 @@ def draw_seed(random_state) -> int:
 
 
 @contextlib.contextmanager
-def seeded_torch(seed: int):
-    """Seed torch inside the block without disturbing the caller's global RNG state."""
-    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+def seeded_torch(seed: int, device="cpu"):
+    """Seed torch inside the block without disturbing the caller's global RNG state.
+
+    The RNGs of the visible GPUs are forked only when ``device`` is not the CPU, so a
+    CPU fit makes no CUDA call.
+    """
+    on_cpu = str(resolve_device(device)).startswith("cpu")
+    devices = [] if on_cpu or not torch.cuda.is_available() else list(range(torch.cuda.device_count()))
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         yield
@@ -79,8 +86,12 @@ def resolve_device(device) -> str:
     return device
 
 
-def validation_split(n: int, fraction: float, seed: int, stratify=None):
+def validation_split(n: int, fraction: float, seed: int, stratify=None, groups=None):
     """Indices of a train / validation split, stratified on ``stratify`` when possible.
+
+    With ``groups`` (e.g. patient ids when a patient has several rows), the split is by
+    group: no group has rows on both sides (a stratified group split, taking one fold of
+    ``round(1 / fraction)`` as the validation rows).
 
     Returns ``(train_idx, valid_idx)``; ``valid_idx`` is empty when ``fraction == 0``.
     """
@@ -92,8 +103,56 @@ def validation_split(n: int, fraction: float, seed: int, stratify=None):
         _, counts = np.unique(stratify, return_counts=True)
         if len(counts) > 1 and counts.min() >= 2:
             strat = stratify
+    if groups is not None:
+        groups = np.asarray(groups)
+        n_groups = np.unique(groups).shape[0]
+        if n_groups < n:  # some group has several rows: split by group
+            n_splits = min(n_groups, max(2, int(round(1.0 / fraction))))
+            if n_splits < 2:
+                raise ValueError("a validation split by patient needs at least two patients")
+            splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+            labels = strat if strat is not None else np.zeros(n, dtype=int)
+            tr, va = next(splitter.split(idx, labels, groups))
+            return np.sort(tr), np.sort(va)
     tr, va = train_test_split(idx, test_size=fraction, random_state=seed, stratify=strat)
     return np.sort(tr), np.sort(va)
+
+
+def resolve_groups(X, groups, n: int):
+    """Patient groups of the rows: ``groups`` if given, else from X's index.
+
+    A MultiIndex with a level ``subject_id``, or one whose last level is
+    ``prediction_time`` (what :func:`survbehrt.data.from_events` makes, whatever the
+    subject column is called), gives the groups.
+
+    Parameters
+    ----------
+    X : pandas.DataFrame
+    groups : array-like of shape (n,) or None
+    n : int
+        Number of rows.
+
+    Returns
+    -------
+    ndarray of shape (n,) or None
+        None when every row is its own patient as far as we can tell.
+    """
+    if groups is None:
+        names = list(getattr(X.index, "names", []) or [])
+        if len(names) < 2:
+            return None
+        if "subject_id" in names:
+            groups = X.index.get_level_values("subject_id")
+        elif names[-1] == "prediction_time":  # from_events with another subject column
+            groups = X.index.get_level_values(0)
+        else:
+            return None
+    groups = np.asarray(groups)
+    if groups.shape != (n,):
+        raise ValueError(f"groups must have one entry per row of X ({n}), got shape {groups.shape}")
+    if pd.isna(groups).any():
+        raise ValueError(f"groups has missing values (row {int(np.flatnonzero(pd.isna(groups))[0])})")
+    return groups
 
 
 def model_config(estimator, tokenizer):
@@ -104,6 +163,7 @@ def model_config(estimator, tokenizer):
         vocab_size=tokenizer.vocab_size_,
         n_age_bins=tokenizer.n_age_bins_,
         n_time_bins=tokenizer.n_time_bins_,
+        n_value_bins=tokenizer.n_value_bins_,
         max_visits=tokenizer.max_visits_,
         max_position=int(tokenizer.max_length),
         embedding_dim=estimator.embedding_dim,
@@ -111,4 +171,5 @@ def model_config(estimator, tokenizer):
         num_heads=estimator.num_heads,
         ff_dim=estimator.ff_dim,
         dropout=estimator.dropout,
+        continuous_time=bool(getattr(estimator, "continuous_time", False)),
     )

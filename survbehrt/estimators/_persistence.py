@@ -12,9 +12,10 @@ file cannot run anything when it is read). It holds
   attributes), the arguments that rebuild its torch module, and the training history;
 - ``state_dict``: the module's weights (LoRA adapters included).
 
-Everything is read generically: parameters come from ``get_params``, fitted attributes
-are the public ``name_`` attributes, so an attribute added to an estimator, the
-tokenizer or the time grid is saved without touching this module. Values are encoded by
+Everything is read generically: parameters come from ``get_params``, the fitted state is
+every other instance attribute (``name_`` attributes and private lookup tables), so an
+attribute added to an estimator, the tokenizer or the time grid is saved without touching
+this module. Values are encoded by
 :func:`encode` (JSON types, tuples, dicts, numpy arrays with their dtype) and anything
 else is refused with a ``TypeError`` naming it, rather than pickled.
 
@@ -145,8 +146,13 @@ def decode(obj):
 
 
 def _fitted_attributes(obj) -> dict:
-    """The public fitted attributes (``name_``) of an estimator, as scikit-learn defines them."""
-    return {k: v for k, v in vars(obj).items() if k.endswith("_") and not k.startswith("_")}
+    """Everything an estimator holds besides its constructor parameters.
+
+    The fitted attributes (``name_``) and any private state derived in ``fit`` (e.g. the
+    tokenizer's lookup tables), so that the restored object works as the saved one.
+    """
+    params = obj.get_params(deep=False)
+    return {k: v for k, v in vars(obj).items() if k not in params}
 
 
 def _component_state(obj, where: str) -> dict:

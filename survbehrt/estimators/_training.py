@@ -214,10 +214,11 @@ class _LearnableOnly:
 
 
 class SurvivalNet(_LearnableOnly, NeuralNet):
-    """skorch net for discrete-time survival on visit-level hazards.
+    """skorch net for survival on visit-level hazards (piecewise-constant on a time grid).
 
     The module returns hazard logits ``(B, V, K)``; the targets ``y`` are a dict with
-    the grid bin ``bin`` and the in-grid event ``event`` of each patient.
+    each row's follow-up ``time`` (years after the prediction time), ``event`` and
+    patient ``group`` (rows of one group are never ranked against each other).
 
     Parameters
     ----------
@@ -227,7 +228,9 @@ class SurvivalNet(_LearnableOnly, NeuralNet):
         ``train_<name>`` / ``valid_<name>``.
     landmarks : {"last", "all"}, default="last"
         Train on each patient's last visit, or on every visit (each visit's hazards are
-        read as the risk after the prediction time given the history up to that visit).
+        read as the risk after the prediction time given the history up to that visit);
+        with ``"all"``, visits of truncated rows whose view depends on later visits
+        (``visit_complete`` False in the batch) are left out.
     **kwargs
         Passed to :class:`skorch.NeuralNet`.
     """
@@ -238,16 +241,25 @@ class SurvivalNet(_LearnableOnly, NeuralNet):
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         visit_mask = X["visit_mask"].to(y_pred.device)
-        bins = y_true["bin"].to(y_pred.device).long()
+        time = y_true["time"].to(y_pred.device)
         event = y_true["event"].to(y_pred.device)
+        groups = y_true["group"].to(y_pred.device).long()
         if self.landmarks == "all":
-            counts = visit_mask.sum(dim=1)
+            # every visit's hazards predict the same target (the outcome after the
+            # prediction time) from the history up to that visit
+            # [tokens: causal truncation] only visits whose view equals the history cut
+            # at them (always the last one); the others would see truncation set by
+            # later visits.
+            if "visit_complete" in X:
+                visit_mask = visit_mask & X["visit_complete"].to(y_pred.device)
             rows = y_pred[visit_mask]
-            bins = bins.repeat_interleave(counts)
+            counts = visit_mask.sum(dim=1)
+            time = time.repeat_interleave(counts)
             event = event.repeat_interleave(counts)
+            groups = groups.repeat_interleave(counts)
         else:
             rows = last_visit_rows(y_pred, visit_mask)
-        out = self.criterion_(rows, bins, event)
+        out = self.criterion_(rows, time, event, groups=groups)
         if isinstance(out, torch.Tensor):
             return out
         # a hybrid loss: log both parts so that one dominating the other shows in history
@@ -421,8 +433,8 @@ class ValidationConcordance(Callback):
             net.module_, ds.tokens, _last_visit_logits, self.batch_size, net.device
         )
         risk = np.asarray(risk_score(torch.from_numpy(logits)))
-        event = np.asarray(ds.targets["event_observed"], dtype=bool)
-        time = np.asarray(ds.targets["time_observed"], dtype=float)
+        event = np.asarray(ds.targets["event"], dtype=bool)
+        time = np.asarray(ds.targets["time"], dtype=float)
         if event.sum() == 0:
             cindex = float("nan")
         else:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 from skorch.callbacks import EarlyStopping
 from skorch.helper import predefined_split
 from skorch.history import History
 
 from ..data.tokenizer import EHRTokenizer
+from ..data.validation import check_predict_columns, ehr_columns, flatten_ehr
 from ..model import IGNORE_INDEX, OBJECTIVES, PATIENT_POOLING, BEHRTConfig, BEHRTPretrainingModule
 from ._common import (
     check_choice,
@@ -18,6 +19,7 @@ from ._common import (
     check_positive,
     draw_seed,
     model_config,
+    resolve_groups,
     seeded_torch,
     torch_threads,
     validation_split,
@@ -85,6 +87,10 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
         Tokens per patient; longer histories keep their most recent whole visits.
     min_frequency : int, default=1
         Codes seen fewer times in ``fit`` map to ``[UNK]``.
+    n_value_bins : int, default=10
+        Quantile bins per code for numeric values (a ``values`` column); 0 ignores them.
+    continuous_time : bool, default=True
+        Embed each token's exact age and log time-before-prediction beside the bins.
     lr : float, default=1e-3
         Peak AdamW learning rate (linear warm-up, cosine decay).
     weight_decay : float, default=0.01
@@ -140,6 +146,8 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
         dropout=0.1,
         max_length=256,
         min_frequency=1,
+        n_value_bins=10,
+        continuous_time=True,
         lr=1e-3,
         weight_decay=0.01,
         max_epochs=10,
@@ -163,6 +171,8 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
         self.dropout = dropout
         self.max_length = max_length
         self.min_frequency = min_frequency
+        self.n_value_bins = n_value_bins
+        self.continuous_time = continuous_time
         self.lr = lr
         self.weight_decay = weight_decay
         self.max_epochs = max_epochs
@@ -213,7 +223,7 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
             **net_arguments(self, seed, callbacks, train_split),
         )
 
-    def fit(self, X, y=None):
+    def fit(self, X, y=None, groups=None):
         """Pre-train the encoder on the histories of ``X``.
 
         Parameters
@@ -222,17 +232,25 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
             One row per patient (``codes``, ``ages``, optional ``index_age``).
         y : ignored
             Present for Pipeline compatibility.
+        groups : array-like of shape (n_samples,), optional
+            Patient of each row; the validation split keeps a patient on one side.
+            Default: the X index level ``subject_id`` when present.
 
         Returns
         -------
         self : BEHRTPretrainer
         """
         self._check_params()
-        tokenizer = EHRTokenizer(max_length=self.max_length, min_frequency=self.min_frequency)
-        tokens = tokenizer.fit_transform(X)
-        validate_data(self, X=X, skip_check_array=True, reset=True)
         seed = draw_seed(self.random_state)
-        train_idx, valid_idx = validation_split(len(X), self.validation_fraction, seed)
+        groups = resolve_groups(X, groups, len(X))
+        train_idx, valid_idx = validation_split(len(X), self.validation_fraction, seed,
+                                                groups=groups)
+        # the vocabulary comes from the rows that train, not from the validation rows
+        tokenizer = EHRTokenizer(max_length=self.max_length, min_frequency=self.min_frequency,
+                                 n_value_bins=self.n_value_bins)
+        tokens = tokenizer.fit(X.iloc[train_idx]).transform(X)
+        self.feature_names_in_ = ehr_columns(X)
+        self.n_features_in_ = len(self.feature_names_in_)
         mlm = self.objective in ("mlm", "both")
 
         def dataset(idx, offset, reseed):
@@ -240,7 +258,7 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
                                     seed=seed + offset, mlm=mlm, reseed_each_pass=reseed)
 
         valid = predefined_split(dataset(valid_idx, 1, True)) if len(valid_idx) else None
-        with torch_threads(self.n_threads), seeded_torch(seed):
+        with torch_threads(self.n_threads), seeded_torch(seed, self.device):
             module = BEHRTPretrainingModule(model_config(self, tokenizer), self.objective,
                                             cls_head=self.pooling == "cls")
             net = self._make_net(module, seed, valid, len(train_idx))
@@ -284,8 +302,9 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
                 "pooling='cls' needs a pretrainer fitted with pooling='cls': only then does "
                 "an objective train the [CLS] token. Refit, or use pooling='mean' or 'max'."
             )
-        validate_data(self, X=X, skip_check_array=True, reset=False)
-        tokens = self.tokenizer_.transform(X)
+        flat = flatten_ehr(X)  # extra columns and their order are free
+        check_predict_columns(X, getattr(self, "feature_names_in_", ()))
+        tokens = self.tokenizer_.transform_flat(flat)
         with torch_threads(self.n_threads):
             return batched_inference(self.module_, tokens, _PatientEmbedding(self.pooling),
                                      device=self.net_.device)

@@ -1,4 +1,4 @@
-"""``BEHRTSurvivalEstimator``: BEHRT discrete-time survival as a scikit-survival estimator."""
+"""``BEHRTSurvivalEstimator``: BEHRT survival (piecewise-constant hazards) as a scikit-survival estimator."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, clone
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 from skorch.callbacks import EarlyStopping
 from skorch.helper import predefined_split
 from skorch.history import History
@@ -18,16 +18,15 @@ from sksurv.metrics import concordance_index_censored
 
 from ..data.batching import EHRDataset
 from ..data.tokenizer import EHRTokenizer
-from ..data.validation import check_survival_y
-from ..losses import DiscreteTimeNLL, HybridSurvivalLoss, PairwiseRankingLoss
+from ..data.validation import check_predict_columns, check_survival_y, ehr_columns, flatten_ehr
+from ..losses import HybridSurvivalLoss, PairwiseRankingLoss, SurvivalNLL
 from ..model import BEHRTConfig, BEHRTSurvivalModule, apply_lora, configure_trainable
 from ..survival import (
     TimeGrid,
-    cumulative_hazard_from_logits,
     evaluate_on_times,
+    marginal_logits,
     risk_score,
-    step_functions,
-    survival_from_logits,
+    survival_curves,
 )
 from ._common import (
     check_choice,
@@ -35,6 +34,7 @@ from ._common import (
     check_positive,
     draw_seed,
     model_config,
+    resolve_groups,
     seeded_torch,
     torch_threads,
     validation_split,
@@ -56,6 +56,9 @@ STRATEGIES = ("full", "lora", "frozen")
 LOSSES = ("nll", "ranking", "hybrid")
 LANDMARKS = ("last", "all")
 EARLY_STOPPING = ("cindex", "loss", None)
+# Rows of earlier batches the ranking term compares each batch with: batches hold
+# histories of similar length, and without it short and long histories never meet.
+RANKING_MEMORY = 1024
 
 
 def _is_fitted_pretrainer(obj) -> bool:
@@ -63,7 +66,7 @@ def _is_fitted_pretrainer(obj) -> bool:
 
 
 class BEHRTSurvivalEstimator(BaseEstimator):
-    """BEHRT transformer for discrete-time survival on patient histories.
+    """BEHRT transformer for survival analysis on patient histories.
 
     Patients' visit sequences are tokenized (vocabulary from the training rows, or
     from ``pretrained``), encoded by a BEHRT transformer under a visit-causal mask,
@@ -79,7 +82,8 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         (plus the head); or only the hazard head. ``"lora"`` and ``"frozen"`` are
         meant for a ``pretrained`` encoder (a warning is issued without one).
     loss : {"nll", "ranking", "hybrid"}, default="hybrid"
-        Discrete-time negative log-likelihood (calibration), pairwise ranking loss
+        Negative log-likelihood of piecewise-constant hazards (calibration; exact
+        times inside the grid's intervals), pairwise ranking loss
         (discrimination), or ``nll + rank_weight * ranking``.
     rank_weight : float, default=0.2
         Weight of the ranking term in the hybrid loss.
@@ -92,6 +96,16 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         Train on each patient's last visit only, or on every visit (the hazards
         of visit ``t`` predict the outcome after the prediction time from the
         history up to ``t``: more supervision, same target).
+    wide : bool, default=True
+        Add the wide path: an additive, regularised term over the log counts of the
+        codes seen so far (static codes included) and the age at the prediction time
+        (linear and quadratic), learned jointly with the transformer (wide & deep), so
+        that the model can always fall back to what a Cox model on code counts does.
+        Its weights start at zero and share ``weight_decay``.
+    continuous_time : bool, default=True
+        Beside the age and time-before-prediction bins, embed each token's exact age
+        and log time-before-prediction (sinusoidal features, learned projection).
+        Ignored with ``pretrained`` (the pretrainer's architecture is used).
     pretrained : BEHRTPretrainer, str or path-like, optional
         A fitted :class:`~survbehrt.BEHRTPretrainer` (or a file it saved). Its
         vocabulary, architecture and encoder weights are used; the architecture
@@ -120,9 +134,15 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         Dropout of the embeddings, the transformer layers and the hazard head, in
         fine-tuning too (also with ``pretrained``).
     max_length : int, default=256
-        Tokens per patient; longer histories keep their most recent whole visits.
+        Tokens per patient; longer histories keep their most recent whole visits (the
+        prediction at the last visit sees the most history; landmark predictions stay
+        causal, see ``predict_visit_risks``). What is cut is counted in ``truncation_``
+        and warned about above 5 % of the rows.
     min_frequency : int, default=1
         Rarer codes map to ``[UNK]`` (ignored with ``pretrained``).
+    n_value_bins : int, default=10
+        Quantile bins per code for numeric values (a ``values`` column), learned from
+        the training rows; 0 ignores values (ignored with ``pretrained``).
     lr : float, default=1e-3
         Peak learning rate of AdamW (after linear warm-up; cosine decay after).
     weight_decay : float, default=0.01
@@ -158,8 +178,11 @@ class BEHRTSurvivalEstimator(BaseEstimator):
     time_grid_ : TimeGrid
         The fitted grid; ``time_grid_.cuts_`` are its edges.
     unique_times_ : ndarray
-        Sorted unique event times of the training data; the columns of
+        Sorted unique observed times (events and censorings) of the training rows,
+        as in scikit-survival's estimators; the columns of
         ``predict_survival_function(X, return_array=True)``.
+    is_event_time_ : ndarray of bool
+        Whether each of ``unique_times_`` is the time of at least one event.
     net_ : SurvivalNet
         The fitted skorch net; ``net_.module_`` the torch module.
     history_ : skorch.History
@@ -170,7 +193,13 @@ class BEHRTSurvivalEstimator(BaseEstimator):
     n_params_ : int
         All parameters of the module (LoRA adapters included).
     feature_names_in_ : ndarray of str
-        Columns of ``X`` seen in ``fit``.
+        The columns of ``X`` the model reads (among ``codes``, ``ages``,
+        ``index_age``, ``static``, ``values``) seen in ``fit``; other columns are
+        ignored at fit and predict time, and the column order is free.
+    truncation_ : dict
+        What truncation to ``max_length`` cut from the training rows:
+        ``rows``, ``truncated_rows``, ``tokens``, ``truncated_tokens`` and the shares
+        (see :meth:`~survbehrt.data.TokenizedEHR.truncation`).
 
     Examples
     --------
@@ -195,6 +224,8 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         rank_sigma=0.1,
         time_bins=20,
         landmarks="last",
+        wide=True,
+        continuous_time=True,
         pretrained=None,
         lora_rank=8,
         lora_alpha=16,
@@ -208,6 +239,7 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         dropout=0.1,
         max_length=256,
         min_frequency=1,
+        n_value_bins=10,
         lr=1e-3,
         weight_decay=0.01,
         max_epochs=20,
@@ -228,6 +260,8 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         self.rank_sigma = rank_sigma
         self.time_bins = time_bins
         self.landmarks = landmarks
+        self.wide = wide
+        self.continuous_time = continuous_time
         self.pretrained = pretrained
         self.lora_rank = lora_rank
         self.lora_alpha = lora_alpha
@@ -241,6 +275,7 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         self.dropout = dropout
         self.max_length = max_length
         self.min_frequency = min_frequency
+        self.n_value_bins = n_value_bins
         self.lr = lr
         self.weight_decay = weight_decay
         self.max_epochs = max_epochs
@@ -353,12 +388,13 @@ class BEHRTSurvivalEstimator(BaseEstimator):
             )
         return pre
 
-    def _make_criterion(self):
+    def _make_criterion(self, cuts):
         if self.loss == "nll":
-            return DiscreteTimeNLL()
+            return SurvivalNLL(cuts)
         if self.loss == "ranking":
-            return PairwiseRankingLoss(sigma=self.rank_sigma)
-        return HybridSurvivalLoss(rank_weight=self.rank_weight, sigma=self.rank_sigma)
+            return PairwiseRankingLoss(cuts, sigma=self.rank_sigma, memory_size=RANKING_MEMORY)
+        return HybridSurvivalLoss(cuts, rank_weight=self.rank_weight, sigma=self.rank_sigma,
+                                  memory_size=RANKING_MEMORY)
 
     def _callbacks(self, n_train: int, has_valid: bool):
         parts = ("nll", "ranking") if self.loss == "hybrid" else ()
@@ -381,13 +417,14 @@ class BEHRTSurvivalEstimator(BaseEstimator):
             )))
         return callbacks + progress_callbacks(self.verbose)
 
-    def _build_module(self, config, n_bins, encoder_state=None):
+    def _build_module(self, config, n_bins, encoder_state=None, **module_kwargs):
         """The survival module for ``strategy``: encoder (from ``encoder_state``), LoRA, head.
 
         Shared by ``fit`` and ``load`` so that a saved state dict fits the module exactly.
-        Returns the module and its parameter counts (``configure_trainable``).
+        ``module_kwargs`` go to :class:`~survbehrt.model.BEHRTSurvivalModule`. Returns the
+        module and its parameter counts (``configure_trainable``).
         """
-        module = BEHRTSurvivalModule(config, n_bins)
+        module = BEHRTSurvivalModule(config, n_bins, **module_kwargs)
         if encoder_state is not None:
             module.encoder.load_state_dict(encoder_state)
         if self.strategy == "lora":
@@ -398,10 +435,10 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         counts = configure_trainable(module, self.strategy, train_embeddings=self.train_embeddings)
         return module, counts
 
-    def _make_net(self, module, seed, n_train=1, valid_ds=None):
+    def _make_net(self, module, cuts, seed, n_train=1, valid_ds=None):
         return SurvivalNet(
             module=module,
-            criterion=self._make_criterion(),
+            criterion=self._make_criterion(cuts),
             landmarks=self.landmarks,
             **net_arguments(
                 self, seed, self._callbacks(n_train, valid_ds is not None),
@@ -409,16 +446,25 @@ class BEHRTSurvivalEstimator(BaseEstimator):
             ),
         )
 
-    def fit(self, X, y):
+    def fit(self, X, y, groups=None):
         """Fit the model.
 
         Parameters
         ----------
         X : pandas.DataFrame
-            One row per patient: ``codes``, ``ages`` and optionally ``index_age``.
+            One row per patient (or per patient and prediction time): ``codes``,
+            ``ages`` and optionally ``index_age``, ``static``, ``values``; other columns
+            are ignored.
         y : structured ndarray, shape (n_samples,)
             Event indicator and time (years after the prediction time), as
             ``sksurv.util.Surv.from_arrays(event, time)`` makes it.
+        groups : array-like of shape (n_samples,), optional
+            Patient of each row, when a patient has several rows (prediction
+            times). The internal validation split keeps each patient on one
+            side, and the ranking term never compares a patient with itself.
+            Default: the X index level ``subject_id`` when X has a MultiIndex
+            with one (as :func:`survbehrt.data.from_events` makes it), else one
+            patient per row.
 
         Returns
         -------
@@ -426,14 +472,24 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         """
         self._check_params()
         pre = self._resolve_pretrained()
+        event, time = check_survival_y(y, n_samples=len(X), require_events=True)
+        groups = resolve_groups(X, groups, len(X))
+        seed = draw_seed(self.random_state)
+        # Split first: the vocabulary and the time grid are learned from the rows that
+        # train, never from the early-stopping rows.
+        train_idx, valid_idx = validation_split(
+            len(X), self.validation_fraction, seed, stratify=event, groups=groups
+        )
         if pre is not None:
             tokenizer = pre.tokenizer_
+            # validates X (errors name the row and column); the tokenizer trusts it afterwards
+            tokens = tokenizer.transform(X)
         else:
-            tokenizer = EHRTokenizer(max_length=self.max_length, min_frequency=self.min_frequency)
-        # validates X (errors name the row and column); the tokenizer trusts it afterwards
-        tokens = tokenizer.fit_transform(X) if pre is None else tokenizer.transform(X)
-        event, time = check_survival_y(y, n_samples=len(X), require_events=True)
-        validate_data(self, X=X, skip_check_array=True, reset=True)
+            tokenizer = EHRTokenizer(max_length=self.max_length, min_frequency=self.min_frequency,
+                                     n_value_bins=self.n_value_bins)
+            tokens = tokenizer.fit(X.iloc[train_idx]).transform(X)
+        self.feature_names_in_ = ehr_columns(X)
+        self.n_features_in_ = len(self.feature_names_in_)
         if pre is None and self.strategy != "full":
             warnings.warn(
                 f"strategy={self.strategy!r} without `pretrained` adapts a randomly initialised "
@@ -441,12 +497,12 @@ class BEHRTSurvivalEstimator(BaseEstimator):
                 UserWarning,
                 stacklevel=2,
             )
-        grid = TimeGrid(time_bins=self.time_bins).fit(y)
-        bins, event_in_grid = grid.transform(time, event)
-        seed = draw_seed(self.random_state)
-
-        train_idx, valid_idx = validation_split(len(X), self.validation_fraction, seed, stratify=event)
-        targets = {"bin": bins, "event": event_in_grid, "event_observed": event, "time_observed": time}
+        if not event[train_idx].any():
+            raise ValueError("the training rows (after the validation split) hold no events")
+        grid = TimeGrid(time_bins=self.time_bins).fit(y[train_idx])
+        group_ids = (np.arange(len(X)) if groups is None
+                     else np.unique(groups, return_inverse=True)[1].reshape(-1))
+        targets = {"time": time, "event": event, "group": group_ids}
 
         def dataset(idx):
             return EHRDataset(tokens.subset(idx), {k: v[idx] for k, v in targets.items()})
@@ -454,22 +510,34 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         train_ds = dataset(train_idx)
         valid_ds = dataset(valid_idx) if len(valid_idx) else None
 
-        with torch_threads(self.n_threads), seeded_torch(seed):
+        with torch_threads(self.n_threads), seeded_torch(seed, self.device):
             if pre is not None:
                 # dropout is a fine-tuning setting, not architecture: it applies here too
                 config = dataclasses.replace(pre.module_.encoder.config, dropout=self.dropout)
             else:
                 config = model_config(self, tokenizer)
+            train_age = tokens.index_age[train_idx].astype(float)
             module, counts = self._build_module(
-                config, grid.n_bins_, None if pre is None else pre.encoder_state_dict()
+                config, grid.n_bins_, None if pre is None else pre.encoder_state_dict(),
+                wide=self.wide, age_mean=float(train_age.mean()),
+                age_scale=float(max(train_age.std(), 1.0)),
             )
-            net = self._make_net(module, seed, len(train_idx), valid_ds)
+            # start every patient at the population's curve (the no-covariate fit)
+            module.head.output.bias.data.copy_(torch.as_tensor(
+                marginal_logits(time[train_idx], event[train_idx], grid.cuts_)))
+            net = self._make_net(module, grid.cuts_, seed, len(train_idx), valid_ds)
             net.fit(train_ds, y=None)
 
         self.tokenizer_ = tokenizer
         self.vocabulary_ = tokenizer.vocabulary_
+        self.truncation_ = tokens.truncation()
         self.time_grid_ = grid
-        self.unique_times_ = np.unique(time[event])
+        # as scikit-survival's estimators: every observed training time, events flagged
+        self.unique_times_ = np.unique(time[train_idx])
+        is_event = np.zeros(len(self.unique_times_), dtype=bool)
+        pos = np.searchsorted(self.unique_times_, time[train_idx][event[train_idx]])
+        is_event[pos] = True
+        self.is_event_time_ = is_event
         self.net_ = net
         self.history_ = net.history
         self.n_trainable_params_ = counts["trainable"]
@@ -478,10 +546,17 @@ class BEHRTSurvivalEstimator(BaseEstimator):
 
     # ------------------------------------------------------------------ prediction
 
-    def _tokens(self, X):
+    def _flat(self, X):
+        # Only the known columns matter: extra columns and their order are free, and a
+        # missing optional column is allowed (with a warning) -- no sklearn name check.
         check_is_fitted(self, "net_")
-        validate_data(self, X=X, skip_check_array=True, reset=False)
-        return self.tokenizer_.transform(X)
+        flat = flatten_ehr(X)
+        check_predict_columns(X, self.feature_names_in_)
+        return flat
+
+    def _tokens(self, X):
+        flat = self._flat(X)  # checks that the estimator is fitted first
+        return self.tokenizer_.transform_flat(flat)
 
     def _last_visit_logits(self, X) -> np.ndarray:
         tokens = self._tokens(X)
@@ -519,10 +594,11 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         Returns
         -------
         ndarray of sksurv.functions.StepFunction, shape (n_samples,), or ndarray of float
-            Step functions defined on ``[0, largest training time]``.
+            :class:`~survbehrt.survival.SurvivalCurve` objects (scikit-survival step
+            functions that are exact between knots: the survival of piecewise-constant
+            hazards, continuous in time) on ``[0, largest training time]``.
         """
-        values = survival_from_logits(self._last_visit_logits(X))
-        return self._as_functions(values, "survival", return_array)
+        return self._as_functions(self._last_visit_logits(X), "survival", return_array)
 
     def predict_cumulative_hazard_function(self, X, return_array=False):
         """Cumulative hazard functions ``H(t) = -log S(t)`` of the patients.
@@ -536,21 +612,27 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         Returns
         -------
         ndarray of sksurv.functions.StepFunction, shape (n_samples,), or ndarray of float
+            Continuous, piecewise-linear curves (:class:`~survbehrt.survival.SurvivalCurve`).
         """
-        values = cumulative_hazard_from_logits(self._last_visit_logits(X))
-        return self._as_functions(values, "cumhaz", return_array)
+        return self._as_functions(self._last_visit_logits(X), "cumhaz", return_array)
 
-    def _as_functions(self, values, kind, return_array):
+    def _as_functions(self, logits, kind, return_array):
         grid = self.time_grid_
         if return_array:
-            return evaluate_on_times(values, grid.cuts_, self.unique_times_, kind=kind)
-        return step_functions(values, grid.cuts_, grid.max_time_, kind=kind)
+            return evaluate_on_times(logits, grid.cuts_, self.unique_times_, kind=kind)
+        return survival_curves(logits, grid.cuts_, grid.max_time_, kind=kind)
 
     def predict_visit_risks(self, X):
-        """Risk score at every visit (landmark predictions), for risk trajectories.
+        """Risk score at every kept visit (landmark predictions), for risk trajectories.
 
-        Under the visit-causal mask, the risk at visit ``t`` uses only visits up to
-        ``t``. Visits dropped by truncation to ``max_length`` are absent.
+        The risk at visit ``t`` is the prediction from the history up to ``t`` with the
+        same prediction time: it never depends on later visits. Under the visit-causal
+        mask that holds for every visit of a row that fits in ``max_length``. For a
+        truncated row, the visits whose view in the kept sequence differs from the
+        history cut at them (``TokenizedEHR.visit_complete`` False) are predicted from
+        that cut history, tokenized on its own, so that ``predict_visit_risks(X)[i][t]``
+        equals ``predict`` on row ``i`` cut after visit ``t``. Visits dropped by
+        truncation are absent.
 
         Parameters
         ----------
@@ -559,9 +641,11 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         Returns
         -------
         list of ndarray
-            One array per patient, a risk per kept visit (oldest first).
+            One array per patient, a risk per kept visit (oldest first); the first kept
+            visit of row ``i`` is its visit ``len(X["codes"].iloc[i]) - len(result[i])``.
         """
-        tokens = self._tokens(X)
+        flat = self._flat(X)
+        tokens = self.tokenizer_.transform_flat(flat)
         width = int(tokens.n_visits.max())
 
         def visit_risks(module, batch):
@@ -570,7 +654,21 @@ class BEHRTSurvivalEstimator(BaseEstimator):
 
         with torch_threads(self.n_threads):
             risks = batched_inference(self.net_.module_, tokens, visit_risks, device=self.net_.device)
-        return [risks[i, :n] for i, n in enumerate(tokens.n_visits)]
+            out = [risks[i, :n].copy() for i, n in enumerate(tokens.n_visits)]
+            incomplete = np.flatnonzero(~tokens.visit_complete)
+            if len(incomplete):
+                # history cut at each such visit, same prediction time, read at its last visit
+                row = np.repeat(np.arange(len(tokens)), tokens.n_visits)[incomplete]
+                kept = incomplete - tokens.visit_offsets[row]
+                cut = self.tokenizer_.transform_flat(
+                    flat.cut(row, tokens.dropped_visits[row] + kept + 1), warn=False
+                )
+                logits = batched_inference(
+                    self.net_.module_, cut, _last_visit_logits, device=self.net_.device
+                )
+                for i, j, r in zip(row, kept, np.asarray(risk_score(logits), dtype=risks.dtype)):
+                    out[i][j] = r
+        return out
 
     # ------------------------------------------------------------------ persistence
 
@@ -611,7 +709,9 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         module = self.net_.module_
         write_estimator(
             self, path, module,
-            module_args={"config": module.config.to_dict(), "n_bins": int(module.head.num_bins)},
+            # the wide term's age centring is a buffer: the state dict restores it
+            module_args={"config": module.config.to_dict(), "n_bins": int(module.head.num_bins),
+                         "wide": module.wide is not None},
             skip=("net_", "module_", "history_", "vocabulary_"),
         )
 
@@ -642,14 +742,15 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         est = cls(**dict(saved.params, device=device))
         args = saved.module
         with seeded_torch(0):  # building the module must not move the caller's torch RNG
-            module, _ = est._build_module(BEHRTConfig(**args["config"]), args["n_bins"])
+            module, _ = est._build_module(BEHRTConfig(**args["config"]), args["n_bins"],
+                                          wide=args["wide"])
         module.load_state_dict(saved.state_dict)
-        net = est._make_net(module, seed=0)
-        net.initialize()
-        net.history = History(saved.history)
         est.tokenizer_ = saved.component("tokenizer_", EHRTokenizer)
         est.vocabulary_ = est.tokenizer_.vocabulary_
         est.time_grid_ = saved.component("time_grid_", TimeGrid)
+        net = est._make_net(module, est.time_grid_.cuts_, seed=0)
+        net.initialize()
+        net.history = History(saved.history)
         est.net_ = net
         est.history_ = net.history
         for name, value in saved.attributes.items():

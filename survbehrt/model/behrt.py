@@ -12,12 +12,13 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from .config import PAD_ID, BEHRTConfig, as_config
+from .config import N_SPECIAL, PAD_ID, BEHRTConfig, as_config
 from .embeddings import BEHRTEmbeddings
 from .encoder import TransformerEncoderLayer, build_attention_mask
 from .heads import HazardHead, MLMHead, NextVisitHead
 from .lora import LoRALinear, merge_lora
 from .pooling import PATIENT_POOLING, code_token_mask, pool_patient, pool_visits
+from .wide import WideTerm
 
 __all__ = [
     "OBJECTIVES",
@@ -133,6 +134,9 @@ class BEHRTEncoder(nn.Module):
         time_bins: Tensor | None = None,
         attention_mask: Tensor | None = None,
         causal: bool = False,
+        value_bins: Tensor | None = None,
+        index_age: Tensor | None = None,
+        visit_times: Tensor | None = None,
         **kwargs: Any,
     ) -> Tensor:
         """Contextual token representations.
@@ -147,6 +151,11 @@ class BEHRTEncoder(nn.Module):
         causal : bool, default=False
             Visit-causal attention (a token sees its own and earlier visits only)
             instead of bidirectional.
+        value_bins : torch.Tensor of shape (B, L), optional
+            Value bin of each token (0 = no value), embedded when the configuration
+            has ``n_value_bins > 0``.
+        index_age, visit_times : torch.Tensor, optional
+            ``(B,)`` and ``(B, V)``: used when ``config.continuous_time``.
         **kwargs
             Other batch keys, ignored.
 
@@ -157,7 +166,8 @@ class BEHRTEncoder(nn.Module):
             meaningless.
         """
         attention_mask = _bool_mask(codes, attention_mask)
-        x = self.embeddings(codes, age_bins, visits, positions, time_bins)
+        x = self.embeddings(codes, age_bins, visits, positions, time_bins, value_bins,
+                            index_age=index_age, visit_times=visit_times)
         attn_mask = build_attention_mask(attention_mask, visits, causal)  # once per forward
         for layer in self.layers:
             x = layer(x, attn_mask)
@@ -174,13 +184,22 @@ class BEHRTEncoder(nn.Module):
         causal: bool = False,
         visit_mask: Tensor | None = None,
         num_visits: int | None = None,
+        value_bins: Tensor | None = None,
+        index_age: Tensor | None = None,
+        visit_times: Tensor | None = None,
         **kwargs: Any,
     ) -> tuple[Tensor, Tensor]:
-        """Mean of each visit's code tokens (specials and padding excluded).
+        """Mean of each visit's code tokens (specials, static codes and padding excluded).
+
+        Static codes (age bin 0) are not pooled into visit 0: a visit's representation
+        describes its own events, and the static codes reach every visit through
+        attention (they belong to visit 0, which every visit sees).
 
         Parameters
         ----------
-        codes, age_bins, visits, positions, time_bins, attention_mask, causal
+        codes, age_bins, visits, positions, time_bins, attention_mask, causal, value_bins
+            As in :meth:`forward`.
+        index_age, visit_times : torch.Tensor, optional
             As in :meth:`forward`.
         visit_mask : torch.Tensor of shape (B, V), optional
             Only its width is used, as the number of visit slots.
@@ -198,12 +217,13 @@ class BEHRTEncoder(nn.Module):
             True for visits that had at least one code token.
         """
         attention_mask = _bool_mask(codes, attention_mask)
-        hidden = self(codes, age_bins, visits, positions, time_bins, attention_mask, causal)
+        hidden = self(codes, age_bins, visits, positions, time_bins, attention_mask, causal,
+                      value_bins=value_bins, index_age=index_age, visit_times=visit_times)
         if num_visits is None and visit_mask is not None:
             num_visits = visit_mask.shape[1]
         # [UNK] tokens count: a code unseen in training still marks a visit (and carries
         # its age and timing); excluding them would leave an all-unknown visit empty.
-        token_mask = code_token_mask(codes, attention_mask, include_unknown=True)
+        token_mask = code_token_mask(codes, attention_mask, include_unknown=True, age_bins=age_bins)
         return pool_visits(hidden, visits, token_mask, num_visits)
 
     def patient_embedding(
@@ -214,6 +234,7 @@ class BEHRTEncoder(nn.Module):
         positions: Tensor,
         time_bins: Tensor | None = None,
         attention_mask: Tensor | None = None,
+        value_bins: Tensor | None = None,
         pooling: str = "mean",
         **kwargs: Any,
     ) -> Tensor:
@@ -221,7 +242,7 @@ class BEHRTEncoder(nn.Module):
 
         Parameters
         ----------
-        codes, age_bins, visits, positions, time_bins, attention_mask
+        codes, age_bins, visits, positions, time_bins, attention_mask, value_bins
             As in :meth:`forward`; the first token of every row is ``[CLS]`` (as the
             tokenizer writes it).
         pooling : {"mean", "max", "cls"}, default="mean"
@@ -240,10 +261,13 @@ class BEHRTEncoder(nn.Module):
         if pooling not in PATIENT_POOLING:
             raise ValueError(f"pooling must be one of {list(PATIENT_POOLING)}, got {pooling!r}")
         if pooling == "cls":
-            hidden = self(codes, age_bins, visits, positions, time_bins, attention_mask, causal=False)
+            hidden = self(codes, age_bins, visits, positions, time_bins, attention_mask, causal=False,
+                          value_bins=value_bins, index_age=kwargs.get("index_age"),
+                          visit_times=kwargs.get("visit_times"))
             return hidden[:, 0]
         reps, mask = self.visit_representations(
-            codes, age_bins, visits, positions, time_bins, attention_mask, causal=False
+            codes, age_bins, visits, positions, time_bins, attention_mask, causal=False,
+            value_bins=value_bins, index_age=kwargs.get("index_age"), visit_times=kwargs.get("visit_times"),
         )
         return pool_patient(reps, mask, pooling)
 
@@ -256,7 +280,7 @@ def _plain_state_dict(encoder: nn.Module) -> dict[str, Tensor]:
 
 
 class BEHRTSurvivalModule(nn.Module):
-    """BEHRT with a discrete-time hazard head on visit-causal visit representations.
+    """BEHRT with a piecewise-constant hazard head on visit-causal visit representations.
 
     Each visit ``t`` sees only itself and earlier visits, so ``logits[:, t]`` is
     the hazard curve of a prediction made at visit ``t`` (no look into the future).
@@ -276,11 +300,17 @@ class BEHRTSurvivalModule(nn.Module):
         Hidden width of the hazard MLP; default ``embedding_dim // 2``.
     head_dropout : float, optional
         Dropout in the hazard MLP; default ``config.dropout``.
+    wide : bool, default=False
+        Add the wide path (:class:`~survbehrt.model.wide.WideTerm`): an additive
+        log-count and age-at-prediction term on every visit's logits.
+    age_mean, age_scale : float, default=60.0, 15.0
+        Standardisation of the age at prediction for the wide path.
 
     Attributes
     ----------
     encoder : BEHRTEncoder
     head : HazardHead
+    wide : WideTerm or None
     """
 
     def __init__(
@@ -290,6 +320,9 @@ class BEHRTSurvivalModule(nn.Module):
         encoder_state_dict: Mapping[str, Tensor] | None = None,
         head_hidden_dim: int | None = None,
         head_dropout: float | None = None,
+        wide: bool = False,
+        age_mean: float = 60.0,
+        age_scale: float = 15.0,
     ) -> None:
         super().__init__()
         config = as_config(config)
@@ -307,6 +340,8 @@ class BEHRTSurvivalModule(nn.Module):
         # than PyTorch's default Kaiming init.
         for m in self.head.modules():
             init_weights(m, config.initializer_range)
+        self.wide = (WideTerm(config.vocab_size, N_SPECIAL, age_mean, age_scale)
+                     if wide else None)
 
     @property
     def config(self) -> BEHRTConfig:
@@ -359,18 +394,20 @@ class BEHRTSurvivalModule(nn.Module):
         time_bins: Tensor | None = None,
         attention_mask: Tensor | None = None,
         visit_mask: Tensor | None = None,
+        value_bins: Tensor | None = None,
         **kwargs: Any,
     ) -> Tensor:
         """Hazard logits of every visit.
 
         Parameters
         ----------
-        codes, age_bins, visits, positions, time_bins, attention_mask : torch.Tensor
-            Batch tensors of shape ``(B, L)``.
+        codes, age_bins, visits, positions, time_bins, attention_mask, value_bins : torch.Tensor
+            Batch tensors of shape ``(B, L)`` (``value_bins`` optional).
         visit_mask : torch.Tensor of shape (B, V), optional
             Fixes the number of visit slots ``V``.
         **kwargs
-            Other batch keys (``visit_times``, ...), ignored.
+            Other batch keys; ``index_age`` and ``visit_times`` are used by the
+            continuous time encoding and the wide path.
 
         Returns
         -------
@@ -386,8 +423,14 @@ class BEHRTSurvivalModule(nn.Module):
             attention_mask,
             causal=True,
             visit_mask=visit_mask,
+            value_bins=value_bins,
+            index_age=kwargs.get("index_age"), visit_times=kwargs.get("visit_times"),
         )
-        return self.head(reps)
+        logits = self.head(reps)
+        if self.wide is not None:
+            logits = logits + self.wide(codes, visits, _bool_mask(codes, attention_mask),
+                                        logits.shape[1], kwargs.get("index_age"))[..., None]
+        return logits
 
 
 class BEHRTPretrainingModule(nn.Module):
@@ -475,6 +518,7 @@ class BEHRTPretrainingModule(nn.Module):
         attention_mask: Tensor | None = None,
         visit_mask: Tensor | None = None,
         masked_codes: Tensor | None = None,
+        value_bins: Tensor | None = None,
         **kwargs: Any,
     ) -> dict[str, Tensor]:
         """Pre-training logits.
@@ -489,6 +533,10 @@ class BEHRTPretrainingModule(nn.Module):
             MLM input (``mask_tokens(codes, ...)[0]``). When None, the MLM pass
             reads ``codes`` as given (pass already-masked ``codes`` with
             ``objective="mlm"``, or nothing at inference).
+        value_bins : torch.Tensor of shape (B, L), optional
+            Value bins; in the MLM pass they are dropped (set to 0) wherever
+            ``masked_codes`` differs from ``codes``, so a masked code's value does not
+            hint at the code.
         **kwargs
             Other batch keys (``mlm_labels``, ...), ignored.
 
@@ -503,14 +551,20 @@ class BEHRTPretrainingModule(nn.Module):
         hidden = None
         if self.mlm_head is not None:
             mlm_input = codes if masked_codes is None else masked_codes
+            mlm_values = value_bins
+            if value_bins is not None and masked_codes is not None:
+                mlm_values = value_bins.masked_fill(masked_codes != codes, 0)
             hidden = self.encoder(
-                mlm_input, age_bins, visits, positions, time_bins, attention_mask, causal=False
+                mlm_input, age_bins, visits, positions, time_bins, attention_mask, causal=False,
+                value_bins=mlm_values, index_age=kwargs.get("index_age"), visit_times=kwargs.get("visit_times"),
             )
             out["mlm_logits"] = self.mlm_head(hidden)
         if self.cls_head is not None:
             if hidden is None:  # no MLM pass to share: a bidirectional pass of its own
                 hidden = self.encoder(
-                    codes, age_bins, visits, positions, time_bins, attention_mask, causal=False
+                    codes, age_bins, visits, positions, time_bins, attention_mask, causal=False,
+                    value_bins=value_bins, index_age=kwargs.get("index_age"),
+                    visit_times=kwargs.get("visit_times"),
                 )
             out["cls_logits"] = self.cls_head(hidden[:, 0])
         if self.next_visit_head is not None:
@@ -523,6 +577,8 @@ class BEHRTPretrainingModule(nn.Module):
                 attention_mask,
                 causal=True,
                 visit_mask=visit_mask,
+                value_bins=value_bins,
+                index_age=kwargs.get("index_age"), visit_times=kwargs.get("visit_times"),
             )
             out["next_visit_logits"] = self.next_visit_head(reps)
         return out

@@ -59,6 +59,10 @@ class BEHRTConfig:
         Size of the age-bin table, padding id 0 included.
     n_time_bins : int, default=32
         Size of the time-before-prediction bin table, padding id 0 included.
+    n_value_bins : int, default=0
+        Number of value bins of numeric values (``TokenizedEHR.value_bins``); the
+        value-bin table has ``n_value_bins + 1`` rows, row 0 ("no value") zero. 0: no
+        table, values are ignored (and configurations saved before it existed load as such).
     max_visits : int, default=512
         Size of the visit-index table.
     max_position : int, default=512
@@ -85,6 +89,10 @@ class BEHRTConfig:
     use_time_embedding : bool, default=True
         Add an embedding of ``time_bins`` (time from the visit to the prediction
         time) so that recency is visible to the model.
+    continuous_time : bool, default=False
+        Also add a projection of a sinusoidal encoding of each token's exact age and
+        log time-before-prediction (:class:`~survbehrt.model.time_encoding.ContinuousTimeEncoding`);
+        needs ``index_age`` and ``visit_times`` in the batch.
     tie_mlm_weights : bool, default=True
         Tie the MLM decoder weight to the code embedding table.
     layer_norm_eps : float, default=1e-5
@@ -103,6 +111,7 @@ class BEHRTConfig:
     vocab_size: int
     n_age_bins: int = 128
     n_time_bins: int = 32
+    n_value_bins: int = 0
     max_visits: int = 512
     max_position: int = 512
     embedding_dim: int = 128
@@ -114,6 +123,7 @@ class BEHRTConfig:
     norm_first: bool = True
     position_embedding: str = "learned"
     use_time_embedding: bool = True
+    continuous_time: bool = False
     tie_mlm_weights: bool = True
     layer_norm_eps: float = 1e-5
     initializer_range: float = 0.02
@@ -143,6 +153,7 @@ class BEHRTConfig:
             "ff_dim",
         ):
             setattr(self, name, _check_int(name, getattr(self, name), minimum=1))
+        self.n_value_bins = _check_int("n_value_bins", self.n_value_bins, minimum=0)
         if self.embedding_dim % self.num_heads != 0:
             raise ValueError(
                 f"embedding_dim ({self.embedding_dim}) must be divisible by "

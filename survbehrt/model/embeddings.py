@@ -1,4 +1,4 @@
-"""Token embeddings of BEHRT: code + age + visit + position (+ time before prediction)."""
+"""Token embeddings of BEHRT: code + age + visit + position (+ time before prediction, + value bin)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import PAD_ID, BEHRTConfig, as_config
+from .time_encoding import ContinuousTimeEncoding, token_times
 
 __all__ = ["BEHRTEmbeddings", "SinusoidalPositionEmbedding", "sinusoidal_table"]
 
@@ -71,10 +72,11 @@ class SinusoidalPositionEmbedding(nn.Module):
 
 
 class BEHRTEmbeddings(nn.Module):
-    """Sum of code, age, visit, position and time embeddings, then LayerNorm and dropout.
+    """Sum of code, age, visit, position, time and value-bin embeddings, then LayerNorm and dropout.
 
-    The code, age and time tables use ``padding_idx=0``: their padding rows are
-    zero and receive no gradient. Visit index 0 and position 0 are real values (the
+    The code, age, time and value-bin tables use ``padding_idx=0``: their padding rows
+    are zero and receive no gradient (so a static code, with age and time bin 0, and a
+    code without a value, with value bin 0, add nothing from those tables). Visit index 0 and position 0 are real values (the
     first visit / token), so those tables have no padding row; padding tokens are
     masked out downstream anyway. Age, time, visit and position ids past the end
     of their table are clipped to its last row.
@@ -86,8 +88,11 @@ class BEHRTEmbeddings(nn.Module):
 
     Attributes
     ----------
-    code, age, visit, time : torch.nn.Embedding
-        The tables (``time`` is None when ``use_time_embedding=False``).
+    code, age, visit, time, value : torch.nn.Embedding
+        The tables (``time`` is None when ``use_time_embedding=False``, ``value`` when
+        ``n_value_bins=0``). The value-bin table is shared by all codes: bin ``b`` is
+        "the ``b``-th quantile bin of this code's values", added to the code's own
+        embedding.
     position : torch.nn.Embedding or SinusoidalPositionEmbedding
         Learned or fixed position table.
     norm : torch.nn.LayerNorm
@@ -110,12 +115,19 @@ class BEHRTEmbeddings(nn.Module):
             if config.use_time_embedding
             else None
         )
+        self.value = (
+            nn.Embedding(config.n_value_bins + 1, dim, padding_idx=0)
+            if config.n_value_bins > 0
+            else None
+        )
+        self.continuous = ContinuousTimeEncoding(dim) if config.continuous_time else None
         self.norm = nn.LayerNorm(dim, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.dropout)
         self._max_age = config.n_age_bins - 1
         self._max_visit = config.max_visits - 1
         self._max_position = config.max_position - 1
         self._max_time = config.n_time_bins - 1
+        self._max_value = config.n_value_bins
 
     def forward(
         self,
@@ -124,6 +136,9 @@ class BEHRTEmbeddings(nn.Module):
         visits: Tensor,
         positions: Tensor,
         time_bins: Tensor | None = None,
+        value_bins: Tensor | None = None,
+        index_age: Tensor | None = None,
+        visit_times: Tensor | None = None,
     ) -> Tensor:
         """Embed a padded batch of token sequences.
 
@@ -133,6 +148,12 @@ class BEHRTEmbeddings(nn.Module):
             Long tensors of shape ``(B, L)`` (see docs/dev/interfaces.md).
         time_bins : torch.Tensor of shape (B, L), optional
             Required when the time embedding is used; ignored otherwise.
+        value_bins : torch.Tensor of shape (B, L), optional
+            Value bin of each token (0 = no value); ignored without a value table,
+            and None means no values. Bins past the table are clipped to its last row.
+        index_age : torch.Tensor of shape (B,), optional
+        visit_times : torch.Tensor of shape (B, V), optional
+            Needed by the continuous time encoding (``config.continuous_time``).
 
         Returns
         -------
@@ -154,4 +175,11 @@ class BEHRTEmbeddings(nn.Module):
             if time_bins is None:
                 raise ValueError("time_bins is required when use_time_embedding=True")
             x += self.time(time_bins.clamp_max(self._max_time))
+        if self.value is not None and value_bins is not None:
+            x += self.value(value_bins.clamp_max(self._max_value))
+        if self.continuous is not None:
+            if index_age is None or visit_times is None:
+                raise ValueError("continuous_time needs index_age and visit_times in the batch")
+            age, before = token_times(visits, visit_times, index_age)
+            x = x + self.continuous(age, before, age_bins > 0)
         return self.dropout(self.norm(x))

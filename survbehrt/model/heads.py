@@ -1,4 +1,4 @@
-"""Output heads: masked-language-model, next-visit (multi-hot) and discrete-time hazard."""
+"""Output heads: masked-language-model, next-visit (multi-hot) and piecewise-constant hazard."""
 
 from __future__ import annotations
 
@@ -121,9 +121,10 @@ class NextVisitHead(nn.Module):
 
 
 class HazardHead(nn.Module):
-    """Discrete-time hazard head: a small MLP from a visit representation to ``K`` logits.
+    """Hazard head: a small MLP from a visit representation to ``K`` logits.
 
-    ``sigmoid(logit_k)`` is the hazard of interval ``k`` of the time grid.
+    ``softplus(logit_k)`` is the hazard integrated over interval ``k`` of the time grid
+    (constant inside it; see :mod:`survbehrt.survival`).
 
     Parameters
     ----------

@@ -14,7 +14,10 @@ PATIENT_POOLING = ("mean", "max", "cls")
 
 
 def code_token_mask(
-    codes: Tensor, attention_mask: Tensor | None = None, include_unknown: bool = False
+    codes: Tensor,
+    attention_mask: Tensor | None = None,
+    include_unknown: bool = False,
+    age_bins: Tensor | None = None,
 ) -> Tensor:
     """Mask of the tokens that are real codes (no padding, no special token).
 
@@ -27,15 +30,22 @@ def code_token_mask(
         padding carries another id.
     include_unknown : bool, default=False
         Also keep ``[UNK]`` tokens (a code unseen at fit time is still an event).
+    age_bins : torch.Tensor of shape (B, L), optional
+        When given, tokens with age bin 0 — static codes, which have no time — are
+        left out: they belong to visit 0 only so that every visit sees them, and
+        are not events of that visit.
 
     Returns
     -------
     torch.Tensor
-        Bool tensor of shape ``(B, L)``: ``attention_mask & (codes >= N_SPECIAL)``.
+        Bool tensor of shape ``(B, L)``: ``attention_mask & (codes >= N_SPECIAL)``
+        (``& (age_bins > 0)`` with ``age_bins``).
     """
     mask = codes >= (UNK_ID if include_unknown else N_SPECIAL)
     if attention_mask is not None:
         mask &= attention_mask.bool()  # no copy when already bool
+    if age_bins is not None:
+        mask &= age_bins > 0
     return mask
 
 

@@ -1,0 +1,151 @@
+"""MEDS conversion speed: from_events from a parquet file, 1 M to 50 M events.
+
+Run: ``python benchmarks/meds_speed.py [--sizes 1 5 10 25 50] [--tokenize] [--shuffle]``.
+
+The vendored MIMIC-IV demo (100 patients, ~9,000 events each) is replicated with new
+subject ids up to each size (millions of rows, static and birth rows included) and
+written to parquet, sorted by subject and time as MEDS shards are (``--shuffle``: in
+random order, which costs the converter a sort). Each size then runs in a fresh process:
+``from_events(path, labels)`` with one prediction time per subject at its last event (so
+every event is converted), then, with ``--tokenize``, ``EHRTokenizer`` fit and transform
+on X (static codes and value bins included; ``--max-length`` tokens per row, the default
+keeps every event).
+Peak memory is the process's peak resident size above its size before the conversion;
+"X MiB" is the resident size left after it (an upper bound on X: the allocator keeps
+some freed memory). "cpu s" is the process's CPU time (all threads), a steadier
+measure than the wall clock on a shared machine.
+
+The issue's target: >= 5 M events/s on 2 cores for conversion + tokenization, linear
+from 1 M to 50 M events, peak memory <= 3x the final token arrays.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def _peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def write_table(n_events: int, folder: Path, shuffle: bool, seed: int = 0) -> tuple[Path, Path]:
+    """Replicate the demo to ``n_events`` rows; write events and labels parquet files."""
+    import polars as pl
+
+    from survbehrt.datasets_real import load_mimic_iv_demo
+
+    demo = load_mimic_iv_demo("polars").drop("table")
+    copies = -(-n_events // demo.height)
+    span = demo["subject_id"].max() + 1
+    events = pl.concat(
+        [demo.with_columns(pl.col("subject_id") + k * span) for k in range(copies)]
+    ).head(n_events)
+    if shuffle:
+        events = events.sample(fraction=1.0, shuffle=True, seed=seed)
+    labels = events.group_by("subject_id").agg(pl.col("time").max().alias("prediction_time"))
+    labels = labels.filter(pl.col("prediction_time").is_not_null())
+    path, label_path = folder / f"events_{n_events}.parquet", folder / f"labels_{n_events}.parquet"
+    events.write_parquet(path)
+    labels.write_parquet(label_path)
+    return path, label_path
+
+
+def child(path: str, labels: str, tokenize: bool, max_length: int, values: bool) -> dict:
+    """One measurement in this (fresh) process."""
+    import polars as pl
+
+    from survbehrt.data import EHRTokenizer, from_events
+
+    prediction_times = pl.read_parquet(labels)
+    # Warm up on a few rows: thread pools and first calls are not per-event costs.
+    head = pl.read_parquet(path, n_rows=1000)
+    from_events(head, prediction_times.filter(pl.col("subject_id") == head["subject_id"][0]))
+    base = _rss_mib()
+    c0, t0 = time.process_time(), time.perf_counter()
+    X = from_events(path, prediction_times, value_col=None if values else False)
+    c1, t1 = time.process_time(), time.perf_counter()
+    peak_convert = _peak_mib() - base
+    counts = X.attrs["event_counts"]
+    out = {
+        "events": counts["events"],
+        "rows": len(X),
+        "used": counts["used"],
+        "convert_s": t1 - t0,
+        "convert_cpu_s": c1 - c0,
+        "peak_convert_mib": peak_convert,
+        "x_rss_mib": _rss_mib() - base,
+    }
+    if tokenize:
+        t2 = time.perf_counter()
+        tokenizer = EHRTokenizer(max_length=max_length)
+        tokens = tokenizer.fit_transform(X)  # static codes and value bins included
+        t3 = time.perf_counter()
+        out.update(
+            tokenize_s=t3 - t2,
+            tokens=int(tokens.n_tokens),
+            token_mib=tokens.nbytes() / 2**20,
+            peak_total_mib=_peak_mib() - base,
+        )
+    return out
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=float, nargs="+", default=[1, 5, 10, 25, 50],
+                        help="millions of events (default: 1 5 10 25 50)")
+    parser.add_argument("--tokenize", action="store_true", help="also time EHRTokenizer")
+    parser.add_argument("--max-length", type=int, default=40_000)
+    parser.add_argument("--shuffle", action="store_true", help="unsorted input")
+    parser.add_argument("--no-values", action="store_true",
+                        help="leave the numeric values out of X (value_col=False)")
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(child(*args.child, args.tokenize, args.max_length, not args.no_values)))
+        return
+    header = (
+        f"{'events':>12} {'rows':>6} {'convert s':>9} {'cpu s':>6} {'M ev/s':>7} "
+        f"{'peak MiB':>9} {'X MiB':>7}"
+    )
+    if args.tokenize:
+        header += f" {'tok s':>7} {'total M ev/s':>12} {'tokens MiB':>10} {'peak/tokens':>11}"
+    print(header)
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in args.sizes:
+            path, labels = write_table(int(size * 1e6), Path(tmp), args.shuffle)
+            cmd = [sys.executable, __file__, "--child", str(path), str(labels),
+                   "--max-length", str(args.max_length)] + (["--tokenize"] if args.tokenize else [])
+            cmd += ["--no-values"] if args.no_values else []
+            result = json.loads(subprocess.run(cmd, check=True, capture_output=True,
+                                               text=True).stdout.splitlines()[-1])
+            path.unlink()
+            line = (
+                f"{result['events']:>12,} {result['rows']:>6,} {result['convert_s']:>9.2f} "
+                f"{result['convert_cpu_s']:>6.2f} "
+                f"{result['events'] / result['convert_s'] / 1e6:>7.2f} "
+                f"{result['peak_convert_mib']:>9.0f} {result['x_rss_mib']:>7.0f}"
+            )
+            if args.tokenize:
+                total = result["convert_s"] + result["tokenize_s"]
+                line += (
+                    f" {result['tokenize_s']:>7.2f} {result['events'] / total / 1e6:>12.2f} "
+                    f"{result['token_mib']:>10.0f} "
+                    f"{result['peak_total_mib'] / result['token_mib']:>11.1f}"
+                )
+            print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()

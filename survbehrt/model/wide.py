@@ -1,0 +1,134 @@
+"""The wide path: an additive term over code counts and the age at prediction.
+
+BEHRT alone has no direct way to say "each diagnosis of X multiplies the hazard by
+a constant", which is what a Cox model on code counts exploits on small cohorts.
+:class:`WideTerm` adds exactly that, learned jointly with the transformer (wide &
+deep): for the history up to visit ``t``,
+
+``w(t) = sum_c beta_c log(1 + n_c(t)) + gamma_1 z + gamma_2 z^2``,
+
+with ``n_c(t)`` the number of times code ``c`` occurred up to visit ``t`` and ``z``
+the standardised age at the prediction time. ``w(t)`` is added to every one of the
+visit's ``K`` hazard logits; since ``softplus(a + w) ~ e^w softplus(a)`` for small
+hazards, it acts as a proportional-hazards shift. All weights start at zero, so the
+model starts as the transformer alone, and they are regularised by the optimiser's
+weight decay.
+
+The count term is computed per token, without a dense (patients x codes) matrix:
+``log(1 + n)`` telescopes into ``sum_{k=1..n} log((1 + k) / k)``, so the ``k``-th
+occurrence of a code adds ``beta_c log((k + 1) / k)``, and a cumulative sum over
+visits gives every visit its own (causal) value.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["WideTerm", "occurrence_rank"]
+
+
+def occurrence_rank(codes: Tensor, counted: Tensor) -> Tensor:
+    """For each token, how many times its code has occurred so far in its row (1, 2, ...).
+
+    Parameters
+    ----------
+    codes : Tensor of shape (B, L), integer
+        Token ids.
+    counted : Tensor of shape (B, L), bool
+        Tokens that count (real code tokens); others get rank 0 and are not counted.
+
+    Returns
+    -------
+    Tensor of shape (B, L), int64
+        ``1 +`` the number of earlier counted tokens of the row with the same code.
+    """
+    batch, length = codes.shape
+    if codes.numel() == 0:
+        return torch.zeros_like(codes, dtype=torch.long)
+    rows = torch.arange(batch, device=codes.device)[:, None].expand(batch, length)
+    pos = torch.arange(length, device=codes.device)[None, :].expand(batch, length)
+    vocab = int(codes.max()) + 1
+    # group = (row, code) of counted tokens; uncounted tokens get a group of their own
+    group = torch.where(counted, rows * vocab + codes.long(), -1 - (rows * length + pos))
+    key = group * length + pos  # sort by group, then by position
+    order = torch.argsort(key.reshape(-1))
+    sorted_group = group.reshape(-1)[order]
+    idx = torch.arange(order.numel(), device=codes.device)
+    new_run = torch.ones_like(sorted_group, dtype=torch.bool)
+    new_run[1:] = sorted_group[1:] != sorted_group[:-1]
+    run_start = torch.cummax(torch.where(new_run, idx, torch.zeros_like(idx)), dim=0).values
+    rank_sorted = idx - run_start + 1
+    rank = torch.empty_like(rank_sorted)
+    rank[order] = rank_sorted
+    return torch.where(counted, rank.reshape(batch, length), torch.zeros_like(rank.reshape(batch, length)))
+
+
+class WideTerm(nn.Module):
+    """Additive log-count and age term added to every hazard logit (see the module docstring).
+
+    Parameters
+    ----------
+    vocab_size : int
+        Number of token ids.
+    n_special : int
+        Ids below this are special tokens ([PAD], [CLS], ...), never counted.
+    age_mean, age_scale : float, default=60.0, 15.0
+        Standardisation of the age at prediction (set from the training rows).
+
+    Attributes
+    ----------
+    code_weight : torch.nn.Embedding
+        ``beta_c``, one scalar per token id (zero-initialised).
+    age_weight : torch.nn.Linear
+        ``gamma`` on ``(z, z^2)``, no bias (zero-initialised).
+    """
+
+    def __init__(self, vocab_size: int, n_special: int, age_mean: float = 60.0,
+                 age_scale: float = 15.0) -> None:
+        super().__init__()
+        self.n_special = int(n_special)
+        self.code_weight = nn.Embedding(int(vocab_size), 1)
+        self.age_weight = nn.Linear(2, 1, bias=False)
+        self.register_buffer("age_mean", torch.tensor(float(age_mean)))
+        self.register_buffer("age_scale", torch.tensor(float(age_scale)))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Zero weights: the wide term starts at 0."""
+        nn.init.zeros_(self.code_weight.weight)
+        nn.init.zeros_(self.age_weight.weight)
+
+    def forward(self, codes: Tensor, visits: Tensor, attention_mask: Tensor, n_visit_slots: int,
+                index_age: Tensor | None = None) -> Tensor:
+        """The wide term of every visit.
+
+        Parameters
+        ----------
+        codes, visits : Tensor of shape (B, L), integer
+            Token ids and the visit each token belongs to.
+        attention_mask : Tensor of shape (B, L), bool
+            Real tokens.
+        n_visit_slots : int
+            ``V``, the number of visit slots of the batch.
+        index_age : Tensor of shape (B,), optional
+            Age at the prediction time in years; no age term without it.
+
+        Returns
+        -------
+        Tensor of shape (B, V)
+            ``w(t)`` for every visit slot (the value of the last real visit repeats
+            into padding slots).
+        """
+        counted = attention_mask.bool() & (codes >= self.n_special)
+        rank = occurrence_rank(codes, counted).to(self.code_weight.weight.dtype)
+        step = torch.where(counted, torch.log1p(1.0 / rank.clamp_min(1.0)), torch.zeros_like(rank))
+        contrib = self.code_weight(codes.long()).squeeze(-1) * step  # (B, L)
+        batch = codes.shape[0]
+        per_visit = contrib.new_zeros(batch, n_visit_slots)
+        per_visit.scatter_add_(1, visits.long().clamp(0, n_visit_slots - 1), contrib)
+        out = torch.cumsum(per_visit, dim=1)
+        if index_age is not None:
+            z = (index_age.to(out.dtype) - self.age_mean) / self.age_scale
+            out = out + self.age_weight(torch.stack([z, z * z], dim=-1))  # (B, 1) broadcast
+        return out
