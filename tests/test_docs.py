@@ -19,7 +19,8 @@
    - ``<!-- output: unchecked, <reason> -->`` just before a ```` ```text ```` block
      that follows a python block: its content is not compared (timings, memory).
 
-   **Printed output is compared.** A ```` ```text ```` block that directly follows a
+   **Printed output is compared** (unless ``SURVBEHRT_DOCS_OUTPUT=unchecked``, which CI
+   sets for its run at the declared minimum versions). A ```` ```text ```` block that directly follows a
    python block (only blank lines or an ``output`` marker between) is that block's
    printed output: what the block prints must match it, text exactly (whitespace
    collapsed) and numbers to 1 % (relative or absolute), so a page cannot go stale.
@@ -52,6 +53,7 @@ import ast
 import dataclasses
 import importlib
 import inspect
+import os
 import re
 import textwrap
 import warnings
@@ -197,6 +199,10 @@ def run_page(page, check=True):
         if not check or out is None:
             continue
         unchecked = any(kind == "output" for kind, _ in blocks[k + 1]["markers"])
+        # The pages record what the current releases print; CI's run at the declared
+        # minimum versions (other RNG streams, other fold assignments) runs every block
+        # but compares no output.
+        unchecked = unchecked or os.environ.get("SURVBEHRT_DOCS_OUTPUT") == "unchecked"
         if not unchecked and not outputs_match(out["code"], printed.getvalue()):
             raise AssertionError(
                 f"{where}: printed output differs from the page's text block at line "
