@@ -44,7 +44,7 @@ def write_table(n_events: int, folder: Path, shuffle: bool, seed: int = 0) -> tu
     """Replicate the demo to ``n_events`` rows; write events and labels parquet files."""
     import polars as pl
 
-    from survbehrt.datasets_real import load_mimic_iv_demo
+    from survbehrt.datasets import load_mimic_iv_demo
 
     demo = load_mimic_iv_demo("polars").drop("table")
     copies = -(-n_events // demo.height)

@@ -1,8 +1,10 @@
 """The benchmark: BEHRT survival models against Cox / RSF / boosting, on the same folds.
 
 ``survbehrt benchmark`` (see :mod:`survbehrt.cli`) calls :func:`run_benchmark`. Every
-model sees the same stratified folds; baselines use log code counts + age (+ number of
-visits) from :class:`~survbehrt.data.features.CodeCountTransformer`; the BEHRT variants
+model sees the same stratified folds, grouped by subject where a subject has several rows
+(the Synthea sample's landmarks); baselines use log code counts + age (+ number of
+visits) from :class:`~survbehrt.data.features.CodeCountTransformer`, or the index age
+alone (``Cox-age``); the BEHRT variants
 are fine-tuned from one :class:`~survbehrt.BEHRTPretrainer` fitted on the training fold's
 histories; the ``oracle`` row scores the generating model's true risk (synthetic data).
 Results are written after every fold, so an interrupted run keeps its finished folds.
@@ -31,23 +33,34 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
-from sklearn.model_selection import GridSearchCV, KFold, StratifiedKFold
+from sklearn.model_selection import (
+    GridSearchCV,
+    GroupKFold,
+    KFold,
+    StratifiedGroupKFold,
+    StratifiedKFold,
+)
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 __all__ = [
     "BASELINES",
     "BEHRT_MODELS",
     "OUTPUT_FILES",
+    "DATASETS",
     "BenchmarkSettings",
+    "check_group_split",
     "format_table",
     "load_benchmark_data",
+    "make_folds",
     "make_models",
     "run_benchmark",
+    "subject_groups",
     "summarize",
 ]
 
-BASELINES = ("CoxPH", "RSF", "GBS")
+BASELINES = ("CoxPH", "Cox-age", "RSF", "GBS")
+DATASETS = ("synthetic", "synthetic-counts", "synthea-sample")
 BEHRT_MODELS = ("BEHRT-full", "BEHRT-lora", "BEHRT-frozen")
 ORACLE = "oracle"
 METRICS = ("harrell_c", "uno_c", "integrated_brier", "mean_auc", "d_calibration_p",
@@ -69,8 +82,10 @@ class BenchmarkSettings:
     ----------
     dataset : str, default="synthetic"
         ``"synthetic"`` (risk depends on order, recency and tempo), ``"synthetic-counts"``
-        (risk from code counts only) or a path to a folder holding ``events`` and
-        ``labels`` tables (parquet or CSV; see :func:`load_benchmark_data`).
+        (risk from code counts only), ``"synthea-sample"`` (the vendored Synthea sample:
+        death within 10 years of a landmark, several landmarks per patient; see
+        :func:`survbehrt.datasets.load_synthea_sample`) or a path to a folder holding
+        ``events`` and ``labels`` tables (parquet or CSV; see :func:`load_benchmark_data`).
     n_patients : int, default=4000
         Size of a synthetic cohort.
     folds : int, default=5
@@ -152,7 +167,9 @@ def load_benchmark_data(dataset: str, n_patients: int = 4000, random_state: int 
     Parameters
     ----------
     dataset : str
-        ``"synthetic"``, ``"synthetic-counts"``, or a folder with two tables:
+        ``"synthetic"``, ``"synthetic-counts"``, ``"synthea-sample"`` (indexed by
+        ``subject_id`` and ``prediction_time``; see
+        :func:`survbehrt.datasets.load_synthea_sample`), or a folder with two tables:
         ``events`` (MEDS-style ``subject_id``, ``time``, ``code``, with ``MEDS_BIRTH``
         rows) and ``labels`` (``subject_id``, ``prediction_time``, ``event``, ``time`` —
         the last in years after the prediction time — and optionally ``true_risk``),
@@ -170,17 +187,20 @@ def load_benchmark_data(dataset: str, n_patients: int = 4000, random_state: int 
     """
     from sksurv.util import Surv
 
-    from .datasets import make_synthetic_ehr
+    from .datasets import load_synthea_sample, make_synthetic_ehr
 
     if dataset in ("synthetic", "synthetic-counts"):
         scenario = "sequence" if dataset == "synthetic" else "counts"
         return make_synthetic_ehr(n_patients=n_patients, scenario=scenario, random_state=random_state)
+    if dataset == "synthea-sample":
+        X, y = load_synthea_sample()
+        return X, y, None
     from .data.events import from_events
 
     folder = Path(dataset)
     if not folder.is_dir():
         raise ValueError(
-            f"--dataset {dataset!r} is neither 'synthetic', 'synthetic-counts' nor a folder "
+            f"--dataset {dataset!r} is neither {', '.join(map(repr, DATASETS))} nor a folder "
             f"holding events.(parquet|csv) and labels.(parquet|csv)."
         )
     events = _read_table(_find_table(folder, "events"))
@@ -197,6 +217,17 @@ def load_benchmark_data(dataset: str, n_patients: int = 4000, random_state: int 
     y = Surv.from_arrays(labels["event"].astype(bool).to_numpy(), labels["time"].to_numpy(float))
     true_risk = labels["true_risk"].to_numpy(float) if "true_risk" in labels else None
     return X, y, true_risk
+
+
+def _index_age(X) -> np.ndarray:
+    """The age at the prediction time as a one-column matrix (the ``Cox-age`` feature)."""
+    from .data.validation import flatten_ehr
+
+    return flatten_ehr(X).index_age[:, None]
+
+
+def _index_age_name(transformer, input_features):
+    return np.asarray(["index_age"], dtype=object)
 
 
 def make_models(settings: BenchmarkSettings) -> dict:
@@ -228,6 +259,10 @@ def make_models(settings: BenchmarkSettings) -> dict:
     )
     models = {
         "CoxPH": cox,
+        # How much of the ranking age alone explains: the floor every model must clear.
+        "Cox-age": make_pipeline(
+            FunctionTransformer(_index_age, feature_names_out=_index_age_name),
+            StandardScaler(), CoxPHSurvivalAnalysis()),
         "RSF": make_pipeline(CodeCountTransformer(**counts), RandomSurvivalForest(
             n_estimators=trees, min_samples_leaf=10, max_features="sqrt",
             n_jobs=s.n_jobs, random_state=s.random_state)),
@@ -236,6 +271,8 @@ def make_models(settings: BenchmarkSettings) -> dict:
             random_state=s.random_state)),
     }
     epochs = s.epochs
+    # X["static"] (the Synthea sample's sex, race, ethnicity) reaches the BEHRT models as
+    # timeless tokens; their validation split follows the subject_id index level.
     behrt = dict(loss=s.loss, random_state=s.random_state, validation_fraction=0.1,
                  early_stopping="cindex", patience=8, device=s.device, n_threads=s.n_threads)
     if s.quick:
@@ -259,6 +296,99 @@ def make_pretrainer(settings: BenchmarkSettings):
     return BEHRTPretrainer(objective="both", max_epochs=settings.pretrain_epochs,
                            random_state=settings.random_state, validation_fraction=0.0,
                            device=settings.device, n_threads=settings.n_threads)
+
+
+def subject_groups(X) -> np.ndarray | None:
+    """The subject of each row, when ``X`` holds several rows of one subject.
+
+    The subjects are read from ``X``'s index as the estimators read them (a MultiIndex
+    with a ``subject_id`` level, or ending in ``prediction_time``, as
+    :func:`survbehrt.data.from_events` and :func:`survbehrt.datasets.load_synthea_sample`
+    make), so that the benchmark's folds and the estimators' validation splits agree.
+
+    Parameters
+    ----------
+    X : pandas.DataFrame
+        The patient frame.
+
+    Returns
+    -------
+    ndarray or None
+        The subject of each row, or None when the index names no subject or every
+        subject has one row (plain stratified folds then suffice).
+    """
+    from .estimators._common import resolve_groups
+
+    groups = resolve_groups(X, None, len(X))
+    if groups is None or pd.Index(groups).is_unique:
+        return None
+    return groups
+
+
+def check_group_split(groups, train, test, fold=None) -> None:
+    """Refuse a split that puts one subject on both sides.
+
+    Parameters
+    ----------
+    groups : array-like
+        Subject of each row.
+    train, test : array-like of int
+        Row positions of the training and test sides.
+    fold : int, optional
+        Fold number, for the message.
+
+    Raises
+    ------
+    ValueError
+        When a subject has rows in both ``train`` and ``test`` (its rows are correlated:
+        the test score would be optimistic). The message names the subjects.
+    """
+    groups = np.asarray(groups, dtype=object)
+    both = pd.Index(groups[np.asarray(test)]).intersection(pd.Index(groups[np.asarray(train)]))
+    if len(both):
+        where = "a split" if fold is None else f"fold {fold}"
+        shown = ", ".join(map(repr, both[:5].tolist())) + (", ..." if len(both) > 5 else "")
+        raise ValueError(
+            f"{where} puts {len(both)} subject(s) in both the training and the test rows "
+            f"({shown}); split by subject (GroupKFold / StratifiedGroupKFold)."
+        )
+
+
+def make_folds(X, event, n_splits: int, random_state: int) -> list:
+    """Stratified folds, grouped by subject when a subject has several rows.
+
+    Parameters
+    ----------
+    X : pandas.DataFrame
+        The patient frame (see :func:`subject_groups`).
+    event : ndarray of bool
+        The event indicator, the stratification variable.
+    n_splits : int
+    random_state : int
+
+    Returns
+    -------
+    list of (ndarray, ndarray)
+        Training and test row positions of each fold; no subject is on both sides.
+    """
+    groups = subject_groups(X)
+    if groups is None:
+        splitter = StratifiedKFold(n_splits, shuffle=True, random_state=random_state)
+        return list(splitter.split(np.zeros(len(X)), event))
+    splitter = StratifiedGroupKFold(n_splits, shuffle=True, random_state=random_state)
+    folds = list(splitter.split(np.zeros(len(X)), event, groups))
+    for fold, (train, test) in enumerate(folds):
+        check_group_split(groups, train, test, fold)
+    return folds
+
+
+def _fit(model, X, y, groups, random_state):
+    """Fit; a tuned baseline's inner cross-validation is grouped by subject too."""
+    if groups is not None and isinstance(model, GridSearchCV):
+        model.set_params(cv=GroupKFold(model.cv.get_n_splits(), shuffle=True,
+                                       random_state=random_state))
+        return model.fit(X, y, groups=groups)
+    return model.fit(X, y)
 
 
 def _evaluate(model, X_test, y_test, y_train):
@@ -510,17 +640,20 @@ def run_benchmark(settings: BenchmarkSettings | None = None, out="benchmark_resu
     event = y[y.dtype.names[0]]
     models = make_models(settings)
     needs_pretrainer = any(name.startswith("BEHRT") for name in models)
-    folds = StratifiedKFold(settings.folds, shuffle=True, random_state=settings.random_state)
+    groups = subject_groups(X)
+    folds = make_folds(X, event, settings.folds, settings.random_state)
     rows, fitted, curves, dcal_counts = [], {}, {}, {}
     written = {"results.csv", "summary.csv", "results.json"}
-    log(f"benchmark: {settings.dataset}, {len(X)} patients, {event.mean():.0%} events, "
+    size = f"{len(X)} patients" if groups is None else (
+        f"{len(X)} rows of {len(pd.unique(groups))} subjects (folds grouped by subject)")
+    log(f"benchmark: {settings.dataset}, {size}, {event.mean():.0%} events, "
         f"{settings.folds} folds, models {list(models)}")
     complete = False
     interrupt = _InterruptFlag()
     with _warnings_above_bars(not quiet):  # warnings must not tear the bars either
         try:
             interrupt.install()
-            fold_bar = tqdm(list(folds.split(np.zeros(len(X)), event)), desc="folds", disable=quiet)
+            fold_bar = tqdm(folds, desc="folds", disable=quiet)
             for fold, (tr, te) in enumerate(fold_bar):
                 X_tr, X_te, y_tr, y_te = X.iloc[tr], X.iloc[te], y[tr], y[te]
                 pretrainer, pretrain_time = None, 0.0
@@ -534,7 +667,8 @@ def run_benchmark(settings: BenchmarkSettings | None = None, out="benchmark_resu
                     if name.startswith("BEHRT"):
                         model.set_params(pretrained=pretrainer)
                     t0 = time.perf_counter()
-                    model.fit(X_tr, y_tr)
+                    _fit(model, X_tr, y_tr, None if groups is None else groups[tr],
+                         settings.random_state)
                     fit_time = time.perf_counter() - t0
                     interrupt.check()  # a fit cut short by Ctrl-C is not reported
                     # a tuned baseline is a search: evaluate its refitted best model

@@ -9,7 +9,8 @@ __all__ = ["main", "build_parser"]
 
 DATASET_HELP = (
     "'synthetic' (risk from the order, recency and tempo of codes), 'synthetic-counts' "
-    "(risk from code counts only), or a folder holding two tables, each .parquet or .csv: "
+    "(risk from code counts only), 'synthea-sample' (the vendored Synthea sample, folds "
+    "grouped by patient), or a folder holding two tables, each .parquet or .csv: "
     "events.* with columns subject_id, time, code (MEDS style, one MEDS_BIRTH row per "
     "subject; time a date or years) and labels.* with columns subject_id, prediction_time, "
     "event (1 = event, 0 = censored), time (years from prediction_time to the event or "

@@ -110,7 +110,8 @@ def test_training_beats_no_training():
 
     X, y, _ = make_synthetic_ehr(n_patients=700, random_state=1)
     train, test = np.arange(500), np.arange(500, 700)
-    kw = dict(embedding_dim=32, num_layers=1, num_heads=2, ff_dim=64, time_bins=10,
+    # the transformer alone (no wide path, whose Cox start is already informative)
+    kw = dict(embedding_dim=32, num_layers=1, num_heads=2, ff_dim=64, time_bins=10, wide=None,
               early_stopping=None, validation_fraction=0, random_state=0, lr=3e-3)
     untrained = BEHRTSurvivalEstimator(max_epochs=0, **kw).fit(X.iloc[train], y[train])
     trained = BEHRTSurvivalEstimator(max_epochs=8, **kw).fit(X.iloc[train], y[train])
@@ -415,3 +416,18 @@ def test_all_unknown_last_visit_still_informs_prediction(fitted):
     assert fitted.predict(a)[0] != fitted.predict(b)[0]
     visit = fitted.predict_visit_risks(a)[0]
     assert np.isfinite(visit).all() and len(visit) == 2
+
+
+def test_early_stopping_keeps_the_start_when_training_only_hurts():
+    # the wide path's Cox fit is informative on count data; a learning rate of 5 wrecks
+    # every epoch, so the validation C-index never beats the start, which is restored
+    from survbehrt.datasets import make_synthetic_ehr
+
+    X, y, _ = make_synthetic_ehr(n_patients=600, scenario="counts", random_state=2)
+    kw = dict(validation_fraction=0.3, early_stopping="cindex", patience=3, time_bins=8)
+    start = tiny_estimator(max_epochs=0, **kw).fit(X, y)
+    wrecked = tiny_estimator(max_epochs=3, lr=5.0, **kw).fit(X, y)
+    stopper = dict(wrecked.net_.callbacks_)["early_stopping"]
+    assert stopper.best_epoch_ == 0
+    assert all(h["valid_cindex"] < stopper.start_score_ for h in wrecked.history_)
+    np.testing.assert_allclose(wrecked.predict(X), start.predict(X), rtol=1e-6)

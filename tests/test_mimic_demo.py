@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 
 from survbehrt.data import events_to_survival, from_events
-from survbehrt.datasets_real import load_mimic_iv_demo
+from survbehrt.datasets import load_mimic_iv_demo
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ Everything here is defined at module level so nets and estimators pickle.
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -15,6 +16,7 @@ import torch
 from skorch import NeuralNet
 from skorch.callbacks import (
     Callback,
+    EarlyStopping,
     GradientNormClipping,
     LRScheduler,
     PassthroughScoring,
@@ -32,6 +34,8 @@ __all__ = [
     "PretrainingCriterion",
     "MaskedEHRDataset",
     "ValidationConcordance",
+    "EarlyStoppingFromStart",
+    "validation_cindex",
     "batched_inference",
     "net_arguments",
     "progress_callbacks",
@@ -405,6 +409,27 @@ def _last_visit_logits(module, batch):
     return last_visit_rows(module(**batch), batch["visit_mask"])
 
 
+def validation_cindex(net, dataset, batch_size: int = 512) -> float:
+    """Harrell's C-index of ``net``'s module on a validation :class:`EHRDataset`.
+
+    Risk is the summed cumulative hazard of the last visit (as ``predict``); NaN when
+    the dataset holds no event.
+    """
+    from sksurv.metrics import concordance_index_censored
+
+    from ..survival import risk_score
+
+    assert isinstance(dataset, EHRDataset), "validation data is an EHRDataset (predefined split)"
+    logits = batched_inference(net.module_, dataset.tokens, _last_visit_logits, batch_size,
+                               net.device)
+    risk = np.asarray(risk_score(torch.from_numpy(logits)))
+    event = np.asarray(dataset.targets["event"], dtype=bool)
+    time = np.asarray(dataset.targets["time"], dtype=float)
+    if event.sum() == 0:
+        return float("nan")
+    return float(concordance_index_censored(event, time, risk)[0])
+
+
 class ValidationConcordance(Callback):
     """Record Harrell's C-index on the validation set each epoch as ``valid_cindex``.
 
@@ -423,20 +448,38 @@ class ValidationConcordance(Callback):
     def on_epoch_end(self, net, dataset_valid=None, **kwargs):
         if dataset_valid is None:
             return
-        from sksurv.metrics import concordance_index_censored
+        net.history.record("valid_cindex", validation_cindex(net, dataset_valid, self.batch_size))
 
-        from ..survival import risk_score
 
-        ds = dataset_valid
-        assert isinstance(ds, EHRDataset), "validation data is an EHRDataset (predefined split)"
-        logits = batched_inference(
-            net.module_, ds.tokens, _last_visit_logits, self.batch_size, net.device
-        )
-        risk = np.asarray(risk_score(torch.from_numpy(logits)))
-        event = np.asarray(ds.targets["event"], dtype=bool)
-        time = np.asarray(ds.targets["time"], dtype=float)
-        if event.sum() == 0:
-            cindex = float("nan")
-        else:
-            cindex = concordance_index_censored(event, time, risk)[0]
-        net.history.record("valid_cindex", float(cindex))
+class EarlyStoppingFromStart(EarlyStopping):
+    """skorch's :class:`~skorch.callbacks.EarlyStopping` with the starting weights as a candidate.
+
+    Before the first epoch the validation C-index of the untrained module is measured;
+    the weights are restored to the start when no epoch beats it. The survival
+    estimator starts from the population's hazards or from the wide path's penalised
+    Cox fit, so training that does not improve on held-out data is undone instead of
+    kept.
+
+    Parameters
+    ----------
+    valid_dataset : EHRDataset, optional
+        The validation rows (the net's predefined split); without it, or with another
+        ``monitor`` than ``"valid_cindex"``, this is plain ``EarlyStopping``.
+    **kwargs
+        ``EarlyStopping``'s parameters.
+    """
+
+    def __init__(self, valid_dataset=None, **kwargs):
+        super().__init__(**kwargs)
+        self.valid_dataset = valid_dataset
+
+    def on_train_begin(self, net, **kwargs):
+        super().on_train_begin(net, **kwargs)
+        if self.valid_dataset is None or self.monitor != "valid_cindex" or self.lower_is_better:
+            return
+        score = validation_cindex(net, self.valid_dataset)
+        if np.isfinite(score):
+            self.dynamic_threshold_ = self._calc_new_threshold(score)
+            self.best_epoch_ = 0  # skorch counts epochs from 1: 0 is the start
+            self.best_model_weights_ = copy.deepcopy(net.module_.state_dict())
+            self.start_score_ = score

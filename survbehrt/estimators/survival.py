@@ -10,17 +10,17 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
-from skorch.callbacks import EarlyStopping
 from skorch.helper import predefined_split
 from skorch.history import History
 from sksurv.exceptions import NoComparablePairException
 from sksurv.metrics import concordance_index_censored
 
 from ..data.batching import EHRDataset
-from ..data.tokenizer import EHRTokenizer
+from ..data.tokenizer import N_SPECIAL, EHRTokenizer
 from ..data.validation import check_predict_columns, check_survival_y, ehr_columns, flatten_ehr
 from ..losses import HybridSurvivalLoss, PairwiseRankingLoss, SurvivalNLL
 from ..model import BEHRTConfig, BEHRTSurvivalModule, apply_lora, configure_trainable
+from ..model.wide import count_features, covariate_matrix, fit_wide_start
 from ..survival import (
     TimeGrid,
     evaluate_on_times,
@@ -41,6 +41,7 @@ from ._common import (
 )
 from ._persistence import read_estimator, write_estimator
 from ._training import (
+    EarlyStoppingFromStart,
     SurvivalNet,
     ValidationConcordance,
     _last_visit_logits,
@@ -56,6 +57,7 @@ STRATEGIES = ("full", "lora", "frozen")
 LOSSES = ("nll", "ranking", "hybrid")
 LANDMARKS = ("last", "all")
 EARLY_STOPPING = ("cindex", "loss", None)
+WIDE = ("joint", "offset", None)
 # Rows of earlier batches the ranking term compares each batch with: batches hold
 # histories of similar length, and without it short and long histories never meet.
 RANKING_MEMORY = 1024
@@ -96,12 +98,15 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         Train on each patient's last visit only, or on every visit (the hazards
         of visit ``t`` predict the outcome after the prediction time from the
         history up to ``t``: more supervision, same target).
-    wide : bool, default=True
-        Add the wide path: an additive, regularised term over the log counts of the
-        codes seen so far (static codes included) and the age at the prediction time
-        (linear and quadratic), learned jointly with the transformer (wide & deep), so
-        that the model can always fall back to what a Cox model on code counts does.
-        Its weights start at zero and share ``weight_decay``.
+    wide : {"joint", "offset"} or None, default="joint"
+        The wide path: an additive term over the log counts of the codes seen so far
+        (static codes included), the age at the prediction time (linear and
+        quadratic) and the log number of visits, added to every hazard logit, so that the model can always fall back
+        to what a Cox model on code counts does. It starts from a penalised
+        proportional-hazards fit on the training rows (ridge chosen by 3-fold CV;
+        ``wide_alpha_``), then trains with the transformer (``"joint"``, wide & deep)
+        or stays fixed while the transformer learns what it misses (``"offset"``).
+        None: the transformer alone.
     continuous_time : bool, default=True
         Beside the age and time-before-prediction bins, embed each token's exact age
         and log time-before-prediction (sinusoidal features, learned projection).
@@ -150,8 +155,10 @@ class BEHRTSurvivalEstimator(BaseEstimator):
     batch_size : int, default=64
     early_stopping : {"cindex", "loss", None}, default="cindex"
         Stop when the validation C-index (or loss) has not improved for
-        ``patience`` epochs and restore the best weights. Needs
-        ``validation_fraction > 0``.
+        ``patience`` epochs and restore the best weights. With ``"cindex"`` the
+        starting weights (the population's hazards, or the wide path's Cox fit)
+        are a candidate too: training that never beats them on the validation rows
+        is undone. Needs ``validation_fraction > 0``.
     patience : int, default=5
     validation_fraction : float, default=0.1
         Share of the training rows held out (stratified on the event) for early
@@ -181,6 +188,8 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         Sorted unique observed times (events and censorings) of the training rows,
         as in scikit-survival's estimators; the columns of
         ``predict_survival_function(X, return_array=True)``.
+    wide_alpha_ : float or None
+        Ridge penalty of the wide path's starting fit (None without the wide path).
     is_event_time_ : ndarray of bool
         Whether each of ``unique_times_`` is the time of at least one event.
     net_ : SurvivalNet
@@ -224,7 +233,7 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         rank_sigma=0.1,
         time_bins=20,
         landmarks="last",
-        wide=True,
+        wide="joint",
         continuous_time=True,
         pretrained=None,
         lora_rank=8,
@@ -356,6 +365,7 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         check_choice("strategy", self.strategy, STRATEGIES)
         check_choice("loss", self.loss, LOSSES)
         check_choice("landmarks", self.landmarks, LANDMARKS)
+        check_choice("wide", self.wide, WIDE)
         check_choice("early_stopping", self.early_stopping, EARLY_STOPPING)
         for name in ("max_epochs",):
             check_positive(name, getattr(self, name), allow_zero=True)
@@ -396,7 +406,8 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         return HybridSurvivalLoss(cuts, rank_weight=self.rank_weight, sigma=self.rank_sigma,
                                   memory_size=RANKING_MEMORY)
 
-    def _callbacks(self, n_train: int, has_valid: bool):
+    def _callbacks(self, n_train: int, valid_dataset=None):
+        has_valid = valid_dataset is not None
         parts = ("nll", "ranking") if self.loss == "hybrid" else ()
         callbacks = standard_callbacks(self.max_epochs, n_train, self.batch_size,
                                        self.gradient_clip, parts, has_valid)
@@ -407,9 +418,10 @@ class BEHRTSurvivalEstimator(BaseEstimator):
             # (so they see the epoch that stops training). Used as given: skorch
             # re-initialises callbacks each fit, and one may hold a live Optuna trial.
             callbacks.append(cb if isinstance(cb, tuple) else (f"user_{i}", cb))
-        if self.early_stopping is not None:
+        if self.early_stopping is not None and self.max_epochs > 0:
             cindex = self.early_stopping == "cindex"
-            callbacks.append(("early_stopping", EarlyStopping(
+            callbacks.append(("early_stopping", EarlyStoppingFromStart(
+                valid_dataset=valid_dataset,
                 monitor="valid_cindex" if cindex else "valid_loss",
                 lower_is_better=not cindex,
                 patience=self.patience,
@@ -417,14 +429,13 @@ class BEHRTSurvivalEstimator(BaseEstimator):
             )))
         return callbacks + progress_callbacks(self.verbose)
 
-    def _build_module(self, config, n_bins, encoder_state=None, **module_kwargs):
-        """The survival module for ``strategy``: encoder (from ``encoder_state``), LoRA, head.
+    def _adapt_module(self, module, encoder_state=None):
+        """Finish a new survival module for ``strategy``: encoder weights, LoRA, what trains.
 
-        Shared by ``fit`` and ``load`` so that a saved state dict fits the module exactly.
-        ``module_kwargs`` go to :class:`~survbehrt.model.BEHRTSurvivalModule`. Returns the
-        module and its parameter counts (``configure_trainable``).
+        Shared by ``fit`` (after the head and the wide term got their starting values) and
+        ``load``, so that a saved state dict fits the module exactly. Returns the
+        parameter counts (``configure_trainable``).
         """
-        module = BEHRTSurvivalModule(config, n_bins, **module_kwargs)
         if encoder_state is not None:
             module.encoder.load_state_dict(encoder_state)
         if self.strategy == "lora":
@@ -433,7 +444,10 @@ class BEHRTSurvivalEstimator(BaseEstimator):
                 dropout=self.lora_dropout, include_feedforward=self.lora_feedforward,
             )
         counts = configure_trainable(module, self.strategy, train_embeddings=self.train_embeddings)
-        return module, counts
+        if self.wide == "offset":  # the fitted wide term stays as it is: an offset
+            module.wide.requires_grad_(False)
+            counts["trainable"] = sum(p.numel() for p in module.parameters() if p.requires_grad)
+        return counts
 
     def _make_net(self, module, cuts, seed, n_train=1, valid_ds=None):
         return SurvivalNet(
@@ -441,7 +455,7 @@ class BEHRTSurvivalEstimator(BaseEstimator):
             criterion=self._make_criterion(cuts),
             landmarks=self.landmarks,
             **net_arguments(
-                self, seed, self._callbacks(n_train, valid_ds is not None),
+                self, seed, self._callbacks(n_train, valid_ds),
                 predefined_split(valid_ds) if valid_ds is not None else None,
             ),
         )
@@ -517,14 +531,29 @@ class BEHRTSurvivalEstimator(BaseEstimator):
             else:
                 config = model_config(self, tokenizer)
             train_age = tokens.index_age[train_idx].astype(float)
-            module, counts = self._build_module(
-                config, grid.n_bins_, None if pre is None else pre.encoder_state_dict(),
-                wide=self.wide, age_mean=float(train_age.mean()),
-                age_scale=float(max(train_age.std(), 1.0)),
-            )
-            # start every patient at the population's curve (the no-covariate fit)
-            module.head.output.bias.data.copy_(torch.as_tensor(
-                marginal_logits(time[train_idx], event[train_idx], grid.cuts_)))
+            age_mean, age_scale = float(train_age.mean()), float(max(train_age.std(), 1.0))
+            module = BEHRTSurvivalModule(config, grid.n_bins_, wide=self.wide is not None,
+                                         age_mean=age_mean, age_scale=age_scale)
+            # start every patient at the population's curve (the no-covariate fit) ...
+            baseline = marginal_logits(time[train_idx], event[train_idx], grid.cuts_)
+            self.wide_alpha_ = None
+            if self.wide is not None:
+                # ... or, with the wide path, at a penalised proportional-hazards fit on the
+                # log counts and the age: the transformer then has to add to what Cox does
+                start = fit_wide_start(
+                    count_features(tokens.subset(train_idx), N_SPECIAL, config.vocab_size),
+                    covariate_matrix((train_age - age_mean) / age_scale,
+                                     tokens.n_visits[train_idx]),
+                    time[train_idx], event[train_idx],
+                    grid.cuts_, groups=None if groups is None else groups[train_idx],
+                    random_state=seed,
+                )
+                module.wide.code_weight.weight.data[:, 0] = torch.as_tensor(start["beta"])
+                module.wide.covariate_weight.weight.data[0] = torch.as_tensor(start["gamma"])
+                baseline = start["baseline"]
+                self.wide_alpha_ = start["alpha"]
+            module.head.output.bias.data.copy_(torch.as_tensor(baseline))
+            counts = self._adapt_module(module, None if pre is None else pre.encoder_state_dict())
             net = self._make_net(module, grid.cuts_, seed, len(train_idx), valid_ds)
             net.fit(train_ds, y=None)
 
@@ -742,8 +771,9 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         est = cls(**dict(saved.params, device=device))
         args = saved.module
         with seeded_torch(0):  # building the module must not move the caller's torch RNG
-            module, _ = est._build_module(BEHRTConfig(**args["config"]), args["n_bins"],
-                                          wide=args["wide"])
+            module = BEHRTSurvivalModule(BEHRTConfig(**args["config"]), args["n_bins"],
+                                         wide=args["wide"])
+            est._adapt_module(module)
         module.load_state_dict(saved.state_dict)
         est.tokenizer_ = saved.component("tokenizer_", EHRTokenizer)
         est.vocabulary_ = est.tokenizer_.vocabulary_

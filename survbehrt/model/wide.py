@@ -5,10 +5,11 @@ a constant", which is what a Cox model on code counts exploits on small cohorts.
 :class:`WideTerm` adds exactly that, learned jointly with the transformer (wide &
 deep): for the history up to visit ``t``,
 
-``w(t) = sum_c beta_c log(1 + n_c(t)) + gamma_1 z + gamma_2 z^2``,
+``w(t) = sum_c beta_c log(1 + n_c(t)) + gamma_1 z + gamma_2 z^2 + gamma_3 log(1 + t)``,
 
-with ``n_c(t)`` the number of times code ``c`` occurred up to visit ``t`` and ``z``
-the standardised age at the prediction time. ``w(t)`` is added to every one of the
+with ``n_c(t)`` the number of times code ``c`` occurred up to visit ``t``, ``z`` the
+standardised age at the prediction time and ``1 + t`` the number of (kept) visits up
+to visit ``t`` (history length is a strong risk signal in EHR data). ``w(t)`` is added to every one of the
 visit's ``K`` hazard logits; since ``softplus(a + w) ~ e^w softplus(a)`` for small
 hazards, it acts as a proportional-hazards shift. All weights start at zero, so the
 model starts as the transformer alone, and they are regularised by the optimiser's
@@ -25,7 +26,31 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-__all__ = ["WideTerm", "occurrence_rank"]
+__all__ = ["WideTerm", "count_features", "covariate_matrix", "fit_wide_start", "occurrence_rank"]
+
+N_COVARIATES = 3
+
+
+def covariate_matrix(z, n_visits):
+    """The wide path's dense covariates ``(z, z^2, log(1 + n_visits))`` (numpy or torch).
+
+    Parameters
+    ----------
+    z : ndarray or Tensor of shape (...)
+        Standardised age at the prediction time.
+    n_visits : ndarray or Tensor of shape (...)
+        Number of visits in the history so far.
+
+    Returns
+    -------
+    ndarray or Tensor of shape (..., 3)
+    """
+    if isinstance(z, torch.Tensor):
+        return torch.stack([z, z * z, torch.log1p(n_visits)], dim=-1)
+    import numpy as np
+
+    z = np.asarray(z, dtype=float)
+    return np.stack([z, z * z, np.log1p(np.asarray(n_visits, dtype=float))], axis=-1)
 
 
 def occurrence_rank(codes: Tensor, counted: Tensor) -> Tensor:
@@ -80,8 +105,8 @@ class WideTerm(nn.Module):
     ----------
     code_weight : torch.nn.Embedding
         ``beta_c``, one scalar per token id (zero-initialised).
-    age_weight : torch.nn.Linear
-        ``gamma`` on ``(z, z^2)``, no bias (zero-initialised).
+    covariate_weight : torch.nn.Linear
+        ``gamma`` on ``(z, z^2, log(1 + t))``, no bias (zero-initialised).
     """
 
     def __init__(self, vocab_size: int, n_special: int, age_mean: float = 60.0,
@@ -89,7 +114,7 @@ class WideTerm(nn.Module):
         super().__init__()
         self.n_special = int(n_special)
         self.code_weight = nn.Embedding(int(vocab_size), 1)
-        self.age_weight = nn.Linear(2, 1, bias=False)
+        self.covariate_weight = nn.Linear(N_COVARIATES, 1, bias=False)
         self.register_buffer("age_mean", torch.tensor(float(age_mean)))
         self.register_buffer("age_scale", torch.tensor(float(age_scale)))
         self.reset_parameters()
@@ -97,7 +122,7 @@ class WideTerm(nn.Module):
     def reset_parameters(self) -> None:
         """Zero weights: the wide term starts at 0."""
         nn.init.zeros_(self.code_weight.weight)
-        nn.init.zeros_(self.age_weight.weight)
+        nn.init.zeros_(self.covariate_weight.weight)
 
     def forward(self, codes: Tensor, visits: Tensor, attention_mask: Tensor, n_visit_slots: int,
                 index_age: Tensor | None = None) -> Tensor:
@@ -128,7 +153,155 @@ class WideTerm(nn.Module):
         per_visit = contrib.new_zeros(batch, n_visit_slots)
         per_visit.scatter_add_(1, visits.long().clamp(0, n_visit_slots - 1), contrib)
         out = torch.cumsum(per_visit, dim=1)
-        if index_age is not None:
-            z = (index_age.to(out.dtype) - self.age_mean) / self.age_scale
-            out = out + self.age_weight(torch.stack([z, z * z], dim=-1))  # (B, 1) broadcast
-        return out
+        z = (out.new_zeros(batch) if index_age is None
+             else (index_age.to(out.dtype) - self.age_mean) / self.age_scale)
+        n_visits = torch.arange(1, n_visit_slots + 1, device=out.device, dtype=out.dtype)
+        covariates = covariate_matrix(z[:, None].expand(batch, n_visit_slots),
+                                      n_visits[None, :].expand(batch, n_visit_slots))
+        return out + self.covariate_weight(covariates).squeeze(-1)
+
+
+def count_features(tokens, n_special: int, vocab_size: int):
+    """The wide path's inputs at each row's last visit, as a sparse matrix.
+
+    Parameters
+    ----------
+    tokens : TokenizedEHR
+        A tokenized cohort.
+    n_special, vocab_size : int
+        As :class:`WideTerm`.
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix of shape (n_rows, vocab_size)
+        ``log(1 + n_c)``: how often each code occurs in the row (static codes included).
+    """
+    import numpy as np
+    from scipy import sparse
+
+    lengths = tokens.lengths
+    rows = np.repeat(np.arange(len(lengths)), lengths)
+    codes = tokens.codes.astype(np.int64)
+    keep = codes >= n_special
+    key, counts = np.unique(rows[keep] * vocab_size + codes[keep], return_counts=True)
+    return sparse.csr_matrix((np.log1p(counts), (key // vocab_size, key % vocab_size)),
+                             shape=(len(lengths), vocab_size))
+
+
+def fit_wide_start(features, covariates, time, event, cuts, alphas=(0.1, 1.0, 10.0, 100.0, 1000.0),
+                   groups=None, random_state=0):
+    """Fit the wide path alone (a penalised proportional-hazards model) to start from.
+
+    The likelihood is the model's own (piecewise-constant hazards on ``cuts``) with the
+    logits ``b_k + x beta + c gamma``: per-interval baseline ``b`` and one linear
+    predictor shared by all intervals, with the ridge penalty
+    ``alpha / 2 sum_j (s_j w_j)^2`` on the summed likelihood, ``s_j`` the standard
+    deviation of feature ``j`` (as a ridge Cox model on standardised features). ``alpha`` is chosen
+    from ``alphas`` by 3-fold cross-validated likelihood (folds by ``groups`` when
+    given), then the model is refitted on all rows.
+
+    Parameters
+    ----------
+    features : scipy.sparse matrix of shape (n, n_codes)
+        :func:`count_features` of the training rows.
+    covariates : ndarray of shape (n, 3)
+        :func:`covariate_matrix` of the training rows.
+    time, event : ndarray of shape (n,)
+        Follow-up (years) and event indicators.
+    cuts : ndarray of shape (K + 1,)
+        Grid edges.
+    alphas : sequence of float
+        Candidate penalties.
+    groups : ndarray of shape (n,), optional
+        Patient of each row.
+    random_state : int, default=0
+
+    Returns
+    -------
+    dict
+        ``beta`` (n_codes,), ``gamma`` (3,), ``baseline`` (K,) as float32 arrays, and
+        the chosen ``alpha``.
+    """
+    import numpy as np
+    from sklearn.model_selection import GroupKFold, KFold
+
+    from ..survival import locate, marginal_logits
+
+    cuts = np.asarray(cuts, dtype=float)
+    time = np.minimum(np.asarray(time, dtype=float), cuts[-1])  # censored at the last edge
+    event = np.asarray(event, dtype=bool) & (np.asarray(time) < cuts[-1] + 1e-12)
+    # the model's likelihood, precomputed: H_i = sum_k eta_ik * exposure_ik, and an event
+    # adds -log(eta_ik / width_k) in its interval k_i
+    width = np.diff(cuts)
+    exposure = torch.tensor(np.clip((time[:, None] - cuts[None, :-1]) / width[None, :], 0.0, 1.0),
+                            dtype=torch.float32)
+    k_event, _ = locate(time, cuts)
+    k_event = torch.as_tensor(k_event)
+    log_width = torch.tensor(np.log(width), dtype=torch.float32)[k_event]
+    e = torch.tensor(event)
+    design = torch.tensor(features.toarray(), dtype=torch.float32) if (
+        features.shape[0] * features.shape[1] <= 2e7) else None
+    sparse_x = features.tocsr()
+    zz = torch.tensor(np.asarray(covariates, dtype=float), dtype=torch.float32)
+    mean_sq = np.asarray(features.multiply(features).mean(axis=0)).ravel()
+    mean = np.asarray(features.mean(axis=0)).ravel()
+    scale_beta = torch.tensor(np.sqrt(np.maximum(mean_sq - mean**2, 0.0)), dtype=torch.float32)
+    scale_gamma = torch.tensor(np.asarray(covariates, dtype=float).std(axis=0), dtype=torch.float32)
+
+    def rows_design(rows):
+        if design is not None:
+            return design[rows]
+        sub = sparse_x[rows].tocoo()
+        return torch.sparse_coo_tensor(np.vstack([sub.row, sub.col]),
+                                       sub.data.astype(np.float32), size=sub.shape,
+                                       check_invariants=True).coalesce()
+
+    def nll(params, xr, rows):
+        beta, gamma, base = params
+        lp = (xr @ beta[:, None]).squeeze(1) + zz[rows] @ gamma
+        logits = base[None, :] + lp[:, None]
+        eta = torch.nn.functional.softplus(logits)
+        cumhaz = (eta * exposure[rows]).sum(dim=1)
+        a_k = logits.gather(1, k_event[rows][:, None]).squeeze(1)
+        log_eta = torch.where(a_k < -20, a_k, torch.log(torch.nn.functional.softplus(a_k)))
+        return (cumhaz - e[rows] * (log_eta - log_width[rows])).sum()
+
+    def fit(rows, alpha, start=None):
+        xr = rows_design(rows)
+        if start is None:
+            start = (torch.zeros(features.shape[1]), torch.zeros(zz.shape[1]),
+                     torch.tensor(marginal_logits(time[rows], event[rows], cuts),
+                                  dtype=torch.float32))
+        params = [p.clone().requires_grad_(True) for p in start]
+        opt = torch.optim.LBFGS(params, max_iter=100, tolerance_grad=1e-6,
+                                tolerance_change=1e-8, line_search_fn="strong_wolfe")
+
+        def closure():
+            opt.zero_grad()
+            beta, gamma, _ = params
+            penalty = (beta * scale_beta).square().sum() + (gamma * scale_gamma).square().sum()
+            loss = (nll(params, xr, rows) + 0.5 * alpha * penalty) / len(rows)
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        return tuple(p.detach() for p in params)
+
+    n = features.shape[0]
+    idx = np.arange(n)
+    if groups is not None and len(np.unique(groups)) >= 3:
+        splits = list(GroupKFold(3).split(idx, groups=groups))
+    else:
+        splits = list(KFold(3, shuffle=True, random_state=random_state).split(idx))
+    scores = np.zeros(len(alphas))
+    for tr, te in splits:
+        start = None
+        # strongest penalty first; each fit starts from the previous one (a path)
+        for j in np.argsort(alphas)[::-1]:
+            start = fit(tr, float(alphas[j]), start)
+            with torch.no_grad():
+                scores[j] += float(nll(start, rows_design(te), te))
+    alpha = float(alphas[int(np.argmin(scores))])
+    beta, gamma, base = fit(idx, alpha)
+    return {"beta": beta.numpy(), "gamma": gamma.numpy(), "baseline": base.numpy(),
+            "alpha": alpha}

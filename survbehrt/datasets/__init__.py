@@ -1,10 +1,12 @@
-"""Synthetic EHR cohorts with a known risk.
+"""Datasets: synthetic EHR cohorts with a known risk, and a real-format Synthea sample.
 
 :func:`make_synthetic_ehr` draws a cohort in the package's patient-frame format
 (``X``), a survival outcome (``y``) and the true log-hazard multiplier of every
 patient, so that models can be compared with the oracle. :func:`make_synthetic_events`
 writes the same kind of cohort as a MEDS-style long event table plus a labels table,
 for the event-table converter :func:`survbehrt.data.events.from_events`.
+:func:`load_synthea_sample` loads the vendored Synthea sample (:mod:`.synthea`) as a
+landmark survival task, or as a long event table.
 """
 
 from __future__ import annotations
@@ -15,7 +17,17 @@ import numpy as np
 import pandas as pd
 from sksurv.util import Surv
 
-__all__ = ["make_synthetic_ehr", "make_synthetic_events"]
+from .mimic import load_mimic_iv_demo
+from .synthea import SYNTHEA_HISTORY_START, SYNTHEA_LANDMARKS, load_synthea_sample
+
+__all__ = [
+    "SYNTHEA_HISTORY_START",
+    "SYNTHEA_LANDMARKS",
+    "load_mimic_iv_demo",
+    "load_synthea_sample",
+    "make_synthetic_ehr",
+    "make_synthetic_events",
+]
 
 DAYS_PER_YEAR = 365.25
 

@@ -1,8 +1,8 @@
 """Real data shipped with the package: the MIMIC-IV demo in MEDS.
 
-The file lies in ``survbehrt/data_files/mimic_iv_demo_meds/`` beside its ``NOTICE.md``
+The file lies in ``survbehrt/datasets/data/mimic_iv_demo_meds/`` beside its ``NOTICE.md``
 (source, citation and licence). It is under the Open Database License (ODbL) 1.0, not
-the package's BSD licence: you may share and adapt it with attribution, and any adapted
+the package's GPL licence: you may share and adapt it with attribution, and any adapted
 database you publish must also be under the ODbL (share-alike).
 """
 
@@ -13,11 +13,11 @@ from pathlib import Path
 
 __all__ = ["load_mimic_iv_demo"]
 
-_FOLDER = "data_files/mimic_iv_demo_meds"
+_FOLDER = "data/mimic_iv_demo_meds"
 
 
 def _demo_path() -> Path:
-    return Path(str(resources.files("survbehrt").joinpath(_FOLDER, "events.parquet")))
+    return Path(str(resources.files("survbehrt.datasets").joinpath(_FOLDER, "events.parquet")))
 
 
 def load_mimic_iv_demo(as_frame="pandas"):
@@ -54,7 +54,7 @@ def load_mimic_iv_demo(as_frame="pandas"):
 
     Examples
     --------
-    >>> from survbehrt.datasets_real import load_mimic_iv_demo
+    >>> from survbehrt.datasets import load_mimic_iv_demo
     >>> events = load_mimic_iv_demo("polars")
     >>> events.shape, events["subject_id"].n_unique()
     ((916166, 5), 100)
