@@ -8,14 +8,21 @@ alone (``Cox-age``); the BEHRT variants
 are fine-tuned from one :class:`~survbehrt.BEHRTPretrainer` fitted on the training fold's
 histories; the ``oracle`` row scores the generating model's true risk (synthetic data).
 Results are written after every fold, so an interrupted run keeps its finished folds.
+
+The D-calibration column is one test per model on the bin counts pooled over the test
+folds (each fold's counts from that fold's model): under calibration every fold's
+``S_i(T_i)`` is uniform, so the pooled counts are too, and one test on all test patients
+has more power than any fold's. A mean of per-fold p-values would mean nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import signal
+import sys
 import threading
 import time
 import warnings
@@ -39,6 +46,7 @@ from sklearn.preprocessing import FunctionTransformer, StandardScaler
 __all__ = [
     "BASELINES",
     "BEHRT_MODELS",
+    "OUTPUT_FILES",
     "DATASETS",
     "BenchmarkSettings",
     "check_group_split",
@@ -57,6 +65,13 @@ BEHRT_MODELS = ("BEHRT-full", "BEHRT-lora", "BEHRT-frozen")
 ORACLE = "oracle"
 METRICS = ("harrell_c", "uno_c", "integrated_brier", "mean_auc", "d_calibration_p",
            "fit_time", "predict_time")
+#: Per-fold columns averaged in the summary (a mean of p-values would mean nothing: the
+#: D-calibration test is pooled over folds instead, see the module docstring).
+SUMMARY_METRICS = ("harrell_c", "uno_c", "integrated_brier", "mean_auc", "fit_time",
+                   "predict_time", "pretrain_time")
+#: Every file a run may write into its output folder.
+OUTPUT_FILES = ("results.csv", "summary.csv", "results.json", "cindex.png", "calibration.png",
+                "survival_curves.png", "auc.png", "brier.png")
 
 
 @dataclass
@@ -89,6 +104,10 @@ class BenchmarkSettings:
     random_state : int, default=0
     n_jobs : int, default=1
         Jobs for the forest baseline.
+    device : str, default="cpu"
+        torch device of the BEHRT models and the pretrainer (``"cuda"``, ``"auto"``).
+    n_threads : int, optional
+        torch threads of the BEHRT models and the pretrainer (default: torch's).
     """
 
     dataset: str = "synthetic"
@@ -101,6 +120,8 @@ class BenchmarkSettings:
     quick: bool = False
     random_state: int = 0
     n_jobs: int = 1
+    device: str = "cpu"
+    n_threads: int | None = None
 
     def resolved(self) -> BenchmarkSettings:
         """A copy with the quick-mode and epoch defaults filled in.
@@ -253,7 +274,7 @@ def make_models(settings: BenchmarkSettings) -> dict:
     # X["static"] (the Synthea sample's sex, race, ethnicity) reaches the BEHRT models as
     # timeless tokens; their validation split follows the subject_id index level.
     behrt = dict(loss=s.loss, random_state=s.random_state, validation_fraction=0.1,
-                 early_stopping="cindex", patience=8)
+                 early_stopping="cindex", patience=8, device=s.device, n_threads=s.n_threads)
     if s.quick:
         # a few hundred patients leave ~30 for validation: their C-index is noise, and early
         # stopping on it would restore an almost untrained epoch
@@ -273,7 +294,8 @@ def make_pretrainer(settings: BenchmarkSettings):
     from .estimators import BEHRTPretrainer
 
     return BEHRTPretrainer(objective="both", max_epochs=settings.pretrain_epochs,
-                           random_state=settings.random_state, validation_fraction=0.0)
+                           random_state=settings.random_state, validation_fraction=0.0,
+                           device=settings.device, n_threads=settings.n_threads)
 
 
 def subject_groups(X) -> np.ndarray | None:
@@ -377,7 +399,7 @@ def _evaluate(model, X_test, y_test, y_train):
     predict_time = time.perf_counter() - t0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = evaluate(model, X_test, y_test, y_train)
+        result = evaluate(model, X_test, y_test, y_train, return_curves=True)
     return result, predict_time
 
 
@@ -426,24 +448,40 @@ class _InterruptFlag:
             raise KeyboardInterrupt
 
 
-def summarize(rows: pd.DataFrame) -> pd.DataFrame:
+def _pooled_d_calibration_p(counts) -> float:
+    from scipy import stats
+
+    if not counts:
+        return float("nan")
+    return float(stats.chisquare(np.sum(counts, axis=0)).pvalue)
+
+
+def summarize(rows: pd.DataFrame, d_calibration_counts=None) -> pd.DataFrame:
     """Mean and standard deviation over folds of every metric, one row per model.
 
     Parameters
     ----------
     rows : pandas.DataFrame
         One row per (model, fold), as :func:`run_benchmark` writes to ``results.csv``.
+    d_calibration_counts : dict of str to list of ndarray, optional
+        Each model's D-calibration bin counts per test fold
+        (``evaluate(..., return_curves=True)["d_calibration_counts"]``).
 
     Returns
     -------
     pandas.DataFrame
-        Indexed by model, columns ``<metric>_mean`` / ``<metric>_sd``, sorted by the
-        mean Harrell's C.
+        Indexed by model, columns ``<metric>_mean`` / ``<metric>_sd`` for the metrics
+        of ``SUMMARY_METRICS`` present in ``rows``, ``d_calibration_pooled_p`` (the
+        D-calibration test on the counts summed over folds; NaN without counts) and
+        ``folds``; sorted by the mean Harrell's C.
     """
-    grouped = rows.groupby("model", sort=False)[list(METRICS)]
+    metrics = [m for m in SUMMARY_METRICS if m in rows]
+    grouped = rows.groupby("model", sort=False)[metrics]
     mean = grouped.mean().add_suffix("_mean")
     sd = grouped.std(ddof=1).add_suffix("_sd")
     table = pd.concat([mean, sd], axis=1)
+    counts = d_calibration_counts or {}
+    table["d_calibration_pooled_p"] = [_pooled_d_calibration_p(counts.get(m, [])) for m in table.index]
     table["folds"] = rows.groupby("model", sort=False)["fold"].nunique()
     return table.sort_values("harrell_c_mean", ascending=False)
 
@@ -453,8 +491,7 @@ def _plus_minus(row, metric) -> str:
     return f"{row[f'{metric}_mean']:.3f} ± {0.0 if np.isnan(sd) else sd:.3f}"
 
 
-def _mean_or_dash(row, metric, fmt) -> str:
-    value = row[f"{metric}_mean"]
+def _value_or_dash(value, fmt) -> str:
     return "—" if np.isnan(value) else format(value, fmt)
 
 
@@ -469,16 +506,20 @@ def format_table(summary: pd.DataFrame) -> str:
     Returns
     -------
     str
+        A header, one line per model (mean ± standard deviation over folds, or the
+        mean alone) and a line saying what the D-calibration column is.
     """
     lines = [f"{'model':<14}{'Harrell C':>16}{'Uno C':>16}{'IBS':>8}{'mean AUC':>10}"
-             f"{'D-cal p':>9}{'fit s':>9}{'pred s':>8}"]
+             f"{'D-cal p*':>10}{'fit s':>9}{'pred s':>8}"]
     for name, r in summary.iterrows():
         lines.append(f"{name:<14}{_plus_minus(r, 'harrell_c'):>16}{_plus_minus(r, 'uno_c'):>16}"
-                     f"{_mean_or_dash(r, 'integrated_brier', '.3f'):>8}"
-                     f"{_mean_or_dash(r, 'mean_auc', '.3f'):>10}"
-                     f"{_mean_or_dash(r, 'd_calibration_p', '.3f'):>9}"
-                     f"{_mean_or_dash(r, 'fit_time', '.1f'):>9}"
-                     f"{_mean_or_dash(r, 'predict_time', '.2f'):>8}")
+                     f"{_value_or_dash(r['integrated_brier_mean'], '.3f'):>8}"
+                     f"{_value_or_dash(r['mean_auc_mean'], '.3f'):>10}"
+                     f"{_value_or_dash(r['d_calibration_pooled_p'], '.3f'):>10}"
+                     f"{_value_or_dash(r['fit_time_mean'], '.1f'):>9}"
+                     f"{_value_or_dash(r['predict_time_mean'], '.2f'):>8}")
+    lines.append("* D-calibration test on the test-fold counts pooled over folds "
+                 "(small p = miscalibrated); the other columns are means over folds.")
     return "\n".join(lines)
 
 
@@ -496,10 +537,12 @@ def _machine() -> dict:
     }
 
 
-def _write(out: Path, rows: list, settings: BenchmarkSettings, started: float, complete: bool):
+def _write(out: Path, rows: list, dcal_counts: dict, settings: BenchmarkSettings, started: float,
+           complete: bool):
     frame = pd.DataFrame(rows)
     frame.to_csv(out / "results.csv", index=False)
-    summary = summarize(frame) if len(frame) else pd.DataFrame()
+    summary = summarize(frame, dcal_counts) if len(frame) else pd.DataFrame()
+    summary.to_csv(out / "summary.csv", index_label="model")
     payload = {
         "settings": asdict(settings),
         "machine": _machine(),
@@ -512,34 +555,86 @@ def _write(out: Path, rows: list, settings: BenchmarkSettings, started: float, c
     return summary
 
 
+@contextlib.contextmanager
+def _warnings_above_bars(enabled: bool):
+    """Print warnings with ``tqdm.write`` (above the progress bars) instead of through them."""
+    if not enabled:
+        yield
+        return
+    from tqdm.auto import tqdm
+
+    previous = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        text = warnings.formatwarning(message, category, filename, lineno, line)
+        tqdm.write(text.rstrip(), file=sys.stderr)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = previous
+
+
+def _prepare_output(out: Path, overwrite: bool) -> None:
+    """Refuse a non-empty output folder unless ``overwrite``; then clear our own old files."""
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out} exists and is not a folder.")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise FileExistsError(
+                f"{out} exists and is not empty; choose another output folder, or overwrite "
+                f"it (--overwrite; overwrite=True)."
+            )
+        # only the files a run writes: an old plot must not pass for this run's
+        for name in OUTPUT_FILES:
+            (out / name).unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+
+
 def run_benchmark(settings: BenchmarkSettings | None = None, out="benchmark_results", quiet=False,
-                  plots=True, log=print):
-    """Run the benchmark and write ``results.csv``, ``results.json`` and plots to ``out``.
+                  plots=True, log=None, overwrite=False):
+    """Run the benchmark and write its results and plots to ``out``.
+
+    Files: ``results.csv`` (one row per model and fold), ``summary.csv`` (mean and
+    standard deviation over folds of every metric, the pooled D-calibration test),
+    ``results.json`` (settings, machine, folds, summary) and, with matplotlib,
+    ``cindex.png``, ``calibration.png``, ``survival_curves.png``, ``auc.png`` and
+    ``brier.png``. ``summary.attrs["files"]`` lists the files written.
 
     Parameters
     ----------
     settings : BenchmarkSettings, optional
     out : str or path-like, default="benchmark_results"
+        Output folder; it must not exist or be empty unless ``overwrite``.
     quiet : bool, default=False
         No progress bars.
     plots : bool, default=True
-        Write ``cindex.png``, ``calibration.png`` and ``survival_curves.png``.
-    log : callable, default=print
-        Where progress lines go.
+        Write the PNG plots (when matplotlib is installed).
+    log : callable, optional
+        Where progress lines go (one string per call); default ``tqdm.write``, which
+        prints above the progress bars instead of tearing them.
+    overwrite : bool, default=False
+        Write into a non-empty ``out`` (the files of an earlier run are replaced;
+        other files are left alone).
 
     Returns
     -------
     pandas.DataFrame
         The summary (see :func:`summarize`); ``summary.attrs["complete"]`` is False when
         the run was interrupted (Ctrl-C) and holds only the finished folds.
+
+    Raises
+    ------
+    FileExistsError
+        If ``out`` is not empty and ``overwrite`` is False.
     """
     from tqdm.auto import tqdm
 
-    from .metrics import calibration_table
-
     settings = (settings or BenchmarkSettings()).resolved()
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    _prepare_output(out, overwrite)
+    log = log if log is not None else tqdm.write
     started = time.perf_counter()
     X, y, true_risk = load_benchmark_data(settings.dataset, settings.n_patients, settings.random_state)
     event = y[y.dtype.names[0]]
@@ -547,108 +642,178 @@ def run_benchmark(settings: BenchmarkSettings | None = None, out="benchmark_resu
     needs_pretrainer = any(name.startswith("BEHRT") for name in models)
     groups = subject_groups(X)
     folds = make_folds(X, event, settings.folds, settings.random_state)
-    rows, curves = [], {}
+    rows, fitted, curves, dcal_counts = [], {}, {}, {}
+    written = {"results.csv", "summary.csv", "results.json"}
     size = f"{len(X)} patients" if groups is None else (
         f"{len(X)} rows of {len(pd.unique(groups))} subjects (folds grouped by subject)")
     log(f"benchmark: {settings.dataset}, {size}, {event.mean():.0%} events, "
         f"{settings.folds} folds, models {list(models)}")
     complete = False
     interrupt = _InterruptFlag()
-    try:
-        interrupt.install()
-        fold_bar = tqdm(folds, desc="folds", disable=quiet)
-        for fold, (tr, te) in enumerate(fold_bar):
-            X_tr, X_te, y_tr, y_te = X.iloc[tr], X.iloc[te], y[tr], y[te]
-            pretrainer, pretrain_time = None, 0.0
-            if needs_pretrainer:
-                t0 = time.perf_counter()
-                pretrainer = make_pretrainer(settings).fit(X_tr)
-                pretrain_time = time.perf_counter() - t0
-                interrupt.check()
-            for name, template in tqdm(models.items(), desc=f"fold {fold}", leave=False, disable=quiet):
-                model = clone(template)
-                if name.startswith("BEHRT"):
-                    model.set_params(pretrained=pretrainer)
-                t0 = time.perf_counter()
-                _fit(model, X_tr, y_tr, None if groups is None else groups[tr],
-                     settings.random_state)
-                fit_time = time.perf_counter() - t0
-                interrupt.check()  # a fit cut short by Ctrl-C is not reported
-                # a tuned baseline is a search: evaluate its refitted best model
-                model = getattr(model, "best_estimator_", model)
-                result, predict_time = _evaluate(model, X_te, y_te, y_tr)
-                rows.append({"model": name, "fold": fold,
-                             **{m: result[m] for m in METRICS if m in result},
-                             "fit_time": fit_time, "predict_time": predict_time,
-                             "pretrain_time": pretrain_time if name.startswith("BEHRT") else 0.0})
-                if fold == 0:
-                    curves[name] = model
-                log(f"  fold {fold} {name:<13} C={result['harrell_c']:.3f}  fit {fit_time:.1f}s")
-            if true_risk is not None:
-                rows.append({"model": ORACLE, "fold": fold, **_oracle_row(true_risk[te], y_te, y_tr)})
-            if fold == 0 and plots:
-                _plots(out, curves, X_te, y_te, y_tr, calibration_table)
-            _write(out, rows, settings, started, complete=False)
-        complete = True
-    except KeyboardInterrupt:
-        log("interrupted: the finished folds are saved.")
-    finally:
-        interrupt.uninstall()
-    summary = _write(out, rows, settings, started, complete=complete)
+    with _warnings_above_bars(not quiet):  # warnings must not tear the bars either
+        try:
+            interrupt.install()
+            fold_bar = tqdm(folds, desc="folds", disable=quiet)
+            for fold, (tr, te) in enumerate(fold_bar):
+                X_tr, X_te, y_tr, y_te = X.iloc[tr], X.iloc[te], y[tr], y[te]
+                pretrainer, pretrain_time = None, 0.0
+                if needs_pretrainer:
+                    t0 = time.perf_counter()
+                    pretrainer = make_pretrainer(settings).fit(X_tr)
+                    pretrain_time = time.perf_counter() - t0
+                    interrupt.check()
+                for name, template in tqdm(models.items(), desc=f"fold {fold}", leave=False, disable=quiet):
+                    model = clone(template)
+                    if name.startswith("BEHRT"):
+                        model.set_params(pretrained=pretrainer)
+                    t0 = time.perf_counter()
+                    _fit(model, X_tr, y_tr, None if groups is None else groups[tr],
+                         settings.random_state)
+                    fit_time = time.perf_counter() - t0
+                    interrupt.check()  # a fit cut short by Ctrl-C is not reported
+                    # a tuned baseline is a search: evaluate its refitted best model
+                    model = getattr(model, "best_estimator_", model)
+                    result, predict_time = _evaluate(model, X_te, y_te, y_tr)
+                    rows.append({"model": name, "fold": fold,
+                                 **{m: result[m] for m in METRICS if m in result},
+                                 "fit_time": fit_time, "predict_time": predict_time,
+                                 "pretrain_time": pretrain_time if name.startswith("BEHRT") else 0.0})
+                    dcal_counts.setdefault(name, []).append(result["d_calibration_counts"])
+                    if fold == 0:
+                        fitted[name], curves[name] = model, result
+                    log(f"  fold {fold} {name:<13} C={result['harrell_c']:.3f}  fit {fit_time:.1f}s")
+                if true_risk is not None:
+                    rows.append({"model": ORACLE, "fold": fold, **_oracle_row(true_risk[te], y_te, y_tr)})
+                if fold == 0 and plots:
+                    written |= _plots(out, fitted, curves, X_te, y_te)
+                _write(out, rows, dcal_counts, settings, started, complete=False)
+            complete = True
+        except KeyboardInterrupt:
+            log("interrupted: the finished folds are saved.")
+        finally:
+            interrupt.uninstall()
+    summary = _write(out, rows, dcal_counts, settings, started, complete=complete)
     if plots and len(summary):
-        _plot_cindex(out, pd.DataFrame(rows))
+        written |= _plot_cindex(out, pd.DataFrame(rows))
     summary.attrs["complete"] = complete
+    summary.attrs["files"] = [name for name in OUTPUT_FILES if name in written]
     return summary
 
 
-def _plots(out, models, X_te, y_te, y_tr, calibration_table):
-    """Calibration at the median horizon and survival curves, on the first fold."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:  # plots are optional
-        return
-    from .plotting import plot_calibration, plot_survival_curves
-
-    time_name = y_te.dtype.names[1]
-    horizon = float(np.median(y_te[time_name]))
-    fig, axes = plt.subplots(1, len(models), figsize=(3.2 * len(models), 3.2), squeeze=False)
-    for ax, (name, model) in zip(axes[0], models.items()):
-        surv = np.array([fn(horizon) for fn in model.predict_survival_function(X_te)])
-        plot_calibration(calibration_table(y_te, surv, horizon), ax=ax)
-        ax.set_title(f"{name} (t={horizon:.1f} y)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(out / "calibration.png", dpi=110)
-    plt.close(fig)
-
-    fig, axes = plt.subplots(1, len(models), figsize=(3.2 * len(models), 3.2), squeeze=False)
-    for ax, (name, model) in zip(axes[0], models.items()):
-        fns = model.predict_survival_function(X_te.iloc[:4])
-        plot_survival_curves(fns, y=y_te, labels=[f"patient {i}" for i in range(len(fns))], ax=ax)
-        ax.set_title(name, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(out / "survival_curves.png", dpi=110)
-    plt.close(fig)
-
-
-def _plot_cindex(out, rows):
+def _pyplot():
+    """matplotlib's pyplot on the Agg backend, or None without matplotlib (plots are optional)."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        return
+        return None
+    return plt
+
+
+def _save(fig, path: Path) -> None:
+    fig.savefig(path, dpi=110, bbox_inches="tight")  # nothing cut at the edges
+
+
+def _panels(plt, n: int, ncols: int = 3):
+    """``n`` axes on a grid of at most ``ncols`` columns (unused cells hidden)."""
+    ncols = min(ncols, n)
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 3.4 * nrows + 0.4),
+                             squeeze=False, layout="constrained")
+    axes = axes.ravel()
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return fig, list(axes[:n])
+
+
+def _one_legend(ax, i: int, **kwargs) -> None:
+    """A legend on the first panel only (the others share its entries)."""
+    if i == 0:
+        ax.legend(**kwargs)
+    elif ax.get_legend() is not None:
+        ax.get_legend().remove()
+
+
+def _fold_figures(plt, models, curves, X_te, y_te) -> dict:
+    """The first fold's figures by file name: calibration, survival curves, AUC, Brier."""
+    from .metrics import calibration_table
+    from .plotting import (
+        format_years,
+        plot_auc_curves,
+        plot_brier_curves,
+        plot_calibration,
+        plot_survival_curves,
+    )
+
+    figures = {}
+    time_name = y_te.dtype.names[1]
+    horizon = float(np.median(y_te[time_name]))
+    fig, axes = _panels(plt, len(models))
+    for i, (ax, (name, model)) in enumerate(zip(axes, models.items())):
+        surv = np.array([fn(horizon) for fn in model.predict_survival_function(X_te)])
+        plot_calibration(calibration_table(y_te, surv, horizon), ax=ax)
+        ax.set_title(name, fontsize=10)
+        _one_legend(ax, i, fontsize=8, loc="upper left")
+    fig.suptitle(f"Calibration at {format_years(horizon)} (the median test time), fold 0: "
+                 f"10 risk groups, Kaplan-Meier 95% intervals")
+    figures["calibration.png"] = fig
+
+    fig, axes = _panels(plt, len(models))
+    for i, (ax, (name, model)) in enumerate(zip(axes, models.items())):
+        fns = model.predict_survival_function(X_te.iloc[:4])
+        plot_survival_curves(fns, y=y_te, labels=[f"patient {i}" for i in range(len(fns))], ax=ax)
+        ax.set_title(name, fontsize=10)
+        _one_legend(ax, i, fontsize=8, loc="lower left")
+    fig.suptitle("Predicted survival of four test patients and the test fold's Kaplan-Meier "
+                 "curve (fold 0)")
+    figures["survival_curves.png"] = fig
+
+    for file, plot, title in (
+        ("auc.png", plot_auc_curves, "Time-dependent AUC on the test fold (fold 0)"),
+        ("brier.png", plot_brier_curves, "Brier score on the test fold (fold 0); lower is better"),
+    ):
+        fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
+        plot(curves, ax=ax)
+        ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5))  # beside the lines, not on them
+        ax.set_title(title)
+        figures[file] = fig
+    return figures
+
+
+def _plots(out, models, curves, X_te, y_te) -> set:
+    """Write the first fold's figures; the files written (none without matplotlib)."""
+    plt = _pyplot()
+    if plt is None:
+        return set()
+    figures = _fold_figures(plt, models, curves, X_te, y_te)
+    for file, fig in figures.items():
+        _save(fig, out / file)
+    plt.close("all")
+    return set(figures)
+
+
+def _cindex_figure(plt, rows):
+    """Harrell's C of every model on every test fold, the mean marked."""
     order = rows.groupby("model")["harrell_c"].mean().sort_values().index
-    fig, ax = plt.subplots(figsize=(6, 0.45 * len(order) + 1.2))
+    fig, ax = plt.subplots(figsize=(6, 0.45 * len(order) + 1.4), layout="constrained")
     for i, name in enumerate(order):
         vals = rows.loc[rows["model"] == name, "harrell_c"]
         ax.scatter(vals, np.full(len(vals), i), s=14, alpha=0.6)
         ax.plot([vals.mean()] * 2, [i - 0.3, i + 0.3], color="black")
+    ax.axvline(0.5, ls="--", color="grey", lw=1)
     ax.set_yticks(range(len(order)), order)
-    ax.set_xlabel("Harrell's C (test folds; bar = mean)")
-    fig.tight_layout()
-    fig.savefig(out / "cindex.png", dpi=110)
+    ax.set_xlabel("Harrell's C on the test folds (dots: folds; bar: mean; dashed: chance)")
+    ax.set_title("Discrimination on each test fold")
+    return fig
+
+
+def _plot_cindex(out, rows) -> set:
+    plt = _pyplot()
+    if plt is None:
+        return set()
+    fig = _cindex_figure(plt, rows)
+    _save(fig, out / "cindex.png")
     plt.close(fig)
+    return {"cindex.png"}

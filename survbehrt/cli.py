@@ -7,6 +7,39 @@ import sys
 
 __all__ = ["main", "build_parser"]
 
+DATASET_HELP = (
+    "'synthetic' (risk from the order, recency and tempo of codes), 'synthetic-counts' "
+    "(risk from code counts only), 'synthea-sample' (the vendored Synthea sample, folds "
+    "grouped by patient), or a folder holding two tables, each .parquet or .csv: "
+    "events.* with columns subject_id, time, code (MEDS style, one MEDS_BIRTH row per "
+    "subject; time a date or years) and labels.* with columns subject_id, prediction_time, "
+    "event (1 = event, 0 = censored), time (years from prediction_time to the event or "
+    "censoring) and optionally true_risk"
+)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _folds(text: str) -> int:
+    value = int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"cross-validation needs at least 2 folds, got {text}")
+    return value
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Show defaults in --help, except None and lists (the help says them) and off flags."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False or isinstance(action.default, list):
+            return action.help
+        return super()._get_help_string(action)
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``survbehrt`` command.
@@ -15,37 +48,83 @@ def build_parser() -> argparse.ArgumentParser:
     -------
     argparse.ArgumentParser
     """
+    from . import __version__
     from .benchmark import BASELINES, BEHRT_MODELS
 
-    parser = argparse.ArgumentParser(prog="survbehrt", description="BEHRT survival models for EHR.")
+    formatter = _Formatter
+    parser = argparse.ArgumentParser(prog="survbehrt", description="BEHRT survival models for EHR.",
+                                     formatter_class=formatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     bench = sub.add_parser(
         "benchmark",
+        formatter_class=formatter,
         help="compare BEHRT with Cox / RSF / boosting baselines on the same folds",
         description="Cross-validated comparison of BEHRT survival models (full, LoRA and frozen "
         "fine-tuning of one pretrainer per fold) with Cox, Random Survival Forest and "
-        "gradient-boosted survival baselines on code counts.",
+        "gradient-boosted survival baselines on code counts. Writes results.csv (one row per "
+        "model and fold), summary.csv (mean and standard deviation over folds of every metric), "
+        "results.json and PNG plots into --out.",
     )
-    bench.add_argument("--dataset", default="synthetic",
-                       help="'synthetic' (default), 'synthetic-counts', 'synthea-sample' (the "
-                            "vendored Synthea sample, folds grouped by patient), or a folder "
-                            "with events.(parquet|csv) and labels.(parquet|csv)")
-    bench.add_argument("--n-patients", type=int, default=4000, help="synthetic cohort size")
-    bench.add_argument("--folds", type=int, default=5)
-    bench.add_argument("--models", nargs="+", default=list(BASELINES + BEHRT_MODELS),
-                       choices=list(BASELINES + BEHRT_MODELS), metavar="MODEL",
-                       help=f"subset of {' '.join(BASELINES + BEHRT_MODELS)}")
+    models = list(BASELINES + BEHRT_MODELS)
+    bench.add_argument("--dataset", default="synthetic", help=DATASET_HELP)
+    bench.add_argument("--n-patients", type=_positive_int, default=4000,
+                       help="size of a synthetic cohort (ignored for a folder)")
+    bench.add_argument("--folds", type=_folds, default=5,
+                       help="cross-validation folds (stratified on the event)")
+    bench.add_argument("--models", nargs="+", default=models, choices=models, metavar="MODEL",
+                       help=f"models to run (default: all): {' '.join(models)}")
     bench.add_argument("--loss", default="hybrid", choices=["nll", "ranking", "hybrid"],
                        help="loss of the BEHRT variants")
-    bench.add_argument("--epochs", type=int, default=None, help="fine-tuning epochs")
-    bench.add_argument("--pretrain-epochs", type=int, default=None)
-    bench.add_argument("--out", default="benchmark_results", help="output folder")
-    bench.add_argument("--quick", action="store_true", help="a smoke run (< 3 minutes)")
-    bench.add_argument("--quiet", action="store_true", help="no progress output")
-    bench.add_argument("--no-plots", action="store_true")
-    bench.add_argument("--random-state", type=int, default=0)
-    bench.add_argument("--n-jobs", type=int, default=1, help="jobs for the forest baseline")
+    bench.add_argument("--epochs", type=_positive_int, default=None,
+                       help="fine-tuning epochs of the BEHRT variants (default 30, LoRA 4/3 of "
+                            "it; 15 with --quick)")
+    bench.add_argument("--pretrain-epochs", type=_positive_int, default=None,
+                       help="pre-training epochs of the per-fold pretrainer (default 15; 5 with "
+                            "--quick)")
+    bench.add_argument("--out", default="benchmark_results",
+                       help="output folder; must not exist or be empty (see --overwrite)")
+    bench.add_argument("--overwrite", action="store_true",
+                       help="write into a non-empty --out, replacing an earlier run's files")
+    bench.add_argument("--quick", action="store_true",
+                       help="a smoke run: at most 1500 patients and 2 folds, fewer epochs and "
+                            "trees, no early stopping")
+    bench.add_argument("--quiet", action="store_true", help="no progress bars or progress lines")
+    bench.add_argument("--no-plots", action="store_true", help="write no PNG plots")
+    bench.add_argument("--random-state", type=int, default=0,
+                       help="seed of the cohort, the folds and every model")
+    bench.add_argument("--device", default="cpu",
+                       help="torch device of the BEHRT models: cpu, cuda, cuda:N or auto")
+    bench.add_argument("--n-threads", type=_positive_int, default=None,
+                       help="torch threads of the BEHRT models (default: torch's choice)")
+    bench.add_argument("--n-jobs", type=int, default=1,
+                       help="parallel jobs of the Random Survival Forest baseline")
     return parser
+
+
+def closing_lines(out, summary, plots: bool) -> list[str]:
+    """What a finished (or interrupted) run tells the user it wrote.
+
+    Parameters
+    ----------
+    out : str or path-like
+        The output folder.
+    summary : pandas.DataFrame
+        From :func:`~survbehrt.benchmark.run_benchmark` (its ``attrs["files"]``).
+    plots : bool
+        Whether plots were asked for.
+
+    Returns
+    -------
+    list of str
+    """
+    files = summary.attrs.get("files", [])
+    lines = [f"results in {out}/: {', '.join(files)}"]
+    if plots and not any(f.endswith(".png") for f in files):
+        lines.append("no plots: matplotlib is not installed (pip install 'survbehrt[plot]')")
+    if not summary.attrs.get("complete", True):
+        lines.append("the run was interrupted: these hold the finished folds only")
+    return lines
 
 
 def main(argv=None) -> int:
@@ -59,8 +138,8 @@ def main(argv=None) -> int:
     Returns
     -------
     int
-        Exit status: 0, or 130 when a benchmark was interrupted (its finished folds
-        are saved).
+        Exit status: 0; 2 for a refused output folder; 130 when a benchmark was
+        interrupted (its finished folds are saved).
     """
     args = build_parser().parse_args(argv)
     if args.command == "benchmark":
@@ -70,12 +149,18 @@ def main(argv=None) -> int:
             dataset=args.dataset, n_patients=args.n_patients, folds=args.folds, models=args.models,
             loss=args.loss, epochs=args.epochs, pretrain_epochs=args.pretrain_epochs,
             quick=args.quick, random_state=args.random_state, n_jobs=args.n_jobs,
+            device=args.device, n_threads=args.n_threads,
         )
-        log = (lambda *a, **k: None) if args.quiet else print
-        summary = run_benchmark(settings, out=args.out, quiet=args.quiet,
-                                plots=not args.no_plots, log=log)
+        log = (lambda message: None) if args.quiet else None  # None: tqdm.write
+        try:
+            summary = run_benchmark(settings, out=args.out, quiet=args.quiet,
+                                    plots=not args.no_plots, log=log, overwrite=args.overwrite)
+        except FileExistsError as exc:
+            print(f"survbehrt benchmark: error: {exc}", file=sys.stderr)
+            return 2
         print(format_table(summary))
-        print(f"\nresults: {args.out}/results.csv, results.json and PNG plots")
+        print()
+        print("\n".join(closing_lines(args.out, summary, plots=not args.no_plots)))
         return 0 if summary.attrs.get("complete", True) else 130  # 130: interrupted
     return 2  # pragma: no cover (argparse requires a command)
 

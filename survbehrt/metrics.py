@@ -447,14 +447,16 @@ def evaluate(estimator_or_survival, X, y, y_train, times=None, return_curves=Fal
         Evaluation times; default :func:`default_time_grid`, further kept
         inside the survival functions' domains.
     return_curves : bool, default=False
-        Also return ``times``, ``auc`` and ``brier`` arrays.
+        Also return the ``times``, ``auc`` and ``brier`` arrays, and the
+        D-calibration bin counts ``d_calibration_counts`` (to pool over folds).
 
     Returns
     -------
     results : dict
         ``harrell_c``, ``uno_c``, ``mean_auc``, ``integrated_brier``,
         ``d_calibration_stat``, ``d_calibration_p`` (floats), ``n_times``;
-        plus ``times``, ``auc``, ``brier`` with ``return_curves=True``.
+        plus ``times``, ``auc``, ``brier`` and ``d_calibration_counts`` with
+        ``return_curves=True``.
 
     Notes
     -----
@@ -498,5 +500,6 @@ def evaluate(estimator_or_survival, X, y, y_train, times=None, return_curves=Fal
         "n_times": int(times.shape[0]),
     }
     if return_curves:
-        results.update({"times": times_auc, "auc": auc, "brier": brier_t})
+        results.update({"times": times_auc, "auc": auc, "brier": brier_t,
+                        "d_calibration_counts": dcal.counts})
     return results

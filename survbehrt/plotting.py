@@ -1,8 +1,9 @@
-"""Plots: survival curves, calibration, landmark risk trajectories, learning curves.
+"""Plots: survival curves, calibration, time-dependent AUC and Brier curves, landmark
+risk trajectories, learning curves.
 
 matplotlib is an optional dependency (``pip install survbehrt[plot]``); it is
 imported inside each function. Every function draws on ``ax`` (a new figure's
-axes when None) and returns the Axes.
+axes, with a layout that keeps the labels inside it, when None) and returns the Axes.
 """
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
+    "format_years",
+    "plot_auc_curves",
+    "plot_brier_curves",
     "plot_calibration",
     "plot_risk_trajectory",
     "plot_survival_curves",
@@ -31,8 +35,30 @@ def _pyplot():
 def _axes(ax):
     if ax is not None:
         return ax
-    _, ax = _pyplot().subplots()
+    # constrained layout: axis labels and legends stay inside the saved figure
+    _, ax = _pyplot().subplots(layout="constrained")
     return ax
+
+
+def format_years(t: float) -> str:
+    """A time in years for a label: one decimal, e.g. ``"2.2 years"``.
+
+    Parameters
+    ----------
+    t : float
+        Years.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> format_years(2.18771), format_years(1.0), format_years(0.5)
+    ('2.2 years', '1 year', '0.5 years')
+    """
+    text = f"{t:.1f}".removesuffix(".0")
+    return f"{text} year" if text == "1" else f"{text} years"
 
 
 def plot_survival_curves(step_functions, y=None, labels=None, ax=None):
@@ -98,7 +124,8 @@ def plot_calibration(table, ax=None, **kwargs):
     Returns
     -------
     ax : matplotlib.axes.Axes
-        The axes drawn on.
+        The axes drawn on; the x-label names the horizon (``"predicted survival at
+        2.2 years"``) when the table carries it.
     """
     if isinstance(table, tuple | list):
         from survbehrt.metrics import calibration_table
@@ -117,9 +144,9 @@ def plot_calibration(table, ax=None, **kwargs):
     else:
         ax.plot(predicted, observed, "o", label="risk groups")
     horizon = getattr(table, "attrs", {}).get("horizon")
-    suffix = "" if horizon is None else f" at {horizon:g} years"
+    suffix = "" if horizon is None else f" at {format_years(horizon)}"
     ax.set_xlabel("predicted survival" + suffix)
-    ax.set_ylabel("observed survival (Kaplan-Meier)" + suffix)
+    ax.set_ylabel("observed survival (Kaplan-Meier)")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.legend(loc="best")
@@ -166,8 +193,27 @@ def plot_risk_trajectory(risks_per_visit, visit_ages, ax=None, labels=None):
     return ax
 
 
+#: Parts of a loss logged in a history (``train_<part>`` / ``valid_<part>``).
+_LOSS_PARTS = ("loss", "nll", "ranking", "mlm", "next_visit", "cls")
+
+
+def _series_kind(key: str) -> str:
+    """The y-axis label of a history entry: ``"loss"``, ``"C-index"`` or the entry itself."""
+    name = key.removeprefix("train_").removeprefix("valid_")
+    if name.endswith("cindex"):
+        return "C-index"
+    if name in _LOSS_PARTS or name.endswith("loss"):
+        return "loss"
+    return key
+
+
 def plot_training_history(history, keys=("train_loss", "valid_loss"), ax=None):
     """Learning curves from a skorch ``History`` (or a list of dicts).
+
+    The y-axis is named after what is plotted: ``"loss"`` for losses and their parts
+    (``train_nll``, ``valid_mlm``, ...), ``"C-index"`` for ``valid_cindex``, else the
+    entry's name. Two kinds (e.g. ``("train_loss", "valid_cindex")``) get two y-axes,
+    the second on the right (``ax.right_ax``); more than two are refused.
 
     Parameters
     ----------
@@ -181,10 +227,32 @@ def plot_training_history(history, keys=("train_loss", "valid_loss"), ax=None):
     Returns
     -------
     ax : matplotlib.axes.Axes
-        The axes drawn on.
+        The axes of the first kind of series; with a second kind, ``ax.right_ax`` is
+        the twin axes that holds it.
+
+    Raises
+    ------
+    ValueError
+        If ``keys`` mixes more than two kinds of series.
+
+    Examples
+    --------
+    >>> history = [{"epoch": 1, "train_loss": 2.0, "valid_cindex": 0.6},
+    ...            {"epoch": 2, "train_loss": 1.5, "valid_cindex": 0.7}]
+    >>> ax = plot_training_history(history, keys=("train_loss", "valid_cindex"))
+    >>> ax.get_ylabel(), ax.right_ax.get_ylabel()
+    ('loss', 'C-index')
     """
+    kinds = list(dict.fromkeys(_series_kind(k) for k in keys))
+    if len(kinds) > 2:
+        raise ValueError(f"keys {list(keys)} mix {len(kinds)} kinds of series {kinds}; "
+                         f"plot at most two kinds (one per y-axis)")
     ax = _axes(ax)
+    axes = {kinds[0]: ax}
+    if len(kinds) == 2:
+        ax.right_ax = axes[kinds[1]] = ax.twinx()
     rows = list(history)
+    colors = iter(_pyplot().rcParams["axes.prop_cycle"].by_key()["color"] * 4)
     for key in keys:
         xs, ys = [], []
         for i, row in enumerate(rows):
@@ -192,8 +260,75 @@ def plot_training_history(history, keys=("train_loss", "valid_loss"), ax=None):
                 xs.append(row.get("epoch", i + 1))
                 ys.append(float(row[key]))
         if xs:
-            ax.plot(xs, ys, marker=".", label=key)
+            axes[_series_kind(key)].plot(xs, ys, marker=".", label=key, color=next(colors))
     ax.set_xlabel("epoch")
-    ax.set_ylabel("loss")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+    for kind, target in axes.items():
+        target.set_ylabel(kind)
+    handles = [h for a in axes.values() for h in a.get_legend_handles_labels()[0]]
+    if handles:
+        ax.legend(handles=handles, loc="best")
+    return ax
+
+
+def _curves(results, key, ax, ylabel):
+    ax = _axes(ax)
+    if isinstance(results, dict) and key in results:  # one model's result
+        results = {None: results}
+    for label, result in results.items():
+        if key not in result or "times" not in result:
+            raise ValueError(f"{label}: no {key!r} curve; use evaluate(..., return_curves=True)")
+        ax.plot(np.asarray(result["times"], float), np.asarray(result[key], float),
+                marker=".", label=label)
+    ax.set_xlabel("years after prediction time")
+    ax.set_ylabel(ylabel)
+    return ax
+
+
+def plot_auc_curves(results, ax=None):
+    """Time-dependent (cumulative/dynamic) AUC against the horizon, one line per model.
+
+    Parameters
+    ----------
+    results : dict
+        ``{label: result}`` with each ``result`` from
+        :func:`survbehrt.metrics.evaluate` with ``return_curves=True`` (its
+        ``times`` and ``auc``); or one such result.
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw on.
+
+    Returns
+    -------
+    ax : matplotlib.axes.Axes
+        The axes drawn on; a dashed line marks chance (0.5).
+    """
+    ax = _curves(results, "auc", ax, "time-dependent AUC")
+    ax.axhline(0.5, ls="--", color="grey", lw=1, label="chance")
     ax.legend(loc="best")
+    return ax
+
+
+def plot_brier_curves(results, ax=None):
+    """Brier score against the horizon, one line per model (lower is better).
+
+    Parameters
+    ----------
+    results : dict
+        ``{label: result}`` with each ``result`` from
+        :func:`survbehrt.metrics.evaluate` with ``return_curves=True`` (its
+        ``times`` and ``brier``); or one such result.
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw on.
+
+    Returns
+    -------
+    ax : matplotlib.axes.Axes
+        The axes drawn on.
+    """
+    ax = _curves(results, "brier", ax, "Brier score")
+    ax.set_ylim(bottom=0)
+    if any(label is not None for label in ax.get_legend_handles_labels()[1]):
+        ax.legend(loc="best")
     return ax

@@ -25,7 +25,13 @@ import math
 from numbers import Integral
 
 import numpy as np
-import optuna
+
+try:
+    import optuna
+except ImportError as exc:  # an optional dependency: the `tuning` extra
+    raise ImportError(
+        "survbehrt.tuning needs optuna: pip install 'survbehrt[tuning]' (or pip install optuna)"
+    ) from exc
 from sklearn.base import clone
 from sklearn.metrics import check_scoring
 from sklearn.model_selection import check_cv, cross_validate

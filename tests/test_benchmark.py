@@ -1,18 +1,30 @@
 """The benchmark command: a real (tiny) run, its files, the summary, PATH data, Ctrl-C."""
 
+import argparse
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
-from survbehrt.benchmark import BenchmarkSettings, load_benchmark_data, summarize
-from survbehrt.cli import main
+import survbehrt
+from survbehrt.benchmark import (
+    BEHRT_MODELS,
+    BenchmarkSettings,
+    _warnings_above_bars,
+    load_benchmark_data,
+    make_models,
+    make_pretrainer,
+    summarize,
+)
+from survbehrt.cli import build_parser, closing_lines, main
 from survbehrt.datasets import make_synthetic_ehr, make_synthetic_events
 
 TINY = ["--quick", "--n-patients", "160", "--folds", "2", "--epochs", "1",
@@ -32,11 +44,60 @@ def test_cli_benchmark_writes_results(tmp_path, capsys):
     assert payload["complete"] is True
     assert {r["model"] for r in payload["summary"]} == {"BEHRT-frozen", "CoxPH", "oracle"}
     assert payload["machine"]["cpu_count"] == os.cpu_count()
-    for name in ("cindex.png", "calibration.png", "survival_curves.png"):
+    # summary.csv: mean and standard deviation of every metric, as a loop over the folds
+    summary = pd.read_csv(out / "summary.csv", index_col="model")
+    for metric in ("harrell_c", "uno_c", "integrated_brier", "mean_auc", "fit_time",
+                   "predict_time", "pretrain_time"):
+        for name in ("CoxPH", "BEHRT-frozen"):
+            values = rows.loc[rows["model"] == name, metric].tolist()
+            mean = sum(values) / len(values)
+            sd = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+            assert summary.loc[name, f"{metric}_mean"] == pytest.approx(mean), metric
+            assert summary.loc[name, f"{metric}_sd"] == pytest.approx(sd, abs=1e-12), metric
+    assert "d_calibration_p_mean" not in summary  # a mean of p-values means nothing
+    assert summary["d_calibration_pooled_p"].drop("oracle").between(0, 1).all()
+    pngs = ("cindex.png", "calibration.png", "survival_curves.png", "auc.png", "brier.png")
+    for name in pngs:
         data = (out / name).read_bytes()
         assert data.startswith(PNG) and len(data) > 1000
     printed = capsys.readouterr().out
     assert "Harrell C" in printed and "BEHRT-frozen" in printed
+    assert "pooled over folds" in printed  # says what the D-calibration column is
+    closing = printed.strip().splitlines()[-1]
+    assert closing.startswith(f"results in {out}/:")
+    for name in ("results.csv", "summary.csv", "results.json", *pngs):
+        assert name in closing
+
+
+def test_no_plots_claims_no_plots_and_a_full_folder_is_refused(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["benchmark", *TINY, "--models", "CoxPH", "--no-plots", "--out", str(out)]
+    assert main(args) == 0
+    assert not list(out.glob("*.png"))
+    closing = capsys.readouterr().out.strip().splitlines()[-1]
+    assert closing == f"results in {out}/: results.csv, summary.csv, results.json"
+    # a second run into the same folder is refused, and the first run's files stay
+    before = (out / "results.csv").read_bytes()
+    assert main(args) == 2
+    assert "exists and is not empty" in capsys.readouterr().err
+    assert (out / "results.csv").read_bytes() == before
+    # --overwrite replaces the run's own files and leaves other files alone
+    (out / "notes.txt").write_text("mine")
+    (out / "calibration.png").write_bytes(b"stale")  # an earlier run's plot
+    assert main([*args, "--overwrite", "--random-state", "1"]) == 0
+    assert (out / "notes.txt").read_text() == "mine"
+    assert not (out / "calibration.png").exists()  # not passed off as this run's
+    assert json.loads((out / "results.json").read_text())["settings"]["random_state"] == 1
+
+
+def test_closing_lines_say_when_no_plot_was_written():
+    summary = pd.DataFrame()
+    summary.attrs.update(files=["results.csv", "summary.csv", "results.json"], complete=False)
+    lines = closing_lines("out", summary, plots=True)
+    assert lines[0] == "results in out/: results.csv, summary.csv, results.json"
+    assert "matplotlib is not installed" in lines[1]
+    assert "interrupted" in lines[2]
+    assert closing_lines("out", summary, plots=False)[1:] == [lines[2]]
 
 
 def test_summarize_matches_a_loop():
@@ -45,7 +106,8 @@ def test_summarize_matches_a_loop():
                          **{m: rng.random(8) for m in ("harrell_c", "uno_c", "integrated_brier",
                                                        "mean_auc", "d_calibration_p", "fit_time",
                                                        "predict_time")}})
-    summary = summarize(rows)
+    counts = {"a": [rng.random(10) * 5 for _ in range(4)]}
+    summary = summarize(rows, counts)
     for name in ("a", "b"):
         values = rows.loc[rows["model"] == name, "harrell_c"].to_numpy()
         mean = sum(values) / len(values)
@@ -54,6 +116,69 @@ def test_summarize_matches_a_loop():
         assert summary.loc[name, "harrell_c_sd"] == pytest.approx(sd)
         assert summary.loc[name, "folds"] == 4
     assert list(summary.index) == sorted(["a", "b"], key=lambda n: -summary.loc[n, "harrell_c_mean"])
+    # the pooled D-calibration test: Pearson's chi-square of the summed bin counts
+    pooled = [sum(fold[k] for fold in counts["a"]) for k in range(10)]
+    expected = sum(pooled) / 10
+    statistic = sum((c - expected) ** 2 / expected for c in pooled)
+    assert summary.loc["a", "d_calibration_pooled_p"] == pytest.approx(stats.chi2.sf(statistic, 9))
+    assert np.isnan(summary.loc["b", "d_calibration_pooled_p"])
+
+
+def test_parser_every_flag_has_help_and_shows_defaults(capsys):
+    parser = build_parser()
+    with pytest.raises(SystemExit) as exc:
+        parser.parse_args(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == f"survbehrt {survbehrt.__version__}"
+    bench = parser._subparsers._group_actions[0].choices["benchmark"]
+    assert issubclass(bench.formatter_class, argparse.ArgumentDefaultsHelpFormatter)
+    for action in bench._actions:
+        assert action.help and action.help.strip(), action.option_strings
+    text = bench.format_help()
+    assert "(default: 4000)" in text and "(default: benchmark_results)" in text
+    assert "(default: None)" not in text
+    dataset = next(a for a in bench._actions if "--dataset" in a.option_strings).help
+    for column in ("subject_id", "time", "code", "prediction_time", "event", "true_risk"):
+        assert column in dataset
+    for bad in (["--folds", "1"], ["--n-threads", "0"], ["--epochs", "-1"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["benchmark", *bad])
+
+
+def test_device_and_threads_reach_the_models(monkeypatch):
+    seen = {}
+
+    def fake_run(settings, **kwargs):  # records what the CLI asked for; runs nothing
+        seen["settings"] = settings
+        summary = pd.DataFrame()
+        summary.attrs["files"] = []
+        return summary
+
+    monkeypatch.setattr("survbehrt.benchmark.run_benchmark", fake_run)
+    monkeypatch.setattr("survbehrt.benchmark.format_table", lambda summary: "")
+    assert main(["benchmark", "--device", "cuda:1", "--n-threads", "3", "--no-plots"]) == 0
+    settings = seen["settings"]
+    assert (settings.device, settings.n_threads) == ("cuda:1", 3)
+    resolved = BenchmarkSettings(device="cpu", n_threads=2, quick=True).resolved()
+    models = make_models(resolved)
+    for name in BEHRT_MODELS:
+        assert (models[name].device, models[name].n_threads) == ("cpu", 2)
+    pre = make_pretrainer(resolved)
+    assert (pre.device, pre.n_threads) == ("cpu", 2)
+
+
+def test_warnings_are_written_above_the_progress_bars(monkeypatch):
+    from tqdm.auto import tqdm
+
+    written = []
+    monkeypatch.setattr(tqdm, "write", classmethod(lambda cls, s, file=None, **kw: written.append(s)))
+    with _warnings_above_bars(True), warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.warn("a time-grid edge was merged", UserWarning, stacklevel=1)
+    assert len(written) == 1 and "a time-grid edge was merged" in written[0]
+    with _warnings_above_bars(False), pytest.warns(UserWarning):  # quiet: as usual
+        warnings.warn("plain", UserWarning, stacklevel=1)
+    assert len(written) == 1
 
 
 def test_path_dataset_round_trip(tmp_path):
@@ -85,7 +210,7 @@ def test_ctrl_c_keeps_finished_folds(tmp_path):
            "--pretrain-epochs", "60", "--no-plots", "--out", str(out)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        deadline = time.time() + 120
+        deadline = time.time() + 600  # generous: CI machines may be busy
         # fold 0 is written once both models are done; fold 1 then pre-trains for a while
         while not (out / "results.csv").exists() and time.time() < deadline:
             time.sleep(0.2)

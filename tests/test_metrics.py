@@ -251,6 +251,10 @@ def test_evaluate_with_sksurv_estimator(split):
     assert res["harrell_c"] > 0.6  # the covariate carries the hazard
     # a correctly specified Cox model is D-calibrated
     assert res["d_calibration_p"] > 0.01
+    # the bin counts behind the test come back to be pooled over folds
+    dcal = d_calibration(y_te, est.predict_survival_function(X_te))
+    np.testing.assert_array_equal(res["d_calibration_counts"], dcal.counts)
+    assert res["d_calibration_counts"].sum() == pytest.approx(len(y_te))
 
 
 def _true_model_logits(rate, cuts):

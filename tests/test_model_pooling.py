@@ -103,3 +103,24 @@ def test_tokens_beyond_num_visits_are_dropped():
     full, _ = pool_visits(hidden, batch["visits"], tm, num_visits=3)
     assert reps.shape == (1, 2, 2) and mask.all()
     torch.testing.assert_close(reps, full[:, :2])
+
+
+def test_pool_patient_matches_loop_and_skips_padding_visits():
+    from survbehrt.model import pool_patient
+
+    rng = np.random.default_rng(3)
+    reps = torch.from_numpy(rng.normal(size=(4, 5, 3))).float()
+    mask = torch.tensor([[1, 1, 0, 0, 0], [1, 0, 0, 0, 0], [1, 1, 1, 1, 1], [0, 0, 0, 0, 0]]).bool()
+    reps[~mask] = 1e6  # padding slots hold garbage: none of it may show
+    mean, maxed = pool_patient(reps, mask, "mean"), pool_patient(reps, mask, "max")
+    for i in range(4):
+        rows = [reps[i, v] for v in range(5) if mask[i, v]]
+        if not rows:
+            assert mean[i].abs().sum() == 0 and maxed[i].abs().sum() == 0
+            continue
+        for d in range(3):
+            values = [float(r[d]) for r in rows]
+            assert float(mean[i, d]) == pytest.approx(sum(values) / len(values), rel=1e-6)
+            assert float(maxed[i, d]) == max(values)
+    with pytest.raises(ValueError, match="'mean' or 'max'"):
+        pool_patient(reps, mask, "median")

@@ -1,4 +1,5 @@
-"""Tests for survbehrt.plotting: every plot renders to a PNG."""
+"""Tests for survbehrt.plotting and the benchmark's figures: every plot renders to a PNG,
+with the axis labels and titles it should have, and its labels inside the figure."""
 
 import numpy as np
 import pytest
@@ -9,8 +10,11 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 
-from survbehrt.metrics import calibration_table  # noqa: E402
+from survbehrt.metrics import calibration_table, evaluate  # noqa: E402
 from survbehrt.plotting import (  # noqa: E402
+    format_years,
+    plot_auc_curves,
+    plot_brier_curves,
     plot_calibration,
     plot_risk_trajectory,
     plot_survival_curves,
@@ -57,15 +61,36 @@ def test_plot_survival_curves(data, tmp_path):
         plot_survival_curves(funcs[:3], labels=["a"])
 
 
+def _inside_figure(ax, artist):
+    """True when ``artist`` (e.g. an axis label) is drawn entirely inside its figure."""
+    fig = ax.figure
+    fig.canvas.draw()
+    box = artist.get_window_extent(fig.canvas.get_renderer())
+    width, height = fig.canvas.get_width_height()
+    return box.x0 >= 0 and box.y0 >= 0 and box.x1 <= width and box.y1 <= height
+
+
 def test_plot_calibration_table_and_args(data, tmp_path):
     y, grid, surv, _ = data
     horizon = grid.cuts_[3]
     table = calibration_table(y, surv[:, 2], horizon, n_groups=5)
-    _save_png(plot_calibration(table), tmp_path / "calib.png")
+    ax = plot_calibration(table)
+    assert ax.get_xlabel() == f"predicted survival at {format_years(horizon)}"
+    assert ax.get_ylabel() == "observed survival (Kaplan-Meier)"
+    assert _inside_figure(ax, ax.yaxis.label) and _inside_figure(ax, ax.xaxis.label)
+    _save_png(ax, tmp_path / "calib.png")
     fig, ax = plt.subplots()
     out = plot_calibration((y, surv[:, 2], horizon), ax=ax, n_groups=4)
     assert out is ax
     _save_png(out, tmp_path / "calib_args.png")
+
+
+def test_horizon_is_formatted():
+    y = Surv.from_arrays([True, False, True, True], [1.0, 2.0, 2.5, 4.0])
+    table = calibration_table(y, [0.9, 0.8, 0.5, 0.3], 2.18771, n_groups=2)
+    assert plot_calibration(table).get_xlabel() == "predicted survival at 2.2 years"
+    assert [format_years(t) for t in (2.18771, 1.0, 0.96, 10.0)] == [
+        "2.2 years", "1 year", "1 year", "10 years"]
 
 
 def test_plot_risk_trajectory(tmp_path):
@@ -90,7 +115,94 @@ def test_plot_training_history(tmp_path):
     lines = {line.get_label(): line for line in ax.get_lines()}
     assert list(lines["train_loss"].get_xdata()) == [1, 2, 3]
     assert list(lines["valid_loss"].get_ydata()) == [2.1, 1.7]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("epoch", "loss")
+    assert not hasattr(ax, "right_ax")
     _save_png(ax, tmp_path / "history.png")
+
+
+def test_plot_training_history_names_the_axis_after_the_series(tmp_path):
+    history = [{"epoch": e, "train_loss": 2.0 / e, "train_nll": 1.5 / e, "valid_cindex": 0.5 + e / 20}
+               for e in (1, 2, 3)]
+    ax = plot_training_history(history, keys=("valid_cindex",))
+    assert ax.get_ylabel() == "C-index"
+    # mixed: losses on the left, the C-index on a second axis on the right
+    ax = plot_training_history(history, keys=("train_loss", "train_nll", "valid_cindex"))
+    assert ax.get_ylabel() == "loss" and ax.right_ax.get_ylabel() == "C-index"
+    assert [line.get_label() for line in ax.get_lines()] == ["train_loss", "train_nll"]
+    assert [line.get_label() for line in ax.right_ax.get_lines()] == ["valid_cindex"]
+    assert sorted(t.get_text() for t in ax.get_legend().get_texts()) == [
+        "train_loss", "train_nll", "valid_cindex"]
+    assert _inside_figure(ax, ax.right_ax.yaxis.label)
+    _save_png(ax, tmp_path / "mixed.png")
+    with pytest.raises(ValueError, match="at most two kinds"):
+        plot_training_history(history, keys=("train_loss", "valid_cindex", "dur"))
+
+
+@pytest.fixture(scope="module")
+def curves():
+    from sksurv.linear_model import CoxPHSurvivalAnalysis
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(300, 1))
+    t = rng.exponential(np.exp(-x[:, 0]))
+    c = rng.uniform(0, 3, 300)
+    y = Surv.from_arrays(t <= c, np.minimum(t, c))
+    cox = CoxPHSurvivalAnalysis().fit(x[:200], y[:200])
+    return {"Cox": evaluate(cox, x[200:], y[200:], y[:200], return_curves=True)}
+
+
+def test_auc_and_brier_curves(curves, tmp_path):
+    ax = plot_auc_curves(curves)
+    line = next(ln for ln in ax.get_lines() if ln.get_label() == "Cox")
+    np.testing.assert_array_equal(line.get_xdata(), curves["Cox"]["times"])
+    np.testing.assert_array_equal(line.get_ydata(), curves["Cox"]["auc"])
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("years after prediction time",
+                                                   "time-dependent AUC")
+    chance = next(ln for ln in ax.get_lines() if ln.get_label() == "chance")
+    assert list(chance.get_ydata()) == [0.5, 0.5]
+    _save_png(ax, tmp_path / "auc.png")
+    ax = plot_brier_curves(curves["Cox"])  # one result, no legend needed
+    np.testing.assert_array_equal(ax.get_lines()[0].get_ydata(), curves["Cox"]["brier"])
+    assert ax.get_ylabel() == "Brier score" and ax.get_legend() is None
+    _save_png(ax, tmp_path / "brier.png")
+    with pytest.raises(ValueError, match="return_curves=True"):
+        plot_auc_curves({"Cox": {"harrell_c": 0.7}})
+
+
+def test_benchmark_figures_titles_and_labels(curves):
+    import pandas as pd
+    from sksurv.linear_model import CoxPHSurvivalAnalysis
+
+    from survbehrt.benchmark import _cindex_figure, _fold_figures
+
+    rng = np.random.default_rng(2)
+    X = pd.DataFrame({"x": rng.normal(size=120)})
+    y = Surv.from_arrays(rng.random(120) < 0.6, rng.exponential(2.0, 120))
+    models = {name: CoxPHSurvivalAnalysis(alpha=a).fit(X[:80], y[:80])
+              for name, a in (("Cox", 0.0), ("ridge Cox", 10.0))}
+    figures = _fold_figures(plt, models, {"Cox": curves["Cox"]}, X[80:], y[80:])
+    assert set(figures) == {"calibration.png", "survival_curves.png", "auc.png", "brier.png"}
+    horizon = format_years(float(np.median(y[80:]["time"])))
+    calibration = figures["calibration.png"]
+    suptitle = calibration._suptitle.get_text()  # Figure.get_suptitle needs matplotlib 3.8
+    assert suptitle.startswith(f"Calibration at {horizon} (the median test time)")
+    axes = [ax for ax in calibration.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in axes] == ["Cox", "ridge Cox"]
+    assert all(ax.get_xlabel() == f"predicted survival at {horizon}" for ax in axes)
+    assert axes[0].get_legend() is not None and axes[1].get_legend() is None  # one legend
+    assert all(_inside_figure(ax, ax.yaxis.label) for ax in axes)
+    survival = [ax for ax in figures["survival_curves.png"].axes if ax.get_visible()]
+    assert [ax.get_title() for ax in survival] == ["Cox", "ridge Cox"]
+    assert survival[0].get_ylabel() == "survival probability"
+    auc_ax = figures["auc.png"].axes[0]
+    assert auc_ax.get_title() == "Time-dependent AUC on the test fold (fold 0)"
+    assert auc_ax.get_ylabel() == "time-dependent AUC"
+    brier_ax = figures["brier.png"].axes[0]
+    assert brier_ax.get_title().startswith("Brier score") and brier_ax.get_ylabel() == "Brier score"
+    rows = pd.DataFrame({"model": ["a", "a", "b", "b"], "harrell_c": [0.6, 0.7, 0.5, 0.55]})
+    ax = _cindex_figure(plt, rows).axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["b", "a"]  # best on top
+    assert ax.get_xlabel().startswith("Harrell's C on the test folds")
 
 
 def test_plot_training_history_skorch(tmp_path):

@@ -11,6 +11,7 @@ from survbehrt.model import (
     N_SPECIAL,
     mask_tokens,
     next_visit_targets,
+    patient_code_targets,
     pretraining_loss,
 )
 
@@ -187,3 +188,23 @@ def test_pretraining_loss_single_objective_and_empty_targets():
         pretraining_loss({"next_visit_logits": logits})
     with pytest.raises(ValueError):
         pretraining_loss({})
+
+
+def test_patient_code_targets_and_cls_loss_match_a_loop():
+    batch = random_batch(6, seed=4, max_visits=4, max_codes=3)
+    codes = batch["codes"]
+    targets = patient_code_targets(codes, VOCAB_SIZE)
+    for i in range(codes.shape[0]):
+        present = {int(c) for c in codes[i] if int(c) >= N_SPECIAL}
+        assert {c for c in range(VOCAB_SIZE) if targets[i, c] == 1} == present
+        assert targets[i].sum() == len(present)
+    torch.manual_seed(1)
+    logits = torch.randn(codes.shape[0], VOCAB_SIZE)
+    out = pretraining_loss({"cls_logits": logits}, cls_targets=targets)
+    ref = torch.stack([F.binary_cross_entropy_with_logits(logits[i], targets[i])
+                       for i in range(codes.shape[0])]).mean()
+    torch.testing.assert_close(out["cls"], ref)
+    torch.testing.assert_close(out["loss"], ref)
+    assert out["mlm"] is None and out["next_visit"] is None
+    with pytest.raises(ValueError, match="cls_targets"):
+        pretraining_loss({"cls_logits": logits})

@@ -335,18 +335,21 @@ class MaskedEHRDataset(EHRDataset):
 class PretrainingCriterion(torch.nn.Module):
     """Loss of the pre-training objectives present in the module's outputs.
 
-    MLM cross-entropy on the chosen tokens, and multi-hot BCE of the next visit's
-    codes (targets built from the batch's unmasked codes); their sum is the loss.
+    MLM cross-entropy on the chosen tokens, multi-hot BCE of the next visit's codes
+    and, with a ``[CLS]`` head, of the patient's codes (targets built from the batch's
+    unmasked codes); their sum is the loss.
     """
 
     def forward(self, outputs, X, mlm_labels=None, **ignored):
-        from ..model import next_visit_targets, pretraining_loss
+        from ..model import next_visit_targets, patient_code_targets, pretraining_loss
 
-        targets = mask = None
+        targets = mask = cls_targets = None
         if "next_visit_logits" in outputs:
             vocab = outputs["next_visit_logits"].shape[-1]
             targets, mask = next_visit_targets(X["codes"], X["visits"], X["visit_mask"], vocab)
-        return pretraining_loss(outputs, mlm_labels, targets, mask)
+        if "cls_logits" in outputs:
+            cls_targets = patient_code_targets(X["codes"], outputs["cls_logits"].shape[-1])
+        return pretraining_loss(outputs, mlm_labels, targets, mask, cls_targets)
 
 
 class PretrainingNet(_LearnableOnly, NeuralNet):

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 from skorch.callbacks import EarlyStopping
 from skorch.helper import predefined_split
+from skorch.history import History
 
 from ..data.tokenizer import EHRTokenizer
 from ..data.validation import check_predict_columns, ehr_columns, flatten_ehr
-from ..model import IGNORE_INDEX, OBJECTIVES, BEHRTConfig, BEHRTPretrainingModule
+from ..model import IGNORE_INDEX, OBJECTIVES, PATIENT_POOLING, BEHRTConfig, BEHRTPretrainingModule
 from ._common import (
     check_choice,
     check_fraction,
@@ -26,6 +24,7 @@ from ._common import (
     torch_threads,
     validation_split,
 )
+from ._persistence import read_estimator, write_estimator
 from ._training import (
     MaskedEHRDataset,
     PretrainingCriterion,
@@ -39,12 +38,15 @@ from ._training import (
 
 __all__ = ["BEHRTPretrainer"]
 
-_FORMAT = "survbehrt.BEHRTPretrainer"
-_FORMAT_VERSION = 1
 
+class _PatientEmbedding:
+    """``batched_inference`` function: the encoder's patient embedding with a pooling."""
 
-def _patient_embedding(module, batch):
-    return module.encoder.patient_embedding(**batch)
+    def __init__(self, pooling):
+        self.pooling = pooling
+
+    def __call__(self, module, batch):
+        return module.encoder.patient_embedding(**batch, pooling=self.pooling)
 
 
 class BEHRTPretrainer(TransformerMixin, BaseEstimator):
@@ -54,6 +56,9 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
     chosen, 80% ``[MASK]`` / 10% random code / 10% kept, bidirectional encoder) and
     next-visit prediction (multi-hot BCE of the next visit's codes from the
     history up to the current visit, visit-causal encoder). No labels are needed.
+    With ``pooling="cls"`` a third objective trains the ``[CLS]`` token: its hidden
+    state in the bidirectional pass predicts the set of codes in the patient's history
+    (nothing else trains that token's output).
 
     A fitted pretrainer feeds :class:`~survbehrt.BEHRTSurvivalEstimator` through its
     ``pretrained`` parameter, or a scikit-survival model through ``transform``
@@ -63,6 +68,12 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
     ----------
     objective : {"mlm", "next_visit", "both"}, default="both"
     mask_prob : float, default=0.15
+    pooling : {"mean", "max", "cls"}, default="mean"
+        How ``transform`` makes one vector of a patient's history (a bidirectional
+        pass): the mean or element-wise maximum of its visit representations, or the
+        hidden state of the ``[CLS]`` token. ``"cls"`` also adds the ``[CLS]``
+        objective to ``fit`` (logged as ``train_cls``), so it must be set before
+        fitting; ``"mean"`` and ``"max"`` can be switched on a fitted pretrainer.
     embedding_dim : int, default=64
         Width of the hidden states and of the embeddings ``transform`` returns.
     num_layers : int, default=2
@@ -127,6 +138,7 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
         self,
         objective="both",
         mask_prob=0.15,
+        pooling="mean",
         embedding_dim=64,
         num_layers=2,
         num_heads=4,
@@ -151,6 +163,7 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
     ):
         self.objective = objective
         self.mask_prob = mask_prob
+        self.pooling = pooling
         self.embedding_dim = embedding_dim
         self.num_layers = num_layers
         self.num_heads = num_heads
@@ -181,6 +194,7 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
 
     def _check_params(self):
         check_choice("objective", self.objective, OBJECTIVES)
+        check_choice("pooling", self.pooling, PATIENT_POOLING)
         check_positive("max_epochs", self.max_epochs, allow_zero=True)
         for name in ("batch_size", "patience", "max_length"):
             check_positive(name, getattr(self, name))
@@ -195,8 +209,9 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
 
     def _make_net(self, module, seed, train_split=None, n_train=1):
         parts = {"mlm": ("mlm",), "next_visit": ("next_visit",), "both": ("mlm", "next_visit")}
+        parts = parts[self.objective] + (("cls",) if module.cls_head is not None else ())
         callbacks = standard_callbacks(self.max_epochs, n_train, self.batch_size, self.gradient_clip,
-                                       parts[self.objective], has_valid=train_split is not None)
+                                       parts, has_valid=train_split is not None)
         if self.early_stopping:
             callbacks.append(("early_stopping", EarlyStopping(
                 monitor="valid_loss", patience=self.patience, load_best=True
@@ -244,7 +259,8 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
 
         valid = predefined_split(dataset(valid_idx, 1, True)) if len(valid_idx) else None
         with torch_threads(self.n_threads), seeded_torch(seed, self.device):
-            module = BEHRTPretrainingModule(model_config(self, tokenizer), self.objective)
+            module = BEHRTPretrainingModule(model_config(self, tokenizer), self.objective,
+                                            cls_head=self.pooling == "cls")
             net = self._make_net(module, seed, valid, len(train_idx))
             net.fit(dataset(train_idx, 0, False), y=None)
         self._set_fitted(tokenizer, net)
@@ -269,7 +285,7 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
         return {k: v.detach().clone().cpu() for k, v in self.module_.encoder.state_dict().items()}
 
     def transform(self, X):
-        """Patient embeddings: the mean of each patient's visit representations.
+        """Patient embeddings, pooled as ``pooling`` says, from a bidirectional pass.
 
         Parameters
         ----------
@@ -280,11 +296,18 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
         ndarray of float32, shape (n_samples, embedding_dim)
         """
         check_is_fitted(self, "module_")
+        check_choice("pooling", self.pooling, PATIENT_POOLING)
+        if self.pooling == "cls" and self.module_.cls_head is None:
+            raise ValueError(
+                "pooling='cls' needs a pretrainer fitted with pooling='cls': only then does "
+                "an objective train the [CLS] token. Refit, or use pooling='mean' or 'max'."
+            )
         flat = flatten_ehr(X)  # extra columns and their order are free
         check_predict_columns(X, getattr(self, "feature_names_in_", ()))
         tokens = self.tokenizer_.transform_flat(flat)
         with torch_threads(self.n_threads):
-            return batched_inference(self.module_, tokens, _patient_embedding, device=self.net_.device)
+            return batched_inference(self.module_, tokens, _PatientEmbedding(self.pooling),
+                                     device=self.net_.device)
 
     def get_feature_names_out(self, input_features=None):
         """Names of the embedding columns: ``behrt0`` … ``behrt{d-1}``.
@@ -352,34 +375,25 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
     # ------------------------------------------------------------------ persistence
 
     def save(self, path):
-        """Save weights, configuration and vocabulary to one file.
+        """Save the fitted pretrainer to one file (weights, parameters, vocabulary).
 
-        The file is a ``torch.save`` dictionary of tensors and plain Python values
-        (no pickled classes), readable with ``torch.load(path, weights_only=True)``:
-        ``format``, ``version``, ``params`` (constructor parameters), ``config``
-        (the :class:`~survbehrt.model.BEHRTConfig`), ``tokenizer`` (its parameters, the
-        ordered code list and the value-bin cut points, as
-        :meth:`~survbehrt.data.EHRTokenizer.to_dict`), ``state_dict`` (the module) and ``history`` (JSON).
+        The format is shared with :meth:`BEHRTSurvivalEstimator.save
+        <survbehrt.BEHRTSurvivalEstimator.save>`: a ``torch.save`` file of plain values
+        and tensors, read back with ``torch.load(path, weights_only=True)`` (no pickled
+        code), versioned. See ``docs/pretraining.md`` ("Saving models").
 
         Parameters
         ----------
         path : str or path-like
         """
         check_is_fitted(self, "module_")
-        params = self.get_params()
-        if not isinstance(params["random_state"], (int, type(None))):
-            params["random_state"] = None  # a RandomState object is not a plain value
-        payload = {
-            "format": _FORMAT,
-            "version": _FORMAT_VERSION,
-            "params": params,
-            "config": self.module_.config.to_dict(),
-            "tokenizer": self.tokenizer_.to_dict(),
-            "feature_names_in": [str(c) for c in getattr(self, "feature_names_in_", [])],
-            "state_dict": {k: v.detach().cpu() for k, v in self.module_.state_dict().items()},
-            "history": json.dumps(self.history_.to_list(), default=float),
-        }
-        torch.save(payload, Path(path))
+        module = self.module_
+        write_estimator(
+            self, path, module,
+            module_args={"config": module.config.to_dict(), "objective": module.objective,
+                         "cls_head": module.cls_head is not None},
+            skip=("net_", "module_", "history_", "vocabulary_"),
+        )
 
     @classmethod
     def load(cls, path, device="cpu"):
@@ -389,30 +403,33 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
         ----------
         path : str or path-like
         device : str, default="cpu"
+            Where the loaded model runs (its ``device`` parameter).
 
         Returns
         -------
         BEHRTPretrainer
             Fitted: ``transform``, ``score`` and ``pretrained=`` work as after ``fit``.
+
+        Raises
+        ------
+        FileNotFoundError
+            If ``path`` does not exist.
+        ValueError
+            If the file was not written by ``BEHRTPretrainer.save`` or is of another
+            format version.
         """
-        payload = torch.load(Path(path), map_location="cpu", weights_only=True)
-        if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
-            raise ValueError(f"{path} is not a file written by BEHRTPretrainer.save().")
-        if payload["version"] > _FORMAT_VERSION:
-            raise ValueError(
-                f"{path} has format version {payload['version']}; this survbehrt reads up to "
-                f"{_FORMAT_VERSION}. Upgrade survbehrt."
-            )
-        params = dict(payload["params"], device=device)
-        est = cls(**params)
-        tokenizer = EHRTokenizer.from_dict(payload["tokenizer"])
-        module = BEHRTPretrainingModule(BEHRTConfig(**payload["config"]), est.objective)
-        module.load_state_dict(payload["state_dict"])
+        saved = read_estimator(path, cls)
+        est = cls(**dict(saved.params, device=device))
+        tokenizer = saved.component("tokenizer_", EHRTokenizer)
+        args = saved.module
+        with seeded_torch(0):  # building the module must not move the caller's torch RNG
+            module = BEHRTPretrainingModule(BEHRTConfig(**args["config"]), args["objective"],
+                                            cls_head=args["cls_head"])
+        module.load_state_dict(saved.state_dict)
         net = est._make_net(module, seed=0)
         net.initialize()
-        net.history = type(net.history)(json.loads(payload["history"]))
+        net.history = History(saved.history)
         est._set_fitted(tokenizer, net)
-        if payload["feature_names_in"]:
-            est.feature_names_in_ = np.array(payload["feature_names_in"], dtype=object)
-            est.n_features_in_ = len(est.feature_names_in_)
+        for name, value in saved.attributes.items():
+            setattr(est, name, value)
         return est

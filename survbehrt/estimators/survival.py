@@ -11,6 +11,7 @@ import torch
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
 from skorch.helper import predefined_split
+from skorch.history import History
 from sksurv.exceptions import NoComparablePairException
 from sksurv.metrics import concordance_index_censored
 
@@ -18,7 +19,7 @@ from ..data.batching import EHRDataset
 from ..data.tokenizer import N_SPECIAL, EHRTokenizer
 from ..data.validation import check_predict_columns, check_survival_y, ehr_columns, flatten_ehr
 from ..losses import HybridSurvivalLoss, PairwiseRankingLoss, SurvivalNLL
-from ..model import BEHRTSurvivalModule, apply_lora, configure_trainable
+from ..model import BEHRTConfig, BEHRTSurvivalModule, apply_lora, configure_trainable
 from ..model.wide import count_features, covariate_matrix, fit_wide_start
 from ..survival import (
     TimeGrid,
@@ -38,6 +39,7 @@ from ._common import (
     torch_threads,
     validation_split,
 )
+from ._persistence import read_estimator, write_estimator
 from ._training import (
     EarlyStoppingFromStart,
     SurvivalNet,
@@ -430,6 +432,37 @@ class BEHRTSurvivalEstimator(BaseEstimator):
             )))
         return callbacks + progress_callbacks(self.verbose)
 
+    def _adapt_module(self, module, encoder_state=None):
+        """Finish a new survival module for ``strategy``: encoder weights, LoRA, what trains.
+
+        Shared by ``fit`` (after the head and the wide term got their starting values) and
+        ``load``, so that a saved state dict fits the module exactly. Returns the
+        parameter counts (``configure_trainable``).
+        """
+        if encoder_state is not None:
+            module.encoder.load_state_dict(encoder_state)
+        if self.strategy == "lora":
+            apply_lora(
+                module.encoder, rank=self.lora_rank, alpha=self.lora_alpha,
+                dropout=self.lora_dropout, include_feedforward=self.lora_feedforward,
+            )
+        counts = configure_trainable(module, self.strategy, train_embeddings=self.train_embeddings)
+        if self.wide == "offset":  # the fitted wide term stays as it is: an offset
+            module.wide.requires_grad_(False)
+            counts["trainable"] = sum(p.numel() for p in module.parameters() if p.requires_grad)
+        return counts
+
+    def _make_net(self, module, cuts, seed, n_train=1, valid_ds=None):
+        return SurvivalNet(
+            module=module,
+            criterion=self._make_criterion(cuts),
+            landmarks=self.landmarks,
+            **net_arguments(
+                self, seed, self._callbacks(n_train, valid_ds),
+                predefined_split(valid_ds) if valid_ds is not None else None,
+            ),
+        )
+
     def fit(self, X, y, groups=None):
         """Fit the model.
 
@@ -523,26 +556,8 @@ class BEHRTSurvivalEstimator(BaseEstimator):
                 baseline = start["baseline"]
                 self.wide_alpha_ = start["alpha"]
             module.head.output.bias.data.copy_(torch.as_tensor(baseline))
-            if pre is not None:
-                module.encoder.load_state_dict(pre.encoder_state_dict())
-            if self.strategy == "lora":
-                apply_lora(
-                    module.encoder, rank=self.lora_rank, alpha=self.lora_alpha,
-                    dropout=self.lora_dropout, include_feedforward=self.lora_feedforward,
-                )
-            counts = configure_trainable(module, self.strategy, train_embeddings=self.train_embeddings)
-            if self.wide == "offset":  # the fitted wide term stays as it is: an offset
-                module.wide.requires_grad_(False)
-                counts["trainable"] = sum(p.numel() for p in module.parameters() if p.requires_grad)
-            net = SurvivalNet(
-                module=module,
-                criterion=self._make_criterion(grid.cuts_),
-                landmarks=self.landmarks,
-                **net_arguments(
-                    self, seed, self._callbacks(len(train_idx), valid_ds),
-                    predefined_split(valid_ds) if valid_ds is not None else None,
-                ),
-            )
+            counts = self._adapt_module(module, None if pre is None else pre.encoder_state_dict())
+            net = self._make_net(module, grid.cuts_, seed, len(train_idx), valid_ds)
             net.fit(train_ds, y=None)
 
         self.tokenizer_ = tokenizer
@@ -686,6 +701,94 @@ class BEHRTSurvivalEstimator(BaseEstimator):
                 for i, j, r in zip(row, kept, np.asarray(risk_score(logits), dtype=risks.dtype)):
                     out[i][j] = r
         return out
+
+    # ------------------------------------------------------------------ persistence
+
+    def save(self, path):
+        """Save the fitted estimator to one file: weights, parameters, vocabulary, grid.
+
+        A ``torch.save`` file of plain values and tensors, read back by :meth:`load`
+        with ``torch.load(path, weights_only=True)``: no pickled code, so it does not
+        depend on the skorch or survbehrt classes of the day and loading it cannot run
+        anything. It is versioned; the same format serves
+        :meth:`BEHRTPretrainer.save <survbehrt.BEHRTPretrainer.save>`.
+
+        ``pretrained`` is not saved (its encoder weights, fine-tuned or not, are part of
+        the saved module), nor are ``callbacks`` (code): the loaded estimator has them as
+        None. It predicts exactly as this one; refitting it starts from scratch unless
+        ``pretrained`` is set again.
+
+        Parameters
+        ----------
+        path : str or path-like
+
+        Examples
+        --------
+        >>> import numpy as np, tempfile, os
+        >>> from survbehrt import BEHRTSurvivalEstimator
+        >>> from survbehrt.datasets import make_synthetic_ehr
+        >>> X, y, _ = make_synthetic_ehr(n_patients=80, random_state=0)
+        >>> est = BEHRTSurvivalEstimator(embedding_dim=16, num_layers=1, num_heads=2, ff_dim=32,
+        ...                              max_epochs=1, early_stopping=None,
+        ...                              validation_fraction=0, random_state=0).fit(X, y)
+        >>> path = os.path.join(tempfile.mkdtemp(), "model.pt")
+        >>> est.save(path)
+        >>> same = BEHRTSurvivalEstimator.load(path)
+        >>> bool(np.array_equal(same.predict(X), est.predict(X)))
+        True
+        """
+        check_is_fitted(self, "net_")
+        module = self.net_.module_
+        write_estimator(
+            self, path, module,
+            # the wide term's age centring is a buffer: the state dict restores it
+            module_args={"config": module.config.to_dict(), "n_bins": int(module.head.num_bins),
+                         "wide": module.wide is not None},
+            skip=("net_", "module_", "history_", "vocabulary_"),
+        )
+
+    @classmethod
+    def load(cls, path, device="cpu"):
+        """Load an estimator saved by :meth:`save`.
+
+        Parameters
+        ----------
+        path : str or path-like
+        device : str, default="cpu"
+            Where the loaded model runs (its ``device`` parameter).
+
+        Returns
+        -------
+        BEHRTSurvivalEstimator
+            Fitted; predicts as the saved estimator did.
+
+        Raises
+        ------
+        FileNotFoundError
+            If ``path`` does not exist.
+        ValueError
+            If the file was not written by ``BEHRTSurvivalEstimator.save`` or is of
+            another format version.
+        """
+        saved = read_estimator(path, cls)
+        est = cls(**dict(saved.params, device=device))
+        args = saved.module
+        with seeded_torch(0):  # building the module must not move the caller's torch RNG
+            module = BEHRTSurvivalModule(BEHRTConfig(**args["config"]), args["n_bins"],
+                                         wide=args["wide"])
+            est._adapt_module(module)
+        module.load_state_dict(saved.state_dict)
+        est.tokenizer_ = saved.component("tokenizer_", EHRTokenizer)
+        est.vocabulary_ = est.tokenizer_.vocabulary_
+        est.time_grid_ = saved.component("time_grid_", TimeGrid)
+        net = est._make_net(module, est.time_grid_.cuts_, seed=0)
+        net.initialize()
+        net.history = History(saved.history)
+        est.net_ = net
+        est.history_ = net.history
+        for name, value in saved.attributes.items():
+            setattr(est, name, value)
+        return est
 
     def score(self, X, y):
         """Harrell's concordance index of ``predict(X)``.

@@ -35,8 +35,14 @@ from .lora import (
     lora_parameters,
     merge_lora,
 )
-from .pooling import code_token_mask, pool_visits
-from .pretraining import IGNORE_INDEX, mask_tokens, next_visit_targets, pretraining_loss
+from .pooling import PATIENT_POOLING, code_token_mask, pool_patient, pool_visits
+from .pretraining import (
+    IGNORE_INDEX,
+    mask_tokens,
+    next_visit_targets,
+    patient_code_targets,
+    pretraining_loss,
+)
 
 __all__ = [
     "ATTENTION_TARGETS",
@@ -47,6 +53,7 @@ __all__ = [
     "N_SPECIAL",
     "OBJECTIVES",
     "PAD_ID",
+    "PATIENT_POOLING",
     "PRESETS",
     "SEP_ID",
     "STRATEGIES",
@@ -73,6 +80,8 @@ __all__ = [
     "mask_tokens",
     "merge_lora",
     "next_visit_targets",
+    "patient_code_targets",
+    "pool_patient",
     "pool_visits",
     "pretraining_loss",
     "sinusoidal_table",

@@ -17,7 +17,7 @@ from .embeddings import BEHRTEmbeddings
 from .encoder import TransformerEncoderLayer, build_attention_mask
 from .heads import HazardHead, MLMHead, NextVisitHead
 from .lora import LoRALinear, merge_lora
-from .pooling import code_token_mask, pool_visits
+from .pooling import PATIENT_POOLING, code_token_mask, pool_patient, pool_visits
 from .wide import WideTerm
 
 __all__ = [
@@ -235,28 +235,41 @@ class BEHRTEncoder(nn.Module):
         time_bins: Tensor | None = None,
         attention_mask: Tensor | None = None,
         value_bins: Tensor | None = None,
+        pooling: str = "mean",
         **kwargs: Any,
     ) -> Tensor:
-        """One vector per patient: mean of its visits' representations (bidirectional).
+        """One vector per patient from a bidirectional pass over its whole history.
 
         Parameters
         ----------
         codes, age_bins, visits, positions, time_bins, attention_mask, value_bins
-            As in :meth:`forward`.
+            As in :meth:`forward`; the first token of every row is ``[CLS]`` (as the
+            tokenizer writes it).
+        pooling : {"mean", "max", "cls"}, default="mean"
+            Mean or element-wise maximum of the visit representations (padding
+            visits excluded, see :func:`~survbehrt.model.pooling.pool_patient`), or
+            the hidden state of the ``[CLS]`` token.
         **kwargs
             Other batch keys (``visit_mask`` included), ignored.
 
         Returns
         -------
         torch.Tensor
-            Shape ``(B, D)``; zeros for a patient without any code token.
+            Shape ``(B, D)``; with ``"mean"`` / ``"max"``, zeros for a patient without
+            any code token.
         """
+        if pooling not in PATIENT_POOLING:
+            raise ValueError(f"pooling must be one of {list(PATIENT_POOLING)}, got {pooling!r}")
+        if pooling == "cls":
+            hidden = self(codes, age_bins, visits, positions, time_bins, attention_mask, causal=False,
+                          value_bins=value_bins, index_age=kwargs.get("index_age"),
+                          visit_times=kwargs.get("visit_times"))
+            return hidden[:, 0]
         reps, mask = self.visit_representations(
             codes, age_bins, visits, positions, time_bins, attention_mask, causal=False,
             value_bins=value_bins, index_age=kwargs.get("index_age"), visit_times=kwargs.get("visit_times"),
         )
-        weight = mask.unsqueeze(-1).to(reps.dtype)
-        return (reps * weight).sum(dim=1) / weight.sum(dim=1).clamp_min(1)
+        return pool_patient(reps, mask, pooling)
 
 
 def _plain_state_dict(encoder: nn.Module) -> dict[str, Tensor]:
@@ -431,6 +444,12 @@ class BEHRTPretrainingModule(nn.Module):
     - ``both``: the two passes above, i.e. **two encoder passes** per forward. One
       pass cannot serve both: MLM needs bidirectional context, and next-visit
       must not see masked-out codes nor the future.
+    - with ``cls_head=True``, also ``cls_logits``: the hidden state of the
+      ``[CLS]`` token in a bidirectional pass (the MLM pass when there is one, else
+      one more pass on ``codes``) predicts which codes the patient's history holds
+      (multi-hot). Nothing else trains that token's output: MLM scores only masked
+      code tokens, and visit pooling skips special tokens. This is what makes
+      ``BEHRTPretrainer(pooling="cls")`` a patient summary.
 
     Parameters
     ----------
@@ -439,16 +458,23 @@ class BEHRTPretrainingModule(nn.Module):
         code embedding).
     objective : {"mlm", "next_visit", "both"}, default="mlm"
         Which heads to build and compute.
+    cls_head : bool, default=False
+        Add the ``[CLS]`` objective's head (code-set prediction from ``[CLS]``).
 
     Attributes
     ----------
     encoder : BEHRTEncoder
     mlm_head : MLMHead or None
     next_visit_head : NextVisitHead or None
+    cls_head : NextVisitHead or None
+        Same architecture as the next-visit head (a representation to multi-hot code
+        logits), applied to the ``[CLS]`` hidden state.
     objective : str
     """
 
-    def __init__(self, config: BEHRTConfig | Mapping[str, Any], objective: str = "mlm") -> None:
+    def __init__(
+        self, config: BEHRTConfig | Mapping[str, Any], objective: str = "mlm", cls_head: bool = False
+    ) -> None:
         super().__init__()
         if objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {list(OBJECTIVES)}, got {objective!r}")
@@ -470,6 +496,11 @@ class BEHRTPretrainingModule(nn.Module):
         if objective in ("next_visit", "both"):
             self.next_visit_head = NextVisitHead(dim, config.vocab_size, eps)
             for m in self.next_visit_head.modules():
+                init_weights(m, config.initializer_range)
+        self.cls_head = None
+        if cls_head:
+            self.cls_head = NextVisitHead(dim, config.vocab_size, eps)
+            for m in self.cls_head.modules():
                 init_weights(m, config.initializer_range)
 
     @property
@@ -513,10 +544,11 @@ class BEHRTPretrainingModule(nn.Module):
         -------
         dict
             ``mlm_logits`` (B, L, vocab) and/or ``next_visit_logits`` (B, V, vocab),
-            by objective.
+            by objective, and ``cls_logits`` (B, vocab) with a ``cls_head``.
         """
         attention_mask = _bool_mask(codes, attention_mask)
         out: dict[str, Tensor] = {}
+        hidden = None
         if self.mlm_head is not None:
             mlm_input = codes if masked_codes is None else masked_codes
             mlm_values = value_bins
@@ -527,6 +559,14 @@ class BEHRTPretrainingModule(nn.Module):
                 value_bins=mlm_values, index_age=kwargs.get("index_age"), visit_times=kwargs.get("visit_times"),
             )
             out["mlm_logits"] = self.mlm_head(hidden)
+        if self.cls_head is not None:
+            if hidden is None:  # no MLM pass to share: a bidirectional pass of its own
+                hidden = self.encoder(
+                    codes, age_bins, visits, positions, time_bins, attention_mask, causal=False,
+                    value_bins=value_bins, index_age=kwargs.get("index_age"),
+                    visit_times=kwargs.get("visit_times"),
+                )
+            out["cls_logits"] = self.cls_head(hidden[:, 0])
         if self.next_visit_head is not None:
             reps, _ = self.encoder.visit_representations(
                 codes,

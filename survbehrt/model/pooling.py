@@ -1,4 +1,4 @@
-"""Visit pooling: the mean of each visit's code tokens, vectorised over the batch."""
+"""Pooling: the mean of each visit's code tokens, and a patient vector from its visits."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ from torch import Tensor
 
 from .config import N_SPECIAL, UNK_ID
 
-__all__ = ["code_token_mask", "pool_visits"]
+__all__ = ["PATIENT_POOLING", "code_token_mask", "pool_patient", "pool_visits"]
+
+#: Valid ``pooling`` choices of a patient embedding (``"cls"`` reads the [CLS] token).
+PATIENT_POOLING = ("mean", "max", "cls")
 
 
 def code_token_mask(
@@ -93,3 +96,41 @@ def pool_visits(
     visit_mask = counts > 0
     visit_repr = sums[:n_rows].view(b, num_visits, dim) / counts.clamp_min(1).unsqueeze(-1)
     return visit_repr, visit_mask
+
+
+def pool_patient(visit_repr: Tensor, visit_mask: Tensor, how: str = "mean") -> Tensor:
+    """One vector per patient from its real visits' representations.
+
+    Padding visit slots (``visit_mask`` False) never enter the result: the mean
+    divides by the number of real visits, the max ignores the other slots.
+
+    Parameters
+    ----------
+    visit_repr : torch.Tensor of shape (B, V, D)
+        Visit representations (e.g. from :func:`pool_visits`).
+    visit_mask : torch.Tensor of shape (B, V)
+        Bool, True for real visits.
+    how : {"mean", "max"}, default="mean"
+        Element-wise mean or maximum over the real visits.
+
+    Returns
+    -------
+    torch.Tensor of shape (B, D)
+        Zeros for a patient without a real visit.
+
+    Examples
+    --------
+    >>> import torch
+    >>> reps = torch.tensor([[[1.0, -2.0], [3.0, -4.0], [9.0, 9.0]]])
+    >>> mask = torch.tensor([[True, True, False]])
+    >>> pool_patient(reps, mask, "mean").tolist(), pool_patient(reps, mask, "max").tolist()
+    ([[2.0, -3.0]], [[3.0, -2.0]])
+    """
+    weight = visit_mask.unsqueeze(-1)
+    if how == "mean":
+        w = weight.to(visit_repr.dtype)
+        return (visit_repr * w).sum(dim=1) / w.sum(dim=1).clamp_min(1)
+    if how == "max":
+        masked = visit_repr.masked_fill(~weight, float("-inf")).amax(dim=1)
+        return torch.where(visit_mask.any(dim=1, keepdim=True), masked, torch.zeros_like(masked))
+    raise ValueError(f"how must be 'mean' or 'max', got {how!r}")

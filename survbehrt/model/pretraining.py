@@ -8,7 +8,13 @@ from torch import Tensor
 
 from .config import MASK_ID, N_SPECIAL
 
-__all__ = ["IGNORE_INDEX", "mask_tokens", "next_visit_targets", "pretraining_loss"]
+__all__ = [
+    "IGNORE_INDEX",
+    "mask_tokens",
+    "next_visit_targets",
+    "patient_code_targets",
+    "pretraining_loss",
+]
 
 #: Label of the tokens that the MLM loss ignores (``cross_entropy``'s default).
 IGNORE_INDEX = -100
@@ -112,11 +118,40 @@ def next_visit_targets(
     return targets[:n_rows].view(b, num_visits, vocab_size), target_mask
 
 
+def patient_code_targets(codes: Tensor, vocab_size: int) -> Tensor:
+    """Multi-hot targets of every real code in each patient's history (the [CLS] objective).
+
+    Parameters
+    ----------
+    codes : torch.Tensor of shape (B, L)
+        Unmasked token ids (padding has id 0).
+    vocab_size : int
+        Target width.
+
+    Returns
+    -------
+    torch.Tensor of shape (B, vocab_size)
+        Float; ``targets[b, c] = 1`` iff real code ``c`` (``c >= N_SPECIAL``) occurs
+        anywhere in patient ``b``'s tokens.
+
+    Examples
+    --------
+    >>> import torch
+    >>> patient_code_targets(torch.tensor([[1, 6, 5, 2, 6, 2, 0]]), 8).tolist()
+    [[0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0]]
+    """
+    targets = torch.zeros(codes.shape[0], vocab_size, device=codes.device)
+    targets.scatter_(1, codes.long(), 1.0)
+    targets[:, :N_SPECIAL] = 0.0  # padding and special tokens are not codes
+    return targets
+
+
 def pretraining_loss(
     outputs: dict[str, Tensor],
     mlm_labels: Tensor | None = None,
     next_visit_targets: Tensor | None = None,
     next_visit_mask: Tensor | None = None,
+    cls_targets: Tensor | None = None,
 ) -> dict[str, Tensor | None]:
     """Loss of the pre-training objectives present in ``outputs``.
 
@@ -124,6 +159,9 @@ def pretraining_loss(
       batch has no chosen token (rather than NaN).
     - Next visit: binary cross-entropy with logits, averaged over the vocabulary
       and then over the valid visits (``next_visit_mask``); 0 without any.
+    - [CLS]: binary cross-entropy with logits of the patient's codes
+      (:func:`patient_code_targets`) from the ``[CLS]`` token, averaged over the
+      vocabulary and the patients.
 
     Parameters
     ----------
@@ -136,11 +174,13 @@ def pretraining_loss(
         From :func:`next_visit_targets`; required with ``next_visit_logits``.
     next_visit_mask : torch.Tensor of shape (B, V), optional
         Valid visits; default all visits.
+    cls_targets : torch.Tensor of shape (B, vocab), optional
+        From :func:`patient_code_targets`; required with ``cls_logits``.
 
     Returns
     -------
     dict
-        ``loss`` (the sum of the present parts), ``mlm`` and ``next_visit``
+        ``loss`` (the sum of the present parts), ``mlm``, ``next_visit`` and ``cls``
         (scalar tensors, or None when that objective is absent).
 
     Raises
@@ -174,7 +214,13 @@ def pretraining_loss(
         else:
             weight = next_visit_mask.to(per_visit.dtype)
             next_visit = (per_visit * weight).sum() / weight.sum().clamp_min(1)
-    parts = [p for p in (mlm, next_visit) if p is not None]
+    cls = None
+    if "cls_logits" in outputs:
+        if cls_targets is None:
+            raise ValueError("cls_targets is required when outputs has 'cls_logits'")
+        logits = outputs["cls_logits"]
+        cls = F.binary_cross_entropy_with_logits(logits, cls_targets.to(logits.dtype))
+    parts = [p for p in (mlm, next_visit, cls) if p is not None]
     if not parts:
         raise ValueError("outputs has neither 'mlm_logits' nor 'next_visit_logits'")
-    return {"loss": sum(parts[1:], parts[0]), "mlm": mlm, "next_visit": next_visit}
+    return {"loss": sum(parts[1:], parts[0]), "mlm": mlm, "next_visit": next_visit, "cls": cls}
