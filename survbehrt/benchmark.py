@@ -92,7 +92,7 @@ class BenchmarkSettings:
     models : list of str, optional
         Subset of ``BASELINES + BEHRT_MODELS`` (default all); the oracle row is added
         whenever the true risk is known.
-    loss : {"nll", "ranking", "hybrid"}, default="hybrid"
+    loss : {"nll", "ranking", "hybrid"}, default="nll"
         Loss of the BEHRT variants.
     epochs : int, optional
         Fine-tuning epochs (default 30, LoRA 4/3 of it; 15 with ``quick``), with early
@@ -114,7 +114,7 @@ class BenchmarkSettings:
     n_patients: int = 4000
     folds: int = 5
     models: list = field(default_factory=lambda: list(BASELINES + BEHRT_MODELS))
-    loss: str = "hybrid"
+    loss: str = "nll"
     epochs: int | None = None
     pretrain_epochs: int | None = None
     quick: bool = False

@@ -7,6 +7,13 @@ import sys
 
 __all__ = ["main", "build_parser"]
 
+DEFAULT_DATASETS = ("synthetic", "synthea-sample")
+QUICK_NOTE = (
+    "smoke run (--quick): small cohort, 2 folds, few epochs, no early stopping; it shows "
+    "that everything runs, and its numbers say little about the models: run without "
+    "--quick for the measured comparison"
+)
+
 DATASET_HELP = (
     "'synthetic' (risk from the order, recency and tempo of codes), 'synthetic-counts' "
     "(risk from code counts only), 'synthea-sample' (the vendored Synthea sample, folds "
@@ -67,14 +74,16 @@ def build_parser() -> argparse.ArgumentParser:
         "results.json and PNG plots into --out.",
     )
     models = list(BASELINES + BEHRT_MODELS)
-    bench.add_argument("--dataset", default="synthetic", help=DATASET_HELP)
+    bench.add_argument("--dataset", nargs="+", default=list(DEFAULT_DATASETS), metavar="DATASET",
+                       help=DATASET_HELP + ". Several datasets run one after another, each into "
+                       "its own subfolder of --out (default: synthetic synthea-sample)")
     bench.add_argument("--n-patients", type=_positive_int, default=4000,
                        help="size of a synthetic cohort (ignored for a folder)")
     bench.add_argument("--folds", type=_folds, default=5,
                        help="cross-validation folds (stratified on the event)")
     bench.add_argument("--models", nargs="+", default=models, choices=models, metavar="MODEL",
                        help=f"models to run (default: all): {' '.join(models)}")
-    bench.add_argument("--loss", default="hybrid", choices=["nll", "ranking", "hybrid"],
+    bench.add_argument("--loss", default="nll", choices=["nll", "ranking", "hybrid"],
                        help="loss of the BEHRT variants")
     bench.add_argument("--epochs", type=_positive_int, default=None,
                        help="fine-tuning epochs of the BEHRT variants (default 30, LoRA 4/3 of "
@@ -143,25 +152,39 @@ def main(argv=None) -> int:
     """
     args = build_parser().parse_args(argv)
     if args.command == "benchmark":
+        from pathlib import Path
+
         from .benchmark import BenchmarkSettings, format_table, run_benchmark
 
-        settings = BenchmarkSettings(
-            dataset=args.dataset, n_patients=args.n_patients, folds=args.folds, models=args.models,
-            loss=args.loss, epochs=args.epochs, pretrain_epochs=args.pretrain_epochs,
-            quick=args.quick, random_state=args.random_state, n_jobs=args.n_jobs,
-            device=args.device, n_threads=args.n_threads,
-        )
-        log = (lambda message: None) if args.quiet else None  # None: tqdm.write
-        try:
-            summary = run_benchmark(settings, out=args.out, quiet=args.quiet,
-                                    plots=not args.no_plots, log=log, overwrite=args.overwrite)
-        except FileExistsError as exc:
-            print(f"survbehrt benchmark: error: {exc}", file=sys.stderr)
-            return 2
-        print(format_table(summary))
-        print()
-        print("\n".join(closing_lines(args.out, summary, plots=not args.no_plots)))
-        return 0 if summary.attrs.get("complete", True) else 130  # 130: interrupted
+        datasets = list(args.dataset)
+        status = 0
+        if args.quick:
+            print(QUICK_NOTE)
+        for dataset in datasets:
+            settings = BenchmarkSettings(
+                dataset=dataset, n_patients=args.n_patients, folds=args.folds,
+                models=args.models, loss=args.loss, epochs=args.epochs,
+                pretrain_epochs=args.pretrain_epochs, quick=args.quick,
+                random_state=args.random_state, n_jobs=args.n_jobs, device=args.device,
+                n_threads=args.n_threads,
+            )
+            out = args.out if len(datasets) == 1 else str(Path(args.out) / Path(dataset).name)
+            log = (lambda message: None) if args.quiet else None  # None: tqdm.write
+            if len(datasets) > 1:
+                print(f"== {dataset}")
+            try:
+                summary = run_benchmark(settings, out=out, quiet=args.quiet,
+                                        plots=not args.no_plots, log=log,
+                                        overwrite=args.overwrite)
+            except FileExistsError as exc:
+                print(f"survbehrt benchmark: error: {exc}", file=sys.stderr)
+                return 2
+            print(format_table(summary))
+            print()
+            print("\n".join(closing_lines(out, summary, plots=not args.no_plots)))
+            if not summary.attrs.get("complete", True):
+                return 130  # interrupted: the finished folds are saved
+        return status
     return 2  # pragma: no cover (argparse requires a command)
 
 
