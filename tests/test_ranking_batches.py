@@ -60,7 +60,7 @@ def _cohort(n=480, seed=0):
 def test_short_and_long_histories_meet_in_the_ranking_term_every_epoch():
     X, y = _cohort()
     _Recording.log = log = []
-    est = _Recording(embedding_dim=8, num_layers=1, num_heads=2, ff_dim=16, max_epochs=3,
+    est = _Recording(loss="hybrid", embedding_dim=8, num_layers=1, num_heads=2, ff_dim=16, max_epochs=3,
                      batch_size=32, time_bins=5, early_stopping=None, validation_fraction=0,
                      random_state=0, n_threads=1)
     est.fit(X, y)

@@ -269,7 +269,8 @@ def fit_wide_start(features, covariates, time, event, cuts, alphas=(0.1, 1.0, 10
     def nll(params, xr, rows):
         beta, gamma, base = params
         lp = (xr @ beta[:, None]).squeeze(1) + zz[rows] @ gamma
-        logits = base[None, :] + lp[:, None]
+        # bounded, so that a line-search step into huge coefficients cannot overflow
+        logits = (base[None, :] + lp[:, None]).clamp(-40.0, 40.0)
         eta = torch.nn.functional.softplus(logits)
         cumhaz = (eta * exposure[rows]).sum(dim=1)
         a_k = logits.gather(1, k_event[rows][:, None]).squeeze(1)
@@ -295,7 +296,10 @@ def fit_wide_start(features, covariates, time, event, cuts, alphas=(0.1, 1.0, 10
             return loss
 
         opt.step(closure)
-        return tuple(p.detach() for p in params)
+        fitted = tuple(p.detach() for p in params)
+        if not all(torch.isfinite(p).all() for p in fitted):
+            return tuple(p.clone() for p in start)  # a failed fit keeps its starting point
+        return fitted
 
     n = features.shape[0]
     idx = np.arange(n)
@@ -311,6 +315,7 @@ def fit_wide_start(features, covariates, time, event, cuts, alphas=(0.1, 1.0, 10
             start = fit(tr, float(alphas[j]), start)
             with torch.no_grad():
                 scores[j] += float(nll(start, rows_design(te), te))
+    scores = np.where(np.isfinite(scores), scores, np.inf)
     alpha = float(alphas[int(np.argmin(scores))])
     beta, gamma, base = fit(idx, alpha)
     return {"beta": beta.numpy(), "gamma": gamma.numpy(), "baseline": base.numpy(),
