@@ -24,12 +24,13 @@ import warnings
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
-from sklearn.model_selection import GridSearchCV, KFold, StratifiedGroupKFold, StratifiedKFold
+from sklearn.model_selection import GridSearchCV, KFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from sksurv.linear_model import CoxPHSurvivalAnalysis
 
 from survbehrt import BEHRTSurvivalEstimator
+from survbehrt.benchmark import make_folds
 from survbehrt.data.features import CodeCountTransformer
 from survbehrt.metrics import d_calibration, default_time_grid, harrell_c, integrated_brier
 
@@ -48,17 +49,6 @@ def load(name, n_patients, seed):
         X, y = load_synthea_sample()
         return X, y, X.index.get_level_values("subject_id").to_numpy()
     raise ValueError(f"unknown dataset {name!r}")
-
-
-def folds(y, groups, n_folds, seed):
-    event = y[y.dtype.names[0]]
-    if groups is None:
-        return list(StratifiedKFold(n_folds, shuffle=True, random_state=seed).split(event, event))
-    splits = list(StratifiedGroupKFold(n_folds, shuffle=True, random_state=seed).split(
-        event, event, groups))
-    for train, test in splits:  # one patient never on both sides
-        assert not set(groups[train]) & set(groups[test])
-    return splits
 
 
 def _age(X):
@@ -110,7 +100,8 @@ def main(argv=None):
     rows = []
     for name in args.datasets:
         X, y, groups = load(name, args.n_patients, args.seed)
-        splits = folds(y, groups, args.folds, args.seed)
+        # the benchmark's folds: stratified, grouped by patient when rows share one
+        splits = make_folds(X, y[y.dtype.names[0]], args.folds, args.seed)
         n_pat = len(set(groups)) if groups is not None else len(X)
         print(f"== {name}: {len(X)} rows, {n_pat} patients, {int(y[y.dtype.names[0]].sum())} "
               f"events, {args.folds} folds", flush=True)

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .survival import locate
+from .survival import _check_cuts, locate
 
 __all__ = [
     "HybridSurvivalLoss",
@@ -44,25 +44,13 @@ __all__ = [
 _REDUCTIONS = ("mean", "sum", "none")
 
 
-def _as_cuts(cuts, n_bins):
-    cuts = np.asarray(cuts, dtype=float)
-    if cuts.ndim != 1 or cuts.shape[0] != n_bins + 1:
-        raise ValueError(
-            f"cuts must have n_bins + 1 = {n_bins + 1} edges to match the logits, got shape "
-            f"{cuts.shape}"
-        )
-    if cuts[0] != 0 or np.any(np.diff(cuts) <= 0):
-        raise ValueError("cuts must start at 0 and increase strictly")
-    return cuts
-
-
 def _check_inputs(logits, time, event, cuts, mask, weight=None):
     """Validate shapes/dtypes once at the boundary; return the targets as tensors."""
     if not isinstance(logits, torch.Tensor) or not logits.is_floating_point():
         raise TypeError("logits must be a floating-point torch.Tensor")
     if logits.dim() not in (2, 3):
         raise ValueError(f"logits must be (N, K) or (B, V, K), got shape {tuple(logits.shape)}")
-    cuts = _as_cuts(cuts, logits.shape[-1])
+    cuts = _check_cuts(cuts, logits.shape[-1])
     time = torch.as_tensor(time, device=logits.device)
     if time.dtype == torch.bool:
         raise TypeError("time is boolean: arguments are (logits, time, event, cuts)")
