@@ -102,14 +102,16 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         of visit ``t`` predict the outcome after the prediction time from the
         history up to ``t``: more supervision, same target).
     wide : {"joint", "offset"} or None, default="joint"
-        The wide path: an additive term over the log counts of the codes seen so far
-        (static codes included), the age at the prediction time (linear and
-        quadratic) and the log number of visits, added to every hazard logit, so that the model can always fall back
-        to what a Cox model on code counts does. It starts from a penalised
-        proportional-hazards fit on the training rows (ridge chosen by 3-fold CV;
-        ``wide_alpha_``), then trains with the transformer (``"joint"``, wide & deep)
-        or stays fixed while the transformer learns what it misses (``"offset"``).
-        None: the transformer alone.
+        The wide path: an additive term over the log counts of the codes seen so
+        far (static codes included), the age at the prediction time (linear and
+        quadratic) and the log number of visits, added to every hazard logit, so
+        that the model can always fall back to what a Cox model on code counts does.
+        It starts from a penalised proportional-hazards fit on the training rows
+        (ridge chosen by the held-out C-index of a 3-fold CV, ``wide_alpha_``; the
+        predictor scaled by its cross-validated calibration slope, ``wide_scale_``),
+        then trains with the transformer (``"joint"``, wide & deep) or stays fixed
+        while the transformer learns what it misses (``"offset"``). None: the
+        transformer alone.
     continuous_time : bool, default=True
         Beside the age and time-before-prediction bins, embed each token's exact age
         and log time-before-prediction (sinusoidal features, learned projection).
@@ -193,6 +195,9 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         ``predict_survival_function(X, return_array=True)``.
     wide_alpha_ : float or None
         Ridge penalty of the wide path's starting fit (None without the wide path).
+    wide_scale_ : float or None
+        The cross-validated calibration slope applied to that fit's predictor (see
+        ``survbehrt.model.wide.fit_wide_start``; None without the wide path).
     is_event_time_ : ndarray of bool
         Whether each of ``unique_times_`` is the time of at least one event.
     net_ : SurvivalNet
@@ -539,7 +544,7 @@ class BEHRTSurvivalEstimator(BaseEstimator):
                                          age_mean=age_mean, age_scale=age_scale)
             # start every patient at the population's curve (the no-covariate fit) ...
             baseline = marginal_logits(time[train_idx], event[train_idx], grid.cuts_)
-            self.wide_alpha_ = None
+            self.wide_alpha_ = self.wide_scale_ = None
             if self.wide is not None:
                 # ... or, with the wide path, at a penalised proportional-hazards fit on the
                 # log counts and the age: the transformer then has to add to what Cox does
@@ -554,7 +559,7 @@ class BEHRTSurvivalEstimator(BaseEstimator):
                 module.wide.code_weight.weight.data[:, 0] = torch.as_tensor(start["beta"])
                 module.wide.covariate_weight.weight.data[0] = torch.as_tensor(start["gamma"])
                 baseline = start["baseline"]
-                self.wide_alpha_ = start["alpha"]
+                self.wide_alpha_, self.wide_scale_ = start["alpha"], start["scale"]
             module.head.output.bias.data.copy_(torch.as_tensor(baseline))
             counts = self._adapt_module(module, None if pre is None else pre.encoder_state_dict())
             net = self._make_net(module, grid.cuts_, seed, len(train_idx), valid_ds)
