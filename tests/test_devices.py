@@ -8,6 +8,9 @@ no device until CUDA is initialised, which is what is checked.
 """
 
 import inspect
+import os
+import subprocess
+import sys
 import types
 from pathlib import Path
 
@@ -60,3 +63,18 @@ def test_the_guard_catches_a_cuda_call(no_cuda):
 
     with pytest.raises(AssertionError, match="is_available"):
         resolve_device("auto")
+
+
+def test_gpu_throughput_benchmark_runs_on_cpu():
+    script = PACKAGE.parent / "benchmarks" / "gpu_throughput.py"
+    run = subprocess.run(
+        [sys.executable, str(script), "--device", "cpu", "--quick", "--presets", "small"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = {line[:22].strip(): line[22:].split() for line in run.stdout.splitlines()
+            if line.startswith(("survival ", "pre-training "))}
+    assert set(rows) == {"survival small", "pre-training medium"}
+    for label, cells in rows.items():
+        tokens_s, flop_s, mfu = (float(cells[i].rstrip("%").replace(",", "")) for i in (1, 4, 5))
+        assert tokens_s > 0 and flop_s > 0 and mfu > 0, (label, cells)
