@@ -43,6 +43,12 @@ WORKER = textwrap.dedent(
     est = tiny_estimator(accelerator=split, **{survival!r}).fit(X, y)
     rank = split.process_index
     est.save(f"{{out}}/model.pt")  # the main process writes, the other returns
+    # after fit nothing of the runtime is left: a plain history, and the estimator pickles
+    import pickle
+    from skorch.history import History
+    assert type(est.history_) is History
+    again = pickle.loads(pickle.dumps(est))
+    assert np.array_equal(again.predict(X), est.predict(X))
     # accelerate's default: each process takes whole batches of batch_size
     pre = tiny_pretrainer(accelerator=Accelerator(cpu=True), **{pretrainer!r}).fit(X)
     np.savez(

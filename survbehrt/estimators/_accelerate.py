@@ -16,7 +16,8 @@ processes train together), the optimizer and the mixed-precision autocast; the r
 - **history**: with several processes, skorch's :class:`~skorch.history.DistributedHistory`
   shares the per-batch losses through the process group's key-value store, so the epoch
   losses (and early stopping on them) agree everywhere; the validation C-index is
-  averaged over the processes. After ``fit`` the history is a plain one again.
+  averaged over the processes. After ``fit`` the history is a plain one again
+  (:func:`release`).
 - **criteria**: only modules with trainable parameters go through
   ``accelerator.prepare``; a parameter-free loss wrapped in ``DistributedDataParallel``
   raises (PyTorch refuses a module without a parameter that requires a gradient). The
@@ -41,7 +42,7 @@ __all__ = [
     "AcceleratedSurvivalNet",
     "AcceleratedPretrainingNet",
     "accelerator_arguments",
-    "plain_history",
+    "release",
 ]
 
 # Each fit's DistributedHistory writes under its own prefix of the shared store (keys
@@ -132,12 +133,22 @@ def accelerator_arguments(accelerator, verbose: int = 0) -> dict:
     return args
 
 
-def plain_history(net):
-    """Give ``net`` a plain :class:`~skorch.history.History` with the same records.
+def release(net):
+    """After ``fit``: leave ``net`` holding nothing of the accelerator's runtime.
 
-    The fitted estimator then holds no live store (which cannot be pickled and outlives
-    the process group only as a dead connection).
+    The history becomes a plain :class:`~skorch.history.History` with the same records
+    (a live store cannot be pickled and outlives the process group only as a dead
+    connection); the optimizer is the torch optimizer again, not accelerate's wrapper
+    (which cannot be pickled), in the learning-rate scheduler too; and the accelerator
+    lets go of the prepared objects (``free_memory``), so that the estimator and its
+    accelerator pickle and the next fit starts clean.
     """
     if isinstance(net.history_, DistributedHistory):
         net.history_ = History(net.history_.to_list())
-    return net.history_
+    optimizer = getattr(net.optimizer_, "optimizer", net.optimizer_)
+    net.optimizer_ = optimizer
+    for _, callback in net.callbacks_:
+        if isinstance(getattr(callback, "lr_scheduler_", None), torch.optim.lr_scheduler.LRScheduler):
+            callback.lr_scheduler_.optimizer = optimizer
+    net.accelerator.free_memory()
+    return net

@@ -283,9 +283,9 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
             net = self._make_net(module, seed, valid, len(train_idx))
             net.fit(dataset(train_idx, 0, False), y=None)
             if self.accelerator is not None:
-                from ._accelerate import plain_history
+                from ._accelerate import release
 
-                plain_history(net)
+                release(net)
         self._set_fitted(tokenizer, net)
         return self
 

@@ -579,9 +579,9 @@ class BEHRTSurvivalEstimator(BaseEstimator):
             net = self._make_net(module, grid.cuts_, seed, len(train_idx), valid_ds)
             net.fit(train_ds, y=None)
             if self.accelerator is not None:
-                from ._accelerate import plain_history
+                from ._accelerate import release
 
-                plain_history(net)
+                release(net)
 
         self.tokenizer_ = tokenizer
         self.vocabulary_ = tokenizer.vocabulary_
