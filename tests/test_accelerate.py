@@ -34,7 +34,7 @@ WORKER = textwrap.dedent(
     import numpy as np
     from accelerate import Accelerator, DataLoaderConfiguration
     sys.path.insert(0, {tests!r})
-    from helpers import random_cohort, tiny_estimator
+    from helpers import random_cohort, tiny_estimator, tiny_pretrainer
 
     out = {out!r}
     X, y = random_cohort(n=128, seed=0)
