@@ -2,8 +2,8 @@
 
 Used by ``.ci/run`` to test the oldest versions pyproject.toml claims to support: the
 core dependencies and the extras the test suite uses (``dev`` pulls them in). torch is
-left out (CI installs the local CPU build first); so are the ``distributed`` and ``docs``
-extras, which the tests do not import.
+left out (CI installs the local CPU build first); so is the ``docs`` extra, which the
+tests do not import.
 
     python .ci/min_constraints.py > min-constraints.txt
     pip install -c min-constraints.txt -e ".[dev]"
@@ -17,7 +17,7 @@ import sys
 import tomllib
 from pathlib import Path
 
-EXTRAS = ("plot", "polars", "parquet", "tuning")
+EXTRAS = ("plot", "polars", "parquet", "tuning", "distributed")
 SKIP = {"torch"}
 REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9_.\-]+)(\[[^\]]*\])?\s*>=\s*([0-9][^,;\s]*)\s*$")
 

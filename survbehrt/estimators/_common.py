@@ -17,6 +17,7 @@ __all__ = [
     "draw_seed",
     "seeded_torch",
     "resolve_device",
+    "fit_device",
     "torch_threads",
     "validation_split",
     "resolve_groups",
@@ -84,6 +85,12 @@ def resolve_device(device) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device
+
+
+def fit_device(estimator):
+    """Where ``estimator`` trains: its ``accelerator``'s device, else its ``device``."""
+    accelerator = getattr(estimator, "accelerator", None)
+    return estimator.device if accelerator is None else str(accelerator.device)
 
 
 def validation_split(n: int, fraction: float, seed: int, stratify=None, groups=None):

@@ -19,10 +19,11 @@ this module. Values are encoded by
 :func:`encode` (JSON types, tuples, dicts, numpy arrays with their dtype) and anything
 else is refused with a ``TypeError`` naming it, rather than pickled.
 
-Two parameters are not values and are not saved: ``pretrained`` (a fitted pretrainer;
-its encoder weights are already in the module's state dict) and ``callbacks`` (code).
-A loaded estimator has them as None; it predicts exactly as the saved one, and a refit
-starts from scratch unless they are set again.
+Three parameters are not values and are not saved: ``pretrained`` (a fitted pretrainer;
+its encoder weights are already in the module's state dict), ``callbacks`` (code) and
+``accelerator`` (a runtime). A loaded estimator has them as None; it predicts exactly
+as the saved one, and a refit starts from scratch unless they are set again. Under an
+accelerator with several processes only the main process writes the file.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ NOT_SAVED = {
     "pretrained": "a fitted BEHRTPretrainer (or a path): its encoder weights are in the "
                   "saved module; the pretrainer itself is not saved",
     "callbacks": "skorch callbacks are code; they are not saved",
+    "accelerator": "an accelerate.Accelerator is this process's runtime, not a value; "
+                   "the loaded estimator runs on its device",
 }
 _TAGS = ("__tuple__", "__ndarray__", "__items__")
 
@@ -226,6 +229,8 @@ class SavedEstimator:
 def write_estimator(estimator, path, module, module_args: dict, skip=()) -> None:
     """Save a fitted estimator in the shared format.
 
+    Under an ``accelerator`` with several processes, only the main process writes.
+
     Parameters
     ----------
     estimator : BEHRTSurvivalEstimator or BEHRTPretrainer
@@ -242,6 +247,9 @@ def write_estimator(estimator, path, module, module_args: dict, skip=()) -> None
     """
     from .. import __version__
 
+    accelerator = getattr(estimator, "accelerator", None)
+    if accelerator is not None and not accelerator.is_main_process:
+        return  # every process holds the same model: the main one writes it
     name = type(estimator).__name__
     params = estimator.get_params(deep=False)
     not_saved = {}

@@ -41,12 +41,43 @@ __all__ = [
     "progress_callbacks",
     "standard_callbacks",
     "to_device",
+    "net_device",
+    "net_module",
+    "mean_over_processes",
+    "global_batch_size",
 ]
 
 
 def to_device(batch: dict, device) -> dict:
     """Move a dict of tensors to ``device`` (no copy when already there)."""
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def net_device(net):
+    """Where ``net`` computes: its accelerator's device, else its ``device``."""
+    accelerator = getattr(net, "accelerator", None)
+    return net.device if accelerator is None else accelerator.device
+
+
+def mean_over_processes(net, value: float) -> float:
+    """``value`` averaged over the processes training ``net`` together (itself when alone).
+
+    Every process computes epoch-level scores (the validation C-index) on the same rows
+    with the same weights; averaging makes them agree to the last bit, so that early
+    stopping stops every process at the same epoch.
+    """
+    accelerator = getattr(net, "accelerator", None)
+    if accelerator is None or accelerator.num_processes == 1:
+        return value
+    mean = accelerator.reduce(torch.tensor([value], dtype=torch.float64, device=accelerator.device),
+                              reduction="mean")
+    return float(mean.item())
+
+
+def net_module(net):
+    """``net.module_`` without a data-parallel wrapper (the module itself, for inference)."""
+    accelerator = getattr(net, "accelerator", None)
+    return net.module_ if accelerator is None else accelerator.unwrap_model(net.module_)
 
 
 class BucketedLoader:
@@ -65,22 +96,55 @@ class BucketedLoader:
     bucket_chunks : int, default=50
         See :class:`~survbehrt.data.BucketBatchSampler`.
     seed : int or numpy.random.Generator, optional
+    num_processes : int, default=1
+        Processes training together (data parallel). Every process draws the same
+        batches (same ``seed``) and keeps its share of them, so that all take the same
+        number of steps: whole batches in turn (``batch_size`` is per process; the
+        first batches are repeated to make the count a multiple of ``num_processes``,
+        as accelerate's ``even_batches``), or, with ``split_batches``, one slice of
+        every batch (``batch_size`` is the global batch; a batch with fewer rows than
+        processes is skipped that epoch).
+    process_index : int, default=0
+        This process's rank among them.
+    split_batches : bool, default=False
+        Slice each batch across the processes instead of dealing out whole batches.
     """
 
-    def __init__(self, dataset, batch_size: int, shuffle: bool = False, bucket_chunks: int = 50, seed=None):
+    def __init__(self, dataset, batch_size: int, shuffle: bool = False, bucket_chunks: int = 50,
+                 seed=None, num_processes: int = 1, process_index: int = 0,
+                 split_batches: bool = False):
         self.dataset = dataset
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
         self.sampler = BucketBatchSampler(
             dataset_lengths(dataset), self.batch_size, shuffle=True, bucket_chunks=bucket_chunks, seed=seed
         )
+        self.num_processes = int(num_processes)
+        self.process_index = int(process_index)
+        self.split_batches = split_batches
 
     def __len__(self) -> int:
-        return len(self.sampler)
+        n = self.num_processes
+        if n == 1 or not self.shuffle:
+            return len(self.sampler)
+        if self.split_batches:
+            full, rest = divmod(len(self.dataset), self.batch_size)
+            return full * (self.batch_size >= n) + (rest >= n)
+        return -(-len(self.sampler) // n)
+
+    def _shard(self, batches: list) -> list:
+        """This process's share of the epoch's batches (see ``num_processes``)."""
+        n, rank = self.num_processes, self.process_index
+        if n == 1:
+            return batches
+        if self.split_batches:
+            return [np.array_split(b, n)[rank] for b in batches if len(b) >= n]
+        batches = batches + batches[: (-len(batches)) % n]
+        return batches[rank::n]
 
     def __iter__(self):
         if self.shuffle:
-            batches = self.sampler.batches()
+            batches = self._shard(self.sampler.batches())
         else:
             if getattr(self.dataset, "reseed_each_pass", False):
                 self.dataset.reseed()  # same MLM masks every validation pass
@@ -150,12 +214,22 @@ def standard_callbacks(max_epochs: int, n_train: int, batch_size: int, gradient_
     return callbacks
 
 
+def global_batch_size(estimator) -> int:
+    """Rows per optimizer step: ``batch_size``, times the processes when each takes a batch."""
+    accelerator = getattr(estimator, "accelerator", None)
+    if accelerator is None or accelerator.split_batches:
+        return estimator.batch_size
+    return estimator.batch_size * accelerator.num_processes
+
+
 def net_arguments(estimator, seed: int, callbacks: list, train_split=None) -> dict:
     """The skorch ``NeuralNet`` arguments both estimators share.
 
     AdamW with the estimator's ``lr`` / ``weight_decay``, ``max_epochs``, ``batch_size``,
     length-bucketed training batches in a fresh order each epoch (seeded), validation
-    batches in dataset order, the device and the verbosity.
+    batches in dataset order, the device and the verbosity. With an ``accelerator``,
+    also the accelerated net's arguments
+    (:func:`survbehrt.estimators._accelerate.accelerator_arguments`).
 
     Parameters
     ----------
@@ -171,7 +245,7 @@ def net_arguments(estimator, seed: int, callbacks: list, train_split=None) -> di
     -------
     dict
     """
-    return dict(
+    args = dict(
         optimizer=torch.optim.AdamW,
         optimizer__weight_decay=estimator.weight_decay,
         lr=estimator.lr,
@@ -186,6 +260,11 @@ def net_arguments(estimator, seed: int, callbacks: list, train_split=None) -> di
         device=resolve_device(estimator.device),
         verbose=int(estimator.verbose > 0),
     )
+    if getattr(estimator, "accelerator", None) is not None:
+        from ._accelerate import accelerator_arguments
+
+        args.update(accelerator_arguments(estimator.accelerator, estimator.verbose))
+    return args
 
 
 def progress_callbacks(verbose: int) -> list:
@@ -361,8 +440,9 @@ class PretrainingNet(_LearnableOnly, NeuralNet):
     """
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
-        X = to_device(X, self.device)
-        y_true = to_device(y_true, self.device) if y_true else {}
+        device = net_device(self)
+        X = to_device(X, device)
+        y_true = to_device(y_true, device) if y_true else {}
         out = self.criterion_(y_pred, X, **y_true)
         prefix = "train" if training else "valid"
         for name, value in out.items():
@@ -420,14 +500,14 @@ def validation_cindex(net, dataset, batch_size: int = 512) -> float:
     from ..survival import risk_score
 
     assert isinstance(dataset, EHRDataset), "validation data is an EHRDataset (predefined split)"
-    logits = batched_inference(net.module_, dataset.tokens, _last_visit_logits, batch_size,
-                               net.device)
+    logits = batched_inference(net_module(net), dataset.tokens, _last_visit_logits, batch_size,
+                               net_device(net))
     risk = np.asarray(risk_score(torch.from_numpy(logits)))
     event = np.asarray(dataset.targets["event"], dtype=bool)
     time = np.asarray(dataset.targets["time"], dtype=float)
     if event.sum() == 0:
         return float("nan")
-    return float(concordance_index_censored(event, time, risk)[0])
+    return mean_over_processes(net, float(concordance_index_censored(event, time, risk)[0]))
 
 
 class ValidationConcordance(Callback):
@@ -464,7 +544,8 @@ class EarlyStoppingFromStart(EarlyStopping):
     ----------
     valid_dataset : EHRDataset, optional
         The validation rows (the net's predefined split); without it, or with another
-        ``monitor`` than ``"valid_cindex"``, this is plain ``EarlyStopping``.
+        ``monitor`` than ``"valid_cindex"``, this is plain ``EarlyStopping`` (that also
+        restores the best weights of a module an accelerator wrapped for training).
     **kwargs
         ``EarlyStopping``'s parameters.
     """
@@ -483,3 +564,12 @@ class EarlyStoppingFromStart(EarlyStopping):
             self.best_epoch_ = 0  # skorch counts epochs from 1: 0 is the start
             self.best_model_weights_ = copy.deepcopy(net.module_.state_dict())
             self.start_score_ = score
+
+    def on_train_end(self, net, **kwargs):
+        # Weights copied while an accelerator had the module wrapped for data-parallel
+        # training carry the wrapper's "module." prefix; the net unwraps the module at
+        # the end of training, before its callbacks run, so restore into the bare module.
+        weights = self.best_model_weights_
+        if weights and all(k.startswith("module.") for k in weights):
+            torch.nn.modules.utils.consume_prefix_in_state_dict_if_present(weights, "module.")
+        super().on_train_end(net, **kwargs)

@@ -6,7 +6,6 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
-from skorch.callbacks import EarlyStopping
 from skorch.helper import predefined_split
 from skorch.history import History
 
@@ -18,6 +17,7 @@ from ._common import (
     check_fraction,
     check_positive,
     draw_seed,
+    fit_device,
     model_config,
     resolve_groups,
     seeded_torch,
@@ -26,11 +26,14 @@ from ._common import (
 )
 from ._persistence import read_estimator, write_estimator
 from ._training import (
+    EarlyStoppingFromStart,
     MaskedEHRDataset,
     PretrainingCriterion,
     PretrainingNet,
     batched_inference,
+    global_batch_size,
     net_arguments,
+    net_device,
     progress_callbacks,
     standard_callbacks,
     to_device,
@@ -105,6 +108,17 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
     random_state : int, RandomState or None, default=None
     device : str, default="cpu"
         A torch device, or ``"auto"``.
+    accelerator : accelerate.Accelerator, optional
+        Train under Hugging Face Accelerate (PyTorch DDP underneath): one code path for
+        one CPU, one or several GPUs and several machines, with the accelerator's
+        mixed precision (``Accelerator(mixed_precision="bf16")``). ``device`` is then
+        ignored: the accelerator places the model. Every process draws the same
+        shuffled batches and keeps its share; ``batch_size`` is per process unless the
+        accelerator was made with
+        ``dataloader_config=DataLoaderConfiguration(split_batches=True)``, which slices
+        each batch across the processes (the training then matches one process's). Only the
+        main process writes files (``save``). None (default): plain skorch on
+        ``device``. Needs ``pip install survbehrt[distributed]``; see docs/scaling.md.
     n_threads : int, optional
         torch threads during ``fit`` / ``transform``.
     verbose : int, default=0
@@ -158,6 +172,7 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
         gradient_clip=1.0,
         random_state=None,
         device="cpu",
+        accelerator=None,
         n_threads=None,
         verbose=0,
     ):
@@ -183,6 +198,7 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
         self.gradient_clip = gradient_clip
         self.random_state = random_state
         self.device = device
+        self.accelerator = accelerator
         self.n_threads = n_threads
         self.verbose = verbose
 
@@ -210,14 +226,17 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
     def _make_net(self, module, seed, train_split=None, n_train=1):
         parts = {"mlm": ("mlm",), "next_visit": ("next_visit",), "both": ("mlm", "next_visit")}
         parts = parts[self.objective] + (("cls",) if module.cls_head is not None else ())
-        callbacks = standard_callbacks(self.max_epochs, n_train, self.batch_size, self.gradient_clip,
+        callbacks = standard_callbacks(self.max_epochs, n_train, global_batch_size(self), self.gradient_clip,
                                        parts, has_valid=train_split is not None)
         if self.early_stopping:
-            callbacks.append(("early_stopping", EarlyStopping(
+            callbacks.append(("early_stopping", EarlyStoppingFromStart(
                 monitor="valid_loss", patience=self.patience, load_best=True
             )))
         callbacks += progress_callbacks(self.verbose)
-        return PretrainingNet(
+        net_class = PretrainingNet
+        if self.accelerator is not None:
+            from ._accelerate import AcceleratedPretrainingNet as net_class
+        return net_class(
             module=module,
             criterion=PretrainingCriterion(),
             **net_arguments(self, seed, callbacks, train_split),
@@ -258,11 +277,15 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
                                     seed=seed + offset, mlm=mlm, reseed_each_pass=reseed)
 
         valid = predefined_split(dataset(valid_idx, 1, True)) if len(valid_idx) else None
-        with torch_threads(self.n_threads), seeded_torch(seed, self.device):
+        with torch_threads(self.n_threads), seeded_torch(seed, fit_device(self)):
             module = BEHRTPretrainingModule(model_config(self, tokenizer), self.objective,
                                             cls_head=self.pooling == "cls")
             net = self._make_net(module, seed, valid, len(train_idx))
             net.fit(dataset(train_idx, 0, False), y=None)
+            if self.accelerator is not None:
+                from ._accelerate import release
+
+                release(net)
         self._set_fitted(tokenizer, net)
         return self
 
@@ -307,7 +330,7 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
         tokens = self.tokenizer_.transform_flat(flat)
         with torch_threads(self.n_threads):
             return batched_inference(self.module_, tokens, _PatientEmbedding(self.pooling),
-                                     device=self.net_.device)
+                                     device=net_device(self.net_))
 
     def get_feature_names_out(self, input_features=None):
         """Names of the embedding columns: ``behrt0`` … ``behrt{d-1}``.
@@ -345,7 +368,7 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
         mlm = self.module_.mlm_head is not None
         ds = MaskedEHRDataset(tokens, self.tokenizer_.vocab_size_, self.mask_prob,
                               seed=draw_seed(self.random_state) + 2, mlm=mlm)
-        device = self.net_.device
+        device = net_device(self.net_)
         module = self.module_
         was_training = module.training
         module.eval()

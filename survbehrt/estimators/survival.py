@@ -33,6 +33,7 @@ from ._common import (
     check_fraction,
     check_positive,
     draw_seed,
+    fit_device,
     model_config,
     resolve_groups,
     seeded_torch,
@@ -46,7 +47,9 @@ from ._training import (
     ValidationConcordance,
     _last_visit_logits,
     batched_inference,
+    global_batch_size,
     net_arguments,
+    net_device,
     progress_callbacks,
     standard_callbacks,
 )
@@ -174,6 +177,17 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         Seeds the split, the initialisation, dropout and the batch order.
     device : str, default="cpu"
         A torch device, or ``"auto"`` for CUDA when available.
+    accelerator : accelerate.Accelerator, optional
+        Train under Hugging Face Accelerate (PyTorch DDP underneath): one code path for
+        one CPU, one or several GPUs and several machines, with the accelerator's
+        mixed precision (``Accelerator(mixed_precision="bf16")``). ``device`` is then
+        ignored: the accelerator places the model. Every process draws the same
+        shuffled batches and keeps its share; ``batch_size`` is per process unless the
+        accelerator was made with
+        ``dataloader_config=DataLoaderConfiguration(split_batches=True)``, which slices
+        each batch across the processes (the training then matches one process's). Only the
+        main process writes files (``save``). None (default): plain skorch on
+        ``device``. Needs ``pip install survbehrt[distributed]``; see docs/scaling.md.
     n_threads : int, optional
         torch threads during ``fit`` / ``predict`` (default: torch's setting).
     verbose : int, default=0
@@ -267,6 +281,7 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         gradient_clip=1.0,
         random_state=None,
         device="cpu",
+        accelerator=None,
         n_threads=None,
         verbose=0,
         callbacks=None,
@@ -303,6 +318,7 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         self.gradient_clip = gradient_clip
         self.random_state = random_state
         self.device = device
+        self.accelerator = accelerator
         self.n_threads = n_threads
         self.verbose = verbose
         self.callbacks = callbacks
@@ -417,7 +433,7 @@ class BEHRTSurvivalEstimator(BaseEstimator):
     def _callbacks(self, n_train: int, valid_dataset=None):
         has_valid = valid_dataset is not None
         parts = ("nll", "ranking") if self.loss == "hybrid" else ()
-        callbacks = standard_callbacks(self.max_epochs, n_train, self.batch_size,
+        callbacks = standard_callbacks(self.max_epochs, n_train, global_batch_size(self),
                                        self.gradient_clip, parts, has_valid)
         if has_valid:
             callbacks.append(("valid_cindex", ValidationConcordance()))
@@ -458,7 +474,10 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         return counts
 
     def _make_net(self, module, cuts, seed, n_train=1, valid_ds=None):
-        return SurvivalNet(
+        net_class = SurvivalNet
+        if self.accelerator is not None:
+            from ._accelerate import AcceleratedSurvivalNet as net_class
+        return net_class(
             module=module,
             criterion=self._make_criterion(cuts),
             landmarks=self.landmarks,
@@ -532,7 +551,7 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         train_ds = dataset(train_idx)
         valid_ds = dataset(valid_idx) if len(valid_idx) else None
 
-        with torch_threads(self.n_threads), seeded_torch(seed, self.device):
+        with torch_threads(self.n_threads), seeded_torch(seed, fit_device(self)):
             if pre is not None:
                 # dropout is a fine-tuning setting, not architecture: it applies here too
                 config = dataclasses.replace(pre.module_.encoder.config, dropout=self.dropout)
@@ -564,6 +583,10 @@ class BEHRTSurvivalEstimator(BaseEstimator):
             counts = self._adapt_module(module, None if pre is None else pre.encoder_state_dict())
             net = self._make_net(module, grid.cuts_, seed, len(train_idx), valid_ds)
             net.fit(train_ds, y=None)
+            if self.accelerator is not None:
+                from ._accelerate import release
+
+                release(net)
 
         self.tokenizer_ = tokenizer
         self.vocabulary_ = tokenizer.vocabulary_
@@ -599,7 +622,7 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         tokens = self._tokens(X)
         with torch_threads(self.n_threads):
             return batched_inference(
-                self.net_.module_, tokens, _last_visit_logits, device=self.net_.device
+                self.net_.module_, tokens, _last_visit_logits, device=net_device(self.net_)
             )
 
     def predict(self, X):
@@ -690,7 +713,7 @@ class BEHRTSurvivalEstimator(BaseEstimator):
             return torch.nn.functional.pad(risk, (0, width - risk.shape[1]))
 
         with torch_threads(self.n_threads):
-            risks = batched_inference(self.net_.module_, tokens, visit_risks, device=self.net_.device)
+            risks = batched_inference(self.net_.module_, tokens, visit_risks, device=net_device(self.net_))
             out = [risks[i, :n].copy() for i, n in enumerate(tokens.n_visits)]
             incomplete = np.flatnonzero(~tokens.visit_complete)
             if len(incomplete):
@@ -701,7 +724,7 @@ class BEHRTSurvivalEstimator(BaseEstimator):
                     flat.cut(row, tokens.dropped_visits[row] + kept + 1), warn=False
                 )
                 logits = batched_inference(
-                    self.net_.module_, cut, _last_visit_logits, device=self.net_.device
+                    self.net_.module_, cut, _last_visit_logits, device=net_device(self.net_)
                 )
                 for i, j, r in zip(row, kept, np.asarray(risk_score(logits), dtype=risks.dtype)):
                     out[i][j] = r
