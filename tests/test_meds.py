@@ -33,7 +33,11 @@ def _quiet(func, *args, **kwargs):
 
 def _assert_matches_reference(X, expected):
     assert len(X) == len(expected)
-    for key, (_, row) in zip(sorted(expected), X.iterrows()):
+    # Column by column: a whole row (iterrows, X.iloc[i]) of Arrow-backed list columns
+    # holds numpy arrays, while a column's cells are Python lists.
+    columns = {name: X[name].tolist() for name in X.columns}
+    rows = [{name: columns[name][i] for name in columns} for i in range(len(X))]
+    for key, row in zip(sorted(expected), rows):
         ref = expected[key]
         assert row["codes"] == ref["codes"], key
         np.testing.assert_allclose(row["ages"], ref["ages"], rtol=0, atol=1e-12)
@@ -195,9 +199,9 @@ def test_several_prediction_times_per_subject():
     )
     # the MultiIndex of X is itself an accepted prediction_times
     pd.testing.assert_frame_equal(from_events(EVENTS, X.index), X)
-    # the rows of one subject are separate lists: editing one leaves the others alone
-    X.iloc[1]["codes"][0].append("EDITED")
-    assert X.iloc[0]["codes"] == [["I10", "LAB"]]
+    # a cell is a fresh list: editing it leaves X (and the subject's other rows) alone
+    X["codes"].iloc[1][0].append("EDITED")
+    assert X["codes"].iloc[0] == [["I10", "LAB"]] and X["codes"].iloc[1][0] == ["I10", "LAB"]
     # and a polars label table
     some = labels.iloc[[2, 3]]
     pd.testing.assert_frame_equal(

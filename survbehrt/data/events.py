@@ -15,15 +15,16 @@ its labels line up with these rows.
 
 from __future__ import annotations
 
-import gc
 import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import chain
 
 import numpy as np
 import pandas as pd
 import polars as pl
+import pyarrow as pa
 
+from ._arrow import list_series
 from ._meds import EventTable, as_datetimes, is_polars, list_ids, read_events, subjects_like
 from .validation import _group_arange
 
@@ -380,40 +381,6 @@ def _warn_dropped(
 # ----------------------------------------------------------------- building X
 
 
-def _split(flat: list, bounds: np.ndarray) -> list:
-    """``[flat[a:b] for consecutive a, b in bounds]``."""
-    b = bounds.tolist()
-    return [flat[i:j] for i, j in zip(b[:-1], b[1:])]
-
-
-_NAN = float("nan")
-
-
-def _floats(values: np.ndarray) -> list:
-    """``values.tolist()``, every NaN one shared object (most codes have no value)."""
-    values = values.astype(np.float64, copy=False)
-    out = np.full(len(values), _NAN, dtype=object)
-    present = ~np.isnan(values)
-    out[present] = values[present]
-    return out.tolist()
-
-
-@contextmanager
-def _gc_paused():
-    """Pause the cyclic garbage collector while building many (acyclic) lists.
-
-    Without this, each collection rescans every list built so far, and building X
-    slows down as it grows.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def _build_frame(
     cohort: _Cohort, rows: pl.DataFrame, *, visit_resolution: str, deduplicate: bool
 ) -> pd.DataFrame:
@@ -533,9 +500,15 @@ def _build_frame(
     first_visit, last_visit = visit[lo], visit[hi - 1]
     n_pieces = last_visit - first_visit + 1
     piece_visit = np.repeat(first_visit, n_pieces) + _group_arange(n_pieces)
-    piece_start = visit_start[piece_visit].tolist()
-    piece_end = np.minimum(visit_end[piece_visit], np.repeat(hi, n_pieces)).tolist()
+    piece_start = visit_start[piece_visit]
+    piece_len = np.minimum(visit_end[piece_visit], np.repeat(hi, n_pieces)) - piece_start
     row_bounds = np.concatenate([[0], np.cumsum(n_pieces)])
+    visit_bounds = np.concatenate([[0], np.cumsum(piece_len)])
+    if len(piece_start) and not np.array_equal(piece_start, visit_bounds[:-1]):
+        # Rows share events (several prediction times of a subject): gather them.
+        src = np.repeat(piece_start, piece_len) + _group_arange(piece_len)
+    else:
+        src = slice(0, int(visit_bounds[-1]))  # the rows tile the kept events in order
 
     if cohort.with_prediction_times:
         index_age = (
@@ -545,29 +518,25 @@ def _build_frame(
         )
     else:
         index_age = visit_age[last_visit]
-    data = {}
-    with _gc_paused():
-        # One reference per event to a shared str, not a new str object per event.
-        flat = np.asarray(uniques.to_list(), dtype=object)[code_id].tolist()
-        data["codes"] = _split([flat[a:b] for a, b in zip(piece_start, piece_end)], row_bounds)
-        data["ages"] = _split(visit_age[piece_visit].tolist(), row_bounds)
-        data["index_age"] = np.asarray(index_age, dtype=np.float64)
-        if cohort.n_static:
-            data["static"] = [list(cohort.static.get(s, ())) for s in rows["s"].to_list()]
-        if values is not None:
-            flat = _floats(values[keep])
-            data["values"] = _split(
-                [flat[a:b] for a, b in zip(piece_start, piece_end)], row_bounds
-            )
-        del flat
-        index = cohort.index(rows)
-        X = pd.DataFrame(
-            {
-                name: pd.Series(col, index=index, dtype=None if name == "index_age" else object)
-                for name, col in data.items()
-            },
-            index=index,
-        )
+    index = cohort.index(rows)
+    # Arrow-backed list columns: offsets and one flat array per column, no Python
+    # object per event; the code strings are stored once (a dictionary array).
+    names = pa.array(uniques.to_list(), type=pa.string())
+    code_leaf = pa.DictionaryArray.from_arrays(code_id[src].astype(np.int32, copy=False), names)
+    data = {
+        "codes": list_series([row_bounds, visit_bounds], code_leaf, index),
+        "ages": list_series([row_bounds], pa.array(visit_age[piece_visit]), index),
+        "index_age": pd.Series(np.asarray(index_age, dtype=np.float64), index=index),
+    }
+    if cohort.n_static:
+        cells = [cohort.static.get(s, ()) for s in rows["s"].to_list()]
+        lengths = np.fromiter(map(len, cells), dtype=np.int64, count=len(cells))
+        leaf = pa.array(list(chain.from_iterable(cells)), type=pa.string()).dictionary_encode()
+        data["static"] = list_series([np.concatenate([[0], np.cumsum(lengths)])], leaf, index)
+    if values is not None:
+        leaf = pa.array(values[keep][src].astype(np.float64, copy=False))
+        data["values"] = list_series([row_bounds, visit_bounds], leaf, index)
+    X = pd.DataFrame(data, index=index)
     X.attrs["event_counts"] = counts
     return X
 
