@@ -62,17 +62,60 @@ def write_table(n_events: int, folder: Path, shuffle: bool, seed: int = 0) -> tu
     return path, label_path
 
 
+#: The stages timed apart: (module, attribute, label). Each is wrapped so that its CPU
+#: time is added to its label's total (a stage's time excludes the stages inside it).
+STAGES = (
+    ("survbehrt.data.events", None, "read_events", "read"),
+    ("survbehrt.data.events", None, "_cohort", "rows"),
+    ("survbehrt.data.events", None, "_build_frame", "build X"),
+    ("survbehrt.data.tokenizer", None, "flatten_ehr", "flatten"),
+    ("survbehrt.data.tokenizer", "EHRTokenizer", "_fit_flat", "fit"),
+    ("survbehrt.data.tokenizer", "EHRTokenizer", "_tokenize", "tokenize"),
+)
+
+
+def _time_stages() -> dict:
+    """Wrap the STAGES in CPU timers; return the dict their times accumulate in."""
+    import importlib
+
+    totals = {label: 0.0 for *_, label in STAGES}
+    stack = []
+
+    def wrap(func, label):
+        def timed(*args, **kwargs):
+            stack.append(0.0)  # time spent in nested stages
+            start = time.process_time()
+            try:
+                return func(*args, **kwargs)
+            finally:
+                spent = time.process_time() - start
+                inner = stack.pop()
+                totals[label] += spent - inner
+                if stack:
+                    stack[-1] += spent
+        return timed
+
+    for module, cls, name, label in STAGES:
+        owner = importlib.import_module(module)
+        owner = getattr(owner, cls) if cls else owner
+        setattr(owner, name, wrap(getattr(owner, name), label))
+    return totals
+
+
 def child(path: str, labels: str, tokenize: bool, max_length: int, values: bool) -> dict:
     """One measurement in this (fresh) process."""
     import polars as pl
 
     from survbehrt.data import EHRTokenizer, from_events
 
+    stages = _time_stages()
+
     prediction_times = pl.read_parquet(labels)
     # Warm up on a few rows: thread pools and first calls are not per-event costs.
     head = pl.read_parquet(path, n_rows=1000)
     from_events(head, prediction_times.filter(pl.col("subject_id") == head["subject_id"][0]))
     base = _rss_mib()
+    stages.update({label: 0.0 for label in stages})
     c0, t0 = time.process_time(), time.perf_counter()
     X = from_events(path, prediction_times, value_col=None if values else False)
     c1, t1 = time.process_time(), time.perf_counter()
@@ -88,16 +131,18 @@ def child(path: str, labels: str, tokenize: bool, max_length: int, values: bool)
         "x_rss_mib": _rss_mib() - base,
     }
     if tokenize:
-        t2 = time.perf_counter()
+        c2, t2 = time.process_time(), time.perf_counter()
         tokenizer = EHRTokenizer(max_length=max_length)
         tokens = tokenizer.fit_transform(X)  # static codes and value bins included
-        t3 = time.perf_counter()
+        c3, t3 = time.process_time(), time.perf_counter()
         out.update(
             tokenize_s=t3 - t2,
+            tokenize_cpu_s=c3 - c2,
             tokens=int(tokens.n_tokens),
             token_mib=tokens.nbytes() / 2**20,
             peak_total_mib=_peak_mib() - base,
         )
+    out["stages"] = dict(stages)
     return out
 
 
@@ -122,6 +167,7 @@ def main(argv=None):
     if args.tokenize:
         header += f" {'tok s':>7} {'total M ev/s':>12} {'tokens MiB':>10} {'peak/tokens':>11}"
     print(header)
+    stage_lines = []
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes:
             path, labels = write_table(int(size * 1e6), Path(tmp), args.shuffle)
@@ -145,6 +191,15 @@ def main(argv=None):
                     f"{result['peak_total_mib'] / result['token_mib']:>11.1f}"
                 )
             print(line, flush=True)
+            stage_lines.append(
+                f"{result['events']:>12,} "
+                + " ".join(f"{result['stages'][label]:>8.2f}" for *_, label in STAGES)
+                + f" {result['events'] / sum(result['stages'].values()) / 1e6:>9.2f}"
+            )
+    print("\nCPU seconds by stage (each without the stages inside it):")
+    print(f"{'events':>12} " + " ".join(f"{label:>8}" for *_, label in STAGES)
+          + f" {'M ev/cpu s':>9}")
+    print("\n".join(stage_lines))
 
 
 if __name__ == "__main__":

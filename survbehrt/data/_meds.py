@@ -4,7 +4,7 @@ Every input form of :func:`survbehrt.data.from_events` and
 :func:`survbehrt.data.survival_labels` -- a pandas or polars (lazy) frame, a parquet
 file, a MEDS folder of parquet shards -- becomes an :class:`EventTable`: a polars frame
 with the columns ``s`` (subject, its own dtype), ``t`` (time: polars ``Datetime`` or
-``Float64`` days; null for static rows), ``c`` (code, ``String``) and optionally ``v``
+``Float64`` days; null for static rows), ``c`` (code, ``Categorical``) and optionally ``v``
 (numeric value, ``Float64``, null where missing), in the input's row order.
 
 Times are compared as integer ticks of the events' own unit (``ns``/``us``/``ms`` since
@@ -54,7 +54,8 @@ class EventTable:
     Attributes
     ----------
     frame : polars.DataFrame
-        Columns ``s``, ``t``, ``c`` and, when ``has_values``, ``v``; input row order.
+        Columns ``s``, ``t``, ``c`` (a ``Categorical`` with its own categories: see
+        :meth:`code_names`) and, when ``has_values``, ``v``; input row order.
     subject_dtype : polars.DataType
         The dtype of the subject ids.
     kind : {"datetime", "numeric"}
@@ -82,6 +83,10 @@ class EventTable:
     time_col: str
     code_col: str
     value_col: str | None
+
+    def code_names(self) -> pl.Series:
+        """The code strings by the physical id of column ``c``."""
+        return self.frame.schema["c"].categories.to_series()
 
     def ticks(self, expr: pl.Expr) -> pl.Expr:
         """The times of ``expr`` (a ``t``-typed column) as comparable ticks."""
@@ -245,12 +250,21 @@ def read_events(
     names = {"s": subject_col, "t": time_col, "c": code_col}
     if value_col is not None:
         names["v"] = value_col
+    # Codes become a categorical of their own (a fresh category set, so that its
+    # strings are this table's only): 4 bytes per event instead of a string each.
+    categorical = pl.Categorical(pl.Categories.random())
     if isinstance(frame, pd.DataFrame):
         df = _from_pandas(frame, names)
+        df = df.with_columns(pl.col("c").cast(pl.String).cast(categorical))
     else:
-        df = frame.select([pl.col(name).alias(short) for short, name in names.items()])
+        df = frame.select(
+            [pl.col(name).alias(short) for short, name in names.items() if short != "c"]
+            + [pl.col(code_col).cast(pl.String).cast(categorical).alias("c")]
+        )
         if isinstance(df, pl.LazyFrame):
-            df = df.collect()
+            # The streaming engine reads the file in pieces: the code strings of the
+            # whole file are never held at once.
+            df = df.collect(engine="streaming")
 
     for short in ("s", "c"):
         if df[short].null_count():
@@ -274,8 +288,6 @@ def read_events(
             f"polars' str.to_datetime."
         )
 
-    if df.schema["c"] != pl.String:
-        df = df.with_columns(pl.col("c").cast(pl.String))
     if value_col is not None:
         v_dtype = df.schema["v"]
         if not (v_dtype.is_numeric() or v_dtype == pl.Null) or v_dtype == pl.Boolean:
