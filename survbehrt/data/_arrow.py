@@ -108,25 +108,31 @@ def _strings(leaf: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if not pa.types.is_dictionary(leaf.type):
         leaf = pc.dictionary_encode(leaf)
     indices = leaf.indices
-    bad = indices.is_null().to_numpy(zero_copy_only=False)
-    indices = pc.fill_null(indices, 0).to_numpy().astype(np.int64, copy=False)
+    if indices.null_count:
+        bad = indices.is_null().to_numpy(zero_copy_only=False)
+        indices = pc.fill_null(indices, 0)
+    else:
+        bad = np.zeros(len(indices), dtype=bool)
+    # int32 indices without nulls are read in place (no copy).
+    indices = indices.cast(pa.int32()).to_numpy()
     names = leaf.dictionary.to_numpy(zero_copy_only=False)
-    if len(names) == 0:
-        return indices.astype(np.int32), np.asarray(names, dtype=object), bad
     position, distinct = pd.factorize(names, use_na_sentinel=False)
     distinct = np.asarray(distinct, dtype=object)
+    if not np.array_equal(position, np.arange(len(names))):
+        indices = position.astype(np.int32)[indices]  # repeated strings: merged
     bad_name = np.array([not isinstance(c, str) or c == "" for c in distinct], dtype=bool)
-    index = position.astype(np.int32)[indices]
     if bad_name.any():
-        bad |= bad_name[index]
-    return index, distinct, bad
+        bad |= bad_name[indices]
+    return indices, distinct, bad
 
 
 def _numbers(leaf: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """Float64 values (NaN for null) and the null mask."""
+    leaf = leaf.cast(pa.float64())
+    if not leaf.null_count:  # read in place (no copy)
+        return leaf.to_numpy(), np.zeros(len(leaf), dtype=bool)
     null = leaf.is_null().to_numpy(zero_copy_only=False)
-    values = pc.fill_null(leaf.cast(pa.float64()), np.nan).to_numpy()
-    return values, null
+    return pc.fill_null(leaf, np.nan).to_numpy(), null
 
 
 def _rows_of(positions: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -182,10 +188,13 @@ def flatten_arrow(X: pd.DataFrame) -> FlatEHR:
                 bad[visit_patient[present_visit][~null_visit][
                     _rows_of(np.flatnonzero(np.isinf(flat_values)), lengths[~null_visit])
                 ]] = True
-                values = np.full(len(code_index), np.nan)
                 has = present_visit.copy()
                 has[present_visit] = ~null_visit
-                values[np.repeat(has, visit_lengths)] = flat_values
+                if has.all():
+                    values = flat_values
+                else:
+                    values = np.full(len(code_index), np.nan)
+                    values[np.repeat(has, visit_lengths)] = flat_values
 
     if bad.any():
         _raise_for_row(X, int(np.argmax(bad)))
