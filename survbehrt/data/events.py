@@ -381,9 +381,11 @@ def _warn_dropped(
 # ----------------------------------------------------------------- building X
 
 
-#: Events (input rows) per batch of subjects in :func:`_build_frame`: the per-event
-#: temporaries are those of one batch, not of the whole table.
-_BATCH_EVENTS = 1 << 19
+#: :func:`_build_frame` handles the subjects in about ``_BATCHES`` batches of at least
+#: ``_BATCH_EVENTS`` events (input rows): the per-event temporaries are those of one
+#: batch, a small share of the output, and the per-batch overhead stays small.
+_BATCH_EVENTS = 1 << 16
+_BATCHES = 64
 #: Up to this many rows in a batch, each row's cut is found by its own binary search;
 #: beyond, by one as-of join.
 _SEARCH_ROWS = 256
@@ -409,7 +411,7 @@ def _build_frame(
 ) -> pd.DataFrame:
     """The patient frame of ``rows`` (a subset of ``cohort.rows``, in its order).
 
-    The subjects are handled in batches of about ``_BATCH_EVENTS`` events (consecutive
+    The subjects are handled in batches (see ``_BATCHES``; consecutive
     in the table sorted by subject: a slice, no copy, when the input is sorted as MEDS
     shards are); each batch yields flat arrays (a code id per event, a length per visit,
     a visit count per row) that are joined into Arrow-backed list columns at the end.
@@ -424,7 +426,7 @@ def _build_frame(
     frame = _by_subject(table.frame)
     lo = frame["s"].search_sorted(subjects, side="left").to_numpy().astype(np.int64)
     hi = frame["s"].search_sorted(subjects, side="right").to_numpy().astype(np.int64)
-    bounds = _batches(hi - lo, _BATCH_EVENTS)
+    bounds = _batches(hi - lo, max(_BATCH_EVENTS, int((hi - lo).sum()) // _BATCHES))
     row_bounds_subject = np.append(row_subject_start, len(rows))
 
     parts = []

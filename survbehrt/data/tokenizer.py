@@ -47,8 +47,10 @@ TRUNCATION_WARNING_SHARE = 0.05
 _TOKEN_FIELDS = ("codes", "age_bins", "visits", "positions", "time_bins", "value_bins")
 #: Up to this many codes with values, ``fit`` sorts each code's values on its own.
 _SEGMENT_SORTS = 50_000
-#: Tokens filled per chunk of patients in ``transform`` (bounds its temporaries).
-_CHUNK_TOKENS = 1 << 18
+#: ``transform`` fills the token arrays in about ``_CHUNKS`` chunks of patients of at
+#: least ``_CHUNK_TOKENS`` tokens: its temporaries are those of one chunk.
+_CHUNK_TOKENS = 1 << 16
+_CHUNKS = 64
 
 
 @dataclass
@@ -579,7 +581,8 @@ class EHRTokenizer(TransformerMixin, BaseEstimator):
         static_start = np.cumsum(n_static) - n_static
 
         out = {name: np.empty(n_tokens, dtype=np.int32) for name in _TOKEN_FIELDS}
-        cuts = np.unique(np.searchsorted(offsets, np.arange(0, n_tokens, _CHUNK_TOKENS), "right") - 1)
+        step = max(_CHUNK_TOKENS, n_tokens // _CHUNKS)
+        cuts = np.unique(np.searchsorted(offsets, np.arange(0, n_tokens, step), "right") - 1)
         for p0, p1 in zip(cuts.tolist(), np.append(cuts[1:], n_patients).tolist()):
             t0, t1 = int(offsets[p0]), int(offsets[p1])
             k0, k1 = int(visit_offsets[p0]), int(visit_offsets[p1])
