@@ -12,6 +12,7 @@ import pandas as pd
 import polars as pl
 import pytest
 
+from survbehrt.data import events as events_module
 from survbehrt.data import from_events
 
 from meds_reference import (
@@ -55,7 +56,12 @@ def _assert_matches_reference(X, expected):
 @pytest.mark.parametrize("seed", range(12))
 @pytest.mark.parametrize("strict", [False, True])
 @pytest.mark.parametrize("resolution", ["exact", "day"])
-def test_random_tables_match_the_reference(seed, strict, resolution):
+@pytest.mark.parametrize("batches", ["one", "many"])
+def test_random_tables_match_the_reference(seed, strict, resolution, batches, monkeypatch):
+    if batches == "many":  # subjects in batches of a few events; cuts by as-of join
+        monkeypatch.setattr(events_module, "_BATCH_EVENTS", 5)
+        monkeypatch.setattr(events_module, "_BATCHES", 10**6)
+        monkeypatch.setattr(events_module, "_SEARCH_ROWS", 0)
     events = random_events(seed)
     pts = random_prediction_times(events, seed)
     expected, expected_dropped = reference_rows(
