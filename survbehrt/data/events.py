@@ -7,8 +7,8 @@ separately. :func:`from_events` groups the events of a subject into visits (same
 timestamp, or same calendar day), computes the age at each visit, cuts the history at
 each prediction time and returns one row per (subject, prediction time).
 
-The work is columnar (polars and numpy: one sort, no Python object per event) up to the
-last step, which builds the Python lists of the patient-frame contract.
+The work is columnar end to end (polars, numpy and pyarrow; no Python object per
+event): the subjects are converted in batches, and X's list columns are Arrow-backed.
 :func:`survbehrt.data.survival_labels` shares the row selection (:func:`_cohort`), so
 its labels line up with these rows.
 """
@@ -763,7 +763,8 @@ def from_events(
         float, one per visit) and ``index_age`` (float); ``static`` (list of ``str``,
         possibly empty) when ``events`` has rows without a time; ``values`` (list of
         visits parallel to ``codes``, each a list of float, NaN where a code has no
-        value) when ``events`` has a value column. ``X.attrs["event_counts"]`` counts
+        value) when ``events`` has a value column. The list columns are Arrow-backed
+        (``pandas.ArrowDtype``; see Notes). ``X.attrs["event_counts"]`` counts
         the input rows by fate: ``static``, ``birth``, ``other_subjects`` (subjects
         without a row), ``after_prediction_time`` (after the subject's last
         prediction time, or at it with ``strict``: in no row), ``duplicates`` (removed
@@ -797,8 +798,18 @@ def from_events(
 
     Notes
     -----
-    The work is columnar (polars, numpy) except the last step, which builds the Python
-    lists of X; each code string is shared by all its occurrences.
+    The work is columnar (polars, numpy, pyarrow), with no Python object per event: the
+    codes are read as a categorical, the subjects are converted in batches (slices of
+    the table when it is sorted by subject, as MEDS shards are), and X's list columns
+    are pyarrow list arrays held by pandas (``pandas.ArrowDtype``): ``codes`` is
+    ``list<list<dictionary<int32, string>>>`` (each code string stored once), ``ages``
+    ``list<double>``, ``static`` ``list<dictionary<int32, string>>`` and ``values``
+    ``list<list<double>>``. A cell reads as Python lists (``X["codes"].iloc[0]``,
+    ``X["codes"].tolist()``), row selection, ``pd.concat``, pickling and
+    scikit-learn's splitters keep the columns as they are, and
+    :func:`~survbehrt.data.flatten_ehr` reads them without a Python object per event. A
+    whole row (``X.iloc[0]``, ``X.iterrows()``) is an object Series in which pandas
+    gives list cells as numpy arrays.
 
     Examples
     --------
