@@ -14,6 +14,7 @@ import pytest
 
 from survbehrt.data import events as events_module
 from survbehrt.data import from_events
+from survbehrt.data._meds import EventTable
 
 from meds_reference import (
     random_events,
@@ -56,9 +57,11 @@ def _assert_matches_reference(X, expected):
 @pytest.mark.parametrize("seed", range(12))
 @pytest.mark.parametrize("strict", [False, True])
 @pytest.mark.parametrize("resolution", ["exact", "day"])
-@pytest.mark.parametrize("batches", ["one", "many"])
-def test_random_tables_match_the_reference(seed, strict, resolution, batches, monkeypatch):
-    if batches == "many":  # subjects in batches of a few events; cuts by as-of join
+@pytest.mark.parametrize("batches", ["one", "many", "file", "unsorted file"])
+def test_random_tables_match_the_reference(
+    seed, strict, resolution, batches, monkeypatch, tmp_path
+):
+    if batches != "one":  # subjects in batches of a few events; cuts by as-of join
         monkeypatch.setattr(events_module, "_BATCH_EVENTS", 5)
         monkeypatch.setattr(events_module, "_BATCHES", 10**6)
         monkeypatch.setattr(events_module, "_SEARCH_ROWS", 0)
@@ -71,9 +74,22 @@ def test_random_tables_match_the_reference(seed, strict, resolution, batches, mo
         {"subject_id": [s for s, _ in pts], "prediction_time": [t for _, t in pts],
          "boolean_value": True}  # a label column: ignored
     )
-    frame = to_frame(events)
-    X, dropped = _quiet(from_events, frame, labels, strict=strict,
+    frame = source = to_frame(events)
+    if batches.endswith("file"):
+        # A file sorted by subject is read batch by batch (row ranges); an unsorted
+        # one is read whole and sorted.
+        if batches == "file":
+            frame = frame.sort_values("subject_id", kind="stable")
+
+            def read_whole(self):
+                raise AssertionError("a file sorted by subject is read whole")
+
+            monkeypatch.setattr(EventTable, "collect", read_whole)
+        frame.to_parquet(tmp_path / "events.parquet", index=False)
+        source = tmp_path / "events.parquet"
+    X, dropped = _quiet(from_events, source, labels, strict=strict,
                         visit_resolution=resolution, return_dropped=True)
+    monkeypatch.undo()
     assert X.index.names == ["subject_id", "prediction_time"]
     assert X.index.tolist() == sorted(expected)
     _assert_matches_reference(X, expected)

@@ -16,7 +16,7 @@ its labels line up with these rows.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import chain
 
 import numpy as np
@@ -158,6 +158,7 @@ class _Cohort:
     n_static: int
     n_birth: int
     static: dict = field(default_factory=dict)
+    layout: pl.DataFrame | None = None
 
     @property
     def with_prediction_times(self) -> bool:
@@ -173,7 +174,7 @@ class _Cohort:
             keep = keep & (pl.col("c") != self.birth_code)
         if subjects is not None:
             keep = keep & pl.col("s").is_in(subjects.implode())
-        return self.table.frame.lazy().filter(keep).collect()
+        return self.table.lazy().filter(keep).collect()
 
     def index(self, rows: pl.DataFrame) -> pd.Index:
         """The pandas index of ``rows`` (a subset of ``self.rows``, same order)."""
@@ -204,6 +205,45 @@ class _Cohort:
         return pd.DataFrame(out)
 
 
+def _subject_summary(table: EventTable, birth_code: str | None) -> pl.DataFrame:
+    """One pass over the events: what the row set needs, per subject.
+
+    Columns ``s``, ``n`` (input rows), ``lo``/``hi`` (first and last row position),
+    ``n_static``, ``n_birth``, ``birth``/``birth_hi`` (least and greatest birth-row
+    time), ``first`` (earliest event proper) and ``null_codes``. Expressions first,
+    then plain aggregations: polars streams this over files in pieces.
+    """
+    t, c = pl.col("t"), pl.col("c")
+    ticks = table.ticks(t)
+    timed = t.is_not_null()
+    is_birth = timed & (c == birth_code) if birth_code is not None else pl.lit(False)
+    return (
+        table.lazy()
+        .with_row_index("_row")
+        .select(
+            "s",
+            "_row",
+            _static=(~timed).cast(pl.UInt32),
+            _birth=pl.when(is_birth).then(ticks),
+            _first=pl.when(timed & ~is_birth).then(ticks),
+            _null_code=c.is_null().cast(pl.UInt32),
+        )
+        .group_by("s")
+        .agg(
+            n=pl.len(),
+            lo=pl.col("_row").min(),
+            hi=pl.col("_row").max(),
+            n_static=pl.col("_static").sum(),
+            n_birth=pl.col("_birth").count(),
+            birth=pl.col("_birth").min(),
+            birth_hi=pl.col("_birth").max(),
+            first=pl.col("_first").min(),
+            null_codes=pl.col("_null_code").sum(),
+        )
+        .collect(engine="streaming")
+    )
+
+
 def _cohort(
     events,
     prediction_times,
@@ -230,33 +270,31 @@ def _cohort(
         events, subject_col=subject_col, time_col=time_col, code_col=code_col,
         value_col=value_col,
     )
-    frame = table.frame
-    ticks = table.ticks(pl.col("t"))
     timed = pl.col("t").is_not_null()
+    summary = _subject_summary(table, birth_code)
+    table.check_nulls(summary["s"].null_count(), int(summary["null_codes"].sum()))
 
     # --- static rows (no time) ----------------------------------------------------------
-    static_rows = frame.filter(~timed)
-    n_static = static_rows.height
-    if birth_code is not None and static_rows.select((pl.col("c") == birth_code).any()).item():
-        bad = static_rows.filter(pl.col("c") == birth_code)["s"].unique().to_list()
-        raise ValueError(
-            f"subject(s) {list_ids(bad)} have a {birth_code!r} row without a time in "
-            f"column {time_col!r}; the birth row needs its time."
-        )
+    n_static = int(summary["n_static"].sum())
     static = {}
     if n_static:
+        static_rows = table.lazy().filter(~timed).select("s", "c").collect()
+        if birth_code is not None and static_rows.select(
+            (pl.col("c") == birth_code).any()
+        ).item():
+            bad = static_rows.filter(pl.col("c") == birth_code)["s"].unique().to_list()
+            raise ValueError(
+                f"subject(s) {list_ids(bad)} have a {birth_code!r} row without a time in "
+                f"column {time_col!r}; the birth row needs its time."
+            )
         grouped = static_rows.group_by("s", maintain_order=True).agg(
             pl.col("c").unique(maintain_order=True)
         )
         static = dict(zip(grouped["s"].to_list(), grouped["c"].to_list()))
 
     # --- birth times: the mapping first, then the birth rows --------------------------
-    if birth_code is not None:
-        birth_rows = frame.filter(timed & (pl.col("c") == birth_code))
-    else:
-        birth_rows = frame.clear()
-    n_birth = birth_rows.height
-    births = birth_rows.group_by("s").agg(ticks.min().alias("birth"), ticks.max().alias("hi"))
+    n_birth = int(summary["n_birth"].sum())
+    births = summary.filter(pl.col("n_birth") > 0).select("s", "birth", hi="birth_hi")
     conflict = births.filter(pl.col("birth") != pl.col("hi"))
     if conflict.height:
         raise ValueError(
@@ -310,15 +348,13 @@ def _cohort(
             )
     else:
         pt_values = None
-        rows = frame.select(pl.col("s").unique()).with_columns(
+        rows = summary.select("s").with_columns(
             pt=pl.lit(None, dtype=pt_dtype), src=pl.lit(-1, dtype=pl.Int64)
         )
     rows = rows.sort("s", "pt").join(births, on="s", how="left", maintain_order="left")
 
     # --- which rows have a history -----------------------------------------------------------
-    proper = timed if birth_code is None else timed & (pl.col("c") != birth_code)
-    first = frame.lazy().filter(proper).group_by("s").agg(ticks.min().alias("first")).collect()
-    rows = rows.join(first, on="s", how="left", maintain_order="left")
+    rows = rows.join(summary.select("s", "first"), on="s", how="left", maintain_order="left")
     before_birth = rows.filter(pl.col("first") < pl.col("birth"))
     if before_birth.height:
         raise ValueError(
@@ -345,10 +381,11 @@ def _cohort(
         strict=bool(strict),
         birth_code=birth_code,
         age_unit_days=float(age_unit_days),
-        n_events=frame.height,
+        n_events=int(summary["n"].sum()),
         n_static=n_static,
         n_birth=n_birth,
         static=static,
+        layout=summary.select("s", "n", "lo", "hi"),
     )
     lost = rows.filter(pl.col("reason").is_not_null())
     cohort.dropped = cohort.dropped_frame(lost, lost["reason"].to_list())
@@ -411,10 +448,12 @@ def _build_frame(
 ) -> pd.DataFrame:
     """The patient frame of ``rows`` (a subset of ``cohort.rows``, in its order).
 
-    The subjects are handled in batches (see ``_BATCHES``; consecutive
-    in the table sorted by subject: a slice, no copy, when the input is sorted as MEDS
-    shards are); each batch yields flat arrays (a code id per event, a length per visit,
-    a visit count per row) that are joined into Arrow-backed list columns at the end.
+    The subjects are handled in batches (see ``_BATCHES``) of consecutive rows of the
+    table sorted by subject: for files sorted by subject (MEDS shards), only each
+    batch's rows are read, one batch at a time; for a frame in memory, a batch is a
+    slice (no copy when it is sorted). Each batch yields flat arrays (a code id per
+    event, a length per visit, a visit count per row) that are joined into
+    Arrow-backed list columns at the end.
     """
     table = cohort.table
     n_timed = cohort.n_events - cohort.n_static - cohort.n_birth
@@ -423,16 +462,28 @@ def _build_frame(
         rows.select(pl.col("s") != pl.col("s").shift(1)).to_series().fill_null(True).to_numpy()
     )
     subjects = rows["s"].gather(row_subject_start)
-    frame = _by_subject(table.frame)
-    lo = frame["s"].search_sorted(subjects, side="left").to_numpy().astype(np.int64)
-    hi = frame["s"].search_sorted(subjects, side="right").to_numpy().astype(np.int64)
+    lo = hi = None
+    if table.frame is None:
+        # Files: read batch by batch when each kept subject's rows are one run and the
+        # runs come in subject order (MEDS shards sorted by subject); else read it all.
+        place = subjects.to_frame().join(cohort.layout, on="s", how="left", maintain_order="left")
+        lo = place["lo"].to_numpy().astype(np.int64)
+        hi = place["hi"].to_numpy().astype(np.int64) + 1
+        if not ((hi - lo == place["n"].to_numpy()).all() and (np.diff(lo) > 0).all()):
+            lo = hi = None
+            table.collect()
+    if lo is None:
+        frame = _by_subject(table.collect())
+        lo = frame["s"].search_sorted(subjects, side="left").to_numpy().astype(np.int64)
+        hi = frame["s"].search_sorted(subjects, side="right").to_numpy().astype(np.int64)
+        table = replace(table, frame=frame)
     bounds = _batches(hi - lo, max(_BATCH_EVENTS, int((hi - lo).sum()) // _BATCHES))
     row_bounds_subject = np.append(row_subject_start, len(rows))
 
     parts = []
     totals = {"selected": 0, "known": 0, "kept": 0}
     for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
-        batch = frame.slice(int(lo[a]), int(hi[b - 1] - lo[a]))
+        batch = table.rows(int(lo[a]), int(hi[b - 1] - lo[a]))
         batch_subjects = subjects.slice(a, b - a)
         # Subjects without a row may lie between the kept ones: filter them out.
         contiguous = bool((lo[a + 1 : b] == hi[a : b - 1]).all())
