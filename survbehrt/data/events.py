@@ -443,6 +443,27 @@ def _batches(sizes: np.ndarray, target: int) -> np.ndarray:
     return np.concatenate([[0], np.flatnonzero(np.diff(group)) + 1, [len(sizes)]])
 
 
+class _Growing:
+    """A numpy array filled from the front, grown (copied) only when it overflows."""
+
+    def __init__(self, dtype, capacity: int):
+        self.array = np.empty(max(capacity, 1), dtype=dtype)
+        self.size = 0
+
+    def extend(self, values: np.ndarray) -> None:
+        end = self.size + len(values)
+        if end > len(self.array):
+            grown = np.empty(max(end, 2 * len(self.array)), dtype=self.array.dtype)
+            grown[: self.size] = self.array[: self.size]
+            self.array = grown
+        self.array[self.size : end] = values
+        self.size = end
+
+    def values(self) -> np.ndarray:
+        """The filled part (a view)."""
+        return self.array[: self.size]
+
+
 def _build_frame(
     cohort: _Cohort, rows: pl.DataFrame, *, visit_resolution: str, deduplicate: bool
 ) -> pd.DataFrame:
@@ -480,7 +501,14 @@ def _build_frame(
     bounds = _batches(hi - lo, max(_BATCH_EVENTS, int((hi - lo).sum()) // _BATCHES))
     row_bounds_subject = np.append(row_subject_start, len(rows))
 
-    parts = []
+    # Outputs grow batch by batch into arrays sized for every event of these subjects
+    # (pages never written are never resident); rows sharing events may exceed that.
+    capacity = int((hi - lo).sum())
+    out = {
+        "code": _Growing(np.int32, capacity), "value": _Growing(np.float64, capacity),
+        "piece_len": _Growing(np.int64, capacity), "piece_age": _Growing(np.float64, capacity),
+        "n_pieces": _Growing(np.int64, len(rows)), "last_age": _Growing(np.float64, len(rows)),
+    }
     totals = {"selected": 0, "known": 0, "kept": 0}
     for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
         batch = table.rows(int(lo[a]), int(hi[b - 1] - lo[a]))
@@ -494,10 +522,11 @@ def _build_frame(
             cohort, batch, None if contiguous else batch_subjects, batch_rows,
             visit_resolution=visit_resolution, deduplicate=deduplicate,
         )
-        parts.append(part)
+        del batch
+        for name, values in part.items():
+            out[name].extend(values)
         for key in totals:
             totals[key] += counts[key]
-        del batch
     counts = {
         "events": cohort.n_events,
         "static": cohort.n_static,
@@ -508,16 +537,8 @@ def _build_frame(
         "used": totals["kept"],
     }
 
-    empty = {"code": np.int32, "value": np.float64, "piece_age": np.float64,
-             "last_age": np.float64, "piece_len": np.int64, "n_pieces": np.int64}
-
     def joined(name):
-        if not parts:
-            return np.zeros(0, dtype=empty[name])
-        out = np.concatenate([part[name] for part in parts])
-        for part in parts:  # free each batch's piece as soon as it is copied
-            part[name] = None
-        return out
+        return out[name].values()
 
     n_pieces = joined("n_pieces")
     piece_len = joined("piece_len")
