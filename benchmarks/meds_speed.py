@@ -10,7 +10,8 @@ random order, which costs the converter a sort). Each size then runs in a fresh 
 every event is converted), then, with ``--tokenize``, ``EHRTokenizer`` fit and transform
 on X (static codes and value bins included; ``--max-length`` tokens per row, the default
 keeps every event).
-Peak memory is the process's peak resident size above its size before the conversion;
+Peak memory is the process's peak resident size (VmHWM, reset just before the
+conversion) above its size then;
 "X MiB" is the resident size left after it (an upper bound on X: the allocator keeps
 some freed memory). "cpu s" is the process's CPU time (all threads), a steadier
 measure than the wall clock on a shared machine.
@@ -39,7 +40,22 @@ def _rss_mib() -> float:
 
 
 def _peak_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    """This process's peak resident size (VmHWM: its own, reset by :func:`_reset_peak`).
+
+    Not ``getrusage``'s ``ru_maxrss``: that survives the exec of a child and starts at
+    the parent's size, which here holds the whole replicated table.
+    """
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def _reset_peak() -> None:
+    """Reset the peak resident size to the current size (Linux 4.0+)."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
 
 
 def write_table(n_events: int, folder: Path, shuffle: bool, seed: int = 0) -> tuple[Path, Path]:
@@ -123,6 +139,7 @@ def child(path: str, labels: str, tokenize: bool, max_length: int, values: bool)
     head = pl.read_parquet(path, n_rows=1000)
     from_events(head, prediction_times.filter(pl.col("subject_id") == head["subject_id"][0]))
     base = _rss_mib()
+    _reset_peak()
     for usage in stages.values():
         usage[:] = 0
     c0, t0 = time.process_time(), time.perf_counter()
