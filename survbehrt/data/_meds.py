@@ -73,6 +73,8 @@ class EventTable:
         The input's column names (for messages and the output's index name).
     source : polars.LazyFrame or None
         The normalized table as a lazy query (same columns as ``frame``).
+    source_text : polars.LazyFrame or None
+        ``s``, ``t`` and ``c`` of ``source``, the codes as ``String``.
     """
 
     frame: pl.DataFrame | None
@@ -87,10 +89,17 @@ class EventTable:
     code_col: str
     value_col: str | None
     source: pl.LazyFrame | None = None
+    source_text: pl.LazyFrame | None = None
 
-    def lazy(self) -> pl.LazyFrame:
-        """The normalized table as a lazy frame (a scan of the files when not collected)."""
-        return self.frame.lazy() if self.frame is not None else self.source
+    def lazy(self, text: bool = False) -> pl.LazyFrame:
+        """The normalized table as a lazy frame (a scan of the files when not collected).
+
+        ``text=True``: only ``s``, ``t`` and ``c``, the codes as strings when read from
+        files (a pass that only compares codes need not encode them).
+        """
+        if self.frame is not None:
+            return self.frame.lazy()
+        return self.source_text if text else self.source
 
     def collect(self) -> pl.DataFrame:
         """The normalized table in memory (read once; null subjects or codes raise)."""
@@ -311,11 +320,8 @@ def read_events(
             f"dtype {t_dtype}. Convert it first, e.g. with pandas.to_datetime or "
             f"polars' str.to_datetime."
         )
-    columns = [
-        pl.col(names["s"]).alias("s"),
-        t.alias("t"),
-        pl.col(names["c"]).cast(pl.String).cast(categorical).alias("c"),
-    ]
+    columns = [pl.col(names["s"]).alias("s"), t.alias("t")]
+    code = pl.col(names["c"]).cast(pl.String)
     if value_col is not None:
         v_dtype = schema[names["v"]]
         if not (v_dtype.is_numeric() or v_dtype == pl.Null) or v_dtype == pl.Boolean:
@@ -324,7 +330,8 @@ def read_events(
                 f"each code); got dtype {v_dtype}."
             )
         columns.append(pl.col(names["v"]).cast(pl.Float64).fill_nan(None).alias("v"))
-    lazy = lazy.select(columns)
+    text = lazy.select(columns[:2] + [code.alias("c")])
+    lazy = lazy.select(columns[:2] + [code.cast(categorical).alias("c")] + columns[2:])
     table = EventTable(
         frame=None,
         subject_dtype=schema[names["s"]],
@@ -338,6 +345,7 @@ def read_events(
         code_col=code_col,
         value_col=value_col,
         source=lazy,
+        source_text=text,
     )
     if isinstance(frame, pl.DataFrame):  # in memory already: normalize it at once
         table.collect()

@@ -218,7 +218,7 @@ def _subject_summary(table: EventTable, birth_code: str | None) -> pl.DataFrame:
     timed = t.is_not_null()
     is_birth = timed & (c == birth_code) if birth_code is not None else pl.lit(False)
     return (
-        table.lazy()
+        table.lazy(text=True)
         .with_row_index("_row")
         .select(
             "s",
@@ -278,7 +278,7 @@ def _cohort(
     n_static = int(summary["n_static"].sum())
     static = {}
     if n_static:
-        static_rows = table.lazy().filter(~timed).select("s", "c").collect()
+        static_rows = table.lazy(text=True).filter(~timed).select("s", "c").collect()
         if birth_code is not None and static_rows.select(
             (pl.col("c") == birth_code).any()
         ).item():
