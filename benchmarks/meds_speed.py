@@ -10,7 +10,8 @@ random order, which costs the converter a sort). Each size then runs in a fresh 
 every event is converted), then, with ``--tokenize``, ``EHRTokenizer`` fit and transform
 on X (static codes and value bins included; ``--max-length`` tokens per row, the default
 keeps every event).
-Peak memory is the process's peak resident size above its size before the conversion;
+Peak memory is the process's peak resident size (VmHWM, reset just before the
+conversion) above its size then;
 "X MiB" is the resident size left after it (an upper bound on X: the allocator keeps
 some freed memory). "cpu s" is the process's CPU time (all threads), a steadier
 measure than the wall clock on a shared machine.
@@ -30,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 
 def _rss_mib() -> float:
     with open("/proc/self/statm") as f:
@@ -37,7 +40,22 @@ def _rss_mib() -> float:
 
 
 def _peak_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    """This process's peak resident size (VmHWM: its own, reset by :func:`_reset_peak`).
+
+    Not ``getrusage``'s ``ru_maxrss``: that survives the exec of a child and starts at
+    the parent's size, which here holds the whole replicated table.
+    """
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def _reset_peak() -> None:
+    """Reset the peak resident size to the current size (Linux 4.0+)."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
 
 
 def write_table(n_events: int, folder: Path, shuffle: bool, seed: int = 0) -> tuple[Path, Path]:
@@ -62,17 +80,68 @@ def write_table(n_events: int, folder: Path, shuffle: bool, seed: int = 0) -> tu
     return path, label_path
 
 
+#: The stages timed apart: (module, attribute, label). Each is wrapped so that its CPU
+#: time is added to its label's total (a stage's time excludes the stages inside it).
+STAGES = (
+    ("survbehrt.data.events", None, "read_events", "read"),
+    ("survbehrt.data.events", None, "_cohort", "rows"),
+    ("survbehrt.data.events", None, "_build_frame", "build X"),
+    ("survbehrt.data.tokenizer", None, "flatten_ehr", "flatten"),
+    ("survbehrt.data.tokenizer", "EHRTokenizer", "_fit_flat", "fit"),
+    ("survbehrt.data.tokenizer", "EHRTokenizer", "_tokenize", "tokenize"),
+)
+
+
+def _usage() -> np.ndarray:
+    """User CPU s, system CPU s and minor page faults of this process so far."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return np.array([r.ru_utime, r.ru_stime, r.ru_minflt], dtype=np.float64)
+
+
+def _time_stages() -> dict:
+    """Wrap the STAGES in timers; return the dict their (user s, sys s, faults) add up in."""
+    import importlib
+
+    totals = {label: np.zeros(3) for *_, label in STAGES}
+    stack = []
+
+    def wrap(func, label):
+        def timed(*args, **kwargs):
+            stack.append(np.zeros(3))  # usage of nested stages
+            start = _usage()
+            try:
+                return func(*args, **kwargs)
+            finally:
+                spent = _usage() - start
+                inner = stack.pop()
+                totals[label] += spent - inner
+                if stack:
+                    stack[-1] += spent
+        return timed
+
+    for module, cls, name, label in STAGES:
+        owner = importlib.import_module(module)
+        owner = getattr(owner, cls) if cls else owner
+        setattr(owner, name, wrap(getattr(owner, name), label))
+    return totals
+
+
 def child(path: str, labels: str, tokenize: bool, max_length: int, values: bool) -> dict:
     """One measurement in this (fresh) process."""
     import polars as pl
 
     from survbehrt.data import EHRTokenizer, from_events
 
+    stages = _time_stages()
+
     prediction_times = pl.read_parquet(labels)
     # Warm up on a few rows: thread pools and first calls are not per-event costs.
     head = pl.read_parquet(path, n_rows=1000)
     from_events(head, prediction_times.filter(pl.col("subject_id") == head["subject_id"][0]))
     base = _rss_mib()
+    _reset_peak()
+    for usage in stages.values():
+        usage[:] = 0
     c0, t0 = time.process_time(), time.perf_counter()
     X = from_events(path, prediction_times, value_col=None if values else False)
     c1, t1 = time.process_time(), time.perf_counter()
@@ -88,16 +157,18 @@ def child(path: str, labels: str, tokenize: bool, max_length: int, values: bool)
         "x_rss_mib": _rss_mib() - base,
     }
     if tokenize:
-        t2 = time.perf_counter()
+        c2, t2 = time.process_time(), time.perf_counter()
         tokenizer = EHRTokenizer(max_length=max_length)
         tokens = tokenizer.fit_transform(X)  # static codes and value bins included
-        t3 = time.perf_counter()
+        c3, t3 = time.process_time(), time.perf_counter()
         out.update(
             tokenize_s=t3 - t2,
+            tokenize_cpu_s=c3 - c2,
             tokens=int(tokens.n_tokens),
             token_mib=tokens.nbytes() / 2**20,
             peak_total_mib=_peak_mib() - base,
         )
+    out["stages"] = {label: usage.tolist() for label, usage in stages.items()}
     return out
 
 
@@ -122,6 +193,7 @@ def main(argv=None):
     if args.tokenize:
         header += f" {'tok s':>7} {'total M ev/s':>12} {'tokens MiB':>10} {'peak/tokens':>11}"
     print(header)
+    stage_lines = []
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes:
             path, labels = write_table(int(size * 1e6), Path(tmp), args.shuffle)
@@ -145,6 +217,17 @@ def main(argv=None):
                     f"{result['peak_total_mib'] / result['token_mib']:>11.1f}"
                 )
             print(line, flush=True)
+            stage_lines.append(
+                f"{result['events']:>12,} "
+                + " ".join(f"{u:>5.2f}+{sy:<4.2f}" for u, sy, _ in result["stages"].values())
+                + f" {sum(f for *_, f in result['stages'].values()) * 4 / 1024:>9,.0f}"
+                + f" {result['events'] / sum(map(sum, (u[:2] for u in result['stages'].values()))) / 1e6:>10.2f}"
+            )
+    print("\nCPU seconds by stage, user+system (each without the stages inside it); "
+          "MiB touched: minor page faults x 4 KiB:")
+    print(f"{'events':>12} " + " ".join(f"{label:>10}" for *_, label in STAGES)
+          + f" {'MiB touched':>9} {'M ev/cpu s':>10}")
+    print("\n".join(stage_lines))
 
 
 if __name__ == "__main__":

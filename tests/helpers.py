@@ -25,6 +25,25 @@ def random_cohort(n=40, n_codes=12, max_visits=8, seed=0):
     return X, y
 
 
+def as_arrow(X, dictionary=False):
+    """``X`` with its list columns Arrow-backed (``pd.ArrowDtype``), as a user may build it.
+
+    ``dictionary=True`` stores the code strings as dictionary arrays, as
+    :func:`~survbehrt.data.from_events` does; else as plain strings.
+    """
+    import pyarrow as pa
+
+    X = X.copy()
+    for name in ("codes", "ages", "static", "values"):
+        if name in X.columns:
+            arr = pa.array(X[name].tolist())
+            if dictionary and name in ("codes", "static"):
+                leaf = pa.dictionary(pa.int32(), pa.string())
+                arr = arr.cast(pa.list_(pa.list_(leaf)) if name == "codes" else pa.list_(leaf))
+            X[name] = pd.Series(pd.arrays.ArrowExtensionArray(arr), index=X.index)
+    return X
+
+
 def tiny_estimator(**params):
     """A tiny, fast, reproducible survival estimator (``params`` override)."""
     from survbehrt import BEHRTSurvivalEstimator

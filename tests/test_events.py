@@ -301,3 +301,52 @@ def test_all_subjects_dropped_gives_an_empty_frame():
     with pytest.warns(UserWarning, match="no birth time"):
         X = from_events(events[events["code"] != "MEDS_BIRTH"])
     assert X.empty and list(X.columns) == ["codes", "ages", "index_age"]
+
+
+def test_x_is_arrow_backed_and_works_with_pandas_and_sklearn():
+    """X's list columns are Arrow-backed; indexing, concat, pickling and sklearn splits
+    give frames that flatten to the rows they hold, as the same lists would."""
+    import io
+    import pickle
+
+    import joblib
+    from sklearn.model_selection import KFold, train_test_split
+
+    from survbehrt.data import EHRTokenizer, flatten_ehr
+    from survbehrt.datasets import make_synthetic_events
+
+    events, labels = make_synthetic_events(n_patients=60, random_state=1)
+    events["numeric_value"] = np.where(np.arange(len(events)) % 3 == 0, 1.5, np.nan)
+    X = from_events(events, prediction_times=labels.set_index("subject_id")["prediction_time"])
+    for name in ("codes", "ages", "values"):
+        assert isinstance(X[name].dtype, pd.ArrowDtype), name
+    # the same content as plain Python lists (the per-cell path)
+    lists = X.copy()
+    for name in ("codes", "ages", "values"):
+        lists[name] = pd.Series(X[name].tolist(), index=X.index, dtype=object)
+    assert isinstance(lists["codes"].iloc[0][0][0], str)
+
+    def same(a, b):
+        fa, fb = flatten_ehr(a), flatten_ehr(b)
+        assert fa.codes == fb.codes
+        for name in ("visit_lengths", "visit_ages", "n_visits", "index_age", "values"):
+            np.testing.assert_array_equal(getattr(fa, name), getattr(fb, name))
+
+    same(X, lists)
+    order = np.random.default_rng(0).permutation(len(X))
+    same(X.iloc[order[:25]], lists.iloc[order[:25]])
+    same(pd.concat([X.iloc[30:], X.iloc[:30]]), pd.concat([lists.iloc[30:], lists.iloc[:30]]))
+    same(pickle.loads(pickle.dumps(X)), lists)
+    buffer = io.BytesIO()
+    joblib.dump(X, buffer)
+    buffer.seek(0)
+    same(joblib.load(buffer), lists)
+    train, test = train_test_split(X, test_size=0.3, random_state=0)
+    train_l, test_l = train_test_split(lists, test_size=0.3, random_state=0)
+    same(train, train_l)
+    same(test, test_l)
+    for fit_rows, _ in KFold(3).split(X):
+        a = EHRTokenizer(n_value_bins=3).fit_transform(X.iloc[fit_rows])
+        b = EHRTokenizer(n_value_bins=3).fit_transform(lists.iloc[fit_rows])
+        for name in ("codes", "age_bins", "visits", "positions", "time_bins", "value_bins"):
+            np.testing.assert_array_equal(getattr(a, name), getattr(b, name))

@@ -12,7 +12,9 @@ import pandas as pd
 import polars as pl
 import pytest
 
+from survbehrt.data import events as events_module
 from survbehrt.data import from_events
+from survbehrt.data._meds import EventTable
 
 from meds_reference import (
     random_events,
@@ -33,7 +35,11 @@ def _quiet(func, *args, **kwargs):
 
 def _assert_matches_reference(X, expected):
     assert len(X) == len(expected)
-    for key, (_, row) in zip(sorted(expected), X.iterrows()):
+    # Column by column: a whole row (iterrows, X.iloc[i]) of Arrow-backed list columns
+    # holds numpy arrays, while a column's cells are Python lists.
+    columns = {name: X[name].tolist() for name in X.columns}
+    rows = [{name: columns[name][i] for name in columns} for i in range(len(X))]
+    for key, row in zip(sorted(expected), rows):
         ref = expected[key]
         assert row["codes"] == ref["codes"], key
         np.testing.assert_allclose(row["ages"], ref["ages"], rtol=0, atol=1e-12)
@@ -51,7 +57,14 @@ def _assert_matches_reference(X, expected):
 @pytest.mark.parametrize("seed", range(12))
 @pytest.mark.parametrize("strict", [False, True])
 @pytest.mark.parametrize("resolution", ["exact", "day"])
-def test_random_tables_match_the_reference(seed, strict, resolution):
+@pytest.mark.parametrize("batches", ["one", "many", "file", "unsorted file"])
+def test_random_tables_match_the_reference(
+    seed, strict, resolution, batches, monkeypatch, tmp_path
+):
+    if batches != "one":  # subjects in batches of a few events; cuts by as-of join
+        monkeypatch.setattr(events_module, "_BATCH_EVENTS", 5)
+        monkeypatch.setattr(events_module, "_BATCHES", 10**6)
+        monkeypatch.setattr(events_module, "_SEARCH_ROWS", 0)
     events = random_events(seed)
     pts = random_prediction_times(events, seed)
     expected, expected_dropped = reference_rows(
@@ -61,9 +74,22 @@ def test_random_tables_match_the_reference(seed, strict, resolution):
         {"subject_id": [s for s, _ in pts], "prediction_time": [t for _, t in pts],
          "boolean_value": True}  # a label column: ignored
     )
-    frame = to_frame(events)
-    X, dropped = _quiet(from_events, frame, labels, strict=strict,
+    frame = source = to_frame(events)
+    if batches.endswith("file"):
+        # A file sorted by subject is read batch by batch (row ranges); an unsorted
+        # one is read whole and sorted.
+        if batches == "file":
+            frame = frame.sort_values("subject_id", kind="stable")
+
+            def read_whole(self):
+                raise AssertionError("a file sorted by subject is read whole")
+
+            monkeypatch.setattr(EventTable, "collect", read_whole)
+        frame.to_parquet(tmp_path / "events.parquet", index=False)
+        source = tmp_path / "events.parquet"
+    X, dropped = _quiet(from_events, source, labels, strict=strict,
                         visit_resolution=resolution, return_dropped=True)
+    monkeypatch.undo()
     assert X.index.names == ["subject_id", "prediction_time"]
     assert X.index.tolist() == sorted(expected)
     _assert_matches_reference(X, expected)
@@ -195,9 +221,9 @@ def test_several_prediction_times_per_subject():
     )
     # the MultiIndex of X is itself an accepted prediction_times
     pd.testing.assert_frame_equal(from_events(EVENTS, X.index), X)
-    # the rows of one subject are separate lists: editing one leaves the others alone
-    X.iloc[1]["codes"][0].append("EDITED")
-    assert X.iloc[0]["codes"] == [["I10", "LAB"]]
+    # a cell is a fresh list: editing it leaves X (and the subject's other rows) alone
+    X["codes"].iloc[1][0].append("EDITED")
+    assert X["codes"].iloc[0] == [["I10", "LAB"]] and X["codes"].iloc[1][0] == ["I10", "LAB"]
     # and a polars label table
     some = labels.iloc[[2, 3]]
     pd.testing.assert_frame_equal(

@@ -51,13 +51,18 @@ def test_every_event_of_the_demo_is_accounted_for(demo):
     )
 
 
-def test_death_labels_24_hours_after_the_first_admission(demo):
-    admitted = (
+def _admitted(demo):
+    """Prediction times 24 hours after each subject's first hospital admission."""
+    return (
         demo.filter(pl.col("code").str.starts_with("HOSPITAL_ADMISSION"))
         .group_by("subject_id")
         .agg(pl.col("time").min())
         .select("subject_id", prediction_time=pl.col("time") + pl.duration(hours=24))
     )
+
+
+def test_death_labels_24_hours_after_the_first_admission(demo):
+    admitted = _admitted(demo)
     X, y = events_to_survival(demo, admitted, "MEDS_DEATH")
     assert len(X) == len(y) and X.index.names == ["subject_id", "prediction_time"]
     deaths = demo.filter(pl.col("code") == "MEDS_DEATH").select("subject_id", "time")
@@ -69,3 +74,23 @@ def test_death_labels_24_hours_after_the_first_admission(demo):
             )
         else:  # a death is a record: no death can lie beyond the censoring time
             assert subject not in died
+
+
+@pytest.mark.filterwarnings("ignore:.*longer than max_length")  # a short max_length: fast
+def test_estimator_fits_the_arrow_backed_x_as_the_same_lists(demo):
+    """The whole path on the demo: from_events' Arrow-backed X, a tiny survival model;
+    the same X as Python lists gives the same predictions."""
+    from helpers import tiny_estimator
+
+    admitted = _admitted(demo)
+    X, y = events_to_survival(demo, admitted, "MEDS_DEATH")
+    assert isinstance(X["codes"].dtype, pd.ArrowDtype)
+    lists = X.copy()
+    for name in ("codes", "ages", "static", "values"):
+        lists[name] = pd.Series(X[name].tolist(), index=X.index, dtype=object)
+    a = tiny_estimator(max_length=64).fit(X, y)
+    b = tiny_estimator(max_length=64).fit(lists, y)
+    risk = a.predict(X)
+    assert np.isfinite(risk).all() and len(risk) == len(X)
+    np.testing.assert_allclose(risk, b.predict(lists), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(risk, a.predict(lists), rtol=1e-5, atol=1e-6)

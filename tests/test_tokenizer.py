@@ -2,10 +2,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from survbehrt.data import N_SPECIAL, EHRTokenizer, flatten_ehr
+from survbehrt.data import N_SPECIAL, EHRTokenizer, flatten_ehr, tokenizer
 from survbehrt.data.tokenizer import CLS_ID, PAD_ID, SEP_ID, UNK_ID
 
-from helpers import random_cohort
+from helpers import as_arrow, random_cohort
 
 # Truncation is reached on purpose here; the warning itself is tested below.
 pytestmark = pytest.mark.filterwarnings("ignore:.*longer than max_length")
@@ -92,10 +92,17 @@ def reference_tokens(tokenizer, X, edges=None):
 
 @pytest.mark.parametrize("max_length", [4, 9, 256])
 @pytest.mark.parametrize("extra", [False, True])
-def test_matches_loop_reference(max_length, extra):
+@pytest.mark.parametrize("layout", ["lists", "arrow", "small chunks"])
+def test_matches_loop_reference(max_length, extra, layout, monkeypatch):
     X, _ = random_cohort(n=30, seed=1)
     if extra:
         X = with_static_and_values(X, seed=1)
+    if layout == "arrow":  # Arrow-backed columns: the columnar path (same reference)
+        X = as_arrow(X, dictionary=extra)
+    if layout == "small chunks":  # token arrays filled in many chunks; values sorted at once
+        monkeypatch.setattr(tokenizer, "_CHUNK_TOKENS", 7)
+        monkeypatch.setattr(tokenizer, "_CHUNKS", 10**6)
+        monkeypatch.setattr(tokenizer, "_SEGMENT_SORTS", 0)
     tok = EHRTokenizer(max_length=max_length, n_value_bins=4).fit(X)
     t = tok.transform(X)
     edges = reference_edges(X, 4) if extra else {}

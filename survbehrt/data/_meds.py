@@ -4,7 +4,7 @@ Every input form of :func:`survbehrt.data.from_events` and
 :func:`survbehrt.data.survival_labels` -- a pandas or polars (lazy) frame, a parquet
 file, a MEDS folder of parquet shards -- becomes an :class:`EventTable`: a polars frame
 with the columns ``s`` (subject, its own dtype), ``t`` (time: polars ``Datetime`` or
-``Float64`` days; null for static rows), ``c`` (code, ``String``) and optionally ``v``
+``Float64`` days; null for static rows), ``c`` (code, ``Categorical``) and optionally ``v``
 (numeric value, ``Float64``, null where missing), in the input's row order.
 
 Times are compared as integer ticks of the events' own unit (``ns``/``us``/``ms`` since
@@ -53,8 +53,10 @@ class EventTable:
 
     Attributes
     ----------
-    frame : polars.DataFrame
-        Columns ``s``, ``t``, ``c`` and, when ``has_values``, ``v``; input row order.
+    frame : polars.DataFrame or None
+        Columns ``s``, ``t``, ``c`` (a ``Categorical`` with its own categories: see
+        :meth:`code_names`) and, when ``has_values``, ``v``; input row order. None for
+        files (and lazy frames) until :meth:`collect`: they are read in pieces.
     subject_dtype : polars.DataType
         The dtype of the subject ids.
     kind : {"datetime", "numeric"}
@@ -69,9 +71,13 @@ class EventTable:
         Whether the input had a numeric-value column.
     subject_col, time_col, code_col, value_col : str
         The input's column names (for messages and the output's index name).
+    source : polars.LazyFrame or None
+        The normalized table as a lazy query (same columns as ``frame``).
+    source_text : polars.LazyFrame or None
+        ``s``, ``t`` and ``c`` of ``source``, the codes as ``String``.
     """
 
-    frame: pl.DataFrame
+    frame: pl.DataFrame | None
     subject_dtype: pl.DataType
     kind: str
     unit: str | None
@@ -82,6 +88,50 @@ class EventTable:
     time_col: str
     code_col: str
     value_col: str | None
+    source: pl.LazyFrame | None = None
+    source_text: pl.LazyFrame | None = None
+
+    def lazy(self, text: bool = False) -> pl.LazyFrame:
+        """The normalized table as a lazy frame (a scan of the files when not collected).
+
+        ``text=True``: only ``s``, ``t`` and ``c``, the codes as strings when read from
+        files (a pass that only compares codes need not encode them).
+        """
+        if self.frame is not None:
+            return self.frame.lazy()
+        return self.source_text if text else self.source
+
+    def collect(self) -> pl.DataFrame:
+        """The normalized table in memory (read once; null subjects or codes raise)."""
+        if self.frame is None:
+            # The streaming engine reads files in pieces: the code strings of a whole
+            # file are never held at once.
+            self.frame = self.source.collect(engine="streaming")
+            for short in ("s", "c"):
+                if self.frame[short].null_count():
+                    raise _null_error(self.frame, short, self._names[short])
+        return self.frame
+
+    def rows(self, offset: int, length: int) -> pl.DataFrame:
+        """Rows ``offset:offset + length`` of the normalized table (files: only those read)."""
+        if self.frame is not None:
+            return self.frame.slice(offset, length)
+        return self.source.slice(offset, length).collect()
+
+    def check_nulls(self, null_subjects: int, null_codes: int) -> None:
+        """Raise for null subjects or codes (counted by the caller), naming the rows."""
+        for short, count in (("s", null_subjects), ("c", null_codes)):
+            if count:
+                column = self.lazy().select(short).collect()
+                raise _null_error(column, short, self._names[short])
+
+    @property
+    def _names(self) -> dict:
+        return {"s": self.subject_col, "c": self.code_col}
+
+    def code_names(self) -> pl.Series:
+        """The code strings by the physical id of column ``c``."""
+        return self.lazy().collect_schema()["c"].categories.to_series()
 
     def ticks(self, expr: pl.Expr) -> pl.Expr:
         """The times of ``expr`` (a ``t``-typed column) as comparable ticks."""
@@ -245,48 +295,46 @@ def read_events(
     names = {"s": subject_col, "t": time_col, "c": code_col}
     if value_col is not None:
         names["v"] = value_col
+    # Codes become a categorical of their own (a fresh category set, so that its
+    # strings are this table's only): 4 bytes per event instead of a string each.
+    categorical = pl.Categorical(pl.Categories.random())
     if isinstance(frame, pd.DataFrame):
-        df = _from_pandas(frame, names)
-    else:
-        df = frame.select([pl.col(name).alias(short) for short, name in names.items()])
-        if isinstance(df, pl.LazyFrame):
-            df = df.collect()
+        frame = _from_pandas(frame, names)
+        names = {short: short for short in names}
+    lazy = frame.lazy()
+    schema = lazy.collect_schema()
 
-    for short in ("s", "c"):
-        if df[short].null_count():
-            raise _null_error(df, short, names[short])
-
-    t_dtype = df.schema["t"]
+    t_dtype = schema[names["t"]]
+    t = pl.col(names["t"])
     if t_dtype == pl.Date:
-        df = df.with_columns(pl.col("t").cast(pl.Datetime("us")))
-        t_dtype = df.schema["t"]
+        t, t_dtype = t.cast(pl.Datetime("us")), pl.Datetime("us")
     if isinstance(t_dtype, pl.Datetime):
         kind, unit, tz = "datetime", t_dtype.time_unit, t_dtype.time_zone
         ticks_per_day = float(_TICKS_PER_DAY[unit])
     elif t_dtype.is_numeric() or t_dtype == pl.Null:
         kind, unit, tz, ticks_per_day = "numeric", None, None, 1.0
-        # NaN days are missing times (static rows), like null.
-        df = df.with_columns(pl.col("t").cast(pl.Float64).fill_nan(None))
+        t = t.cast(pl.Float64).fill_nan(None)  # NaN days are missing times (static rows)
     else:
         raise TypeError(
             f"column {time_col!r} of events must hold datetimes or numbers of days; got "
             f"dtype {t_dtype}. Convert it first, e.g. with pandas.to_datetime or "
             f"polars' str.to_datetime."
         )
-
-    if df.schema["c"] != pl.String:
-        df = df.with_columns(pl.col("c").cast(pl.String))
+    columns = [pl.col(names["s"]).alias("s"), t.alias("t")]
+    code = pl.col(names["c"]).cast(pl.String)
     if value_col is not None:
-        v_dtype = df.schema["v"]
+        v_dtype = schema[names["v"]]
         if not (v_dtype.is_numeric() or v_dtype == pl.Null) or v_dtype == pl.Boolean:
             raise TypeError(
                 f"column {value_col!r} of events must hold numbers (the numeric value of "
                 f"each code); got dtype {v_dtype}."
             )
-        df = df.with_columns(pl.col("v").cast(pl.Float64).fill_nan(None))
-    return EventTable(
-        frame=df,
-        subject_dtype=df.schema["s"],
+        columns.append(pl.col(names["v"]).cast(pl.Float64).fill_nan(None).alias("v"))
+    text = lazy.select(columns[:2] + [code.alias("c")])
+    lazy = lazy.select(columns[:2] + [code.cast(categorical).alias("c")] + columns[2:])
+    table = EventTable(
+        frame=None,
+        subject_dtype=schema[names["s"]],
         kind=kind,
         unit=unit,
         tz=tz,
@@ -296,7 +344,12 @@ def read_events(
         time_col=time_col,
         code_col=code_col,
         value_col=value_col,
+        source=lazy,
+        source_text=text,
     )
+    if isinstance(frame, pl.DataFrame):  # in memory already: normalize it at once
+        table.collect()
+    return table
 
 
 def subjects_like(values, table: EventTable, what: str) -> pl.Series:

@@ -7,23 +7,24 @@ separately. :func:`from_events` groups the events of a subject into visits (same
 timestamp, or same calendar day), computes the age at each visit, cuts the history at
 each prediction time and returns one row per (subject, prediction time).
 
-The work is columnar (polars and numpy: one sort, no Python object per event) up to the
-last step, which builds the Python lists of the patient-frame contract.
+The work is columnar end to end (polars, numpy and pyarrow; no Python object per
+event): the subjects are converted in batches, and X's list columns are Arrow-backed.
 :func:`survbehrt.data.survival_labels` shares the row selection (:func:`_cohort`), so
 its labels line up with these rows.
 """
 
 from __future__ import annotations
 
-import gc
 import warnings
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from itertools import chain
 
 import numpy as np
 import pandas as pd
 import polars as pl
+import pyarrow as pa
 
+from ._arrow import list_series
 from ._meds import EventTable, as_datetimes, is_polars, list_ids, read_events, subjects_like
 from .validation import _group_arange
 
@@ -157,6 +158,7 @@ class _Cohort:
     n_static: int
     n_birth: int
     static: dict = field(default_factory=dict)
+    layout: pl.DataFrame | None = None
 
     @property
     def with_prediction_times(self) -> bool:
@@ -172,7 +174,7 @@ class _Cohort:
             keep = keep & (pl.col("c") != self.birth_code)
         if subjects is not None:
             keep = keep & pl.col("s").is_in(subjects.implode())
-        return self.table.frame.lazy().filter(keep).collect()
+        return self.table.lazy().filter(keep).collect()
 
     def index(self, rows: pl.DataFrame) -> pd.Index:
         """The pandas index of ``rows`` (a subset of ``self.rows``, same order)."""
@@ -203,6 +205,45 @@ class _Cohort:
         return pd.DataFrame(out)
 
 
+def _subject_summary(table: EventTable, birth_code: str | None) -> pl.DataFrame:
+    """One pass over the events: what the row set needs, per subject.
+
+    Columns ``s``, ``n`` (input rows), ``lo``/``hi`` (first and last row position),
+    ``n_static``, ``n_birth``, ``birth``/``birth_hi`` (least and greatest birth-row
+    time), ``first`` (earliest event proper) and ``null_codes``. Expressions first,
+    then plain aggregations: polars streams this over files in pieces.
+    """
+    t, c = pl.col("t"), pl.col("c")
+    ticks = table.ticks(t)
+    timed = t.is_not_null()
+    is_birth = timed & (c == birth_code) if birth_code is not None else pl.lit(False)
+    return (
+        table.lazy(text=True)
+        .with_row_index("_row")
+        .select(
+            "s",
+            "_row",
+            _static=(~timed).cast(pl.UInt32),
+            _birth=pl.when(is_birth).then(ticks),
+            _first=pl.when(timed & ~is_birth).then(ticks),
+            _null_code=c.is_null().cast(pl.UInt32),
+        )
+        .group_by("s")
+        .agg(
+            n=pl.len(),
+            lo=pl.col("_row").min(),
+            hi=pl.col("_row").max(),
+            n_static=pl.col("_static").sum(),
+            n_birth=pl.col("_birth").count(),
+            birth=pl.col("_birth").min(),
+            birth_hi=pl.col("_birth").max(),
+            first=pl.col("_first").min(),
+            null_codes=pl.col("_null_code").sum(),
+        )
+        .collect(engine="streaming")
+    )
+
+
 def _cohort(
     events,
     prediction_times,
@@ -229,33 +270,31 @@ def _cohort(
         events, subject_col=subject_col, time_col=time_col, code_col=code_col,
         value_col=value_col,
     )
-    frame = table.frame
-    ticks = table.ticks(pl.col("t"))
     timed = pl.col("t").is_not_null()
+    summary = _subject_summary(table, birth_code)
+    table.check_nulls(summary["s"].null_count(), int(summary["null_codes"].sum()))
 
     # --- static rows (no time) ----------------------------------------------------------
-    static_rows = frame.filter(~timed)
-    n_static = static_rows.height
-    if birth_code is not None and (static_rows["c"] == birth_code).any():
-        bad = static_rows.filter(pl.col("c") == birth_code)["s"].unique().to_list()
-        raise ValueError(
-            f"subject(s) {list_ids(bad)} have a {birth_code!r} row without a time in "
-            f"column {time_col!r}; the birth row needs its time."
-        )
+    n_static = int(summary["n_static"].sum())
     static = {}
     if n_static:
+        static_rows = table.lazy(text=True).filter(~timed).select("s", "c").collect()
+        if birth_code is not None and static_rows.select(
+            (pl.col("c") == birth_code).any()
+        ).item():
+            bad = static_rows.filter(pl.col("c") == birth_code)["s"].unique().to_list()
+            raise ValueError(
+                f"subject(s) {list_ids(bad)} have a {birth_code!r} row without a time in "
+                f"column {time_col!r}; the birth row needs its time."
+            )
         grouped = static_rows.group_by("s", maintain_order=True).agg(
             pl.col("c").unique(maintain_order=True)
         )
         static = dict(zip(grouped["s"].to_list(), grouped["c"].to_list()))
 
     # --- birth times: the mapping first, then the birth rows --------------------------
-    if birth_code is not None:
-        birth_rows = frame.filter(timed & (pl.col("c") == birth_code))
-    else:
-        birth_rows = frame.clear()
-    n_birth = birth_rows.height
-    births = birth_rows.group_by("s").agg(ticks.min().alias("birth"), ticks.max().alias("hi"))
+    n_birth = int(summary["n_birth"].sum())
+    births = summary.filter(pl.col("n_birth") > 0).select("s", "birth", hi="birth_hi")
     conflict = births.filter(pl.col("birth") != pl.col("hi"))
     if conflict.height:
         raise ValueError(
@@ -309,15 +348,13 @@ def _cohort(
             )
     else:
         pt_values = None
-        rows = frame.select(pl.col("s").unique()).with_columns(
+        rows = summary.select("s").with_columns(
             pt=pl.lit(None, dtype=pt_dtype), src=pl.lit(-1, dtype=pl.Int64)
         )
     rows = rows.sort("s", "pt").join(births, on="s", how="left", maintain_order="left")
 
     # --- which rows have a history -----------------------------------------------------------
-    proper = timed if birth_code is None else timed & (pl.col("c") != birth_code)
-    first = frame.lazy().filter(proper).group_by("s").agg(ticks.min().alias("first")).collect()
-    rows = rows.join(first, on="s", how="left", maintain_order="left")
+    rows = rows.join(summary.select("s", "first"), on="s", how="left", maintain_order="left")
     before_birth = rows.filter(pl.col("first") < pl.col("birth"))
     if before_birth.height:
         raise ValueError(
@@ -344,10 +381,11 @@ def _cohort(
         strict=bool(strict),
         birth_code=birth_code,
         age_unit_days=float(age_unit_days),
-        n_events=frame.height,
+        n_events=int(summary["n"].sum()),
         n_static=n_static,
         n_birth=n_birth,
         static=static,
+        layout=summary.select("s", "n", "lo", "hi"),
     )
     lost = rows.filter(pl.col("reason").is_not_null())
     cohort.dropped = cohort.dropped_frame(lost, lost["reason"].to_list())
@@ -380,44 +418,64 @@ def _warn_dropped(
 # ----------------------------------------------------------------- building X
 
 
-def _split(flat: list, bounds: np.ndarray) -> list:
-    """``[flat[a:b] for consecutive a, b in bounds]``."""
-    b = bounds.tolist()
-    return [flat[i:j] for i, j in zip(b[:-1], b[1:])]
+#: :func:`_build_frame` handles the subjects in about ``_BATCHES`` batches of at least
+#: ``_BATCH_EVENTS`` events (input rows): the per-event temporaries are those of one
+#: batch, a small share of the output, and the per-batch overhead stays small.
+_BATCH_EVENTS = 1 << 16
+_BATCHES = 64
+#: Up to this many rows in a batch, each row's cut is found by its own binary search;
+#: beyond, by one as-of join.
+_SEARCH_ROWS = 256
 
 
-_NAN = float("nan")
+def _by_subject(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` sorted by subject, input order kept within a subject (no copy if it is)."""
+    if frame.height and not frame["s"].is_sorted():
+        return frame.sort("s", maintain_order=True)
+    return frame
 
 
-def _floats(values: np.ndarray) -> list:
-    """``values.tolist()``, every NaN one shared object (most codes have no value)."""
-    values = values.astype(np.float64, copy=False)
-    out = np.full(len(values), _NAN, dtype=object)
-    present = ~np.isnan(values)
-    out[present] = values[present]
-    return out.tolist()
+def _batches(sizes: np.ndarray, target: int) -> np.ndarray:
+    """Boundaries (``[0, ..., len(sizes)]``) of consecutive groups of about ``target``."""
+    if not len(sizes):
+        return np.zeros(1, dtype=np.int64)
+    group = (np.cumsum(sizes) - sizes) // max(target, 1)
+    return np.concatenate([[0], np.flatnonzero(np.diff(group)) + 1, [len(sizes)]])
 
 
-@contextmanager
-def _gc_paused():
-    """Pause the cyclic garbage collector while building many (acyclic) lists.
+class _Growing:
+    """A numpy array filled from the front, grown (copied) only when it overflows."""
 
-    Without this, each collection rescans every list built so far, and building X
-    slows down as it grows.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
+    def __init__(self, dtype, capacity: int):
+        self.array = np.empty(max(capacity, 1), dtype=dtype)
+        self.size = 0
+
+    def extend(self, values: np.ndarray) -> None:
+        end = self.size + len(values)
+        if end > len(self.array):
+            grown = np.empty(max(end, 2 * len(self.array)), dtype=self.array.dtype)
+            grown[: self.size] = self.array[: self.size]
+            self.array = grown
+        self.array[self.size : end] = values
+        self.size = end
+
+    def values(self) -> np.ndarray:
+        """The filled part (a view)."""
+        return self.array[: self.size]
 
 
 def _build_frame(
     cohort: _Cohort, rows: pl.DataFrame, *, visit_resolution: str, deduplicate: bool
 ) -> pd.DataFrame:
-    """The patient frame of ``rows`` (a subset of ``cohort.rows``, in its order)."""
+    """The patient frame of ``rows`` (a subset of ``cohort.rows``, in its order).
+
+    The subjects are handled in batches (see ``_BATCHES``) of consecutive rows of the
+    table sorted by subject: for files sorted by subject (MEDS shards), only each
+    batch's rows are read, one batch at a time; for a frame in memory, a batch is a
+    slice (no copy when it is sorted). Each batch yields flat arrays (a code id per
+    event, a length per visit, a visit count per row) that are joined into
+    Arrow-backed list columns at the end.
+    """
     table = cohort.table
     n_timed = cohort.n_events - cohort.n_static - cohort.n_birth
     # rows is sorted by subject: its subjects, in order, are those of the sorted events
@@ -425,118 +483,78 @@ def _build_frame(
         rows.select(pl.col("s") != pl.col("s").shift(1)).to_series().fill_null(True).to_numpy()
     )
     subjects = rows["s"].gather(row_subject_start)
-    events = cohort.events(subjects)
-    n_selected = events.height
+    lo = hi = None
+    if table.frame is None:
+        # Files: read batch by batch when each kept subject's rows are one run and the
+        # runs come in subject order (MEDS shards sorted by subject); else read it all.
+        place = subjects.to_frame().join(cohort.layout, on="s", how="left", maintain_order="left")
+        lo = place["lo"].to_numpy().astype(np.int64)
+        hi = place["hi"].to_numpy().astype(np.int64) + 1
+        if not ((hi - lo == place["n"].to_numpy()).all() and (np.diff(lo) > 0).all()):
+            lo = hi = None
+            table.collect()
+    if lo is None:
+        frame = _by_subject(table.collect())
+        lo = frame["s"].search_sorted(subjects, side="left").to_numpy().astype(np.int64)
+        hi = frame["s"].search_sorted(subjects, side="right").to_numpy().astype(np.int64)
+        table = replace(table, frame=frame)
+    bounds = _batches(hi - lo, max(_BATCH_EVENTS, int((hi - lo).sum()) // _BATCHES))
+    row_bounds_subject = np.append(row_subject_start, len(rows))
 
-    # Codes become small integers first: the sort then moves numbers, not strings.
-    uniques = events["c"].unique()
-    columns = [
-        pl.col("s"),
-        table.ticks(pl.col("t")).alias("_ticks"),
-        pl.col("c").cast(pl.Enum(uniques)).to_physical().alias("_code"),
-    ]
-    if visit_resolution == "day":
-        columns.append(table.day_key(pl.col("t")).alias("_day"))
-    if table.has_values:
-        columns.append(pl.col("v"))
-    events = events.select(columns)
-    # MEDS shards are sorted by subject and time already: check before paying for a sort.
-    # The sort is stable, so events at the same time keep their input order.
-    new_subject_expr = (pl.col("s") != pl.col("s").shift(1)).fill_null(True)
-    if events.height and not events.select(
-        pl.col("s").is_sorted() & (new_subject_expr | (pl.col("_ticks").diff() >= 0)).all()
-    ).item():
-        events = events.sort("s", "_ticks", maintain_order=True)
-    code_id = events["_code"].to_numpy()
-    new_subject = events.select(new_subject_expr).to_series().to_numpy()
-    ticks = events["_ticks"].to_numpy()
-    key = events["_day"].to_numpy() if visit_resolution == "day" else ticks
-    values = events["v"].to_numpy() if table.has_values else None
-
-    # Per-subject facts, spread over the subject's events by run length.
-    subject_start = np.flatnonzero(new_subject)
-    if len(subject_start) != len(subjects):  # the row set guarantees events per subject
-        raise AssertionError("from_events: a kept subject has no event")
-    run = np.diff(np.append(subject_start, len(ticks)))
-    per_subject = rows.group_by("s", maintain_order=True).agg(
-        pl.col("birth").first(), pl.col("pt").max().alias("last_pt")
-    )
-    birth = np.repeat(per_subject["birth"].to_numpy(), run)
-    known = np.ones(len(ticks), dtype=bool)
-    if cohort.with_prediction_times:
-        # Never look into the future: only events known at the subject's last prediction time.
-        last_pt = np.repeat(per_subject["last_pt"].to_numpy(), run)
-        known = ticks < last_pt if cohort.strict else ticks <= last_pt
-    n_known = int(known.sum())
-
-    new_visit = new_subject.copy()
-    if len(key):
-        new_visit[1:] |= key[1:] != key[:-1]
-    visit = np.cumsum(new_visit) - 1
-    keep = known
-    if deduplicate and len(key):
-        # First occurrence of each (visit, code): a stable sort of a key that is already
-        # ordered by visit, so numpy's sort is near-linear here.
-        pair = visit * max(len(uniques), 1) + code_id
-        order = np.argsort(pair, kind="stable")
-        first = np.ones(len(pair), dtype=bool)
-        first[1:] = pair[order][1:] != pair[order][:-1]
-        unique_pair = np.zeros(len(pair), dtype=bool)
-        unique_pair[order[first]] = True
-        keep = known & unique_pair
-    n_kept = int(keep.sum())
+    # Outputs grow batch by batch into arrays sized for every event of these subjects
+    # (pages never written are never resident); rows sharing events may exceed that.
+    capacity = int((hi - lo).sum())
+    out = {
+        "code": _Growing(np.int32, capacity), "value": _Growing(np.float64, capacity),
+        "piece_len": _Growing(np.int64, capacity), "piece_age": _Growing(np.float64, capacity),
+        "n_pieces": _Growing(np.int64, len(rows)), "last_age": _Growing(np.float64, len(rows)),
+    }
+    totals = {"selected": 0, "known": 0, "kept": 0}
+    for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+        batch = table.rows(int(lo[a]), int(hi[b - 1] - lo[a]))
+        batch_subjects = subjects.slice(a, b - a)
+        # Subjects without a row may lie between the kept ones: filter them out.
+        contiguous = bool((lo[a + 1 : b] == hi[a : b - 1]).all())
+        batch_rows = rows.slice(
+            int(row_bounds_subject[a]), int(row_bounds_subject[b] - row_bounds_subject[a])
+        )
+        part, counts = _build_batch(
+            cohort, batch, None if contiguous else batch_subjects, batch_rows,
+            visit_resolution=visit_resolution, deduplicate=deduplicate,
+        )
+        del batch
+        for name, values in part.items():
+            out[name].extend(values)
+        for key in totals:
+            totals[key] += counts[key]
     counts = {
         "events": cohort.n_events,
         "static": cohort.n_static,
         "birth": cohort.n_birth,
-        "other_subjects": n_timed - n_selected,
-        "after_prediction_time": n_selected - n_known,
-        "duplicates": n_known - n_kept,
-        "used": n_kept,
+        "other_subjects": n_timed - totals["selected"],
+        "after_prediction_time": totals["selected"] - totals["known"],
+        "duplicates": totals["known"] - totals["kept"],
+        "used": totals["kept"],
     }
 
-    # Dropping events after the prediction times or repeated keeps each subject's and
-    # each visit's first event, so the boundaries carry over.
-    code_id, ticks, birth = code_id[keep], ticks[keep], birth[keep]
-    subject_start = np.flatnonzero(new_subject[keep])
-    visit_start = np.flatnonzero(new_visit[keep])
-    visit = np.cumsum(new_visit[keep]) - 1
-    visit_end = np.append(visit_start[1:], n_kept)
-    visit_age = (
-        (ticks[visit_start] - birth[visit_start]).astype(np.float64)
-        / table.ticks_per_day
-        / cohort.age_unit_days
-    )
+    def joined(name):
+        return out[name].values()
 
-    # --- each row is a prefix of its subject's events ------------------------------------
-    rows_per_subject = np.diff(np.append(row_subject_start, len(rows)))
-    row_subject = np.repeat(np.arange(len(subjects)), rows_per_subject)
-    lo = subject_start[row_subject]
-    subject_end = np.append(subject_start[1:], n_kept)
-    hi = subject_end[row_subject]  # exclusive; rows without a prediction time take all
-    if cohort.with_prediction_times:
-        sid = np.repeat(np.arange(len(subjects), dtype=np.int64), np.diff(
-            np.append(subject_start, n_kept)))
-        located = pl.DataFrame(
-            {"sid": row_subject.astype(np.int64), "pt": rows["pt"], "_row": np.arange(len(rows))}
-        ).join_asof(
-            pl.DataFrame({"sid": sid, "_ticks": ticks, "pos": np.arange(n_kept)}),
-            left_on="pt", right_on="_ticks", by="sid", strategy="backward",
-            allow_exact_matches=not cohort.strict, check_sortedness=False,
-        ).sort("_row")
-        last = located["pos"].to_numpy()
-        if located["pos"].null_count():  # the row set guarantees a history
-            raise AssertionError("from_events: a kept row has no event")
-        hi = last + 1
-
-    # --- pieces: a row's visits, the last one cut at its prediction time -------------------
-    first_visit, last_visit = visit[lo], visit[hi - 1]
-    n_pieces = last_visit - first_visit + 1
-    piece_visit = np.repeat(first_visit, n_pieces) + _group_arange(n_pieces)
-    piece_start = visit_start[piece_visit].tolist()
-    piece_end = np.minimum(visit_end[piece_visit], np.repeat(hi, n_pieces)).tolist()
+    n_pieces = joined("n_pieces")
+    piece_len = joined("piece_len")
     row_bounds = np.concatenate([[0], np.cumsum(n_pieces)])
-
+    visit_bounds = np.concatenate([[0], np.cumsum(piece_len)])
+    del n_pieces, piece_len
+    index = cohort.index(rows)
+    # Arrow-backed list columns: offsets and one flat array per column, no Python
+    # object per event; the code strings are stored once (a dictionary array).
+    names = table.code_names().to_arrow().cast(pa.string())
+    code_leaf = pa.DictionaryArray.from_arrays(joined("code"), names)
+    data = {
+        "codes": list_series([row_bounds, visit_bounds], code_leaf, index),
+        "ages": list_series([row_bounds], pa.array(joined("piece_age")), index),
+    }
+    del code_leaf
     if cohort.with_prediction_times:
         index_age = (
             (rows["pt"].to_numpy() - rows["birth"].to_numpy()).astype(np.float64)
@@ -544,32 +562,183 @@ def _build_frame(
             / cohort.age_unit_days
         )
     else:
-        index_age = visit_age[last_visit]
-    data = {}
-    with _gc_paused():
-        # One reference per event to a shared str, not a new str object per event.
-        flat = np.asarray(uniques.to_list(), dtype=object)[code_id].tolist()
-        data["codes"] = _split([flat[a:b] for a, b in zip(piece_start, piece_end)], row_bounds)
-        data["ages"] = _split(visit_age[piece_visit].tolist(), row_bounds)
-        data["index_age"] = np.asarray(index_age, dtype=np.float64)
-        if cohort.n_static:
-            data["static"] = [list(cohort.static.get(s, ())) for s in rows["s"].to_list()]
-        if values is not None:
-            flat = _floats(values[keep])
-            data["values"] = _split(
-                [flat[a:b] for a, b in zip(piece_start, piece_end)], row_bounds
-            )
-        del flat
-        index = cohort.index(rows)
-        X = pd.DataFrame(
-            {
-                name: pd.Series(col, index=index, dtype=None if name == "index_age" else object)
-                for name, col in data.items()
-            },
-            index=index,
-        )
+        index_age = joined("last_age")
+    data["index_age"] = pd.Series(np.asarray(index_age, dtype=np.float64), index=index)
+    if cohort.n_static:
+        cells = [cohort.static.get(s, ()) for s in rows["s"].to_list()]
+        lengths = np.fromiter(map(len, cells), dtype=np.int64, count=len(cells))
+        leaf = pa.array(list(chain.from_iterable(cells)), type=pa.string()).dictionary_encode()
+        data["static"] = list_series([np.concatenate([[0], np.cumsum(lengths)])], leaf, index)
+    if table.has_values:
+        data["values"] = list_series([row_bounds, visit_bounds], pa.array(joined("value")), index)
+    X = pd.DataFrame(data, index=index)
     X.attrs["event_counts"] = counts
     return X
+
+
+def _build_batch(
+    cohort: _Cohort,
+    batch: pl.DataFrame,
+    subjects: pl.Series | None,
+    rows: pl.DataFrame,
+    *,
+    visit_resolution: str,
+    deduplicate: bool,
+) -> tuple[dict, dict]:
+    """Flat arrays of the rows of one batch of subjects (``rows``, sorted by subject).
+
+    ``batch`` holds every input row of these subjects (and, unless ``subjects`` is None,
+    rows of other subjects to leave out), sorted by subject.
+    """
+    table = cohort.table
+    keep_expr = pl.col("t").is_not_null()
+    if cohort.birth_code is not None:
+        keep_expr = keep_expr & (pl.col("c") != cohort.birth_code)
+    if subjects is not None:
+        keep_expr = keep_expr & pl.col("s").is_in(subjects.implode())
+    columns = [
+        pl.col("s"),
+        table.ticks(pl.col("t")).alias("_ticks"),
+        pl.col("c").to_physical().alias("_code"),
+    ]
+    if visit_resolution == "day":
+        columns.append(table.day_key(pl.col("t")).alias("_day"))
+    if table.has_values:
+        columns.append(pl.col("v"))
+    events = batch.lazy().filter(keep_expr).select(columns).collect()
+    n_selected = events.height
+    # MEDS shards are sorted by subject and time already: check before paying for a sort.
+    # The sort is stable, so events at the same time keep their input order.
+    new_subject_expr = (pl.col("s") != pl.col("s").shift(1)).fill_null(True)
+    if events.height and not events.select(
+        (new_subject_expr | (pl.col("_ticks").diff() >= 0)).all()
+    ).item():
+        events = events.sort("s", "_ticks", maintain_order=True)
+    code_id = events["_code"].to_numpy()
+    new_subject = events.select(new_subject_expr).to_series().to_numpy()
+    ticks = events["_ticks"].to_numpy()
+    key = events["_day"].to_numpy() if visit_resolution == "day" else ticks
+    values = events["v"].to_numpy() if table.has_values else None
+    n_codes = int(code_id.max()) + 1 if len(code_id) else 1
+    del events
+
+    # Per-subject facts, spread over the subject's events by run length.
+    subject_start = np.flatnonzero(new_subject)
+    run = np.diff(np.append(subject_start, len(ticks)))
+    per_subject = rows.group_by("s", maintain_order=True).agg(
+        pl.col("birth").first(), pl.col("pt").max().alias("last_pt")
+    )
+    if len(subject_start) != per_subject.height:  # the row set guarantees events
+        raise AssertionError("from_events: a kept subject has no event")
+    known = None
+    if cohort.with_prediction_times:
+        # Never look into the future: only events known at the subject's last prediction time.
+        last_pt = np.repeat(per_subject["last_pt"].to_numpy(), run)
+        known = ticks < last_pt if cohort.strict else ticks <= last_pt
+        del last_pt
+    n_known = len(ticks) if known is None else int(known.sum())
+
+    new_visit = new_subject.copy()
+    if len(key):
+        new_visit[1:] |= key[1:] != key[:-1]
+    keep = known
+    if deduplicate and len(key):
+        # First occurrence of each (visit, code): a stable sort of a key that is already
+        # ordered by visit, so numpy's sort is near-linear here.
+        pair = (np.cumsum(new_visit, dtype=np.int64) - 1) * n_codes + code_id
+        order = np.argsort(pair, kind="stable")
+        pair = pair[order]
+        first = np.ones(len(pair), dtype=bool)
+        first[1:] = pair[1:] != pair[:-1]
+        del pair
+        unique_pair = np.zeros(len(first), dtype=bool)
+        unique_pair[order[first]] = True
+        del order, first
+        keep = unique_pair if keep is None else keep & unique_pair
+    if keep is not None:
+        # Dropping events after the prediction times or repeated keeps each subject's and
+        # each visit's first event, so the boundaries carry over.
+        code_id, ticks, new_subject, new_visit = (
+            code_id[keep], ticks[keep], new_subject[keep], new_visit[keep]
+        )
+        if values is not None:
+            values = values[keep]
+    n_kept = len(ticks)
+    subject_start = np.flatnonzero(new_subject)
+    visit_start = np.flatnonzero(new_visit)
+    visit = np.cumsum(new_visit, dtype=np.int64) - 1
+    del new_visit, new_subject
+    visit_end = np.append(visit_start[1:], n_kept)
+    subject_of_visit = np.repeat(
+        np.arange(len(subject_start)), np.diff(np.append(visit[subject_start], len(visit_start)))
+    )
+    visit_age = (
+        (ticks[visit_start] - per_subject["birth"].to_numpy()[subject_of_visit]).astype(np.float64)
+        / table.ticks_per_day
+        / cohort.age_unit_days
+    )
+
+    # --- each row is a prefix of its subject's events ------------------------------------
+    row_new_subject = rows.select(
+        (pl.col("s") != pl.col("s").shift(1)).fill_null(True)
+    ).to_series().to_numpy()
+    row_subject = np.cumsum(row_new_subject, dtype=np.int64) - 1
+    lo = subject_start[row_subject]
+    subject_end = np.append(subject_start[1:], n_kept)
+    hi = subject_end[row_subject]  # exclusive; rows without a prediction time take all
+    if cohort.with_prediction_times:
+        # The last event at (or, with strict, before) each row's prediction time:
+        # a binary search within the row's subject (its events are sorted by time).
+        pt = rows["pt"].to_numpy()
+        if len(lo) <= _SEARCH_ROWS:
+            side = "left" if cohort.strict else "right"
+            hi = np.fromiter(
+                (a + np.searchsorted(ticks[a:b], p, side=side)
+                 for a, b, p in zip(lo.tolist(), hi.tolist(), pt.tolist())),
+                dtype=np.int64, count=len(lo),
+            )
+        else:
+            hi = _last_known(ticks, row_subject, subject_start, pt, cohort.strict)
+        if (hi <= lo).any():  # the row set guarantees a history
+            raise AssertionError("from_events: a kept row has no event")
+
+    # --- pieces: a row's visits, the last one cut at its prediction time -------------------
+    first_visit, last_visit = visit[lo], visit[hi - 1]
+    n_pieces = last_visit - first_visit + 1
+    piece_visit = np.repeat(first_visit, n_pieces) + _group_arange(n_pieces)
+    piece_start = visit_start[piece_visit]
+    piece_len = np.minimum(visit_end[piece_visit], np.repeat(hi, n_pieces)) - piece_start
+    if len(piece_start) and not (
+        piece_start[0] == 0 and np.array_equal(piece_start[1:], np.cumsum(piece_len)[:-1])
+    ):
+        # Rows share events (several prediction times of a subject): gather them.
+        src = np.repeat(piece_start, piece_len) + _group_arange(piece_len)
+    else:
+        src = slice(0, int(piece_len.sum()))  # the rows tile the kept events in order
+    part = {
+        "code": code_id[src].astype(np.int32, copy=False),
+        "piece_len": piece_len,
+        "n_pieces": n_pieces,
+        "piece_age": visit_age[piece_visit],
+        "last_age": visit_age[last_visit],
+    }
+    if values is not None:
+        part["value"] = values[src].astype(np.float64, copy=False)
+    return part, {"selected": n_selected, "known": n_known, "kept": n_kept}
+
+
+def _last_known(ticks, row_subject, subject_start, pt, strict) -> np.ndarray:
+    """End (exclusive) of each row's known events, for many rows: one polars as-of join."""
+    n = len(ticks)
+    sid = np.repeat(np.arange(len(subject_start)), np.diff(np.append(subject_start, n)))
+    located = pl.DataFrame(
+        {"sid": row_subject, "pt": pt, "_row": np.arange(len(pt))}
+    ).join_asof(
+        pl.DataFrame({"sid": sid, "_ticks": ticks, "pos": np.arange(n)}),
+        left_on="pt", right_on="_ticks", by="sid", strategy="backward",
+        allow_exact_matches=not strict, check_sortedness=False,
+    ).sort("_row")
+    return located["pos"].fill_null(-1).to_numpy() + 1
 
 
 def from_events(
@@ -666,7 +835,8 @@ def from_events(
         float, one per visit) and ``index_age`` (float); ``static`` (list of ``str``,
         possibly empty) when ``events`` has rows without a time; ``values`` (list of
         visits parallel to ``codes``, each a list of float, NaN where a code has no
-        value) when ``events`` has a value column. ``X.attrs["event_counts"]`` counts
+        value) when ``events`` has a value column. The list columns are Arrow-backed
+        (``pandas.ArrowDtype``; see Notes). ``X.attrs["event_counts"]`` counts
         the input rows by fate: ``static``, ``birth``, ``other_subjects`` (subjects
         without a row), ``after_prediction_time`` (after the subject's last
         prediction time, or at it with ``strict``: in no row), ``duplicates`` (removed
@@ -700,8 +870,18 @@ def from_events(
 
     Notes
     -----
-    The work is columnar (polars, numpy) except the last step, which builds the Python
-    lists of X; each code string is shared by all its occurrences.
+    The work is columnar (polars, numpy, pyarrow), with no Python object per event: the
+    codes are read as a categorical, the subjects are converted in batches (slices of
+    the table when it is sorted by subject, as MEDS shards are), and X's list columns
+    are pyarrow list arrays held by pandas (``pandas.ArrowDtype``): ``codes`` is
+    ``list<list<dictionary<int32, string>>>`` (each code string stored once), ``ages``
+    ``list<double>``, ``static`` ``list<dictionary<int32, string>>`` and ``values``
+    ``list<list<double>>``. A cell reads as Python lists (``X["codes"].iloc[0]``,
+    ``X["codes"].tolist()``), row selection, ``pd.concat``, pickling and
+    scikit-learn's splitters keep the columns as they are, and
+    :func:`~survbehrt.data.flatten_ehr` reads them without a Python object per event. A
+    whole row (``X.iloc[0]``, ``X.iterrows()``) is an object Series in which pandas
+    gives list cells as numpy arrays.
 
     Examples
     --------

@@ -154,7 +154,7 @@ class CodeCountTransformer(TransformerMixin, BaseEstimator):
         """
         flat = flatten_ehr(X)
         threshold = self._check_params(flat.n_patients)
-        ids, uniques = pd.factorize(np.asarray(flat.codes, dtype=object))
+        ids, uniques = flat.code_index, flat.code_names
         rows = _code_rows(flat)
         # Document frequency: in how many patients each code occurs (repeats count once).
         pairs = np.unique(rows.astype(np.int64) * len(uniques) + ids)
@@ -196,7 +196,7 @@ class CodeCountTransformer(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "vocabulary_")
         flat = flatten_ehr(X)
         n = flat.n_patients
-        col = pd.Index(self.codes_, dtype=object).get_indexer(np.asarray(flat.codes, dtype=object))
+        col = pd.Index(self.codes_, dtype=object).get_indexer(flat.code_names)[flat.code_index]
         known = col >= 0
         counts = sp.csr_matrix(
             (np.ones(int(known.sum())), (_code_rows(flat)[known], col[known])),

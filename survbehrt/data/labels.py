@@ -83,7 +83,7 @@ def _labels(cohort: _Cohort, outcome_codes, *, end, horizon):
     horizon_ticks = _horizon_ticks(horizon, cohort)
     ticks = table.ticks(pl.col("t")).alias("_ticks")
     events = cohort.events(rows["s"].unique())
-    if not cohort.table.frame["c"].is_in(codes).any():
+    if not table.lazy().select(pl.col("c").is_in(codes).any()).collect().item():
         warnings.warn(
             f"none of the outcome codes {list_ids(codes)} occurs in events: every row is "
             f"censored. Check the spelling against the codes of events.",

@@ -9,7 +9,6 @@ cohort of millions of tokens stays small and batches are cut from it on the fly.
 from __future__ import annotations
 
 import warnings
-from collections import Counter
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -46,6 +45,12 @@ N_SPECIAL = len(SPECIAL_TOKENS)
 TRUNCATION_WARNING_SHARE = 0.05
 
 _TOKEN_FIELDS = ("codes", "age_bins", "visits", "positions", "time_bins", "value_bins")
+#: Up to this many codes with values, ``fit`` sorts each code's values on its own.
+_SEGMENT_SORTS = 50_000
+#: ``transform`` fills the token arrays in about ``_CHUNKS`` chunks of patients of at
+#: least ``_CHUNK_TOKENS`` tokens: its temporaries are those of one chunk.
+_CHUNK_TOKENS = 1 << 16
+_CHUNKS = 64
 
 
 @dataclass
@@ -349,26 +354,32 @@ class EHRTokenizer(TransformerMixin, BaseEstimator):
         TokenizedEHR
         """
         flat = flatten_ehr(X)
-        ids = self._fit_flat(flat)
-        tokens = self._tokenize(flat, ids)
+        self._fit_flat(flat)
+        tokens = self._tokenize(flat)
         _warn_truncation(tokens, int(self.max_length))
         return tokens
 
-    def _fit_flat(self, flat: FlatEHR) -> np.ndarray | None:
-        """Fit on a flattened cohort; return the token ids of its codes if computed."""
+    def _fit_flat(self, flat: FlatEHR) -> None:
+        """Fit on a flattened cohort: count each distinct code once, then the value bins."""
         self._check_params()
-        counts = Counter(flat.codes)
-        counts.update(flat.static_codes)
+        n_names = len(flat.code_names)
+        counts = np.zeros(n_names, dtype=np.int64)
+        for index in (flat.code_index, flat.static_index):
+            for start in range(0, len(index), _CHUNK_TOKENS):  # bincount copies to intp
+                counts += np.bincount(index[start : start + _CHUNK_TOKENS], minlength=n_names)
+        count = dict(zip(flat.code_names.tolist(), counts.tolist()))
         kept = sorted(
-            (c for c, n in counts.items() if n >= self.min_frequency and c not in SPECIAL_TOKENS),
-            key=lambda c: (-counts[c], c),
+            (c for c, n in count.items() if n >= self.min_frequency and c not in SPECIAL_TOKENS),
+            key=lambda c: (-count[c], c),
         )
         self._set_vocabulary(kept)
         if self.n_value_bins == 0 or flat.values is None:
-            return None
-        ids = self._ids(flat.codes)
-        self._set_value_edges(_quantile_edges(ids, flat.values, int(self.n_value_bins)), by_id=True)
-        return ids
+            return
+        valued = np.flatnonzero(~np.isnan(flat.values))
+        ids = self._name_ids(flat.code_names)[flat.code_index[valued]]
+        self._set_value_edges(
+            _quantile_edges(ids, flat.values[valued], int(self.n_value_bins)), by_id=True
+        )
 
     def _set_vocabulary(self, codes, value_edges=None):
         """Set the fitted state from the real codes (ids from ``N_SPECIAL``) and their cut points."""
@@ -470,9 +481,10 @@ class EHRTokenizer(TransformerMixin, BaseEstimator):
             _warn_truncation(tokens, int(self.max_length))
         return tokens
 
-    def _ids(self, codes) -> np.ndarray:
+    def _name_ids(self, names) -> np.ndarray:
+        """Token ids of distinct code strings (``[UNK]`` when not in the vocabulary)."""
         vocab = self.vocabulary_
-        return np.fromiter((vocab.get(c, UNK_ID) for c in codes), dtype=np.int32, count=len(codes))
+        return np.fromiter((vocab.get(c, UNK_ID) for c in names), dtype=np.int32, count=len(names))
 
     def _value_bins(self, ids: np.ndarray, values) -> np.ndarray:
         """``1 + #{cut points of the code < value}``; 0 without a value or cut points."""
@@ -487,10 +499,11 @@ class EHRTokenizer(TransformerMixin, BaseEstimator):
         out[idx] = count
         return out
 
-    def _tokenize(self, flat: FlatEHR, ids: np.ndarray | None = None) -> TokenizedEHR:
-        if ids is None:
-            ids = self._ids(flat.codes)
-        vbins = self._value_bins(ids, flat.values)
+    def _tokenize(self, flat: FlatEHR) -> TokenizedEHR:
+        # Visit-level work is done for the whole cohort (one entry per visit); the
+        # token-level arrays are filled patient chunk by patient chunk, so that the
+        # temporaries scale with a chunk, not with the cohort.
+        name_ids = self._name_ids(flat.code_names)  # each distinct code looked up once
         n_patients = flat.n_patients
         n_visits = flat.n_visits
         visit_len = flat.visit_lengths
@@ -512,6 +525,7 @@ class EHRTokenizer(TransformerMixin, BaseEstimator):
         # cost of visit v and every later visit of the same patient
         before = csum - cost - np.repeat(csum[visit_start] - cost[visit_start], n_visits)
         suffix = np.repeat(patient_total, n_visits) - before
+        del csum, before
         is_last = np.zeros(len(cost), dtype=bool)
         is_last[visit_start + n_visits - 1] = True
         keep = (suffix <= budget_v) | is_last
@@ -522,12 +536,13 @@ class EHRTokenizer(TransformerMixin, BaseEstimator):
         kv_patient = visit_patient[kv]
         kept_per_patient = np.bincount(kv_patient, minlength=n_patients)
         first_kept = np.cumsum(kept_per_patient) - kept_per_patient
-        kv_index = _group_arange(kept_per_patient)  # visit index within patient, 0-based
+        kv_index = _group_arange(kept_per_patient).astype(np.int32)  # visit index in patient
         dropped = n_visits - kept_per_patient
         tokens_per_patient = 1 + s_kept + np.bincount(
             kv_patient, weights=kv_len + 1, minlength=n_patients
         ).astype(np.int64)
         offsets = np.concatenate([[0], np.cumsum(tokens_per_patient)]).astype(np.int64)
+        visit_offsets = np.concatenate([[0], np.cumsum(kept_per_patient)]).astype(np.int64)
         n_tokens = int(offsets[-1])
         full_length = 1 + n_static + patient_total
         truncated = (full_length - tokens_per_patient).astype(np.int64)
@@ -542,6 +557,7 @@ class EHRTokenizer(TransformerMixin, BaseEstimator):
         visit_complete = (np.repeat(dropped, kept_per_patient) == 0) | (
             np.repeat(prev_cost, kept_per_patient) + upto > budget[kv_patient]
         )
+        del upto, kv_cost, suffix, keep, kept_len, budget_v, is_last
 
         ages = flat.visit_ages[kv]
         age_bins = 1 + np.clip(
@@ -552,6 +568,7 @@ class EHRTokenizer(TransformerMixin, BaseEstimator):
         time_bins = 1 + np.clip(
             np.floor(np.log2(1.0 + months)), 0, self.n_time_bins_ - 2
         ).astype(np.int32)
+        del ages, months
 
         # Where each kept visit's first token lands: after [CLS], the static codes and
         # earlier kept visits.
@@ -559,44 +576,57 @@ class EHRTokenizer(TransformerMixin, BaseEstimator):
         within = np.cumsum(cost_kept) - cost_kept
         within -= np.repeat(within[first_kept], kept_per_patient)
         vstart = offsets[kv_patient] + 1 + s_kept[kv_patient] + within
+        del within, cost_kept, kv_patient
+        kv_code_start = code_start[kv]
+        static_start = np.cumsum(n_static) - n_static
 
-        out_visit = np.empty(n_tokens, dtype=np.int64)  # kept-visit row of each token
-        cls_pos = offsets[:-1]
-        out_visit[cls_pos] = first_kept
-        static_pos = np.repeat(cls_pos + 1, s_kept) + _group_arange(s_kept)
-        out_visit[static_pos] = np.repeat(first_kept, s_kept)
-        code_src = np.repeat(code_start[kv], kv_len) + _group_arange(kv_len)
-        code_pos = np.repeat(vstart, kv_len) + _group_arange(kv_len)
-        out_visit[code_pos] = np.repeat(np.arange(len(kv)), kv_len)
-        sep_pos = vstart + kv_len
-        out_visit[sep_pos] = np.arange(len(kv))
+        out = {name: np.empty(n_tokens, dtype=np.int32) for name in _TOKEN_FIELDS}
+        step = max(_CHUNK_TOKENS, n_tokens // _CHUNKS)
+        cuts = np.unique(np.searchsorted(offsets, np.arange(0, n_tokens, step), "right") - 1)
+        for p0, p1 in zip(cuts.tolist(), np.append(cuts[1:], n_patients).tolist()):
+            t0, t1 = int(offsets[p0]), int(offsets[p1])
+            k0, k1 = int(visit_offsets[p0]), int(visit_offsets[p1])
+            chunk = {name: arr[t0:t1] for name, arr in out.items()}  # views
+            out_visit = np.empty(t1 - t0, dtype=np.int64)  # kept-visit row of each token
+            cls_pos = offsets[p0:p1] - t0
+            out_visit[cls_pos] = first_kept[p0:p1]
+            sk = s_kept[p0:p1]
+            static_pos = np.repeat(cls_pos + 1, sk) + _group_arange(sk)
+            out_visit[static_pos] = np.repeat(first_kept[p0:p1], sk)
+            length = kv_len[k0:k1]
+            start = vstart[k0:k1] - t0
+            code_src = np.repeat(kv_code_start[k0:k1], length) + _group_arange(length)
+            code_pos = np.repeat(start, length) + _group_arange(length)
+            out_visit[code_pos] = np.repeat(np.arange(k0, k1), length)
+            sep_pos = start + length
+            out_visit[sep_pos] = np.arange(k0, k1)
 
-        codes = np.empty(n_tokens, dtype=np.int32)
-        codes[cls_pos] = CLS_ID
-        codes[code_pos] = ids[code_src]
-        codes[sep_pos] = SEP_ID
-        value_bins = np.zeros(n_tokens, dtype=np.int32)
-        value_bins[code_pos] = vbins[code_src]
-        token_age = age_bins[out_visit]
-        token_time = time_bins[out_visit]
-        if len(static_pos):
-            static_start = np.cumsum(n_static) - n_static
-            static_src = np.repeat(static_start, s_kept) + _group_arange(s_kept)
-            codes[static_pos] = self._ids(flat.static_codes)[static_src]
-            token_age[static_pos] = 0  # no time: the zero rows of the age and time tables
-            token_time[static_pos] = 0
+            ids = name_ids[flat.code_index[code_src]]
+            codes = chunk["codes"]
+            codes[cls_pos] = CLS_ID
+            codes[code_pos] = ids
+            codes[sep_pos] = SEP_ID
+            chunk["value_bins"][:] = 0
+            chunk["value_bins"][code_pos] = self._value_bins(
+                ids, None if flat.values is None else flat.values[code_src]
+            )
+            np.take(age_bins, out_visit, out=chunk["age_bins"])
+            np.take(time_bins, out_visit, out=chunk["time_bins"])
+            np.take(kv_index, out_visit, out=chunk["visits"])
+            chunk["positions"][:] = _group_arange(tokens_per_patient[p0:p1])
+            if len(static_pos):
+                static_src = np.repeat(static_start[p0:p1], sk) + _group_arange(sk)
+                codes[static_pos] = name_ids[flat.static_index[static_src]]
+                # no time: the zero rows of the age and time tables
+                chunk["age_bins"][static_pos] = 0
+                chunk["time_bins"][static_pos] = 0
 
         return TokenizedEHR(
-            codes=codes,
-            age_bins=token_age,
-            visits=kv_index[out_visit].astype(np.int32),
-            positions=_group_arange(tokens_per_patient).astype(np.int32),
-            time_bins=token_time,
-            value_bins=value_bins,
+            **out,
             offsets=offsets,
             visit_times=visit_times,
             visit_complete=visit_complete,
-            visit_offsets=np.concatenate([[0], np.cumsum(kept_per_patient)]).astype(np.int64),
+            visit_offsets=visit_offsets,
             truncated_tokens=truncated,
             dropped_visits=dropped.astype(np.int64),
             index_age=np.asarray(flat.index_age, dtype=np.float32),
@@ -620,16 +650,25 @@ def _warn_truncation(tokens: TokenizedEHR, max_length: int) -> None:
 def _quantile_edges(ids: np.ndarray, values: np.ndarray, n_bins: int) -> dict:
     """Cut points of each code id: its values' quantiles ``1/n … (n-1)/n``, unique.
 
-    Vectorised over codes: one sort of the valued codes, then numpy's "linear"
+    Vectorised over codes: the valued codes grouped and sorted, then numpy's "linear"
     quantile (``a + (b - a) * t``, from the upper side when ``t >= 0.5``, as numpy).
     """
     ok = (ids >= N_SPECIAL) & ~np.isnan(values)
     ids, values = ids[ok], values[ok]
     if not len(ids):
         return {}
-    order = np.lexsort((values, ids))
+    # Group by code (a stable radix sort when the ids fit 16 bits), then sort each
+    # code's values in place: cheaper than one indirect sort by (code, value).
+    order = np.argsort(ids.astype(np.uint16) if ids.max() < 2**16 else ids, kind="stable")
     ids, values = ids[order], values[order]
-    uniq, start, count = np.unique(ids, return_index=True, return_counts=True)
+    del order
+    start = np.flatnonzero(np.concatenate([[True], ids[1:] != ids[:-1]]))
+    uniq, count = ids[start], np.diff(np.append(start, len(ids)))
+    if len(start) <= _SEGMENT_SORTS:
+        for a, b in zip(start.tolist(), (start + count).tolist()):
+            values[a:b].sort()
+    else:  # many codes: one sort by (code, value) beats a Python loop
+        values = values[np.lexsort((values, ids))]
     q = np.arange(1, n_bins) / n_bins
     pos = q[None, :] * (count[:, None] - 1)
     lo = np.floor(pos).astype(np.int64)

@@ -38,10 +38,17 @@ OPTIONAL_COLUMNS = (INDEX_AGE, STATIC, VALUES)
 class FlatEHR:
     """A validated cohort flattened into visit-level arrays.
 
+    Codes are stored once: ``code_names`` holds each distinct code string and
+    ``code_index`` / ``static_index`` point into it, so that a cohort of millions of
+    events holds integers, not one Python object per event.
+
     Attributes
     ----------
-    codes : list of str
-        Every code of every visit, patients and visits in order.
+    code_index : ndarray of int32, shape (n_codes,)
+        Every code of every visit, patients and visits in order, as a position in
+        ``code_names``.
+    code_names : ndarray of object, shape (n_names,)
+        The distinct code strings (visit and static codes together), no repeats.
     visit_lengths : ndarray of int64, shape (n_visits_total,)
         Number of codes in each visit.
     visit_ages : ndarray of float64, shape (n_visits_total,)
@@ -52,20 +59,31 @@ class FlatEHR:
         Age at the prediction time (the last visit's age when the column is absent).
     values : ndarray of float64, shape (n_codes,), or None
         The numeric value of each code (NaN: none); None without a ``values`` column.
-    static_codes : list of str
-        Every static code (no time), patients in order.
+    static_index : ndarray of int32, shape (n_static_codes,)
+        Every static code (no time), patients in order, as a position in ``code_names``.
     n_static : ndarray of int64, shape (n_patients,), or None
         Number of static codes of each patient; None means none for anybody.
     """
 
-    codes: list
+    code_index: np.ndarray
+    code_names: np.ndarray
     visit_lengths: np.ndarray
     visit_ages: np.ndarray
     n_visits: np.ndarray
     index_age: np.ndarray
     values: np.ndarray | None = None
-    static_codes: list = field(default_factory=list)
+    static_index: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
     n_static: np.ndarray | None = None
+
+    @property
+    def codes(self) -> list:
+        """Every code of every visit as a list of ``str`` (built on demand)."""
+        return self.code_names[self.code_index].tolist()
+
+    @property
+    def static_codes(self) -> list:
+        """Every static code as a list of ``str`` (built on demand)."""
+        return self.code_names[self.static_index].tolist()
 
     @property
     def n_patients(self) -> int:
@@ -106,24 +124,30 @@ class FlatEHR:
         vis = np.repeat(visit_start[rows], n_keep) + _group_arange(n_keep)
         lengths = self.visit_lengths[vis]
         code_idx = np.repeat(code_start[vis], lengths) + _group_arange(lengths)
-        codes = np.asarray(self.codes, dtype=object)[code_idx].tolist()
         n_static = None
-        static_codes: list = []
+        static_index = np.zeros(0, dtype=np.int32)
         if self.n_static is not None:
             static_start = np.cumsum(self.n_static) - self.n_static
             n_static = self.n_static[rows]
             static_idx = np.repeat(static_start[rows], n_static) + _group_arange(n_static)
-            static_codes = np.asarray(self.static_codes, dtype=object)[static_idx].tolist()
+            static_index = self.static_index[static_idx]
         return FlatEHR(
-            codes=codes,
+            code_index=self.code_index[code_idx],
+            code_names=self.code_names,
             visit_lengths=lengths,
             visit_ages=self.visit_ages[vis],
             n_visits=n_keep,
             index_age=self.index_age[rows],
             values=None if self.values is None else self.values[code_idx],
-            static_codes=static_codes,
+            static_index=static_index,
             n_static=n_static,
         )
+
+
+def _factorize(codes) -> tuple[np.ndarray, np.ndarray]:
+    """Positions (int32) into the distinct strings (object array, first-seen order)."""
+    index, names = pd.factorize(np.asarray(codes, dtype=object), use_na_sentinel=False)
+    return index.astype(np.int32, copy=False), np.asarray(names, dtype=object)
 
 
 def _group_arange(counts: np.ndarray) -> np.ndarray:
@@ -318,7 +342,15 @@ def flatten_ehr(X) -> FlatEHR:
             )
     if len(X) == 0:
         raise ValueError("X has no rows: at least one patient is required.")
+    from ._arrow import flatten_arrow, is_arrow_frame
 
+    if is_arrow_frame(X):
+        return flatten_arrow(X)
+    return _flatten_objects(X)
+
+
+def _flatten_objects(X: pd.DataFrame) -> FlatEHR:
+    """:func:`flatten_ehr` for cells of Python lists (or arrays): one check per cell."""
     codes_col = X[CODES].tolist()
     ages_col = X[AGES].tolist()
 
@@ -393,38 +425,43 @@ def flatten_ehr(X) -> FlatEHR:
             f"({visit_ages[v - 1]} -> {visit_ages[v]}); visits must be oldest first."
         )
 
-    last_age = visit_ages[visit_start + n_visits - 1]
-    if INDEX_AGE in X.columns:
-        try:
-            index_age = X[INDEX_AGE].to_numpy(dtype=np.float64, na_value=np.nan)
-        except (TypeError, ValueError):
-            raise TypeError(f"column {INDEX_AGE!r} of X must be numeric.") from None
-        bad = ~np.isfinite(index_age)
-        if bad.any():
-            row = int(np.argmax(bad))
-            raise ValueError(f"{_where(X, row, INDEX_AGE)}: {index_age[row]} is not a finite age.")
-        before = index_age < last_age
-        if before.any():
-            row = int(np.argmax(before))
-            raise ValueError(
-                f"{_where(X, row, INDEX_AGE)}: index_age {index_age[row]} is before the last "
-                f"visit's age {last_age[row]}; the prediction time must follow the history."
-            )
-    else:
-        index_age = last_age.copy()
-
+    index_age = _index_age(X, visit_ages[visit_start + n_visits - 1])
     static_codes, n_static = _flatten_static(X)
     values = _flatten_values(X, n_visits, visit_lengths, visit_patient, visit_start)
+    index, names = _factorize(codes + static_codes)
     return FlatEHR(
-        codes=codes,
+        code_index=index[: len(codes)],
+        code_names=names,
         visit_lengths=visit_lengths,
         visit_ages=visit_ages,
         n_visits=n_visits,
         index_age=index_age,
         values=values,
-        static_codes=static_codes,
+        static_index=index[len(codes) :],
         n_static=n_static,
     )
+
+
+def _index_age(X: pd.DataFrame, last_age: np.ndarray) -> np.ndarray:
+    """The checked ``index_age`` column (the last visit's age when absent)."""
+    if INDEX_AGE not in X.columns:
+        return last_age.copy()
+    try:
+        index_age = X[INDEX_AGE].to_numpy(dtype=np.float64, na_value=np.nan)
+    except (TypeError, ValueError):
+        raise TypeError(f"column {INDEX_AGE!r} of X must be numeric.") from None
+    bad = ~np.isfinite(index_age)
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise ValueError(f"{_where(X, row, INDEX_AGE)}: {index_age[row]} is not a finite age.")
+    before = index_age < last_age
+    if before.any():
+        row = int(np.argmax(before))
+        raise ValueError(
+            f"{_where(X, row, INDEX_AGE)}: index_age {index_age[row]} is before the last "
+            f"visit's age {last_age[row]}; the prediction time must follow the history."
+        )
+    return index_age
 
 
 def check_ehr_frame(X, require_index_age: bool = False) -> pd.DataFrame:
