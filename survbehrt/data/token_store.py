@@ -15,6 +15,7 @@ frame; see ``docs/scaling.md``.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from dataclasses import fields
@@ -23,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .tokenizer import _TOKEN_FIELDS, EHRTokenizer, TokenizedEHR, _warn_truncation
-from .validation import flatten_ehr
+from .validation import ehr_columns, flatten_ehr
 
 __all__ = ["STORE_VERSION", "TokenStore", "TokenStoreWriter", "load_tokens", "write_tokens"]
 
@@ -69,6 +70,10 @@ class TokenStoreWriter:
         The fitted tokenizer that made the chunks, saved in ``store.json``.
     overwrite : bool, default=False
         Replace a store already in ``folder``.
+    columns : list of str, optional
+        The patient-frame columns the chunks were made from (``codes``, ``ages``,
+        ``index_age``, ``static``, ``values``), saved so that an estimator fitted on the
+        store knows them (its ``feature_names_in_``).
 
     Examples
     --------
@@ -85,8 +90,9 @@ class TokenStoreWriter:
     50
     """
 
-    def __init__(self, folder, tokenizer: EHRTokenizer, overwrite: bool = False):
+    def __init__(self, folder, tokenizer: EHRTokenizer, overwrite: bool = False, columns=None):
         self.folder = Path(folder)
+        self.columns = None if columns is None else [str(c) for c in columns]
         self._state = tokenizer.to_dict()  # also checks that it is fitted
         self._max_length = int(tokenizer.max_length)
         if (self.folder / _META).exists():
@@ -156,7 +162,7 @@ class TokenStoreWriter:
             f.close()
         meta = {"format": _FORMAT, "version": STORE_VERSION, "n_patients": self._n["rows"],
                 "n_tokens": self._n["tokens"], "n_visits": self._n["visits"],
-                "tokenizer": self._state}
+                "columns": self.columns, "tokenizer": self._state}
         tmp = self.folder / (_META + ".tmp")
         tmp.write_text(json.dumps(meta))
         os.replace(tmp, self.folder / _META)  # the store exists once this file does
@@ -208,9 +214,11 @@ def write_tokens(tokenizer: EHRTokenizer, X, folder, batch_size: int = 50_000,
     if hasattr(X, "iloc"):
         frames = (X.iloc[i : i + batch_size] for i in range(0, len(X), int(batch_size)))
     else:
-        frames = X
-    with TokenStoreWriter(folder, tokenizer, overwrite=overwrite) as writer:
-        for frame in frames:
+        frames = iter(X)
+    first = next(frames, None)
+    columns = None if first is None else ehr_columns(first).tolist()
+    with TokenStoreWriter(folder, tokenizer, overwrite=overwrite, columns=columns) as writer:
+        for frame in [] if first is None else itertools.chain([first], frames):
             writer.append(tokenizer.transform_flat(flatten_ehr(frame), warn=False))
     store = TokenStore(folder)
     _warn_truncation(store.tokens, int(tokenizer.max_length))
