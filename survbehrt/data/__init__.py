@@ -4,6 +4,7 @@ from .batching import BucketBatchSampler, EHRDataset, collate_tokens, padding_fr
 from .events import from_events
 from .features import CodeCountTransformer
 from .labels import events_to_survival, survival_labels
+from .token_store import TokenStore, TokenStoreWriter, load_tokens, write_tokens
 from .tokenizer import N_SPECIAL, EHRTokenizer, TokenizedEHR
 from .validation import check_ehr_frame, check_survival_y, flatten_ehr
 
@@ -13,6 +14,8 @@ __all__ = [
     "EHRDataset",
     "EHRTokenizer",
     "N_SPECIAL",
+    "TokenStore",
+    "TokenStoreWriter",
     "TokenizedEHR",
     "check_ehr_frame",
     "check_survival_y",
@@ -20,6 +23,8 @@ __all__ = [
     "events_to_survival",
     "flatten_ehr",
     "from_events",
+    "load_tokens",
     "padding_fraction",
     "survival_labels",
+    "write_tokens",
 ]

@@ -50,7 +50,7 @@ def collate_tokens(tokens: TokenizedEHR, indices) -> dict:
     """
     indices = np.asarray(indices, dtype=np.int64)
     batch = len(indices)
-    lengths = tokens.lengths[indices]
+    lengths = tokens.lengths_at(indices)  # not tokens.lengths: a store may hold millions
     max_len = int(lengths.max()) if batch else 0
     rows = np.repeat(np.arange(batch), lengths)
     cols = _group_arange(lengths)
@@ -65,7 +65,7 @@ def collate_tokens(tokens: TokenizedEHR, indices) -> dict:
     mask[rows, cols] = True
     out["attention_mask"] = torch.from_numpy(mask)
 
-    n_vis = tokens.n_visits[indices]
+    n_vis = tokens.n_visits_at(indices)
     max_vis = int(n_vis.max()) if batch else 0
     vrows = np.repeat(np.arange(batch), n_vis)
     vcols = _group_arange(n_vis)
@@ -79,7 +79,7 @@ def collate_tokens(tokens: TokenizedEHR, indices) -> dict:
     out["visit_mask"] = torch.from_numpy(vmask)
     out["visit_complete"] = torch.from_numpy(vcomplete)
     out["visit_times"] = torch.from_numpy(vtimes)
-    out["index_age"] = torch.from_numpy(tokens.index_age[indices].astype(np.float32))
+    out["index_age"] = torch.from_numpy(np.asarray(tokens.index_age[indices], dtype=np.float32))
     return out
 
 
@@ -94,39 +94,45 @@ class EHRDataset(Dataset):
     Parameters
     ----------
     tokens : TokenizedEHR
-        The cohort.
+        The cohort (in memory, or memory-mapped from a
+        :class:`~survbehrt.data.TokenStore`).
     targets : dict of str to ndarray, optional
-        Per-patient arrays (e.g. ``event``, ``time``) returned beside each batch as
-        float tensors.
+        Per-row arrays (e.g. ``event``, ``time``), one entry per dataset row, returned
+        beside each batch as float tensors.
+    rows : array-like of int, optional
+        The patients of ``tokens`` this dataset serves, in order (default: all). Row
+        ``i`` of the dataset is patient ``rows[i]``: a split of a cohort without copying
+        its token arrays (batches read only their own patients).
 
     Notes
     -----
-    ``dataset[i]`` returns the batch of the single patient ``i``; DataLoaders use
+    ``dataset[i]`` returns the batch of the single row ``i``; DataLoaders use
     ``__getitems__`` and get ``(X_batch, y_batch)`` with ``y_batch`` a dict of
     tensors (or ``None`` without targets).
     """
 
-    def __init__(self, tokens: TokenizedEHR, targets: dict | None = None):
+    def __init__(self, tokens: TokenizedEHR, targets: dict | None = None, rows=None):
         self.tokens = tokens
+        self.rows = None if rows is None else np.asarray(rows, dtype=np.int64)
         self.targets = targets
         if targets is not None:
             for name, values in targets.items():
-                if len(values) != len(tokens):
+                if len(values) != len(self):
                     raise ValueError(
-                        f"target {name!r} has {len(values)} rows for {len(tokens)} patients."
+                        f"target {name!r} has {len(values)} rows for {len(self)} patients."
                     )
 
     def __len__(self) -> int:
-        return len(self.tokens)
+        return len(self.tokens) if self.rows is None else len(self.rows)
 
     @property
     def lengths(self) -> np.ndarray:
-        """Tokens per patient."""
-        return self.tokens.lengths
+        """Tokens per row."""
+        return self.tokens.lengths if self.rows is None else self.tokens.lengths_at(self.rows)
 
     def __getitems__(self, indices):
         indices = np.asarray(indices, dtype=np.int64)
-        X = collate_tokens(self.tokens, indices)
+        X = collate_tokens(self.tokens, indices if self.rows is None else self.rows[indices])
         y = None
         if self.targets is not None:
             y = {

@@ -131,8 +131,43 @@ class TokenizedEHR:
         """Number of tokens cut by ``max_length``, all patients together."""
         return int(self.truncated_tokens.sum())
 
-    def truncation(self) -> dict:
+    def lengths_at(self, rows) -> np.ndarray:
+        """Number of tokens of the given patients, reading only their offsets.
+
+        Parameters
+        ----------
+        rows : array-like of int
+            Patient positions.
+
+        Returns
+        -------
+        ndarray of int64, shape (len(rows),)
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        return (self.offsets[rows + 1] - self.offsets[rows]).astype(np.int64)
+
+    def n_visits_at(self, rows) -> np.ndarray:
+        """Number of kept visits of the given patients, reading only their offsets.
+
+        Parameters
+        ----------
+        rows : array-like of int
+            Patient positions.
+
+        Returns
+        -------
+        ndarray of int64, shape (len(rows),)
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        return (self.visit_offsets[rows + 1] - self.visit_offsets[rows]).astype(np.int64)
+
+    def truncation(self, rows=None) -> dict:
         """Counts of what truncation to ``max_length`` cut.
+
+        Parameters
+        ----------
+        rows : array-like of int, optional
+            Count these patients only (default: all).
 
         Returns
         -------
@@ -141,14 +176,21 @@ class TokenizedEHR:
             ``truncated_tokens``, and the shares ``truncated_row_share``,
             ``truncated_token_share``.
         """
-        rows, total = len(self), self.n_tokens + self.n_truncated_tokens
+        if rows is None:
+            n, cut, kept = len(self), self.truncated_tokens, self.n_tokens
+        else:
+            rows = np.asarray(rows, dtype=np.int64)
+            n, cut = len(rows), self.truncated_tokens[rows]
+            kept = int(self.lengths_at(rows).sum())
+        n_cut_rows, n_cut = int(np.count_nonzero(cut)), int(cut.sum())
+        total = kept + n_cut
         return {
-            "rows": rows,
-            "truncated_rows": self.n_truncated_rows,
+            "rows": n,
+            "truncated_rows": n_cut_rows,
             "tokens": total,
-            "truncated_tokens": self.n_truncated_tokens,
-            "truncated_row_share": self.n_truncated_rows / rows if rows else 0.0,
-            "truncated_token_share": self.n_truncated_tokens / total if total else 0.0,
+            "truncated_tokens": n_cut,
+            "truncated_row_share": n_cut_rows / n if n else 0.0,
+            "truncated_token_share": n_cut / total if total else 0.0,
         }
 
     def patient(self, i: int) -> dict:
@@ -185,9 +227,9 @@ class TokenizedEHR:
         TokenizedEHR
         """
         indices = np.asarray(indices, dtype=np.int64)
-        lengths = self.lengths[indices]
+        lengths = self.lengths_at(indices)
         tok = np.repeat(self.offsets[indices], lengths) + _group_arange(lengths)
-        n_vis = self.n_visits[indices]
+        n_vis = self.n_visits_at(indices)
         vis = np.repeat(self.visit_offsets[indices], n_vis) + _group_arange(n_vis)
         return TokenizedEHR(
             **{name: getattr(self, name)[tok] for name in _TOKEN_FIELDS},

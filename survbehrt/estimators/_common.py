@@ -22,6 +22,8 @@ __all__ = [
     "validation_split",
     "resolve_groups",
     "model_config",
+    "token_store",
+    "check_store_tokenizer",
 ]
 
 
@@ -145,7 +147,7 @@ def resolve_groups(X, groups, n: int):
         None when every row is its own patient as far as we can tell.
     """
     if groups is None:
-        names = list(getattr(X.index, "names", []) or [])
+        names = list(getattr(getattr(X, "index", None), "names", []) or [])
         if len(names) < 2:
             return None
         if "subject_id" in names:
@@ -180,3 +182,32 @@ def model_config(estimator, tokenizer):
         dropout=estimator.dropout,
         continuous_time=bool(getattr(estimator, "continuous_time", False)),
     )
+
+
+def token_store(X):
+    """``X`` as a :class:`~survbehrt.data.TokenStore` when it is one (or its folder), else None.
+
+    A string or path is read as a store's folder: the estimators take patient frames
+    or stores, never file names of frames.
+    """
+    import os
+
+    from ..data.token_store import TokenStore
+
+    if isinstance(X, TokenStore):
+        return X
+    if isinstance(X, (str, os.PathLike)):
+        return TokenStore(X)
+    return None
+
+
+def check_store_tokenizer(store, tokenizer, whose: str) -> None:
+    """Raise unless ``store`` was tokenized by ``tokenizer`` (same vocabulary, bins, params)."""
+    import json
+
+    if store.meta["tokenizer"] != json.loads(json.dumps(tokenizer.to_dict())):
+        raise ValueError(
+            f"the token store at {store.folder} was written with another tokenizer than "
+            f"{whose}'s (vocabulary, value bins or parameters differ); write the store "
+            f"with {whose}'s tokenizer (survbehrt.data.write_tokens)."
+        )

@@ -371,11 +371,13 @@ class MaskedEHRDataset(EHRDataset):
     mlm : bool, default=True
         Build MLM inputs (False for the next-visit objective alone).
     reseed_each_pass : bool, default=False
+    rows : array-like of int, optional
+        The patients of ``tokens`` served (see :class:`~survbehrt.data.EHRDataset`).
     """
 
     def __init__(self, tokens, vocab_size: int, mask_prob: float = 0.15, seed: int = 0,
-                 mlm: bool = True, reseed_each_pass: bool = False):
-        super().__init__(tokens)
+                 mlm: bool = True, reseed_each_pass: bool = False, rows=None):
+        super().__init__(tokens, rows=rows)
         self.vocab_size = vocab_size
         self.mask_prob = mask_prob
         self.seed = seed
@@ -452,7 +454,8 @@ class PretrainingNet(_LearnableOnly, NeuralNet):
 
 
 @torch.inference_mode()
-def batched_inference(module, tokens, fn, batch_size: int = 512, device="cpu") -> np.ndarray:
+def batched_inference(module, tokens, fn, batch_size: int = 512, device="cpu",
+                      rows=None) -> np.ndarray:
     """Apply ``fn(module, batch)`` over a cohort in length-sorted batches, rows in input order.
 
     Parameters
@@ -464,18 +467,22 @@ def batched_inference(module, tokens, fn, batch_size: int = 512, device="cpu") -
         ``fn(module, batch) -> Tensor`` of shape ``(B, ...)``.
     batch_size : int, default=512
     device : str or torch.device, default="cpu"
+    rows : array-like of int, optional
+        The patients of ``tokens`` to run, in the output's order (default: all).
 
     Returns
     -------
-    ndarray, shape (n_patients, ...)
+    ndarray, shape (n_patients or len(rows), ...)
     """
     was_training = module.training
     module.eval()
     try:
-        order = np.argsort(tokens.lengths, kind="stable")  # least padding
+        rows = np.arange(len(tokens)) if rows is None else np.asarray(rows, dtype=np.int64)
+        order = np.argsort(tokens.lengths_at(rows), kind="stable")  # least padding
         chunks = []
         for start in range(0, len(order), batch_size):
-            batch = to_device(collate_tokens(tokens, order[start : start + batch_size]), device)
+            batch = to_device(collate_tokens(tokens, rows[order[start : start + batch_size]]),
+                              device)
             chunks.append(fn(module, batch).float().cpu())
         out = torch.cat(chunks).numpy()
     finally:
@@ -501,7 +508,7 @@ def validation_cindex(net, dataset, batch_size: int = 512) -> float:
 
     assert isinstance(dataset, EHRDataset), "validation data is an EHRDataset (predefined split)"
     logits = batched_inference(net_module(net), dataset.tokens, _last_visit_logits, batch_size,
-                               net_device(net))
+                               net_device(net), rows=dataset.rows)
     risk = np.asarray(risk_score(torch.from_numpy(logits)))
     event = np.asarray(dataset.targets["event"], dtype=bool)
     time = np.asarray(dataset.targets["time"], dtype=float)

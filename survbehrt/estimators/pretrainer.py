@@ -16,11 +16,13 @@ from ._common import (
     check_choice,
     check_fraction,
     check_positive,
+    check_store_tokenizer,
     draw_seed,
     fit_device,
     model_config,
     resolve_groups,
     seeded_torch,
+    token_store,
     torch_threads,
     validation_split,
 )
@@ -247,8 +249,11 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : pandas.DataFrame
-            One row per patient (``codes``, ``ages``, optional ``index_age``).
+        X : pandas.DataFrame, or TokenStore or path-like
+            One row per patient (``codes``, ``ages``, optional ``index_age``). Or a
+            tokenized cohort on disk (a :class:`~survbehrt.data.TokenStore`, a view of
+            one, or its folder), read batch by batch: its tokenizer is used, not
+            refitted (see docs/scaling.md).
         y : ignored
             Present for Pipeline compatibility.
         groups : array-like of shape (n_samples,), optional
@@ -261,20 +266,28 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
         """
         self._check_params()
         seed = draw_seed(self.random_state)
+        store = token_store(X)
+        X = X if store is None else store
         groups = resolve_groups(X, groups, len(X))
         train_idx, valid_idx = validation_split(len(X), self.validation_fraction, seed,
                                                 groups=groups)
         # the vocabulary comes from the rows that train, not from the validation rows
-        tokenizer = EHRTokenizer(max_length=self.max_length, min_frequency=self.min_frequency,
-                                 n_value_bins=self.n_value_bins)
-        tokens = tokenizer.fit(X.iloc[train_idx]).transform(X)
-        self.feature_names_in_ = ehr_columns(X)
+        if store is not None:
+            tokenizer, tokens, rows = store.tokenizer, store.tokens, store.rows
+            self.feature_names_in_ = np.array(store.meta.get("columns") or [], dtype=object)
+        else:
+            tokenizer = EHRTokenizer(max_length=self.max_length, min_frequency=self.min_frequency,
+                                     n_value_bins=self.n_value_bins)
+            tokens = tokenizer.fit(X.iloc[train_idx]).transform(X)
+            rows = np.arange(len(X))
+            self.feature_names_in_ = ehr_columns(X)
         self.n_features_in_ = len(self.feature_names_in_)
         mlm = self.objective in ("mlm", "both")
 
         def dataset(idx, offset, reseed):
-            return MaskedEHRDataset(tokens.subset(idx), tokenizer.vocab_size_, self.mask_prob,
-                                    seed=seed + offset, mlm=mlm, reseed_each_pass=reseed)
+            return MaskedEHRDataset(tokens, tokenizer.vocab_size_, self.mask_prob,
+                                    seed=seed + offset, mlm=mlm, reseed_each_pass=reseed,
+                                    rows=rows[idx])
 
         valid = predefined_split(dataset(valid_idx, 1, True)) if len(valid_idx) else None
         with torch_threads(self.n_threads), seeded_torch(seed, fit_device(self)):
@@ -312,7 +325,9 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : pandas.DataFrame, shape (n_samples,)
+        X : pandas.DataFrame or TokenStore, shape (n_samples,)
+            Patient frame, or a tokenized cohort on disk written with this
+            pretrainer's tokenizer (see ``fit``).
 
         Returns
         -------
@@ -325,12 +340,18 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
                 "pooling='cls' needs a pretrainer fitted with pooling='cls': only then does "
                 "an objective train the [CLS] token. Refit, or use pooling='mean' or 'max'."
             )
-        flat = flatten_ehr(X)  # extra columns and their order are free
-        check_predict_columns(X, getattr(self, "feature_names_in_", ()))
-        tokens = self.tokenizer_.transform_flat(flat)
+        store = token_store(X)
+        if store is None:
+            flat = flatten_ehr(X)  # extra columns and their order are free
+            check_predict_columns(X, getattr(self, "feature_names_in_", ()))
+            tokens = self.tokenizer_.transform_flat(flat)
+            rows = np.arange(len(tokens))
+        else:
+            check_store_tokenizer(store, self.tokenizer_, "the pretrainer")
+            tokens, rows = store.tokens, store.rows
         with torch_threads(self.n_threads):
             return batched_inference(self.module_, tokens, _PatientEmbedding(self.pooling),
-                                     device=net_device(self.net_))
+                                     device=net_device(self.net_), rows=rows)
 
     def get_feature_names_out(self, input_features=None):
         """Names of the embedding columns: ``behrt0`` … ``behrt{d-1}``.

@@ -32,11 +32,13 @@ from ._common import (
     check_choice,
     check_fraction,
     check_positive,
+    check_store_tokenizer,
     draw_seed,
     fit_device,
     model_config,
     resolve_groups,
     seeded_torch,
+    token_store,
     torch_threads,
     validation_split,
 )
@@ -492,10 +494,14 @@ class BEHRTSurvivalEstimator(BaseEstimator):
 
         Parameters
         ----------
-        X : pandas.DataFrame
+        X : pandas.DataFrame, or TokenStore or path-like
             One row per patient (or per patient and prediction time): ``codes``,
             ``ages`` and optionally ``index_age``, ``static``, ``values``; other columns
-            are ignored.
+            are ignored. Or a tokenized cohort on disk (a
+            :class:`~survbehrt.data.TokenStore`, a view of one, or its folder), read
+            batch by batch without loading it: its tokenizer is used (not refitted;
+            ``max_length``, ``min_frequency``, ``n_value_bins`` are then ignored) and
+            ``y`` aligns with its rows by position (see docs/scaling.md).
         y : structured ndarray, shape (n_samples,)
             Event indicator and time (years after the prediction time), as
             ``sksurv.util.Surv.from_arrays(event, time)`` makes it.
@@ -513,6 +519,8 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         """
         self._check_params()
         pre = self._resolve_pretrained()
+        store = token_store(X)
+        X = X if store is None else store
         event, time = check_survival_y(y, n_samples=len(X), require_events=True)
         groups = resolve_groups(X, groups, len(X))
         seed = draw_seed(self.random_state)
@@ -521,7 +529,14 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         train_idx, valid_idx = validation_split(
             len(X), self.validation_fraction, seed, stratify=event, groups=groups
         )
-        if pre is not None:
+        if store is not None:
+            # a cohort on disk: its tokenizer, its rows, batches read from the memory map
+            tokenizer, tokens, rows = store.tokenizer, store.tokens, store.rows
+            if pre is not None:
+                check_store_tokenizer(store, pre.tokenizer_, "the pretrained encoder")
+                tokenizer = pre.tokenizer_
+            self.feature_names_in_ = np.array(store.meta.get("columns") or [], dtype=object)
+        elif pre is not None:
             tokenizer = pre.tokenizer_
             # validates X (errors name the row and column); the tokenizer trusts it afterwards
             tokens = tokenizer.transform(X)
@@ -529,7 +544,9 @@ class BEHRTSurvivalEstimator(BaseEstimator):
             tokenizer = EHRTokenizer(max_length=self.max_length, min_frequency=self.min_frequency,
                                      n_value_bins=self.n_value_bins)
             tokens = tokenizer.fit(X.iloc[train_idx]).transform(X)
-        self.feature_names_in_ = ehr_columns(X)
+        if store is None:
+            rows = np.arange(len(X))
+            self.feature_names_in_ = ehr_columns(X)
         self.n_features_in_ = len(self.feature_names_in_)
         if pre is None and self.strategy != "full":
             warnings.warn(
@@ -545,8 +562,8 @@ class BEHRTSurvivalEstimator(BaseEstimator):
                      else np.unique(groups, return_inverse=True)[1].reshape(-1))
         targets = {"time": time, "event": event, "group": group_ids}
 
-        def dataset(idx):
-            return EHRDataset(tokens.subset(idx), {k: v[idx] for k, v in targets.items()})
+        def dataset(idx):  # a view of the rows: token arrays are not copied
+            return EHRDataset(tokens, {k: v[idx] for k, v in targets.items()}, rows=rows[idx])
 
         train_ds = dataset(train_idx)
         valid_ds = dataset(valid_idx) if len(valid_idx) else None
@@ -557,7 +574,7 @@ class BEHRTSurvivalEstimator(BaseEstimator):
                 config = dataclasses.replace(pre.module_.encoder.config, dropout=self.dropout)
             else:
                 config = model_config(self, tokenizer)
-            train_age = tokens.index_age[train_idx].astype(float)
+            train_age = np.asarray(tokens.index_age[rows[train_idx]], dtype=float)
             age_mean, age_scale = float(train_age.mean()), float(max(train_age.std(), 1.0))
             module = BEHRTSurvivalModule(config, grid.n_bins_, wide=self.wide is not None,
                                          age_mean=age_mean, age_scale=age_scale)
@@ -568,9 +585,9 @@ class BEHRTSurvivalEstimator(BaseEstimator):
                 # ... or, with the wide path, at a penalised proportional-hazards fit on the
                 # log counts and the age: the transformer then has to add to what Cox does
                 start = fit_wide_start(
-                    count_features(tokens.subset(train_idx), N_SPECIAL, config.vocab_size),
+                    count_features(tokens, N_SPECIAL, config.vocab_size, rows=rows[train_idx]),
                     covariate_matrix((train_age - age_mean) / age_scale,
-                                     tokens.n_visits[train_idx]),
+                                     tokens.n_visits_at(rows[train_idx])),
                     time[train_idx], event[train_idx],
                     grid.cuts_, groups=None if groups is None else groups[train_idx],
                     random_state=seed,
@@ -590,7 +607,7 @@ class BEHRTSurvivalEstimator(BaseEstimator):
 
         self.tokenizer_ = tokenizer
         self.vocabulary_ = tokenizer.vocabulary_
-        self.truncation_ = tokens.truncation()
+        self.truncation_ = tokens.truncation(rows)
         self.time_grid_ = grid
         # as scikit-survival's estimators: every observed training time, events flagged
         self.unique_times_ = np.unique(time[train_idx])
@@ -615,14 +632,22 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         return flat
 
     def _tokens(self, X):
-        flat = self._flat(X)  # checks that the estimator is fitted first
-        return self.tokenizer_.transform_flat(flat)
+        """``(tokens, rows)``: a frame tokenized, or a token store's cohort and rows."""
+        store = token_store(X)
+        if store is None:
+            flat = self._flat(X)  # checks that the estimator is fitted first
+            tokens = self.tokenizer_.transform_flat(flat)
+            return tokens, np.arange(len(tokens))
+        check_is_fitted(self, "net_")
+        check_store_tokenizer(store, self.tokenizer_, "the fitted estimator")
+        return store.tokens, store.rows
 
     def _last_visit_logits(self, X) -> np.ndarray:
-        tokens = self._tokens(X)
+        tokens, rows = self._tokens(X)
         with torch_threads(self.n_threads):
             return batched_inference(
-                self.net_.module_, tokens, _last_visit_logits, device=net_device(self.net_)
+                self.net_.module_, tokens, _last_visit_logits, device=net_device(self.net_),
+                rows=rows,
             )
 
     def predict(self, X):
@@ -633,7 +658,8 @@ class BEHRTSurvivalEstimator(BaseEstimator):
 
         Parameters
         ----------
-        X : pandas.DataFrame, shape (n_samples,)
+        X : pandas.DataFrame or TokenStore, shape (n_samples,)
+            Patient frame, or a tokenized cohort on disk (see ``fit``).
 
         Returns
         -------
@@ -646,7 +672,8 @@ class BEHRTSurvivalEstimator(BaseEstimator):
 
         Parameters
         ----------
-        X : pandas.DataFrame, shape (n_samples,)
+        X : pandas.DataFrame or TokenStore, shape (n_samples,)
+            Patient frame, or a tokenized cohort on disk (see ``fit``).
         return_array : bool, default=False
             Return a ``(n_samples, n_unique_times)`` array of survival probabilities
             at ``unique_times_`` instead of step functions.
@@ -665,7 +692,8 @@ class BEHRTSurvivalEstimator(BaseEstimator):
 
         Parameters
         ----------
-        X : pandas.DataFrame, shape (n_samples,)
+        X : pandas.DataFrame or TokenStore, shape (n_samples,)
+            Patient frame, or a tokenized cohort on disk (see ``fit``).
         return_array : bool, default=False
             Return a ``(n_samples, n_unique_times)`` array at ``unique_times_``.
 
@@ -696,7 +724,8 @@ class BEHRTSurvivalEstimator(BaseEstimator):
 
         Parameters
         ----------
-        X : pandas.DataFrame, shape (n_samples,)
+        X : pandas.DataFrame or TokenStore, shape (n_samples,)
+            Patient frame, or a tokenized cohort on disk (see ``fit``).
 
         Returns
         -------
@@ -704,8 +733,19 @@ class BEHRTSurvivalEstimator(BaseEstimator):
             One array per patient, a risk per kept visit (oldest first); the first kept
             visit of row ``i`` is its visit ``len(X["codes"].iloc[i]) - len(result[i])``.
         """
-        flat = self._flat(X)
-        tokens = self.tokenizer_.transform_flat(flat)
+        store = token_store(X)
+        if store is None:
+            flat = self._flat(X)
+            tokens = self.tokenizer_.transform_flat(flat)
+        else:
+            tokens, rows = self._tokens(store)
+            tokens = tokens.subset(rows)  # one output per visit: the rows fit in memory
+            if not tokens.visit_complete.all():
+                raise ValueError(
+                    f"{int((~tokens.visit_complete).sum())} visits of truncated rows in the "
+                    f"token store need the history cut at them, which a store does not keep; "
+                    f"pass the patient frame to predict_visit_risks."
+                )
         width = int(tokens.n_visits.max())
 
         def visit_risks(module, batch):
@@ -823,7 +863,8 @@ class BEHRTSurvivalEstimator(BaseEstimator):
 
         Parameters
         ----------
-        X : pandas.DataFrame, shape (n_samples,)
+        X : pandas.DataFrame or TokenStore, shape (n_samples,)
+            Patient frame, or a tokenized cohort on disk (see ``fit``).
         y : structured ndarray, shape (n_samples,)
 
         Returns
@@ -833,6 +874,8 @@ class BEHRTSurvivalEstimator(BaseEstimator):
             undefined), so that a cross-validation fold without events does not
             abort a search.
         """
+        store = token_store(X)
+        X = X if store is None else store
         event, time = check_survival_y(y, n_samples=len(X), require_events=False)
         risk = self.predict(X)
         if not event.any():  # e.g. a CV test fold without events: undefined, not an error

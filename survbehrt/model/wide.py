@@ -162,15 +162,19 @@ class WideTerm(nn.Module):
         return out + self.covariate_weight(covariates).squeeze(-1)
 
 
-def count_features(tokens, n_special: int, vocab_size: int):
+def count_features(tokens, n_special: int, vocab_size: int, rows=None):
     """The wide path's inputs at each row's last visit, as a sparse matrix.
 
     Parameters
     ----------
     tokens : TokenizedEHR
-        A tokenized cohort.
+        A tokenized cohort (in memory or memory-mapped).
     n_special, vocab_size : int
         As :class:`WideTerm`.
+    rows : array-like of int, optional
+        The patients to count, in the output's row order (default: all). They are read
+        in chunks of about a million tokens, so the temporaries stay small whatever the
+        cohort's size.
 
     Returns
     -------
@@ -180,13 +184,22 @@ def count_features(tokens, n_special: int, vocab_size: int):
     import numpy as np
     from scipy import sparse
 
-    lengths = tokens.lengths
-    rows = np.repeat(np.arange(len(lengths)), lengths)
-    codes = tokens.codes.astype(np.int64)
-    keep = codes >= n_special
-    key, counts = np.unique(rows[keep] * vocab_size + codes[keep], return_counts=True)
-    return sparse.csr_matrix((np.log1p(counts), (key // vocab_size, key % vocab_size)),
-                             shape=(len(lengths), vocab_size))
+    rows = np.arange(len(tokens)) if rows is None else np.asarray(rows, dtype=np.int64)
+    sample = tokens.lengths_at(rows[:1024])
+    step = max(1, (1 << 20) // max(1, int(sample.mean()) if len(sample) else 1))
+    parts = []
+    for start in range(0, len(rows), step):
+        part = tokens.subset(rows[start : start + step])
+        lengths = part.lengths
+        row = np.repeat(np.arange(len(lengths)), lengths)
+        codes = part.codes.astype(np.int64)
+        keep = codes >= n_special
+        key, counts = np.unique(row[keep] * vocab_size + codes[keep], return_counts=True)
+        parts.append(sparse.csr_matrix((np.log1p(counts), (key // vocab_size, key % vocab_size)),
+                                       shape=(len(lengths), vocab_size)))
+    if not parts:
+        return sparse.csr_matrix((0, vocab_size))
+    return sparse.vstack(parts, format="csr")
 
 
 def fit_wide_start(features, covariates, time, event, cuts,
