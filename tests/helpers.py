@@ -36,10 +36,12 @@ def as_arrow(X, dictionary=False):
     X = X.copy()
     for name in ("codes", "ages", "static", "values"):
         if name in X.columns:
-            arr = pa.array(X[name].tolist())
+            arr_type = None
             if dictionary and name in ("codes", "static"):
+                # built as dictionaries directly: pyarrow 12 cannot cast strings to them
                 leaf = pa.dictionary(pa.int32(), pa.string())
-                arr = arr.cast(pa.list_(pa.list_(leaf)) if name == "codes" else pa.list_(leaf))
+                arr_type = pa.list_(pa.list_(leaf)) if name == "codes" else pa.list_(leaf)
+            arr = pa.array(X[name].tolist(), type=arr_type)
             X[name] = pd.Series(pd.arrays.ArrowExtensionArray(arr), index=X.index)
     return X
 

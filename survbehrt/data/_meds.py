@@ -131,7 +131,16 @@ class EventTable:
 
     def code_names(self) -> pl.Series:
         """The code strings by the physical id of column ``c``."""
-        return self.lazy().collect_schema()["c"].categories.to_series()
+        categories = self.lazy().collect_schema()["c"].categories
+        if hasattr(categories, "to_series"):
+            return categories.to_series()
+        # older polars (1.42 has no Categories.to_series): one lookup per distinct code, until
+        # the first id without a string
+        lookup = categories._categories
+        names = []
+        while (name := lookup.cat_to_str(len(names))) is not None:
+            names.append(name)
+        return pl.Series("c", names, dtype=pl.String)
 
     def ticks(self, expr: pl.Expr) -> pl.Expr:
         """The times of ``expr`` (a ``t``-typed column) as comparable ticks."""
