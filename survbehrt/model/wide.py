@@ -364,8 +364,9 @@ def fit_wide_start(features, covariates, time, event, cuts,
     beta, gamma, base = fit(idx, alpha)
     scale = 1.0
     if best != by_likelihood:
-        # Ranking asked for a stronger penalty than the likelihood, and that penalty
-        # shrinks the hazard ratios more than they warrant. Its held-out calibration
+        # Ranking asked for another penalty than the likelihood (on few events, a
+        # stronger one), which shrinks the hazard ratios more (or less) than they
+        # warrant. Its held-out calibration
         # slope -- the factor on the fold's predictor that fits the held-out rows best --
         # says by how much: the final predictor is scaled by their geometric mean and
         # its baseline refitted. (Where both criteria agree, the likelihood's choice is
@@ -374,8 +375,8 @@ def fit_wide_start(features, covariates, time, event, cuts,
         slopes = [_rescale(nll, rows_design(te), te, path[f, best])[3]
                   for f, (_, te) in enumerate(splits) if event[te].any()]
         scale = float(np.exp(np.mean(np.log(slopes)))) if slopes else 1.0
-        beta, gamma, base, _ = _rescale(nll, rows_design(idx), idx, (beta, gamma, base),
-                                        scale=scale)
+        beta, gamma, base, scale = _rescale(nll, rows_design(idx), idx, (beta, gamma, base),
+                                            scale=scale)
     return {"beta": beta.numpy(), "gamma": gamma.numpy(), "baseline": base.numpy(),
             "alpha": alpha, "scale": scale}
 
@@ -401,7 +402,8 @@ def _rescale(nll, design, rows, params, scale=None):
     beta, gamma, base = params
     bound = float(np.log(MAX_SCALE))
     # log s = bound * tanh(u): smooth, bounded, 0 at u = 0
-    u = torch.tensor(0.0 if scale is None else float(np.arctanh(np.log(scale) / bound)),
+    u = torch.tensor(0.0 if scale is None
+                     else float(np.arctanh(np.clip(np.log(scale) / bound, -0.999999, 0.999999))),
                      requires_grad=scale is None)
     b = base.clone().requires_grad_(True)
     opt = torch.optim.LBFGS([b] if scale is not None else [u, b], max_iter=100,
