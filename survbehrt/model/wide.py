@@ -257,7 +257,8 @@ def fit_wide_start(features, covariates, time, event, cuts,
     import numpy as np
     from sklearn.model_selection import GroupKFold, KFold
 
-    from ..survival import locate, marginal_logits
+    from ..losses import survival_nll
+    from ..survival import marginal_logits
 
     if select not in ("concordance", "likelihood"):
         raise ValueError(f"select must be 'concordance' or 'likelihood'; got {select!r}.")
@@ -271,17 +272,11 @@ def fit_wide_start(features, covariates, time, event, cuts,
     features.eliminate_zeros()
 
     cuts = np.asarray(cuts, dtype=float)
-    time = np.minimum(np.asarray(time, dtype=float), cuts[-1])  # censored at the last edge
-    event = np.asarray(event, dtype=bool) & (np.asarray(time) < cuts[-1] + 1e-12)
-    # the model's likelihood, precomputed: H_i = sum_k eta_ik * exposure_ik, and an event
-    # adds -log(eta_ik / width_k) in its interval k_i
-    width = np.diff(cuts)
-    exposure = torch.tensor(np.clip((time[:, None] - cuts[None, :-1]) / width[None, :], 0.0, 1.0),
-                            dtype=torch.float32)
-    k_event, _ = locate(time, cuts)
-    k_event = torch.as_tensor(k_event)
-    log_width = torch.tensor(np.log(width), dtype=torch.float32)[k_event]
-    e = torch.tensor(event)
+    # the grid is the modelled horizon: an event after its last edge is censored there
+    time = np.asarray(time, dtype=float)
+    event = np.asarray(event, dtype=bool) & (time <= cuts[-1])
+    time = np.minimum(time, cuts[-1])
+    time_t, e = torch.tensor(time, dtype=torch.float32), torch.tensor(event)
     design = torch.tensor(features.toarray(), dtype=torch.float32) if (
         features.shape[0] * features.shape[1] <= 2e7) else None
     sparse_x = features.tocsr()
@@ -304,11 +299,7 @@ def fit_wide_start(features, covariates, time, event, cuts,
         lp = (xr @ beta[:, None]).squeeze(1) + zz[rows] @ gamma
         # bounded, so that a line-search step into huge coefficients cannot overflow
         logits = (base[None, :] + lp[:, None]).clamp(-40.0, 40.0)
-        eta = torch.nn.functional.softplus(logits)
-        cumhaz = (eta * exposure[rows]).sum(dim=1)
-        a_k = logits.gather(1, k_event[rows][:, None]).squeeze(1)
-        log_eta = torch.where(a_k < -20, a_k, torch.log(torch.nn.functional.softplus(a_k)))
-        return (cumhaz - e[rows] * (log_eta - log_width[rows])).sum()
+        return survival_nll(logits, time_t[rows], e[rows], cuts, reduction="sum")
 
     def fit(rows, alpha, start=None):
         xr = rows_design(rows)
