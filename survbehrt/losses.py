@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .survival import _check_cuts, locate
+from .survival import _check_cuts, _cumhaz_in_bins, locate
 
 __all__ = [
     "HybridSurvivalLoss",
@@ -106,13 +106,10 @@ def _log_softplus(x):
 
 def _nll_rows(logits, time, event, cuts):
     """Per-row negative log-likelihood ``H(t) - delta log lambda_k``."""
-    eta = F.softplus(logits)
     k, share = locate(time, cuts)
-    before = torch.cumsum(eta, dim=1) - eta
-    kk = k[:, None]
-    cumhaz = before.gather(1, kk).squeeze(1) + eta.gather(1, kk).squeeze(1) * share
+    cumhaz = _cumhaz_in_bins(F.softplus(logits), k, share)
     width = torch.as_tensor(np.diff(cuts), dtype=logits.dtype, device=logits.device)[k]
-    log_rate = _log_softplus(logits.gather(1, kk).squeeze(1)) - torch.log(width)
+    log_rate = _log_softplus(logits.gather(1, k[:, None]).squeeze(1)) - torch.log(width)
     return cumhaz - event.to(logits.dtype) * log_rate
 
 
@@ -212,9 +209,7 @@ def _pair_penalty(logits_i, time_i, event_i, groups_i, logits_j, time_j, event_j
     """Penalties of every comparable (event i, at-risk j), compared at ``t_i``."""
     eta_i, eta_j = F.softplus(logits_i), F.softplus(logits_j)
     k, share = locate(time_i, cuts)  # where each t_i lies
-    before_i = torch.cumsum(eta_i, dim=1) - eta_i
-    kk = k[:, None]
-    cumhaz_i = before_i.gather(1, kk).squeeze(1) + eta_i.gather(1, kk).squeeze(1) * share
+    cumhaz_i = _cumhaz_in_bins(eta_i, k, share)
     before_j = torch.cumsum(eta_j, dim=1) - eta_j
     cumhaz_j_at_i = before_j.index_select(1, k).T + eta_j.index_select(1, k).T * share[:, None]
     # F = 1 - S; F_i(t_i) - F_j(t_i) = S_j(t_i) - S_i(t_i)

@@ -540,12 +540,29 @@ def cumulative_hazard_at(logits, cuts, times):
     return _cumhaz_from_eta(_softplus(logits), _check_cuts(cuts, logits.shape[-1]), times)
 
 
+def _cumhaz_in_bins(eta, k, share):
+    """``H = sum_{j<k} eta_j + eta_k * share`` of each row at its own place (torch).
+
+    Parameters
+    ----------
+    eta : Tensor of shape (..., K)
+        Hazard integrated over each bin (``softplus`` of the logits).
+    k, share : Tensor of shape (...)
+        Each row's bin and the share of it lived through (:func:`locate`).
+
+    Returns
+    -------
+    Tensor of shape (...)
+    """
+    before = torch.cumsum(eta, dim=-1) - eta  # sum_{j<k} eta_j
+    k = k.unsqueeze(-1)
+    return before.gather(-1, k).squeeze(-1) + eta.gather(-1, k).squeeze(-1) * share
+
+
 def _cumhaz_from_eta(eta, cuts, times):
     k, share = locate(times, cuts)
     if _is_torch(eta):
-        before = torch.cumsum(eta, dim=-1) - eta  # sum_{j<k} eta_j
-        k = k.unsqueeze(-1)
-        return before.gather(-1, k).squeeze(-1) + eta.gather(-1, k).squeeze(-1) * share
+        return _cumhaz_in_bins(eta, k, share)
     before = np.cumsum(eta, axis=1) - eta
     return before[:, k] + eta[:, k] * share[None, :]
 
