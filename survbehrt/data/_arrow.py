@@ -148,6 +148,11 @@ def _numbers(leaf: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     return pc.fill_null(leaf, np.nan).to_numpy(), null
 
 
+def _has_inf(x: np.ndarray) -> bool:
+    """Whether ``x`` (float) holds an infinity: its extremes, NaN ignored (no temporary)."""
+    return bool(len(x)) and bool(np.isinf(np.fmax.reduce(x)) or np.isinf(np.fmin.reduce(x)))
+
+
 def _rows_of(positions: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """The owner (row or visit) of each flat position, for owners of ``lengths`` items."""
     return np.searchsorted(np.cumsum(lengths), positions, side="right")
@@ -198,9 +203,10 @@ def flatten_arrow(X: pd.DataFrame) -> FlatEHR:
             bad[visit_patient[present_visit][mismatch]] = True
             if not bad.any():
                 flat_values, _ = _numbers(leaf)
-                bad[visit_patient[present_visit][~null_visit][
-                    _rows_of(np.flatnonzero(np.isinf(flat_values)), lengths[~null_visit])
-                ]] = True
+                if _has_inf(flat_values):
+                    bad[visit_patient[present_visit][~null_visit][
+                        _rows_of(np.flatnonzero(np.isinf(flat_values)), lengths[~null_visit])
+                    ]] = True
                 has = present_visit.copy()
                 has[present_visit] = ~null_visit
                 if has.all():
@@ -219,7 +225,9 @@ def flatten_arrow(X: pd.DataFrame) -> FlatEHR:
             np.concatenate([names, static_names]), use_na_sentinel=False
         )
         position = position.astype(np.int32)
-        code_index = position[: len(names)][code_index]
+        # ``names`` has no repeats: it keeps its positions, so code_index stays as it is.
+        if not np.array_equal(position[: len(names)], np.arange(len(names))):
+            raise AssertionError("flatten_arrow: repeated visit code strings")
         static_index = position[len(names) :][static_index]
         names = names_all
     return FlatEHR(
