@@ -419,7 +419,7 @@ class EHRTokenizer(TransformerMixin, BaseEstimator):
             return
         edges = _quantile_edges(
             self._name_ids(flat.code_names), flat.code_index, flat.values,
-            int(self.n_value_bins), self.vocab_size_,
+            int(self.n_value_bins),
         )
         self._set_value_edges(edges, by_id=True)
 
@@ -742,59 +742,59 @@ def _warn_truncation(tokens: TokenizedEHR, max_length: int) -> None:
         )
 
 
-def _grouped_values(name_ids, code_index, values, n_ids):
-    """The values of each code id >= ``N_SPECIAL`` (NaN: none), grouped by id.
+def _grouped_values(code_index, values, n_names):
+    """The values (NaN: none) of each distinct code, grouped by its ``code_index``.
 
-    Returns the grouped values, and the first position and count of each id. A counting
+    Returns the grouped values, and the first position and count of each code. A counting
     sort in two passes over chunks of the codes: the only cohort-sized array is the
     result.
     """
-    step = max(_CHUNK_TOKENS, 4 * n_ids)  # a chunk's per-id arrays stay a small share
+    step = max(_CHUNK_TOKENS, 4 * n_names)  # a chunk's per-code arrays stay a small share
     n = len(code_index)
-    ids_buf = np.empty(min(step, n), dtype=np.int32)
-    ok_buf = np.empty(len(ids_buf), dtype=bool)
-    real_buf = np.empty(len(ids_buf), dtype=bool)
+    ok_buf = np.empty(min(step, n), dtype=bool)
 
     def chunks():
         for a in range(0, n, step):
             b = min(a + step, n)
-            ids = np.take(name_ids, code_index[a:b], out=ids_buf[: b - a], mode="clip")
             ok = np.isnan(values[a:b], out=ok_buf[: b - a])
             np.logical_not(ok, out=ok)
-            ok &= np.greater_equal(ids, N_SPECIAL, out=real_buf[: b - a])  # not [UNK]
-            yield ids[ok], values[a:b][ok]
+            yield code_index[a:b][ok], values[a:b][ok]
 
-    count = np.zeros(n_ids, dtype=np.int64)
-    for ids, _ in chunks():
-        count += np.bincount(ids, minlength=n_ids)
+    count = np.zeros(n_names, dtype=np.int64)
+    for names, _ in chunks():
+        count += np.bincount(names, minlength=n_names)
     start = np.cumsum(count) - count
     grouped = np.empty(int(count.sum()), dtype=np.float64)
     cursor = start.copy()
-    for ids, vals in chunks():
-        if not len(ids):
+    for names, vals in chunks():
+        if not len(names):
             continue
-        # group the chunk by id (a stable radix sort when the ids fit 16 bits); each
-        # id's run lands at that id's cursor
-        order = np.argsort(ids.astype(np.uint16) if n_ids <= 2**16 else ids, kind="stable")
-        in_chunk = np.bincount(ids, minlength=n_ids)
+        # group the chunk by code (a stable radix sort when the codes fit 16 bits); each
+        # code's run lands at that code's cursor
+        order = np.argsort(
+            names.astype(np.uint16) if n_names <= 2**16 else names, kind="stable"
+        )
+        in_chunk = np.bincount(names, minlength=n_names)
         shift = cursor - (np.cumsum(in_chunk) - in_chunk)
-        dest = shift[ids[order]]
-        dest += np.arange(len(ids))
+        dest = shift[names[order]]
+        dest += np.arange(len(names))
         grouped[dest] = vals[order]
         cursor += in_chunk
     return grouped, start, count
 
 
-def _quantile_edges(name_ids, code_index, values, n_bins: int, n_ids: int) -> dict:
+def _quantile_edges(name_ids, code_index, values, n_bins: int) -> dict:
     """Cut points of each code id: its values' quantiles ``1/n … (n-1)/n``, unique.
 
-    ``name_ids[code_index]`` is the id of each code, ``values`` its value (NaN: none).
-    Vectorised over codes: the valued codes grouped by id and each group sorted, then
-    numpy's "linear" quantile (``a + (b - a) * t``, from the upper side when
-    ``t >= 0.5``, as numpy).
+    ``name_ids`` is the id of each distinct code, ``code_index`` the code of each value
+    (a position in ``name_ids``), ``values`` the values (NaN: none); ids below
+    ``N_SPECIAL`` ([UNK]) get none. Vectorised over codes: the values grouped by code
+    and each group sorted, then numpy's "linear" quantile (``a + (b - a) * t``, from the
+    upper side when ``t >= 0.5``, as numpy).
     """
-    values, start, count = _grouped_values(name_ids, code_index, values, n_ids)
-    uniq = np.flatnonzero(count)
+    values, start, count = _grouped_values(code_index, values, len(name_ids))
+    # distinct codes are distinct ids, but for those that map to [UNK]: left out
+    uniq = np.flatnonzero((count > 0) & (name_ids >= N_SPECIAL))
     if not len(uniq):
         return {}
     start, count = start[uniq], count[uniq]
@@ -802,7 +802,10 @@ def _quantile_edges(name_ids, code_index, values, n_bins: int, n_ids: int) -> di
         for a, b in zip(start.tolist(), (start + count).tolist()):
             values[a:b].sort()
     else:  # many codes: one sort by (code, value) beats a Python loop
-        values = values[np.lexsort((values, np.repeat(uniq, count)))]
+        keep = np.repeat(start, count) + _group_arange(count)
+        values = values[keep]
+        values = values[np.lexsort((values, np.repeat(np.arange(len(uniq)), count)))]
+        start = np.cumsum(count) - count
     q = np.arange(1, n_bins) / n_bins
     pos = q[None, :] * (count[:, None] - 1)
     lo = np.floor(pos).astype(np.int64)
@@ -811,4 +814,4 @@ def _quantile_edges(name_ids, code_index, values, n_bins: int, n_ids: int) -> di
     a, b = values[start[:, None] + lo], values[start[:, None] + hi]
     diff = b - a
     edges = np.where(t >= 0.5, b - diff * (1 - t), a + diff * t)
-    return {int(i): np.unique(e) for i, e in zip(uniq, edges)}
+    return {int(i): np.unique(e) for i, e in zip(name_ids[uniq], edges)}
