@@ -224,22 +224,22 @@ def _subject_summary(table: EventTable, birth_code: str | None) -> pl.DataFrame:
         .select(
             "s",
             "_row",
-            _static=(~timed).cast(pl.UInt32),
+            "t",
+            "c",
             _birth=pl.when(is_birth).then(ticks),
             _first=pl.when(timed & ~is_birth).then(ticks),
-            _null_code=c.is_null().cast(pl.UInt32),
         )
         .group_by("s")
         .agg(
             n=pl.len(),
             lo=pl.col("_row").min(),
             hi=pl.col("_row").max(),
-            n_static=pl.col("_static").sum(),
+            n_static=pl.col("t").null_count(),
             n_birth=pl.col("_birth").count(),
             birth=pl.col("_birth").min(),
             birth_hi=pl.col("_birth").max(),
             first=pl.col("_first").min(),
-            null_codes=pl.col("_null_code").sum(),
+            null_codes=pl.col("c").null_count(),
         )
         .collect(engine="streaming")
     )
