@@ -85,21 +85,35 @@ def is_arrow_frame(X: pd.DataFrame) -> bool:
 
 
 def _array(X: pd.DataFrame, column: str) -> pa.Array:
-    """The column as one (unchunked) pyarrow array."""
+    """The column as one (unchunked) pyarrow array: the column's own when it has one
+    chunk (no copy), else the chunks joined."""
     arr = X[column].array.__arrow_array__()
-    return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+    if isinstance(arr, pa.ChunkedArray):
+        return arr.chunk(0) if arr.num_chunks == 1 else arr.combine_chunks()
+    return arr
 
 
 def _level(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, pa.Array]:
-    """Lengths (0 for a null list), null mask and the flattened child of a list array."""
+    """Lengths (int64, 0 for a null list), null mask and the flattened child of a list
+    array.
+
+    Without nulls the lengths are the differences of the offsets, read in place, and the
+    child is a slice of the list's values (no copy).
+    """
+    if not arr.null_count:
+        offsets = arr.offsets.to_numpy()  # a view, honouring the array's slicing
+        lengths = np.empty(len(arr), dtype=np.int64)
+        np.subtract(offsets[1:], offsets[:-1], out=lengths)
+        return lengths, np.zeros(len(arr), dtype=bool), arr.flatten()
     lengths = pc.list_value_length(arr)
     null = lengths.is_null().to_numpy(zero_copy_only=False)
     lengths = pc.fill_null(lengths, 0).to_numpy().astype(np.int64, copy=False)
     return lengths, null, arr.flatten()  # flatten skips null lists and honours slicing
 
 
-def _strings(leaf: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Positions (int32) into distinct strings, the strings, and a bad-code mask.
+def _strings(leaf: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Positions (int32) into distinct strings, the strings, and a bad-code mask (None
+    when no code is bad).
 
     A dictionary array is read as it is (its dictionary may repeat strings after a
     ``pd.concat``; they are merged here); plain strings are hash-encoded by pyarrow.
@@ -108,11 +122,10 @@ def _strings(leaf: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if not pa.types.is_dictionary(leaf.type):
         leaf = pc.dictionary_encode(leaf)
     indices = leaf.indices
+    bad = None
     if indices.null_count:
         bad = indices.is_null().to_numpy(zero_copy_only=False)
         indices = pc.fill_null(indices, 0)
-    else:
-        bad = np.zeros(len(indices), dtype=bool)
     # int32 indices without nulls are read in place (no copy).
     indices = indices.cast(pa.int32()).to_numpy()
     names = leaf.dictionary.to_numpy(zero_copy_only=False)
@@ -122,7 +135,7 @@ def _strings(leaf: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         indices = position.astype(np.int32)[indices]  # repeated strings: merged
     bad_name = np.array([not isinstance(c, str) or c == "" for c in distinct], dtype=bool)
     if bad_name.any():
-        bad |= bad_name[indices]
+        bad = bad_name[indices] if bad is None else bad | bad_name[indices]
     return indices, distinct, bad
 
 
@@ -133,6 +146,11 @@ def _numbers(leaf: pa.Array) -> tuple[np.ndarray, np.ndarray]:
         return leaf.to_numpy(), np.zeros(len(leaf), dtype=bool)
     null = leaf.is_null().to_numpy(zero_copy_only=False)
     return pc.fill_null(leaf, np.nan).to_numpy(), null
+
+
+def _has_inf(x: np.ndarray) -> bool:
+    """Whether ``x`` (float) holds an infinity: its extremes, NaN ignored (no temporary)."""
+    return bool(len(x)) and bool(np.isinf(np.fmax.reduce(x)) or np.isinf(np.fmin.reduce(x)))
 
 
 def _rows_of(positions: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -152,7 +170,7 @@ def flatten_arrow(X: pd.DataFrame) -> FlatEHR:
     visit_patient = np.repeat(np.arange(n), n_visits)
     bad[visit_patient[null_visit | (visit_lengths == 0)]] = True
     code_index, names, bad_code = _strings(leaf)
-    if bad_code.any():
+    if bad_code is not None:
         bad[visit_patient[_rows_of(np.flatnonzero(bad_code), visit_lengths)]] = True
 
     # ages: one finite, non-negative, non-decreasing number per visit
@@ -169,7 +187,7 @@ def flatten_arrow(X: pd.DataFrame) -> FlatEHR:
     if STATIC in X.columns:
         n_static, _, leaf = _level(_array(X, STATIC))  # a null row: no static codes
         static_index, static_names, bad_code = _strings(leaf)
-        if bad_code.any():
+        if bad_code is not None:
             bad[_rows_of(np.flatnonzero(bad_code), n_static)] = True
 
     values = None
@@ -185,9 +203,10 @@ def flatten_arrow(X: pd.DataFrame) -> FlatEHR:
             bad[visit_patient[present_visit][mismatch]] = True
             if not bad.any():
                 flat_values, _ = _numbers(leaf)
-                bad[visit_patient[present_visit][~null_visit][
-                    _rows_of(np.flatnonzero(np.isinf(flat_values)), lengths[~null_visit])
-                ]] = True
+                if _has_inf(flat_values):
+                    bad[visit_patient[present_visit][~null_visit][
+                        _rows_of(np.flatnonzero(np.isinf(flat_values)), lengths[~null_visit])
+                    ]] = True
                 has = present_visit.copy()
                 has[present_visit] = ~null_visit
                 if has.all():
@@ -206,7 +225,9 @@ def flatten_arrow(X: pd.DataFrame) -> FlatEHR:
             np.concatenate([names, static_names]), use_na_sentinel=False
         )
         position = position.astype(np.int32)
-        code_index = position[: len(names)][code_index]
+        # ``names`` has no repeats: it keeps its positions, so code_index stays as it is.
+        if not np.array_equal(position[: len(names)], np.arange(len(names))):
+            raise AssertionError("flatten_arrow: repeated visit code strings")
         static_index = position[len(names) :][static_index]
         names = names_all
     return FlatEHR(

@@ -16,6 +16,7 @@ its labels line up with these rows.
 from __future__ import annotations
 
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from itertools import chain
 
@@ -223,22 +224,22 @@ def _subject_summary(table: EventTable, birth_code: str | None) -> pl.DataFrame:
         .select(
             "s",
             "_row",
-            _static=(~timed).cast(pl.UInt32),
+            "t",
+            "c",
             _birth=pl.when(is_birth).then(ticks),
             _first=pl.when(timed & ~is_birth).then(ticks),
-            _null_code=c.is_null().cast(pl.UInt32),
         )
         .group_by("s")
         .agg(
             n=pl.len(),
             lo=pl.col("_row").min(),
             hi=pl.col("_row").max(),
-            n_static=pl.col("_static").sum(),
+            n_static=pl.col("t").null_count(),
             n_birth=pl.col("_birth").count(),
             birth=pl.col("_birth").min(),
             birth_hi=pl.col("_birth").max(),
             first=pl.col("_first").min(),
-            null_codes=pl.col("_null_code").sum(),
+            null_codes=pl.col("c").null_count(),
         )
         .collect(engine="streaming")
     )
@@ -510,23 +511,33 @@ def _build_frame(
         "n_pieces": _Growing(np.int64, len(rows)), "last_age": _Growing(np.float64, len(rows)),
     }
     totals = {"selected": 0, "known": 0, "kept": 0}
-    for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+    spans = list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
+
+    def read(a, b):
         batch = table.rows(int(lo[a]), int(hi[b - 1] - lo[a]))
-        batch_subjects = subjects.slice(a, b - a)
         # Subjects without a row may lie between the kept ones: filter them out.
         contiguous = bool((lo[a + 1 : b] == hi[a : b - 1]).all())
-        batch_rows = rows.slice(
-            int(row_bounds_subject[a]), int(row_bounds_subject[b] - row_bounds_subject[a])
+        return _batch_events(
+            cohort, table, batch, None if contiguous else subjects.slice(a, b - a),
+            visit_resolution,
         )
-        part, counts = _build_batch(
-            cohort, batch, None if contiguous else batch_subjects, batch_rows,
-            visit_resolution=visit_resolution, deduplicate=deduplicate,
-        )
-        del batch
-        for name, values in part.items():
-            out[name].extend(values)
-        for key in totals:
-            totals[key] += counts[key]
+
+    # The next batch is read (polars, without the GIL) in a second thread while this
+    # one is converted (numpy): on two cores the reading costs no wall time.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(read, *spans[0]) if spans else None
+        for i, (a, b) in enumerate(spans):
+            events = pending.result()
+            pending = pool.submit(read, *spans[i + 1]) if i + 1 < len(spans) else None
+            batch_rows = rows.slice(
+                int(row_bounds_subject[a]), int(row_bounds_subject[b] - row_bounds_subject[a])
+            )
+            part, counts = _build_batch(cohort, events, batch_rows, deduplicate=deduplicate)
+            del events
+            for name, values in part.items():
+                out[name].extend(values)
+            for key in totals:
+                totals[key] += counts[key]
     counts = {
         "events": cohort.n_events,
         "static": cohort.n_static,
@@ -576,21 +587,20 @@ def _build_frame(
     return X
 
 
-def _build_batch(
+def _batch_events(
     cohort: _Cohort,
+    table: EventTable,
     batch: pl.DataFrame,
     subjects: pl.Series | None,
-    rows: pl.DataFrame,
-    *,
     visit_resolution: str,
-    deduplicate: bool,
-) -> tuple[dict, dict]:
-    """Flat arrays of the rows of one batch of subjects (``rows``, sorted by subject).
+) -> dict:
+    """The events proper of one batch of subjects as numpy arrays, sorted by subject and time.
 
     ``batch`` holds every input row of these subjects (and, unless ``subjects`` is None,
-    rows of other subjects to leave out), sorted by subject.
+    rows of other subjects to leave out), sorted by subject. Returns ``code_id``,
+    ``new_subject``, ``ticks``, ``key`` (the visit key), ``values`` (or None) and
+    ``n_selected``.
     """
-    table = cohort.table
     keep_expr = pl.col("t").is_not_null()
     if cohort.birth_code is not None:
         keep_expr = keep_expr & (pl.col("c") != cohort.birth_code)
@@ -606,7 +616,6 @@ def _build_batch(
     if table.has_values:
         columns.append(pl.col("v"))
     events = batch.lazy().filter(keep_expr).select(columns).collect()
-    n_selected = events.height
     # MEDS shards are sorted by subject and time already: check before paying for a sort.
     # The sort is stable, so events at the same time keep their input order.
     new_subject_expr = (pl.col("s") != pl.col("s").shift(1)).fill_null(True)
@@ -614,13 +623,33 @@ def _build_batch(
         (new_subject_expr | (pl.col("_ticks").diff() >= 0)).all()
     ).item():
         events = events.sort("s", "_ticks", maintain_order=True)
-    code_id = events["_code"].to_numpy()
-    new_subject = events.select(new_subject_expr).to_series().to_numpy()
     ticks = events["_ticks"].to_numpy()
-    key = events["_day"].to_numpy() if visit_resolution == "day" else ticks
-    values = events["v"].to_numpy() if table.has_values else None
+    return {
+        "code_id": events["_code"].to_numpy(),
+        "new_subject": events.select(new_subject_expr).to_series().to_numpy(),
+        "ticks": ticks,
+        "key": events["_day"].to_numpy() if visit_resolution == "day" else ticks,
+        "values": events["v"].to_numpy() if table.has_values else None,
+        "n_selected": events.height,
+    }
+
+
+def _build_batch(
+    cohort: _Cohort,
+    events: dict,
+    rows: pl.DataFrame,
+    *,
+    deduplicate: bool,
+) -> tuple[dict, dict]:
+    """Flat arrays of the rows of one batch of subjects (``rows``, sorted by subject).
+
+    ``events`` are the batch's events (:func:`_batch_events`).
+    """
+    table = cohort.table
+    code_id, new_subject, ticks, key, values, n_selected = (
+        events[name] for name in ("code_id", "new_subject", "ticks", "key", "values", "n_selected")
+    )
     n_codes = int(code_id.max()) + 1 if len(code_id) else 1
-    del events
 
     # Per-subject facts, spread over the subject's events by run length.
     subject_start = np.flatnonzero(new_subject)

@@ -417,11 +417,11 @@ class EHRTokenizer(TransformerMixin, BaseEstimator):
         self._set_vocabulary(kept)
         if self.n_value_bins == 0 or flat.values is None:
             return
-        valued = np.flatnonzero(~np.isnan(flat.values))
-        ids = self._name_ids(flat.code_names)[flat.code_index[valued]]
-        self._set_value_edges(
-            _quantile_edges(ids, flat.values[valued], int(self.n_value_bins)), by_id=True
+        edges = _quantile_edges(
+            self._name_ids(flat.code_names), flat.code_index, flat.values,
+            int(self.n_value_bins),
         )
+        self._set_value_edges(edges, by_id=True)
 
     def _set_vocabulary(self, codes, value_edges=None):
         """Set the fitted state from the real codes (ids from ``N_SPECIAL``) and their cut points."""
@@ -443,12 +443,14 @@ class EHRTokenizer(TransformerMixin, BaseEstimator):
         self.value_edges_ = {str(c): np.asarray(e, dtype=np.float64) for c, e in edges.items()
                              if c in self.vocabulary_}
         width = max((len(e) for e in self.value_edges_.values()), default=0)
-        # Padded table: row = token id, unused slots +inf (never below a value).
-        self._edge_table = np.full((self.vocab_size_, width), np.inf)
+        edge_table = np.full((width, self.vocab_size_), np.inf)
         self._has_values = np.zeros(self.vocab_size_, dtype=bool)
         for code, e in self.value_edges_.items():
-            self._edge_table[self.vocabulary_[code], : len(e)] = e
+            edge_table[: len(e), self.vocabulary_[code]] = e
             self._has_values[self.vocabulary_[code]] = True
+        # Padded table, one row per cut point (a column per token id; unused slots +inf,
+        # never below a value), each row contiguous.
+        self._edge_columns = list(edge_table)
         self.n_value_bins_ = width + 1 if self.value_edges_ else 0
 
     def to_dict(self) -> dict:
@@ -528,140 +530,191 @@ class EHRTokenizer(TransformerMixin, BaseEstimator):
         vocab = self.vocabulary_
         return np.fromiter((vocab.get(c, UNK_ID) for c in names), dtype=np.int32, count=len(names))
 
-    def _value_bins(self, ids: np.ndarray, values) -> np.ndarray:
-        """``1 + #{cut points of the code < value}``; 0 without a value or cut points."""
-        out = np.zeros(len(ids), dtype=np.int32)
+    def _value_bins(self, ids: np.ndarray, values, out: np.ndarray) -> None:
+        """Write ``1 + #{cut points of the code < value}`` into ``out`` where a code has a
+        value and cut points; leave ``out`` elsewhere."""
         if values is None or not self.value_edges_ or self.n_value_bins == 0:
-            return out
-        idx = np.flatnonzero(self._has_values[ids] & ~np.isnan(values))
+            return
+        has = self._has_values[ids]
+        has &= ~np.isnan(values)
+        idx = np.flatnonzero(has)
+        del has
         x, rows = values[idx], ids[idx]
         count = np.ones(len(idx), dtype=np.int32)
-        for j in range(self._edge_table.shape[1]):  # at most n_value_bins - 1 passes
-            count += self._edge_table[rows, j] < x
+        edge = np.empty(len(idx), dtype=np.float64)
+        below = np.empty(len(idx), dtype=bool)
+        for column in self._edge_columns:  # at most n_value_bins - 1 passes
+            np.take(column, rows, out=edge, mode="clip")  # ids are valid rows
+            np.less(edge, x, out=below)
+            count += below
         out[idx] = count
-        return out
 
     def _tokenize(self, flat: FlatEHR) -> TokenizedEHR:
-        # Visit-level work is done for the whole cohort (one entry per visit); the
-        # token-level arrays are filled patient chunk by patient chunk, so that the
-        # temporaries scale with a chunk, not with the cohort.
+        # Visit-level work is done for the whole cohort (one entry per visit). A token
+        # array is written at once by np.repeat over runs of tokens that share a value
+        # ([CLS], a patient's static codes, a visit's codes, its [SEP]); only the code
+        # ids and value bins vary within a run: they are filled patient chunk by patient
+        # chunk, so that the temporaries scale with a chunk, not with the cohort.
         name_ids = self._name_ids(flat.code_names)  # each distinct code looked up once
         n_patients = flat.n_patients
         n_visits = flat.n_visits
         visit_len = flat.visit_lengths
-        visit_patient = np.repeat(np.arange(n_patients), n_visits)
         visit_start = np.cumsum(n_visits) - n_visits  # first visit of each patient
-        code_start = np.cumsum(visit_len) - visit_len  # first code of each visit
 
         # Static codes: at most max_length - 3, so that one code and its [SEP] still fit.
         n_static = flat.static_counts
         s_kept = np.minimum(n_static, int(self.max_length) - 3)
         # Room for visits after [CLS] and the static codes, per patient.
         budget = int(self.max_length) - 1 - s_kept
-        budget_v = np.repeat(budget, n_visits)
 
-        # Truncation: keep the most recent whole visits that fit.
         cost = visit_len + 1  # codes + [SEP]
-        csum = np.cumsum(cost)
         patient_total = np.add.reduceat(cost, visit_start) if len(cost) else cost
-        # cost of visit v and every later visit of the same patient
-        before = csum - cost - np.repeat(csum[visit_start] - cost[visit_start], n_visits)
-        suffix = np.repeat(patient_total, n_visits) - before
-        del csum, before
-        is_last = np.zeros(len(cost), dtype=bool)
-        is_last[visit_start + n_visits - 1] = True
-        keep = (suffix <= budget_v) | is_last
-        kept_len = np.where(keep, np.minimum(visit_len, budget_v - 1), 0)
+        if (patient_total <= budget).all():
+            # Nothing to cut: every visit is kept whole (the general case below gives
+            # the same, at the price of a dozen arrays per visit).
+            kept_len = None
+            kv_len, kept_per_patient, first_kept = visit_len, n_visits, visit_start
+            kv_patient = np.repeat(np.arange(n_patients), n_visits)
+            dropped = np.zeros(n_patients, dtype=np.int64)
+            tokens_per_patient = 1 + s_kept + patient_total
+            visit_complete = np.ones(len(visit_len), dtype=bool)
+            ages = flat.visit_ages
+        else:
+            visit_patient = np.repeat(np.arange(n_patients), n_visits)
+            budget_v = np.repeat(budget, n_visits)
+            # Truncation: keep the most recent whole visits that fit.
+            csum = np.cumsum(cost)
+            # cost of visit v and every later visit of the same patient
+            before = csum - cost - np.repeat(csum[visit_start] - cost[visit_start], n_visits)
+            suffix = np.repeat(patient_total, n_visits) - before
+            del csum, before
+            is_last = np.zeros(len(cost), dtype=bool)
+            is_last[visit_start + n_visits - 1] = True
+            keep = (suffix <= budget_v) | is_last
+            kept_len = np.where(keep, np.minimum(visit_len, budget_v - 1), 0)
 
-        kv = np.flatnonzero(keep)
-        kv_len = kept_len[kv]
-        kv_patient = visit_patient[kv]
-        kept_per_patient = np.bincount(kv_patient, minlength=n_patients)
-        first_kept = np.cumsum(kept_per_patient) - kept_per_patient
-        kv_index = _group_arange(kept_per_patient).astype(np.int32)  # visit index in patient
-        dropped = n_visits - kept_per_patient
-        tokens_per_patient = 1 + s_kept + np.bincount(
-            kv_patient, weights=kv_len + 1, minlength=n_patients
-        ).astype(np.int64)
+            kv = np.flatnonzero(keep)
+            kv_len = kept_len[kv]
+            kv_patient = visit_patient[kv]
+            kept_per_patient = np.bincount(kv_patient, minlength=n_patients)
+            first_kept = np.cumsum(kept_per_patient) - kept_per_patient
+            dropped = n_visits - kept_per_patient
+            tokens_per_patient = 1 + s_kept + np.bincount(
+                kv_patient, weights=kv_len + 1, minlength=n_patients
+            ).astype(np.int64)
+
+            # A kept visit t sees the kept visits f..t (f the first kept). The history cut
+            # at t keeps u..t with u the oldest visit such that visits u..t fit the room.
+            # Both agree when f is the row's first visit or when visit f-1 would not fit in
+            # front of f..t.
+            kv_cost = cost[kv]
+            upto = np.cumsum(kv_cost)
+            upto -= np.repeat(upto[first_kept] - kv_cost[first_kept], kept_per_patient)
+            prev_cost = np.where(dropped > 0, cost[np.maximum(visit_start + dropped - 1, 0)], 0)
+            visit_complete = (np.repeat(dropped, kept_per_patient) == 0) | (
+                np.repeat(prev_cost, kept_per_patient) + upto > budget[kv_patient]
+            )
+            del upto, kv_cost, suffix, keep, budget_v, is_last, visit_patient
+            ages = flat.visit_ages[kv]
         offsets = np.concatenate([[0], np.cumsum(tokens_per_patient)]).astype(np.int64)
         visit_offsets = np.concatenate([[0], np.cumsum(kept_per_patient)]).astype(np.int64)
         n_tokens = int(offsets[-1])
         full_length = 1 + n_static + patient_total
         truncated = (full_length - tokens_per_patient).astype(np.int64)
 
-        # A kept visit t sees the kept visits f..t (f the first kept). The history cut at t
-        # keeps u..t with u the oldest visit such that visits u..t fit the room. Both agree
-        # when f is the row's first visit or when visit f-1 would not fit in front of f..t.
-        kv_cost = cost[kv]
-        upto = np.cumsum(kv_cost)
-        upto -= np.repeat(upto[first_kept] - kv_cost[first_kept], kept_per_patient)
-        prev_cost = np.where(dropped > 0, cost[np.maximum(visit_start + dropped - 1, 0)], 0)
-        visit_complete = (np.repeat(dropped, kept_per_patient) == 0) | (
-            np.repeat(prev_cost, kept_per_patient) + upto > budget[kv_patient]
-        )
-        del upto, kv_cost, suffix, keep, kept_len, budget_v, is_last
-
-        ages = flat.visit_ages[kv]
-        age_bins = 1 + np.clip(
-            np.floor(ages / self.age_bin_width), 0, self.n_age_bins_ - 2
-        ).astype(np.int32)
+        scaled = ages / self.age_bin_width
+        np.floor(scaled, out=scaled)
+        age_bins = np.clip(scaled, 0, self.n_age_bins_ - 2, out=scaled).astype(np.int32)
+        age_bins += 1
         visit_times = (flat.index_age[kv_patient] - ages).astype(np.float32)
-        months = np.maximum(visit_times, 0.0) * 12.0
-        time_bins = 1 + np.clip(
-            np.floor(np.log2(1.0 + months)), 0, self.n_time_bins_ - 2
-        ).astype(np.int32)
-        del ages, months
+        months = np.maximum(visit_times, 0.0)
+        months *= 12.0
+        months += 1.0
+        np.log2(months, out=months)
+        np.floor(months, out=months)
+        time_bins = np.clip(months, 0, self.n_time_bins_ - 2, out=months).astype(np.int32)
+        time_bins += 1
+        del ages, scaled, months
 
-        # Where each kept visit's first token lands: after [CLS], the static codes and
-        # earlier kept visits.
-        cost_kept = kv_len + 1
-        within = np.cumsum(cost_kept) - cost_kept
-        within -= np.repeat(within[first_kept], kept_per_patient)
-        vstart = offsets[kv_patient] + 1 + s_kept[kv_patient] + within
-        del within, cost_kept, kv_patient
-        kv_code_start = code_start[kv]
+        # Runs of tokens: per patient [CLS], its static codes, then per kept visit its
+        # codes and its [SEP]. Run 2p + 2 * first_kept[p] is patient p's [CLS]; kept
+        # visit k's codes are run 2 * kv_patient[k] + 2 + 2k.
+        n_kept = len(kv_len)
+        cls_run = 2 * np.arange(n_patients) + 2 * first_kept
+        code_run = 2 * kv_patient + 2 + 2 * np.arange(n_kept)
+        del kv_patient
+        all_runs = (cls_run, cls_run + 1, code_run, code_run + 1)
+        run_len = np.empty(2 * (n_patients + n_kept), dtype=np.int64)
+        for run, length in zip(all_runs, (1, s_kept, kv_len, 1)):
+            run_len[run] = length
+        run_value = np.empty(len(run_len), dtype=np.int32)
+        visit_index = _group_arange(kept_per_patient).astype(np.int32)  # visit in patient
+        out = {}
+        # (field, [CLS], static codes, a visit's codes, its [SEP]); the code tokens are
+        # -1 until filled below, static codes have no time
+        for name, *values in (
+            ("codes", CLS_ID, 0, -1, SEP_ID),
+            ("age_bins", age_bins[first_kept], 0, age_bins, age_bins),
+            ("time_bins", time_bins[first_kept], 0, time_bins, time_bins),
+            ("visits", 0, 0, visit_index, visit_index),
+        ):
+            for run, value in zip(all_runs, values):
+                run_value[run] = value
+            out[name] = np.repeat(run_value, run_len)
+        del run_value, run_len, cls_run, code_run, all_runs, visit_index
+        # 0, 1, ... within each patient: ones, a step back at each patient's start, summed
+        positions = np.ones(n_tokens, dtype=np.int32)
+        positions[offsets[1:-1]] = 1 - tokens_per_patient[:-1]
+        if n_tokens:
+            positions[0] = 0
+        np.cumsum(positions, dtype=np.int32, out=positions)
+        out["positions"] = positions
+
+        codes = out["codes"]
         static_start = np.cumsum(n_static) - n_static
+        static_pos = np.repeat(offsets[:-1] + 1, s_kept) + _group_arange(s_kept)
+        static_src = np.repeat(static_start, s_kept) + _group_arange(s_kept)
+        codes[static_pos] = name_ids[flat.static_index[static_src]]
+        del static_pos, static_src
 
-        out = {name: np.empty(n_tokens, dtype=np.int32) for name in _TOKEN_FIELDS}
+        # The code tokens, patient chunk by patient chunk: a chunk's codes are a slice of
+        # code_index, less the codes of dropped visits and the cut end of an over-long
+        # last visit where the chunk has any.
+        code_offsets = np.concatenate([[0], np.cumsum(patient_total - n_visits)])
+        visit_offsets_all = np.append(visit_start, len(visit_len))
+        out["value_bins"] = value_bins = np.zeros(n_tokens, dtype=np.int32)
         step = max(_CHUNK_TOKENS, n_tokens // _CHUNKS)
         cuts = np.unique(np.searchsorted(offsets, np.arange(0, n_tokens, step), "right") - 1)
-        for p0, p1 in zip(cuts.tolist(), np.append(cuts[1:], n_patients).tolist()):
+        ends = np.append(cuts[1:], n_patients)
+        # buffers for the largest chunk, reused by every chunk
+        ids = np.empty(int((code_offsets[ends] - code_offsets[cuts]).max(initial=0)), np.int32)
+        is_code = np.empty(int((offsets[ends] - offsets[cuts]).max(initial=0)), dtype=bool)
+        bins = np.empty(len(ids), dtype=np.int32)
+        with_bins = flat.values is not None and bool(self._edge_columns)
+        for p0, p1 in zip(cuts.tolist(), ends.tolist()):
             t0, t1 = int(offsets[p0]), int(offsets[p1])
-            k0, k1 = int(visit_offsets[p0]), int(visit_offsets[p1])
-            chunk = {name: arr[t0:t1] for name, arr in out.items()}  # views
-            out_visit = np.empty(t1 - t0, dtype=np.int64)  # kept-visit row of each token
-            cls_pos = offsets[p0:p1] - t0
-            out_visit[cls_pos] = first_kept[p0:p1]
-            sk = s_kept[p0:p1]
-            static_pos = np.repeat(cls_pos + 1, sk) + _group_arange(sk)
-            out_visit[static_pos] = np.repeat(first_kept[p0:p1], sk)
-            length = kv_len[k0:k1]
-            start = vstart[k0:k1] - t0
-            code_src = np.repeat(kv_code_start[k0:k1], length) + _group_arange(length)
-            code_pos = np.repeat(start, length) + _group_arange(length)
-            out_visit[code_pos] = np.repeat(np.arange(k0, k1), length)
-            sep_pos = start + length
-            out_visit[sep_pos] = np.arange(k0, k1)
-
-            ids = name_ids[flat.code_index[code_src]]
-            codes = chunk["codes"]
-            codes[cls_pos] = CLS_ID
-            codes[code_pos] = ids
-            codes[sep_pos] = SEP_ID
-            chunk["value_bins"][:] = 0
-            chunk["value_bins"][code_pos] = self._value_bins(
-                ids, None if flat.values is None else flat.values[code_src]
-            )
-            np.take(age_bins, out_visit, out=chunk["age_bins"])
-            np.take(time_bins, out_visit, out=chunk["time_bins"])
-            np.take(kv_index, out_visit, out=chunk["visits"])
-            chunk["positions"][:] = _group_arange(tokens_per_patient[p0:p1])
-            if len(static_pos):
-                static_src = np.repeat(static_start[p0:p1], sk) + _group_arange(sk)
-                codes[static_pos] = name_ids[flat.static_index[static_src]]
-                # no time: the zero rows of the age and time tables
-                chunk["age_bins"][static_pos] = 0
-                chunk["time_bins"][static_pos] = 0
+            c0, c1 = int(code_offsets[p0]), int(code_offsets[p1])
+            chunk_index = flat.code_index[c0:c1]
+            chunk_values = flat.values[c0:c1] if with_bins else None
+            if kept_len is not None:
+                v0, v1 = int(visit_offsets_all[p0]), int(visit_offsets_all[p1])
+                kept = kept_len[v0:v1]
+                if kept.sum() < c1 - c0:
+                    parts = np.empty(2 * (v1 - v0), dtype=np.int64)
+                    parts[0::2], parts[1::2] = kept, visit_len[v0:v1] - kept
+                    kept_code = np.repeat(np.tile([True, False], v1 - v0), parts)
+                    chunk_index = chunk_index[kept_code]
+                    chunk_values = chunk_values[kept_code] if with_bins else None
+            m = len(chunk_index)
+            chunk_ids = np.take(name_ids, chunk_index, out=ids[:m], mode="clip")
+            chunk_codes = codes[t0:t1]
+            mask = np.equal(chunk_codes, -1, out=is_code[: t1 - t0])
+            chunk_codes[mask] = chunk_ids
+            if with_bins:
+                chunk_bins = bins[:m]
+                chunk_bins[:] = 0
+                self._value_bins(chunk_ids, chunk_values, chunk_bins)
+                value_bins[t0:t1][mask] = chunk_bins
 
         return TokenizedEHR(
             **out,
@@ -689,28 +742,70 @@ def _warn_truncation(tokens: TokenizedEHR, max_length: int) -> None:
         )
 
 
-def _quantile_edges(ids: np.ndarray, values: np.ndarray, n_bins: int) -> dict:
+def _grouped_values(code_index, values, n_names):
+    """The values (NaN: none) of each distinct code, grouped by its ``code_index``.
+
+    Returns the grouped values, and the first position and count of each code. A counting
+    sort in two passes over chunks of the codes: the only cohort-sized array is the
+    result.
+    """
+    step = max(_CHUNK_TOKENS, 4 * n_names)  # a chunk's per-code arrays stay a small share
+    n = len(code_index)
+    ok_buf = np.empty(min(step, n), dtype=bool)
+
+    def chunks():
+        for a in range(0, n, step):
+            b = min(a + step, n)
+            ok = np.isnan(values[a:b], out=ok_buf[: b - a])
+            np.logical_not(ok, out=ok)
+            yield code_index[a:b][ok], values[a:b][ok]
+
+    count = np.zeros(n_names, dtype=np.int64)
+    for names, _ in chunks():
+        count += np.bincount(names, minlength=n_names)
+    start = np.cumsum(count) - count
+    grouped = np.empty(int(count.sum()), dtype=np.float64)
+    cursor = start.copy()
+    for names, vals in chunks():
+        if not len(names):
+            continue
+        # group the chunk by code (a stable radix sort when the codes fit 16 bits); each
+        # code's run lands at that code's cursor
+        order = np.argsort(
+            names.astype(np.uint16) if n_names <= 2**16 else names, kind="stable"
+        )
+        in_chunk = np.bincount(names, minlength=n_names)
+        shift = cursor - (np.cumsum(in_chunk) - in_chunk)
+        dest = shift[names[order]]
+        dest += np.arange(len(names))
+        grouped[dest] = vals[order]
+        cursor += in_chunk
+    return grouped, start, count
+
+
+def _quantile_edges(name_ids, code_index, values, n_bins: int) -> dict:
     """Cut points of each code id: its values' quantiles ``1/n … (n-1)/n``, unique.
 
-    Vectorised over codes: the valued codes grouped and sorted, then numpy's "linear"
-    quantile (``a + (b - a) * t``, from the upper side when ``t >= 0.5``, as numpy).
+    ``name_ids`` is the id of each distinct code, ``code_index`` the code of each value
+    (a position in ``name_ids``), ``values`` the values (NaN: none); ids below
+    ``N_SPECIAL`` ([UNK]) get none. Vectorised over codes: the values grouped by code
+    and each group sorted, then numpy's "linear" quantile (``a + (b - a) * t``, from the
+    upper side when ``t >= 0.5``, as numpy).
     """
-    ok = (ids >= N_SPECIAL) & ~np.isnan(values)
-    ids, values = ids[ok], values[ok]
-    if not len(ids):
+    values, start, count = _grouped_values(code_index, values, len(name_ids))
+    # distinct codes are distinct ids, but for those that map to [UNK]: left out
+    uniq = np.flatnonzero((count > 0) & (name_ids >= N_SPECIAL))
+    if not len(uniq):
         return {}
-    # Group by code (a stable radix sort when the ids fit 16 bits), then sort each
-    # code's values in place: cheaper than one indirect sort by (code, value).
-    order = np.argsort(ids.astype(np.uint16) if ids.max() < 2**16 else ids, kind="stable")
-    ids, values = ids[order], values[order]
-    del order
-    start = np.flatnonzero(np.concatenate([[True], ids[1:] != ids[:-1]]))
-    uniq, count = ids[start], np.diff(np.append(start, len(ids)))
-    if len(start) <= _SEGMENT_SORTS:
+    start, count = start[uniq], count[uniq]
+    if len(uniq) <= _SEGMENT_SORTS:
         for a, b in zip(start.tolist(), (start + count).tolist()):
             values[a:b].sort()
     else:  # many codes: one sort by (code, value) beats a Python loop
-        values = values[np.lexsort((values, ids))]
+        keep = np.repeat(start, count) + _group_arange(count)
+        values = values[keep]
+        values = values[np.lexsort((values, np.repeat(np.arange(len(uniq)), count)))]
+        start = np.cumsum(count) - count
     q = np.arange(1, n_bins) / n_bins
     pos = q[None, :] * (count[:, None] - 1)
     lo = np.floor(pos).astype(np.int64)
@@ -719,4 +814,4 @@ def _quantile_edges(ids: np.ndarray, values: np.ndarray, n_bins: int) -> dict:
     a, b = values[start[:, None] + lo], values[start[:, None] + hi]
     diff = b - a
     edges = np.where(t >= 0.5, b - diff * (1 - t), a + diff * t)
-    return {int(i): np.unique(e) for i, e in zip(uniq, edges)}
+    return {int(i): np.unique(e) for i, e in zip(name_ids[uniq], edges)}
