@@ -17,18 +17,18 @@ some freed memory). "cpu s" is the process's CPU time (all threads), a steadier
 measure than the wall clock on a shared machine.
 
 With ``--tokenize`` each size then runs conversion and tokenization a second time in
-the same process and prints its wall time: a page of memory touched for the first time
-costs this project's virtual machine tens of microseconds of system time (touching 1 GiB
-fresh: about 10 s of CPU; again: 0.2 s), which the first run pays and a long-lived
-process, or a machine whose memory is already backed, does not. numpy's advice to use
-huge pages for large arrays (``NUMPY_MADVISE_HUGEPAGE``, on by default) makes that first
-touch slower still on a kernel that compacts memory on demand (``defrag=madvise``): on
-this machine ``NUMPY_MADVISE_HUGEPAGE=0`` roughly halves the first run's wall time.
-Measured apart, a plain 4 KiB page costs about 1.3 us here (400 MiB: 0.13 s of system
-time); it is the huge pages that cost (400 MiB: 3 to 5 s when the kernel compacts). Besides
-numpy's large arrays, pyarrow's default pool (mimalloc) backs its large buffers with huge
-pages, so the library avoids pyarrow allocations at cohort size (e.g. ``combine_chunks``,
-pyarrow compute kernels on list offsets) and reads Arrow buffers in place.
+the same process and prints its wall time (memory already touched once).
+
+What a fresh page costs here: a plain 4 KiB page about 1.3 us of system time (400 MiB:
+0.13 s); a huge page, when the kernel must compact memory to find one (transparent huge
+pages on "madvise", defragmentation on "madvise": a common default), 3 to 5 s per 400 MiB.
+numpy advises huge pages for every array of 4 MiB or more, and pyarrow's default pool
+(mimalloc) backs its large buffers with them. So ``from_events`` and ``EHRTokenizer``
+switch numpy's advice off for the duration of their calls
+(``survbehrt.data._pages.plain_pages``, numpy's own ``NUMPY_MADVISE_HUGEPAGE`` switch,
+restored after), and the library avoids pyarrow allocations at cohort size (e.g.
+``combine_chunks``, pyarrow compute kernels on list offsets), reading Arrow buffers in
+place. ``--numpy-advice`` runs with the advice left on, to show what it costs.
 
 The issue's target: >= 5 M events/s on 2 cores for conversion + tokenization, linear
 from 1 M to 50 M events, peak memory <= 3x the final token arrays.
@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -207,6 +208,8 @@ def main(argv=None):
     parser.add_argument("--shuffle", action="store_true", help="unsorted input")
     parser.add_argument("--no-values", action="store_true",
                         help="leave the numeric values out of X (value_col=False)")
+    parser.add_argument("--numpy-advice", action="store_true",
+                        help="leave numpy's huge-page advice on (NUMPY_MADVISE_HUGEPAGE=1)")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -220,13 +223,17 @@ def main(argv=None):
         header += f" {'tok s':>7} {'total M ev/s':>12} {'tokens MiB':>10} {'peak/tokens':>11}"
     print(header)
     stage_lines, warm_lines = [], []
+    # The library's own setting unless asked otherwise: no inherited numpy switch.
+    env = {k: v for k, v in os.environ.items() if k != "NUMPY_MADVISE_HUGEPAGE"}
+    if args.numpy_advice:
+        env["NUMPY_MADVISE_HUGEPAGE"] = "1"
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes:
             path, labels = write_table(int(size * 1e6), Path(tmp), args.shuffle)
             cmd = [sys.executable, __file__, "--child", str(path), str(labels),
                    "--max-length", str(args.max_length)] + (["--tokenize"] if args.tokenize else [])
             cmd += ["--no-values"] if args.no_values else []
-            result = json.loads(subprocess.run(cmd, check=True, capture_output=True,
+            result = json.loads(subprocess.run(cmd, check=True, capture_output=True, env=env,
                                                text=True).stdout.splitlines()[-1])
             path.unlink()
             line = (

@@ -27,6 +27,7 @@ import pyarrow as pa
 
 from ._arrow import list_series
 from ._meds import EventTable, as_datetimes, is_polars, list_ids, read_events, subjects_like
+from ._pages import plain_pages
 from .validation import _group_arange
 
 __all__ = ["from_events"]
@@ -770,6 +771,7 @@ def _last_known(ticks, row_subject, subject_start, pt, strict) -> np.ndarray:
     return located["pos"].fill_null(-1).to_numpy() + 1
 
 
+@plain_pages
 def from_events(
     events,
     prediction_times=None,

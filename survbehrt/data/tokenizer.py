@@ -15,6 +15,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from ._pages import plain_pages
 from .validation import FlatEHR, _group_arange, flatten_ehr
 
 __all__ = [
@@ -366,6 +367,7 @@ class EHRTokenizer(TransformerMixin, BaseEstimator):
                 or self.n_value_bins < 0:
             raise ValueError(f"n_value_bins must be an integer >= 0; got {self.n_value_bins!r}.")
 
+    @plain_pages
     def fit(self, X, y=None):
         """Learn the vocabulary and the value bins from ``X``.
 
@@ -382,6 +384,7 @@ class EHRTokenizer(TransformerMixin, BaseEstimator):
         self._fit_flat(flatten_ehr(X))
         return self
 
+    @plain_pages
     def fit_transform(self, X, y=None) -> TokenizedEHR:
         """Learn the vocabulary and tokenize ``X``, validating and flattening it once.
 
@@ -485,6 +488,7 @@ class EHRTokenizer(TransformerMixin, BaseEstimator):
         """
         return cls(**state["params"])._set_vocabulary(state["codes"], state.get("value_edges"))
 
+    @plain_pages
     def transform(self, X) -> TokenizedEHR:
         """Tokenize patient histories.
 
@@ -506,6 +510,7 @@ class EHRTokenizer(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "vocabulary_")
         return self.transform_flat(flatten_ehr(X))
 
+    @plain_pages
     def transform_flat(self, flat: FlatEHR, warn: bool = True) -> TokenizedEHR:
         """Tokenize an already validated cohort (:func:`~survbehrt.data.flatten_ehr` output).
 
