@@ -423,7 +423,7 @@ def _warn_dropped(
 #: :func:`_build_frame` handles the subjects in about ``_BATCHES`` batches of at least
 #: ``_BATCH_EVENTS`` events (input rows): the per-event temporaries are those of one
 #: batch, a small share of the output, and the per-batch overhead stays small.
-_BATCH_EVENTS = 1 << 16
+_BATCH_EVENTS = 1 << 17
 _BATCHES = 64
 #: Up to this many rows in a batch, each row's cut is found by its own binary search;
 #: beyond, by one as-of join.
