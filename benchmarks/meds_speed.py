@@ -153,7 +153,10 @@ def child(path: str, labels: str, tokenize: bool, max_length: int, values: bool)
     prediction_times = pl.read_parquet(labels)
     # Warm up on a few rows: thread pools and first calls are not per-event costs.
     head = pl.read_parquet(path, n_rows=1000)
-    from_events(head, prediction_times.filter(pl.col("subject_id") == head["subject_id"][0]))
+    small = from_events(head, prediction_times.filter(pl.col("subject_id") == head["subject_id"][0]))
+    if tokenize:
+        EHRTokenizer(max_length=max_length).fit_transform(small)
+    del small
     base = _rss_mib()
     _reset_peak()
     for usage in stages.values():
@@ -187,8 +190,7 @@ def child(path: str, labels: str, tokenize: bool, max_length: int, values: bool)
     out["stages"] = {label: usage.tolist() for label, usage in stages.items()}
     if tokenize:
         # The same work again in this process: memory the first run touched is already
-        # backed by the (virtual) machine. On this project's VM a page touched for the
-        # first time costs tens of microseconds of system time; the first run pays it.
+        # backed (see the module docstring for what a fresh page costs).
         del X, tokens, tokenizer
         gc.collect()
         t4 = time.perf_counter()
