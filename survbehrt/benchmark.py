@@ -95,7 +95,7 @@ class BenchmarkSettings:
     loss : {"nll", "ranking", "hybrid"}, default="nll"
         Loss of the BEHRT variants.
     epochs : int, optional
-        Fine-tuning epochs (default 30, LoRA 4/3 of it; 15 with ``quick``), with early
+        Fine-tuning epochs (default 30, LoRA 4/3 of it; 10 with ``quick``), with early
         stopping on the validation C-index.
     pretrain_epochs : int, optional
         Pre-training epochs (default 15; 5 with ``quick``).
@@ -135,7 +135,10 @@ class BenchmarkSettings:
             s.n_patients = min(s.n_patients, 1500)
             s.folds = min(s.folds, 2)
         if s.epochs is None:
-            s.epochs = 15 if s.quick else 30
+            # quick: 10 keeps the smoke run of both datasets under two minutes on two
+            # cores (113 s measured; 140 s with 15) and BEHRT still learns on the
+            # synthetic cohort (LoRA 0.708 against Cox 0.671)
+            s.epochs = 10 if s.quick else 30
         if s.pretrain_epochs is None:
             s.pretrain_epochs = 5 if s.quick else 15
         unknown = set(s.models) - set(BASELINES + BEHRT_MODELS)

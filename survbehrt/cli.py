@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="loss of the BEHRT variants")
     bench.add_argument("--epochs", type=_positive_int, default=None,
                        help="fine-tuning epochs of the BEHRT variants (default 30, LoRA 4/3 of "
-                            "it; 15 with --quick)")
+                            "it; 10 with --quick)")
     bench.add_argument("--pretrain-epochs", type=_positive_int, default=None,
                        help="pre-training epochs of the per-fold pretrainer (default 15; 5 with "
                             "--quick)")
