@@ -136,7 +136,7 @@ class BenchmarkSettings:
             s.folds = min(s.folds, 2)
         if s.epochs is None:
             # quick: 10 keeps the smoke run of both datasets under two minutes on two
-            # cores (113 s measured; 140 s with 15) and BEHRT still learns on the
+            # cores (112 s measured; 140 s with 15) and BEHRT still learns on the
             # synthetic cohort (LoRA 0.708 against Cox 0.671)
             s.epochs = 10 if s.quick else 30
         if s.pretrain_epochs is None:

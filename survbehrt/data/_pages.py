@@ -4,12 +4,13 @@ numpy asks the kernel to back every array of 4 MiB or more with transparent huge
 (``madvise(MADV_HUGEPAGE)``). Where transparent huge pages are on "madvise" with
 defragmentation on "madvise" — the default of many Linux distributions — and memory is
 fragmented, the first touch of such an array makes the kernel compact memory before it can
-hand out a 2 MiB page. On this project's development machine that cost a first conversion
-and tokenization of 50 M MEDS events 13 s of system time against under 1 s without the
-advice, in a path that writes each large array once and reads it sequentially (where huge
-pages save almost nothing). numpy has a switch for exactly this (its
-``NUMPY_MADVISE_HUGEPAGE`` environment variable, read at import); :func:`plain_pages` sets
-the same switch for the duration of one call and restores it after.
+hand out a 2 MiB page. On this project's development machine a first conversion and
+tokenization of 50 M MEDS events took 31.6 s with the advice and 8.5 s without it
+(``benchmarks/meds_speed.py --tokenize [--numpy-advice]``), in a path that writes each
+large array once and reads it sequentially (where huge pages save almost nothing).
+numpy has a switch for exactly this (its ``NUMPY_MADVISE_HUGEPAGE`` environment variable,
+read at import); :func:`plain_pages` sets the same switch for the duration of one call
+and restores it after.
 
 The switch is process-wide: arrays that another thread allocates during the call get no
 huge-page advice either (a speed matter only; values are never affected). A user who set
