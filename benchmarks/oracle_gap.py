@@ -44,10 +44,16 @@ def projection(risk, components):
     return fitted, r2, coef[:-1]
 
 
-def line(label, y, risk, components, names, oracle):
+def scores(y, risk, components):
+    """Harrell's C of ``risk`` and of its projection, the projection's R² and weights."""
     fitted, r2, coef = projection(risk, components)
+    return harrell_c(y, risk), harrell_c(y, fitted), r2, coef
+
+
+def line(label, scored, names, oracle):
+    c, c_proj, r2, coef = scored
     weights = " ".join(f"{n}={w / coef[0]:.2f}" for n, w in zip(names[1:], coef[1:]))
-    return (f"{label:<18} C {harrell_c(y, risk):.3f}  C proj {harrell_c(y, fitted):.3f}  "
+    return (f"{label:<18} C {c:.3f}  C proj {c_proj:.3f}  "
             f"oracle {oracle:.3f}  R2 {r2:.2f}  weights/age: {weights}")
 
 
@@ -81,15 +87,15 @@ def main():
                 model = BEHRTSurvivalEstimator(random_state=seed, n_threads=args.n_threads)
             t0 = time.perf_counter()
             risk = model.fit(X.iloc[train], y[train]).predict(X.iloc[test])
-            print(line(f"fold {fold} seed {seed}", y_te, risk, comp_te, names, oracle)
+            scored = scores(y_te, risk, comp_te)
+            print(line(f"fold {fold} seed {seed}", scored, names, oracle)
                   + f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
             risks.append((risk - risk.mean()) / risk.std())
-        risk = np.mean(risks, axis=0)
-        if args.seeds > 1:
-            print(line(f"fold {fold} mean of {args.seeds}", y_te, risk, comp_te, names, oracle),
-                  flush=True)
-        summary["C"].append(harrell_c(y_te, risk))
-        summary["C proj"].append(harrell_c(y_te, projection(risk, comp_te)[0]))
+        if args.seeds > 1:  # one seed: its scores are the fold's (C is scale-free)
+            scored = scores(y_te, np.mean(risks, axis=0), comp_te)
+            print(line(f"fold {fold} mean of {args.seeds}", scored, names, oracle), flush=True)
+        summary["C"].append(scored[0])
+        summary["C proj"].append(scored[1])
         summary["oracle"].append(oracle)
     c, proj, oracle = (np.mean(summary[k]) for k in ("C", "C proj", "oracle"))
     print(f"mean over folds {args.folds}: C {c:.3f}  C proj {proj:.3f}  oracle {oracle:.3f}  "
