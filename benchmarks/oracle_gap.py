@@ -9,12 +9,16 @@ the training fold, then full fine-tuning; ``survbehrt.benchmark.make_models``);
 prints:
 
 - ``C``: Harrell's C of the model's risk, and ``oracle``: of the true log-hazard;
-- ``C proj``: Harrell's C of the model's risk *projected* on the generating model's
+- ``C proj``: Harrell's C of the model's log-risk *projected* on the generating model's
   components (age, D present, A before B, C recent, tempo) by least squares — the model
   with the part of its risk that no component explains removed;
-- ``R2``: the share of the risk's variance that the components explain;
+- ``R2``: the share of the log-risk's variance that the components explain;
 - the fitted weight of each component relative to age's (the truth: 1 everywhere);
-- with ``--seeds k``, the same for the mean of the k seeds' standardised risks.
+- with ``--seeds k``, the same for the mean of the k seeds' standardised log-risks.
+
+The projection is on the log scale, the truth's: ``predict`` returns a sum of cumulative
+hazards, which under proportional hazards grows as ``exp`` of the log-hazard, so a linear
+fit of the raw score would count that curvature as unexplained variance.
 
 If ``C proj`` is near the oracle while ``C`` is not, the model has found every
 component and what it lacks is precision: the rest of its risk is variation that the
@@ -86,7 +90,9 @@ def main():
             else:
                 model = BEHRTSurvivalEstimator(random_state=seed, n_threads=args.n_threads)
             t0 = time.perf_counter()
-            risk = model.fit(X.iloc[train], y[train]).predict(X.iloc[test])
+            # predict() is a sum of cumulative hazards (> 0): its log is on the scale of
+            # the generating log-hazard, which the components add up to
+            risk = np.log(model.fit(X.iloc[train], y[train]).predict(X.iloc[test]))
             scored = scores(y_te, risk, comp_te)
             print(line(f"fold {fold} seed {seed}", scored, names, oracle)
                   + f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
