@@ -230,3 +230,51 @@ def test_ctrl_c_keeps_finished_folds(tmp_path):
     assert payload["complete"] is False
     rows = pd.read_csv(out / "results.csv")
     assert set(rows.loc[rows["fold"] == 0, "model"]) == {"CoxPH", "BEHRT-full", "oracle"}
+
+
+def test_cli_log_to_a_file_holds_no_warnings_nor_cursor_codes(tmp_path):
+    """Output redirected to a file, as a new user runs it: no raw warning, no bar codes."""
+    log = tmp_path / "log.txt"
+    cmd = [sys.executable, "-m", "survbehrt", "benchmark", *[a for a in TINY if a != "--quiet"],
+           "--models", "CoxPH", "BEHRT-frozen", "--no-plots", "--out", str(tmp_path / "run")]
+    env = {**os.environ, "PYTHONWARNINGS": "default"}  # every warning shows unless caught
+    with log.open("w") as fh:
+        subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, check=True, timeout=600, env=env)
+    text = log.read_text()
+    assert "\x1b[" not in text and "\r" not in text
+    assert "Warning" not in text and "warnings.warn" not in text, text
+    # the tiny cohort's time grid merges edges in a BEHRT fit: said in one line, not raised
+    notes = [line for line in text.splitlines() if line.startswith("  fold ") and "C=" not in line]
+    assert any("time-grid edges merged" in line for line in notes), text
+
+
+def _cox_search(n_iters, scoring=None):
+    from sklearn.model_selection import GridSearchCV, KFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sksurv.linear_model import CoxPHSurvivalAnalysis
+
+    from survbehrt.data.features import CodeCountTransformer
+
+    pipe = make_pipeline(CodeCountTransformer(min_frequency=5), StandardScaler(),
+                         CoxPHSurvivalAnalysis(alpha=1.0))
+    return GridSearchCV(pipe, {"coxphsurvivalanalysis__n_iter": n_iters}, cv=KFold(3),
+                        scoring=scoring)
+
+
+def test_a_cox_search_s_warnings_become_one_line_that_says_whether_the_scored_fit_capped():
+    from survbehrt.benchmark.models import fit_noting_warnings
+
+    X, y, _ = make_synthetic_ehr(n_patients=200, random_state=0)
+    # one Newton step never meets the 1e-9 tolerance: 3 inner fits and the refit stop at the cap
+    search, note = fit_noting_warnings(_cox_search([1]), X, y, None, 0, "fold 0 CoxPH")
+    assert note.startswith("  fold 0 CoxPH: 4 of 4 fits") and "\n" not in note
+    assert "the scored model stopped at the cap" in note
+    # two candidates, the scoring picks the converging one: only the inner fits of n_iter=1 capped
+    prefer_long = lambda est, X, y: est[-1].n_iter  # noqa: E731
+    search, note = fit_noting_warnings(_cox_search([1, 100], prefer_long), X, y, None, 0, "f")
+    assert search.best_params_ == {"coxphsurvivalanalysis__n_iter": 100}
+    assert note.startswith("  f: 3 of 7 fits") and "the row is unaffected" in note
+    # nothing to say: no line
+    _, note = fit_noting_warnings(_cox_search([100]), X, y, None, 0, "f")
+    assert note is None

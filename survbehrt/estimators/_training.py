@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
 
 import numpy as np
 import torch
@@ -268,7 +269,7 @@ def net_arguments(estimator, seed: int, callbacks: list, train_split=None) -> di
 
 
 def progress_callbacks(verbose: int) -> list:
-    """A progress bar per epoch when ``verbose >= 2``.
+    """A progress bar per epoch when ``verbose >= 2`` and stderr is a terminal (no cursor codes in logs).
 
     Parameters
     ----------
@@ -278,7 +279,7 @@ def progress_callbacks(verbose: int) -> list:
     -------
     list of (str, skorch.callbacks.Callback)
     """
-    return [("progress", ProgressBar())] if verbose >= 2 else []
+    return [("progress", ProgressBar())] if verbose >= 2 and sys.stderr.isatty() else []
 
 
 def last_visit_rows(logits: torch.Tensor, visit_mask: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,241 @@
+"""One benchmark run: folds, fits, scores and the files written after every fold."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import signal
+import sys
+import threading
+import time
+import warnings
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+from sklearn.base import clone
+
+from .data import load_benchmark_data, make_folds, subject_groups
+from .models import _evaluate, _oracle_row, fit_noting_warnings, make_models, make_pretrainer
+from .report import _plot_cindex, _plots, summarize
+from .settings import METRICS, ORACLE, OUTPUT_FILES, BenchmarkSettings
+
+
+class _InterruptFlag:
+    """Remember a Ctrl-C even when a library swallows it.
+
+    skorch catches ``KeyboardInterrupt`` in ``fit`` to end training early, so the
+    benchmark would carry on with a half-trained model. The handler records the
+    interrupt (and still raises, so skorch stops the fit); :meth:`check` re-raises
+    after the fit returns.
+    """
+
+    def __init__(self):
+        self.raised = False
+        self._previous = None
+
+    def _handler(self, signum, frame):
+        self.raised = True
+        raise KeyboardInterrupt
+
+    def install(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+
+    def uninstall(self):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+    def check(self):
+        if self.raised:
+            raise KeyboardInterrupt
+
+
+def _machine() -> dict:
+    import torch
+
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
+
+
+def _write(out: Path, rows: list, dcal_counts: dict, settings: BenchmarkSettings, started: float,
+           complete: bool):
+    frame = pd.DataFrame(rows)
+    frame.to_csv(out / "results.csv", index=False)
+    summary = summarize(frame, dcal_counts) if len(frame) else pd.DataFrame()
+    summary.to_csv(out / "summary.csv", index_label="model")
+    payload = {
+        "settings": asdict(settings),
+        "machine": _machine(),
+        "complete": complete,
+        "wall_time_s": time.perf_counter() - started,
+        "folds": frame.to_dict(orient="records"),
+        "summary": json.loads(summary.reset_index().to_json(orient="records")) if len(summary) else [],
+    }
+    (out / "results.json").write_text(json.dumps(payload, indent=2, default=float))
+    return summary
+
+
+@contextlib.contextmanager
+def _warnings_above_bars(enabled: bool):
+    """Print warnings with ``tqdm.write`` (above the progress bars) instead of through them."""
+    if not enabled:
+        yield
+        return
+    from tqdm.auto import tqdm
+
+    previous = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        text = warnings.formatwarning(message, category, filename, lineno, line)
+        tqdm.write(text.rstrip(), file=sys.stderr)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = previous
+
+
+def _prepare_output(out: Path, overwrite: bool) -> None:
+    """Refuse a non-empty output folder unless ``overwrite``; then clear our own old files."""
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out} exists and is not a folder.")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise FileExistsError(
+                f"{out} exists and is not empty; choose another output folder, or overwrite "
+                f"it (--overwrite; overwrite=True)."
+            )
+        # only the files a run writes: an old plot must not pass for this run's
+        for name in OUTPUT_FILES:
+            (out / name).unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def run_benchmark(settings: BenchmarkSettings | None = None, out="benchmark_results", quiet=False,
+                  plots=True, log=None, overwrite=False):
+    """Run the benchmark and write its results and plots to ``out``.
+
+    Files: ``results.csv`` (one row per model and fold), ``summary.csv`` (mean and
+    standard deviation over folds of every metric, the pooled D-calibration test),
+    ``results.json`` (settings, machine, folds, summary) and, with matplotlib,
+    ``cindex.png``, ``calibration.png``, ``survival_curves.png``, ``auc.png`` and
+    ``brier.png``. ``summary.attrs["files"]`` lists the files written.
+
+    Parameters
+    ----------
+    settings : BenchmarkSettings, optional
+    out : str or path-like, default="benchmark_results"
+        Output folder; it must not exist or be empty unless ``overwrite``.
+    quiet : bool, default=False
+        No progress bars (without it they draw only when stderr is a terminal, so a
+        log file holds no cursor codes).
+    plots : bool, default=True
+        Write the PNG plots (when matplotlib is installed).
+    log : callable, optional
+        Where progress lines go (one string per call); default ``tqdm.write``, which
+        prints above the progress bars instead of tearing them.
+    overwrite : bool, default=False
+        Write into a non-empty ``out`` (the files of an earlier run are replaced;
+        other files are left alone).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The summary (see :func:`summarize`); ``summary.attrs["complete"]`` is False when
+        the run was interrupted (Ctrl-C) and holds only the finished folds.
+
+    Raises
+    ------
+    FileExistsError
+        If ``out`` is not empty and ``overwrite`` is False.
+    """
+    from tqdm.auto import tqdm
+
+    settings = (settings or BenchmarkSettings()).resolved()
+    out = Path(out)
+    _prepare_output(out, overwrite)
+    log = log if log is not None else tqdm.write
+    started = time.perf_counter()
+    X, y, true_risk = load_benchmark_data(settings.dataset, settings.n_patients, settings.random_state)
+    event = y[y.dtype.names[0]]
+    models = make_models(settings)
+    needs_pretrainer = any(name.startswith("BEHRT") for name in models)
+    groups = subject_groups(X)
+    folds = make_folds(X, event, settings.folds, settings.random_state)
+    rows, fitted, curves, dcal_counts = [], {}, {}, {}
+    written = {"results.csv", "summary.csv", "results.json"}
+    size = f"{len(X)} patients" if groups is None else (
+        f"{len(X)} rows of {len(pd.unique(groups))} subjects (folds grouped by subject)")
+    log(f"benchmark: {settings.dataset}, {size}, {event.mean():.0%} events, "
+        f"{settings.folds} folds, models {list(models)}")
+    complete = False
+    interrupt = _InterruptFlag()
+    with _warnings_above_bars(not quiet):  # warnings must not tear the bars either
+        try:
+            interrupt.install()
+            # disable=None: tqdm draws only on a terminal (no cursor codes in a log file)
+            bars = dict(disable=True if quiet else None)
+            fold_bar = tqdm(folds, desc="folds", **bars)
+            for fold, (tr, te) in enumerate(fold_bar):
+                X_tr, X_te, y_tr, y_te = X.iloc[tr], X.iloc[te], y[tr], y[te]
+                pretrainer, pretrain_time = None, 0.0
+                if needs_pretrainer:
+                    t0 = time.perf_counter()
+                    pretrainer, note = fit_noting_warnings(make_pretrainer(settings), X_tr, None, None,
+                                                           settings.random_state, f"fold {fold} pretrainer")
+                    if note:
+                        log(note)
+                    pretrain_time = time.perf_counter() - t0
+                    interrupt.check()
+                for name, template in tqdm(models.items(), desc=f"fold {fold}", leave=False, **bars):
+                    model = clone(template)
+                    if name.startswith("BEHRT"):
+                        model.set_params(pretrained=pretrainer)
+                    t0 = time.perf_counter()
+                    model, note = fit_noting_warnings(
+                        model, X_tr, y_tr, None if groups is None else groups[tr],
+                        settings.random_state, f"fold {fold} {name}")
+                    fit_time = time.perf_counter() - t0
+                    interrupt.check()  # a fit cut short by Ctrl-C is not reported
+                    # a tuned baseline is a search: evaluate its refitted best model
+                    model = getattr(model, "best_estimator_", model)
+                    result, predict_time = _evaluate(model, X_te, y_te, y_tr)
+                    rows.append({"model": name, "fold": fold,
+                                 **{m: result[m] for m in METRICS if m in result},
+                                 "fit_time": fit_time, "predict_time": predict_time,
+                                 "pretrain_time": pretrain_time if name.startswith("BEHRT") else 0.0})
+                    dcal_counts.setdefault(name, []).append(result["d_calibration_counts"])
+                    if fold == 0:
+                        fitted[name], curves[name] = model, result
+                    log(f"  fold {fold} {name:<13} C={result['harrell_c']:.3f}  fit {fit_time:.1f}s")
+                    if note:
+                        log(note)
+                if true_risk is not None:
+                    rows.append({"model": ORACLE, "fold": fold, **_oracle_row(true_risk[te], y_te, y_tr)})
+                if fold == 0 and plots:
+                    written |= _plots(out, fitted, curves, X_te, y_te)
+                _write(out, rows, dcal_counts, settings, started, complete=False)
+            complete = True
+        except KeyboardInterrupt:
+            log("interrupted: the finished folds are saved.")
+        finally:
+            interrupt.uninstall()
+    summary = _write(out, rows, dcal_counts, settings, started, complete=complete)
+    if plots and len(summary):
+        written |= _plot_cindex(out, pd.DataFrame(rows))
+    summary.attrs["complete"] = complete
+    summary.attrs["files"] = [name for name in OUTPUT_FILES if name in written]
+    return summary
