@@ -17,7 +17,7 @@ This module only re-exports.
 from .events import make_synthetic_events
 from .mimic import load_mimic_iv_demo
 from .synthea import SYNTHEA_HISTORY_START, SYNTHEA_LANDMARKS, load_synthea_sample
-from .synthetic import make_synthetic_ehr
+from .synthetic import make_synthetic_ehr, make_unlabelled_pool
 
 __all__ = [
     "SYNTHEA_HISTORY_START",
@@ -26,4 +26,5 @@ __all__ = [
     "load_synthea_sample",
     "make_synthetic_ehr",
     "make_synthetic_events",
+    "make_unlabelled_pool",
 ]

@@ -135,3 +135,81 @@ def to_frame(sim):
     codes = split(visits, sim["n_vis"])
     ages = split(sim["visit_age"].tolist(), sim["n_vis"])
     return pd.DataFrame({"codes": codes, "ages": ages, "index_age": sim["index_age"]})
+
+
+def history_window(index_day, years):
+    """Years of history before the index: ``years``, shortened to start at age 18."""
+    return np.minimum(years, index_day / DAYS_PER_YEAR - 18.0)
+
+
+def poisson_times(rng, rate, window):
+    """Times of a Poisson process of ``rate`` per year on ``(-window, 0)`` (years to index).
+
+    Returns the patient of each time and the times, patient after patient (unsorted
+    within a patient).
+    """
+    count = rng.poisson(rate * window)
+    pat = np.repeat(np.arange(len(window)), count)
+    return pat, -rng.uniform(0.0, 1.0, size=len(pat)) * window[pat]
+
+
+def visits_from_times(pat, t, index_day, max_visits):
+    """Visits from times in years before the index (negative), at most ``max_visits`` each.
+
+    Times become whole days since birth; a patient's visits on one day are one visit;
+    a patient keeps the ``max_visits`` most recent. Every patient must have a time.
+
+    Returns
+    -------
+    dict
+        ``n_vis``, ``pat_of_visit``, ``visit_day``, ``visit_age``, ``years_before``
+        (years from the visit to the index) and ``keep`` (which of the input times
+        became a visit, in the input's order).
+    """
+    n = len(index_day)
+    day = index_day[pat] + np.floor(t * DAYS_PER_YEAR).astype(np.int64)
+    order = np.lexsort((day, pat))
+    day_sorted, pat_sorted = day[order], pat[order]
+    first_of_day = np.ones(len(order), bool)
+    first_of_day[1:] = (pat_sorted[1:] != pat_sorted[:-1]) | (day_sorted[1:] != day_sorted[:-1])
+    per_pat = np.bincount(pat_sorted[first_of_day], minlength=n)
+    if (per_pat == 0).any():
+        raise AssertionError("every patient needs at least one visit")
+    # rank from the most recent visit: keep ranks < max_visits
+    rank = np.repeat(per_pat, per_pat) - 1 - group_arange(per_pat)
+    kept_first = first_of_day.copy()
+    kept_first[np.flatnonzero(first_of_day)[rank >= max_visits]] = False
+    keep = np.zeros(len(order), bool)
+    keep[order[kept_first]] = True
+    pat_of_visit = pat_sorted[kept_first]
+    visit_day = day_sorted[kept_first]
+    return {
+        "n_vis": np.bincount(pat_of_visit, minlength=n).astype(np.int64),
+        "pat_of_visit": pat_of_visit,
+        "visit_day": visit_day,
+        "visit_age": visit_day / DAYS_PER_YEAR,
+        "years_before": (index_day[pat_of_visit] - visit_day) / DAYS_PER_YEAR,
+        "keep": keep,
+        "order": order[kept_first],  # input position of each visit
+    }
+
+
+def sim_of(code_system, visits, index_day, codes_per_visit, all_code, outcome, **truth):
+    """Assemble a sim (see the module docstring) from a generator's parts.
+
+    ``code_system`` holds ``names``, ``background`` and ``p_background``; ``visits``
+    ``n_vis``, ``pat_of_visit``, ``visit_day`` and ``visit_age``; ``outcome`` is
+    ``(event, time)``; ``truth`` gives ``true_risk``, ``components``, ``effects``,
+    ``signal_codes`` and ``extra``.
+    """
+    return {
+        **{k: code_system[k] for k in ("names", "background", "p_background")},
+        **{k: visits[k] for k in ("n_vis", "pat_of_visit", "visit_day", "visit_age")},
+        "index_day": index_day,
+        "index_age": index_day / DAYS_PER_YEAR,
+        "codes_per_visit": codes_per_visit,
+        "all_code": all_code,
+        "event": outcome[0],
+        "time": outcome[1],
+        **truth,
+    }

@@ -18,6 +18,7 @@ from ._common import (
     group_arange,
     index_days,
     scaled_risk,
+    sim_of,
     unique_per_visit,
     weibull_outcome,
     zipf,
@@ -263,26 +264,12 @@ def simulate(
         effects = {"age": _COUNT_AGE_EFFECT}
         effects.update({k[len("log1p_count_") :]: b
                         for k, b in zip(list(components)[1:], _COUNT_EFFECTS)})
-    return {
-        "names": world["names"],
-        "background": world["background"],
-        "p_background": world["p_background"],
-        "n_vis": n_vis,
-        "pat_of_visit": pat_of_visit,
-        "visit_day": visit_day,
-        "visit_age": visit_age,
-        "index_day": index_day,
-        "index_age": index_age,
-        "codes_per_visit": codes_per_visit,
-        "all_code": all_code,
-        "event": event,
-        "time": time,
-        "true_risk": true_risk,
-        "components": components,
-        "effects": effects,
-        "signal_codes": {g: world["names"][c].tolist() for g, c in world["signal"].items()},
-        "extra": {},
-    }
+    visits = {"n_vis": n_vis, "pat_of_visit": pat_of_visit, "visit_day": visit_day,
+              "visit_age": visit_age}
+    return sim_of(world, visits, index_day, codes_per_visit, all_code, (event, time),
+                  true_risk=true_risk, components=components, effects=effects,
+                  signal_codes={g: world["names"][c].tolist() for g, c in world["signal"].items()},
+                  extra={})
 
 
 def _sequence_risk(index_age, has_d, a_before_b, c_visit, years_before, pat_of_visit):

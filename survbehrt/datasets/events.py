@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import inspect
-
 import numpy as np
 import pandas as pd
 
 from ._common import DAYS_PER_YEAR, rng_of
-from .synthetic import make_synthetic_ehr, simulate
+from .synthetic import ehr_defaults, simulate
 
 __all__ = ["make_synthetic_events"]
 
@@ -43,7 +41,7 @@ def make_synthetic_events(
     ----------
     n_patients : int, default=4000
         Number of patients.
-    scenario : {"sequence", "counts"}, default="sequence"
+    scenario : {"sequence", "counts", "latent", "synonyms"}, default="sequence"
         As in :func:`make_synthetic_ehr`.
     random_state : int, numpy Generator, RandomState or None, default=None
         Seed; the same seed gives the same cohort as :func:`make_synthetic_ehr`.
@@ -79,7 +77,7 @@ def make_synthetic_events(
     20
     """
     rng = rng_of(random_state)
-    sim = simulate(n_patients, scenario, rng, **_ehr_defaults(kwargs))
+    sim = simulate(n_patients, scenario, rng, **ehr_defaults(kwargs))
     n = len(sim["n_vis"])
     # Post-simulation draws use their own stream, so that the cohort equals make_synthetic_ehr's.
     extra = np.random.default_rng(rng.integers(np.iinfo(np.int64).max))
@@ -148,18 +146,3 @@ def make_synthetic_events(
         }
     )
     return events, labels
-
-
-def _ehr_defaults(kwargs):
-    """make_synthetic_ehr's generator arguments, with its defaults, updated by kwargs."""
-    params = inspect.signature(make_synthetic_ehr).parameters
-    defaults = {
-        name: p.default
-        for name, p in params.items()
-        if p.kind is inspect.Parameter.KEYWORD_ONLY and name != "return_info"
-    }
-    unknown = set(kwargs) - set(defaults)
-    if unknown:
-        raise TypeError(f"unexpected keyword arguments: {sorted(unknown)}")
-    defaults.update(kwargs)
-    return defaults
