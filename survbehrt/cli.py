@@ -16,7 +16,9 @@ QUICK_NOTE = (
 
 DATASET_HELP = (
     "'synthetic' (risk from the order, recency and tempo of codes), 'synthetic-counts' "
-    "(risk from code counts only), 'synthea-sample' (the vendored Synthea sample, folds "
+    "(risk from code counts only), 'synthetic-latent' (a hidden disease stage), "
+    "'synthetic-synonyms' (order, recency and tempo of concepts spread over rare synonym "
+    "codes), 'synthea-sample' (the vendored Synthea sample, folds "
     "grouped by patient), or a folder holding two tables, each .parquet or .csv: "
     "events.* with columns subject_id, time, code (MEDS style, one MEDS_BIRTH row per "
     "subject; time a date or years) and labels.* with columns subject_id, prediction_time, "

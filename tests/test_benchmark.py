@@ -278,3 +278,13 @@ def test_a_cox_search_s_warnings_become_one_line_that_says_whether_the_scored_fi
     # nothing to say: no line
     _, note = fit_noting_warnings(_cox_search([100]), X, y, None, 0, "f")
     assert note is None
+
+
+@pytest.mark.parametrize("dataset, scenario", [("synthetic-latent", "latent"),
+                                               ("synthetic-synonyms", "synonyms")])
+def test_the_new_generators_are_benchmark_datasets(dataset, scenario):
+    X, y, risk = load_benchmark_data(dataset, n_patients=120, random_state=4)
+    X_ref, y_ref, risk_ref = make_synthetic_ehr(n_patients=120, scenario=scenario, random_state=4)
+    pd.testing.assert_frame_equal(X, X_ref)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(risk, risk_ref)  # the oracle row's truth

@@ -11,7 +11,7 @@ from sklearn.model_selection import (
     StratifiedKFold,
 )
 
-from .settings import DATASETS
+from .settings import DATASETS, SYNTHETIC
 
 
 def _read_table(path: Path) -> pd.DataFrame:
@@ -35,7 +35,10 @@ def load_benchmark_data(dataset: str, n_patients: int = 4000, random_state: int 
     Parameters
     ----------
     dataset : str
-        ``"synthetic"``, ``"synthetic-counts"``, ``"synthea-sample"`` (indexed by
+        ``"synthetic"``, ``"synthetic-counts"``, ``"synthetic-latent"``,
+        ``"synthetic-synonyms"`` (the scenarios ``"sequence"``, ``"counts"``, ``"latent"``
+        and ``"synonyms"`` of :func:`survbehrt.datasets.make_synthetic_ehr`),
+        ``"synthea-sample"`` (indexed by
         ``subject_id`` and ``prediction_time``; see
         :func:`survbehrt.datasets.load_synthea_sample`), or a folder with two tables:
         ``events`` (MEDS-style ``subject_id``, ``time``, ``code``, with ``MEDS_BIRTH``
@@ -57,9 +60,9 @@ def load_benchmark_data(dataset: str, n_patients: int = 4000, random_state: int 
 
     from ..datasets import load_synthea_sample, make_synthetic_ehr
 
-    if dataset in ("synthetic", "synthetic-counts"):
-        scenario = "sequence" if dataset == "synthetic" else "counts"
-        return make_synthetic_ehr(n_patients=n_patients, scenario=scenario, random_state=random_state)
+    if dataset in SYNTHETIC:
+        return make_synthetic_ehr(n_patients=n_patients, scenario=SYNTHETIC[dataset],
+                                  random_state=random_state)
     if dataset == "synthea-sample":
         X, y = load_synthea_sample()
         return X, y, None

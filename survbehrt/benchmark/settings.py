@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 BASELINES = ("CoxPH", "Cox-age", "RSF", "GBS")
-DATASETS = ("synthetic", "synthetic-counts", "synthea-sample")
+#: The synthetic datasets and the make_synthetic_ehr scenario each one draws.
+SYNTHETIC = {"synthetic": "sequence", "synthetic-counts": "counts",
+             "synthetic-latent": "latent", "synthetic-synonyms": "synonyms"}
+DATASETS = (*SYNTHETIC, "synthea-sample")
 BEHRT_MODELS = ("BEHRT-full", "BEHRT-lora", "BEHRT-frozen")
 ORACLE = "oracle"
 METRICS = ("harrell_c", "uno_c", "integrated_brier", "mean_auc", "d_calibration_p",
@@ -27,7 +30,10 @@ class BenchmarkSettings:
     ----------
     dataset : str, default="synthetic"
         ``"synthetic"`` (risk depends on order, recency and tempo), ``"synthetic-counts"``
-        (risk from code counts only), ``"synthea-sample"`` (the vendored Synthea sample:
+        (risk from code counts only), ``"synthetic-latent"`` (a hidden disease stage),
+        ``"synthetic-synonyms"`` (order, recency and tempo of concepts spread over rare
+        synonym codes; see :func:`survbehrt.datasets.make_synthetic_ehr` for all four),
+        ``"synthea-sample"`` (the vendored Synthea sample:
         death within 10 years of a landmark, several landmarks per patient; see
         :func:`survbehrt.datasets.load_synthea_sample`) or a path to a folder holding
         ``events`` and ``labels`` tables (parquet or CSV; see :func:`load_benchmark_data`).
