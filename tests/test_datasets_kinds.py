@@ -14,11 +14,23 @@ KINDS = ("sequence", "counts", "latent", "synonyms")
 NEW = ("latent", "synonyms")
 
 
-@pytest.fixture(scope="module", params=NEW)
+def _cohort(scenario):
+    return make_synthetic_ehr(n_patients=3000, scenario=scenario, random_state=0, return_info=True)
+
+
+@pytest.fixture(scope="module")
+def latent():
+    return _cohort("latent")
+
+
+@pytest.fixture(scope="module")
+def synonyms():
+    return _cohort("synonyms")
+
+
+@pytest.fixture(params=NEW)
 def cohort(request):
-    return request.param, make_synthetic_ehr(
-        n_patients=3000, scenario=request.param, random_state=0, return_info=True
-    )
+    return request.param, request.getfixturevalue(request.param)
 
 
 def _flat(X):
@@ -53,10 +65,8 @@ def test_a_valid_cohort(cohort):
     np.testing.assert_allclose(info["components"].sum(axis=1).to_numpy(), risk, atol=1e-12)
 
 
-def test_latent_risk_is_the_documented_function_of_the_stage(cohort):
-    scenario, (X, _, risk, info) = cohort
-    if scenario != "latent":
-        pytest.skip("latent only")
+def test_latent_risk_is_the_documented_function_of_the_stage(latent):
+    X, _, risk, info = latent
     stage = info["stage"]
     assert set(np.unique(stage)) == {0, 1, 2, 3}
     beta = {0: 0.0, 1: 0.9, 2: 1.8, 3: 2.7}  # from the docstring
@@ -74,11 +84,9 @@ def test_latent_risk_is_the_documented_function_of_the_stage(cohort):
     assert (np.argmax(share, axis=1) == np.arange(4)).all(), share
 
 
-def test_synonyms_risk_follows_the_documented_rules(cohort):
+def test_synonyms_risk_follows_the_documented_rules(synonyms):
     """Recompute every term of true_risk from X with a plain loop, as the docstring says."""
-    scenario, (X, _, risk, info) = cohort
-    if scenario != "synonyms":
-        pytest.skip("synonyms only")
+    X, _, risk, info = synonyms
     prefix = info["concepts"]
     for name, codes in info["signal_codes"].items():
         assert len(codes) == 20 and all(c.startswith(prefix[name] + ".") for c in codes)
@@ -105,10 +113,8 @@ def test_synonyms_risk_follows_the_documented_rules(cohort):
         assert uses.max() / uses.sum() == pytest.approx(top, abs=0.03)
 
 
-def test_the_order_of_p_and_q_leaves_no_trace_in_their_counts(cohort):
-    scenario, (X, _, _, info) = cohort
-    if scenario != "synonyms":
-        pytest.skip("synonyms only")
+def test_the_order_of_p_and_q_leaves_no_trace_in_their_counts(synonyms):
+    X, _, _, info = synonyms
     p, q = (set(info["signal_codes"][g]) for g in "PQ")
     diff, first = [], []
     for visits in X["codes"]:
