@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .survival import _check_cuts, _cumhaz_in_bins, locate
+from .survival import _check_cuts, _cumhaz_in_bins, _exact_dtype, locate
 
 __all__ = [
     "HybridSurvivalLoss",
@@ -54,7 +54,9 @@ def _check_inputs(logits, time, event, cuts, mask, weight=None):
     time = torch.as_tensor(time, device=logits.device)
     if time.dtype == torch.bool:
         raise TypeError("time is boolean: arguments are (logits, time, event, cuts)")
-    time = time.to(logits.dtype)
+    # follow-up and edges in float32 at least, whatever the autocast dtype of the logits
+    dtype = _exact_dtype(logits.dtype)
+    time = time.to(dtype)
     event = torch.as_tensor(event, device=logits.device)
     target_shape = tuple(logits.shape[:-1])
     for name, value in (("time", time), ("event", event)):
@@ -71,7 +73,7 @@ def _check_inputs(logits, time, event, cuts, mask, weight=None):
         time = torch.where(mask, time, torch.zeros_like(time))
         event = torch.where(mask, event, torch.zeros_like(event))
     if weight is not None:
-        weight = torch.as_tensor(weight, device=logits.device, dtype=logits.dtype)
+        weight = torch.as_tensor(weight, device=logits.device, dtype=dtype)
         if tuple(weight.shape) != target_shape:
             raise ValueError(f"weight must have shape {target_shape}, got {tuple(weight.shape)}")
     if time.numel() and not (torch.isfinite(time).all() and (time >= 0).all()):
@@ -161,6 +163,7 @@ def survival_nll(logits, time, event, cuts, weight=None, mask=None, reduction="m
     if reduction not in _REDUCTIONS:
         raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
     time, event, cuts, mask, weight = _check_inputs(logits, time, event, cuts, mask, weight)
+    logits = logits.to(time.dtype)  # the likelihood in float32 even for bf16 logits
     if reduction == "none":
         flat = logits.reshape(-1, logits.shape[-1])
         per_row = _nll_rows(flat, time.reshape(-1), event.reshape(-1), cuts).reshape(time.shape)
@@ -288,6 +291,7 @@ def pairwise_ranking_loss(
     if not sigma > 0:
         raise ValueError(f"sigma must be positive, got {sigma!r}")
     time, event, cuts, mask, _ = _check_inputs(logits, time, event, cuts, mask)
+    logits = logits.to(time.dtype)  # compared in float32 even for bf16 logits
     rows, t, ev, _, auto_groups = _rows(logits, time, event, mask)
     if groups is None:
         groups = auto_groups
@@ -305,6 +309,7 @@ def pairwise_ranking_loss(
     if reference is not None:
         r_logits, r_time, r_event, r_groups = reference
         r_time, r_event, _, _, _ = _check_inputs(r_logits, r_time, r_event, cuts, None)
+        r_logits = r_logits.to(rows.dtype)
         if r_groups is not None and groups is None:
             raise ValueError("reference has groups but the current rows do not")
         for a, b in (((rows, t, ev, groups), (r_logits, r_time, r_event, r_groups)),
@@ -324,7 +329,11 @@ class RankingMemory:
     with a long one. The memory keeps the last ``size`` rows seen (their logits
     detached, follow-up, event and group), drawn from batches of every length
     bucket, and :func:`pairwise_ranking_loss` ranks the current batch against
-    them too. The logits are a few steps stale, as in a MoCo queue.
+    them too. The logits are a few steps stale, as in a MoCo queue, but never
+    older than the current epoch: the survival net empties it (:meth:`clear`) as
+    each epoch begins, so a cohort smaller than ``size`` is not held several times
+    over, from past epochs' weights.
+    Logits and times are stored in float32 at least (bf16 would round the times).
 
     Parameters
     ----------
@@ -340,6 +349,11 @@ class RankingMemory:
 
     def __len__(self) -> int:
         return self.n
+
+    def clear(self):
+        """Forget every row (the buffer is kept)."""
+        self.n = 0
+        self.pos = 0
 
     def view(self):
         """The stored rows.
@@ -366,17 +380,18 @@ class RankingMemory:
         if self.size <= 0:
             return
         if self.logits is None or self.logits.shape[1] != logits.shape[1]:
-            k = logits.shape[1]
-            self.logits = logits.new_zeros(self.size, k)
-            self.time = logits.new_zeros(self.size)
-            self.event = torch.zeros(self.size, dtype=torch.bool, device=logits.device)
-            self.groups = torch.zeros(self.size, dtype=torch.long, device=logits.device)
+            k, device = logits.shape[1], logits.device
+            self.logits = torch.zeros(self.size, k, dtype=_exact_dtype(logits.dtype), device=device)
+            self.time = torch.zeros(self.size, dtype=_exact_dtype(time.dtype), device=device)
+            self.event = torch.zeros(self.size, dtype=torch.bool, device=device)
+            self.groups = torch.zeros(self.size, dtype=torch.long, device=device)
+            self.clear()  # rows of another grid are gone with the old buffer
         n = logits.shape[0]
         if n > self.size:
             logits, time, event, groups = (x[-self.size:] for x in (logits, time, event, groups))
             n = self.size
         idx = (self.pos + torch.arange(n, device=logits.device)) % self.size
-        self.logits[idx] = logits.detach()
+        self.logits[idx] = logits.detach().to(self.logits.dtype)
         self.time[idx] = time.detach().to(self.time.dtype)
         self.event[idx] = event.detach().bool()
         self.groups[idx] = groups.detach().long()

@@ -259,10 +259,12 @@ def discretize(time, event, cuts):
 
     Notes
     -----
-    With torch input, ``cuts`` is cast to ``time``'s dtype: float32 times
-    that sit exactly on a float64 edge may round to either side.
+    With torch input, ``time`` and ``cuts`` are compared in ``time``'s dtype, at
+    least float32 (half-precision times are upcast, never the edges rounded to
+    them): float32 times that sit exactly on a float64 edge may round to either side.
     """
     if isinstance(time, torch.Tensor):
+        time = time.to(_exact_dtype(time.dtype))
         inner = torch.as_tensor(np.asarray(cuts)[1:], dtype=time.dtype, device=time.device)
         ev = torch.as_tensor(event, device=time.device).bool() & (time <= inner[-1])
         left = torch.searchsorted(inner, time.contiguous(), right=False)
@@ -329,8 +331,8 @@ def _is_torch(x):
 
 
 def _softplus(logits):
-    if _is_torch(logits):
-        return torch.nn.functional.softplus(logits)
+    if _is_torch(logits):  # curves of half-precision logits summed in float32
+        return torch.nn.functional.softplus(logits.to(_exact_dtype(logits.dtype)))
     return np.logaddexp(0.0, np.asarray(logits, dtype=float))
 
 
@@ -429,6 +431,24 @@ def risk_score(logits):
     return cumhaz.sum(dim=-1) if _is_torch(cumhaz) else cumhaz.sum(axis=-1)
 
 
+def _exact_dtype(dtype):
+    """The dtype survival math runs in for tensors of ``dtype``: at least float32.
+
+    Under mixed precision the logits may be bfloat16 or float16, whose steps near
+    10 years are 0.0625 (23 days) and 0.0078 years: follow-up times, grid edges
+    and the likelihood are computed in float32 (float64 stays float64).
+
+    Parameters
+    ----------
+    dtype : torch.dtype
+
+    Returns
+    -------
+    torch.dtype
+    """
+    return torch.promote_types(dtype, torch.float32)
+
+
 def _check_cuts(cuts, n_bins):
     cuts = np.asarray(cuts, dtype=float)
     if cuts.ndim != 1 or cuts.shape[0] != n_bins + 1:
@@ -460,6 +480,7 @@ def locate(time, cuts):
     cuts = np.asarray(cuts, dtype=float)
     n_bins = cuts.shape[0] - 1
     if _is_torch(time):
+        time = time.to(_exact_dtype(time.dtype))  # bf16 edges 0.0625 apart near 10 years
         c = torch.as_tensor(cuts, dtype=time.dtype, device=time.device)
         k = torch.searchsorted(c[1:].contiguous(), time.contiguous(), right=False).clamp(max=n_bins - 1)
         share = (time - c[k]) / (c[k + 1] - c[k])
