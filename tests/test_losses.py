@@ -7,6 +7,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from loss_references import cumhaz_loop, ranking_reference
 from scipy.integrate import trapezoid
 from sksurv.metrics import concordance_index_censored
 
@@ -23,30 +24,13 @@ from survbehrt.losses import (
 )
 
 
-def _softplus(a):
-    return math.log1p(math.exp(a)) if a < 30 else a + math.log1p(math.exp(-a))
-
-
-def _cumhaz_loop(logits_row, cuts, t):
-    """H(t) by walking the bins: a constant rate eta_k / width_k inside bin k."""
-    h = 0.0
-    for k in range(len(cuts) - 1):
-        lo, hi = cuts[k], cuts[k + 1]
-        rate = _softplus(float(logits_row[k])) / (hi - lo)
-        if t > hi and k < len(cuts) - 2:
-            h += rate * (hi - lo)
-        else:
-            return h + rate * (t - lo), rate
-    raise AssertionError("unreachable")
-
-
 def _nll_reference(logits, time, event, cuts):
     """-log L per subject: H(t) - delta log(rate at t), censored at the last edge."""
     out = []
     for a, t, e in zip(logits, time, event):
         if t > cuts[-1]:
             t, e = cuts[-1], False
-        h, rate = _cumhaz_loop(a, cuts, t)
+        h, rate = cumhaz_loop(a, cuts, t)
         out.append(h - (math.log(rate) if e else 0.0))
     return np.array(out)
 
@@ -90,7 +74,7 @@ def test_nll_is_a_density_in_time():
     density = np.exp(-survival_nll(logits.expand(grid.shape[0], -1), torch.tensor(grid),
                                    torch.ones(grid.shape[0], dtype=torch.bool), cuts,
                                    reduction="none").numpy())
-    mass = 1.0 - math.exp(-_cumhaz_loop(logits[0].numpy(), cuts, 4.0)[0])
+    mass = 1.0 - math.exp(-cumhaz_loop(logits[0].numpy(), cuts, 4.0)[0])
     # scipy's trapezoid: numpy has it only from 2.0 (the minimum supported numpy is 1.24)
     assert trapezoid(density, grid) == pytest.approx(mass, abs=1e-6)
 
@@ -142,38 +126,11 @@ def test_losses_finite_for_extreme_logits(values, times, ev):
 # ------------------------------------------------------------------ ranking
 
 
-def _ranking_reference(logits, time, event, cuts, sigma, form, groups=None, n_current=None):
-    """Double loop from the definition: i had the event at t_i, j was at risk after t_i
-    (T_j > t_i, or censored at T_j = t_i), both compared at t_i; times past the last edge
-    are censored there. With ``n_current``, rows from it on are reference rows that are
-    not compared with each other."""
-    n = len(time)
-    time = np.asarray(time, dtype=float)
-    event = np.asarray(event, dtype=bool) & (time <= cuts[-1])
-    time = np.minimum(time, cuts[-1])
-    total, pairs = 0.0, 0
-    for i in range(n):
-        if not event[i]:
-            continue
-        for j in range(n):
-            if i == j or (groups is not None and groups[i] == groups[j]):
-                continue
-            if n_current is not None and i >= n_current and j >= n_current:
-                continue
-            if time[j] > time[i] or (time[j] == time[i] and not event[j]):
-                f_i = 1.0 - math.exp(-_cumhaz_loop(logits[i], cuts, time[i])[0])
-                f_j = 1.0 - math.exp(-_cumhaz_loop(logits[j], cuts, time[i])[0])
-                z = -(f_i - f_j) / sigma
-                total += math.exp(z) if form == "exp" else math.log1p(math.exp(z))
-                pairs += 1
-    return total / max(pairs, 1), pairs
-
-
 @pytest.mark.parametrize("form", ["exp", "softplus"])
 @pytest.mark.parametrize("seed", range(4))
 def test_ranking_matches_double_loop(form, seed):
     logits, time, event, cuts = _case(seed, n=20)
-    ref, pairs = _ranking_reference(logits, time, event, cuts, 0.3, form)
+    ref, pairs = ranking_reference(logits, time, event, cuts, 0.3, form)
     got = pairwise_ranking_loss(torch.tensor(logits), torch.tensor(time), torch.tensor(event),
                                 cuts, sigma=0.3, form=form)
     assert pairs > 50
@@ -231,7 +188,7 @@ def test_ranking_with_reference_rows_matches_double_loop():
     n = len(time)
     cur = np.arange(n) < n // 2
     groups = np.arange(n) % 9  # some rows share a group
-    ref, pairs = _ranking_reference(
+    ref, pairs = ranking_reference(
         np.concatenate([logits[cur], logits[~cur]]), np.concatenate([time[cur], time[~cur]]),
         np.concatenate([event[cur], event[~cur]]), cuts, 0.2, "exp",
         groups=np.concatenate([groups[cur], groups[~cur]]), n_current=int(cur.sum()),
@@ -267,6 +224,37 @@ def test_memory_used_in_training_only():
     loss.eval()
     loss(a, t, e, groups=g + 3)
     assert len(loss.memory) == 3  # validation batches are not remembered
+
+
+@pytest.mark.parametrize("module", ["hybrid", "ranking"])
+def test_memory_reaches_the_ranking_term(module):
+    # the second batch is ranked against the first one's rows (detached, as they were)
+    logits, time, event, cuts = _case(4, n=16)
+    n = len(time)
+    groups = np.arange(n)
+    first = np.arange(n) < n // 2
+    loss = (HybridSurvivalLoss(cuts, rank_weight=1.0, sigma=0.3, memory_size=n) if module == "hybrid"
+            else PairwiseRankingLoss(cuts, sigma=0.3, memory_size=n)).train()
+    for rows in (first, ~first):
+        out = loss(*(torch.tensor(x[rows]) for x in (logits, time, event)),
+                   groups=torch.tensor(groups[rows]))
+    got = out.ranking if module == "hybrid" else out
+    order = np.concatenate([np.flatnonzero(~first), np.flatnonzero(first)])
+    ref, pairs = ranking_reference(logits[order], time[order], event[order], cuts, 0.3, "exp",
+                                   groups=groups[order], n_current=int((~first).sum()))
+    alone, _ = ranking_reference(logits[~first], time[~first], event[~first], cuts, 0.3, "exp")
+    assert pairs > 30 and abs(ref - alone) > 1e-3  # the memory changes the term
+    assert got.item() == pytest.approx(ref, rel=1e-10)
+
+
+def test_memory_counters_reset_with_the_buffer():
+    mem = RankingMemory(4)
+    mem.push(torch.zeros(3, 2), torch.ones(3), torch.ones(3, dtype=torch.bool), torch.arange(3))
+    mem.push(torch.zeros(2, 5), torch.ones(2), torch.ones(2, dtype=torch.bool), torch.arange(2))
+    logits, _, _, groups = mem.view()  # a new grid: only the rows pushed on it
+    assert len(mem) == 2 and logits.shape == (2, 5) and groups.tolist() == [0, 1]
+    mem.clear()
+    assert len(mem) == 0 and mem.view() is None
 
 
 def test_hybrid_is_nll_plus_weighted_ranking():
@@ -312,7 +300,7 @@ def test_landmark_losses_equal_flattened_rows():
                                               flat_ev.numpy(), cuts), rtol=1e-10,
     )
     rank_3d = pairwise_ranking_loss(logits, time, event, cuts, mask=mask)
-    ref, _ = _ranking_reference(flat_logits.numpy(), flat_t.numpy(), flat_ev.numpy(), cuts, 0.1,
+    ref, _ = ranking_reference(flat_logits.numpy(), flat_t.numpy(), flat_ev.numpy(), cuts, 0.1,
                                 "exp", groups.numpy())
     assert rank_3d.item() == pytest.approx(ref, rel=1e-10)
 

@@ -2,7 +2,9 @@
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
+from loss_references import ranking_reference
 from sksurv.util import Surv
 
 from survbehrt import BEHRTSurvivalEstimator
@@ -11,31 +13,19 @@ from survbehrt.losses import HybridSurvivalLoss, comparable_pairs
 
 
 class _RecordingLoss(HybridSurvivalLoss):
-    """The estimator's hybrid loss, recording which groups met in a comparable pair."""
+    """The estimator's hybrid loss, recording each training batch and the ranking term it gave."""
 
     def __init__(self, *args, log=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.log = log
 
     def forward(self, logits, time, event, weight=None, mask=None, groups=None):
+        out = super().forward(logits, time, event, weight=weight, mask=mask, groups=groups)
         if self.training:
-            ref = self.memory.view()
-            met = set()
-            rows = [(groups, time, event)]
-            if ref is not None:
-                rows.append((ref[3], ref[1], ref[2]))
-            horizon = float(self.cuts[-1])
-            for gi, ti, ei in rows[:1]:
-                for gj, tj, ej in rows:
-                    for (a, ta, ea), (b, tb, eb) in (((gi, ti, ei), (gj, tj, ej)),
-                                                     ((gj, tj, ej), (gi, ti, ei))):
-                        ea = ea.bool() & (ta <= horizon)
-                        eb = eb.bool() & (tb <= horizon)
-                        c = comparable_pairs(ta.clamp(max=horizon), ea, tb.clamp(max=horizon), eb)
-                        i, j = torch.nonzero(c, as_tuple=True)
-                        met.update(zip(a[i].long().tolist(), b[j].long().tolist()))
-            self.log.append(met)
-        return super().forward(logits, time, event, weight=weight, mask=mask, groups=groups)
+            self.log.append(dict(logits=logits.detach().double().numpy(), time=time.numpy(),
+                                 event=event.numpy(), groups=groups.numpy(),
+                                 ranking=out.ranking.item()))
+        return out
 
 
 class _Recording(BEHRTSurvivalEstimator):
@@ -57,6 +47,20 @@ def _cohort(n=480, seed=0):
     return X, y
 
 
+def _stack(batches):
+    return {k: np.concatenate([b[k] for b in batches]) for k in ("logits", "time", "event", "groups")}
+
+
+def _met(current, earlier):
+    """Groups that met in a comparable pair, in either role, between the two sets of rows."""
+    met = set()
+    for a, b in ((current, earlier), (earlier, current)):
+        c = comparable_pairs(*(torch.tensor(x[k]) for x in (a, b) for k in ("time", "event")))
+        i, j = np.nonzero(c.numpy())
+        met.update(zip(a["groups"][i].tolist(), b["groups"][j].tolist()))
+    return met
+
+
 def test_short_and_long_histories_meet_in_the_ranking_term_every_epoch():
     X, y = _cohort()
     _Recording.log = log = []
@@ -64,13 +68,37 @@ def test_short_and_long_histories_meet_in_the_ranking_term_every_epoch():
                      batch_size=32, time_bins=5, early_stopping=None, validation_fraction=0,
                      random_state=0, n_threads=1)
     est.fit(X, y)
+    cuts = est.time_grid_.cuts_
+    horizon = cuts[-1]
     lengths = est.tokenizer_.transform(X).lengths
     short = set(np.flatnonzero(lengths <= np.quantile(lengths, 0.1)).tolist())
     long = set(np.flatnonzero(lengths >= np.quantile(lengths, 0.9)).tolist())
     per_epoch = -(-len(X) // 32)
     assert len(log) == 3 * per_epoch
     for epoch in range(3):
-        met = set().union(*log[epoch * per_epoch:(epoch + 1) * per_epoch])
+        batches = log[epoch * per_epoch:(epoch + 1) * per_epoch]
+        met = set()
+        for b, current in enumerate(batches):
+            if b == 0:
+                # the memory holds nothing of past epochs: the first batch ranks alone
+                expected, _ = ranking_reference(current["logits"], current["time"],
+                                                current["event"], cuts, est.rank_sigma, "exp",
+                                                groups=current["groups"])
+            else:
+                # the true pairs: this batch against the rows this epoch already saw (< 1024),
+                # with the logits they had then, times past the grid censored at its end
+                earlier = _stack(batches[:b])
+                rows = _stack([current, earlier])
+                rows["event"] = rows["event"].astype(bool) & (rows["time"] <= horizon)
+                rows["time"] = np.minimum(rows["time"], horizon)
+                met |= _met({k: v[:len(current["time"])] for k, v in rows.items()},
+                            {k: v[len(current["time"]):] for k, v in rows.items()})
+                if b not in (1, per_epoch - 1):
+                    continue  # the loop reference is slow: check the second and last batches
+                expected, _ = ranking_reference(rows["logits"], rows["time"], rows["event"], cuts,
+                                                est.rank_sigma, "exp", groups=rows["groups"],
+                                                n_current=len(current["time"]))
+            assert current["ranking"] == pytest.approx(expected, rel=1e-5), (epoch, b)
         assert any((a in short and b in long) or (a in long and b in short) for a, b in met)
     # the batches themselves stay bucketed: few pairs of deciles share a batch
     sampler = BucketBatchSampler(lengths, 32, seed=0)

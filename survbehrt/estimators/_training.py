@@ -323,6 +323,13 @@ class SurvivalNet(_LearnableOnly, NeuralNet):
         super().__init__(module, criterion, **kwargs)
         self.landmarks = landmarks
 
+    def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
+        super().on_epoch_begin(net, dataset_train=dataset_train, dataset_valid=dataset_valid,
+                               **kwargs)
+        memory = getattr(self.criterion_, "memory", None)
+        if memory is not None:
+            memory.clear()  # the ranking term compares rows of this epoch's weights only
+
     def get_loss(self, y_pred, y_true, X=None, training=False):
         visit_mask = X["visit_mask"].to(y_pred.device)
         time = y_true["time"].to(y_pred.device)
