@@ -7,6 +7,7 @@ from sklearn.pipeline import make_pipeline
 from sksurv.linear_model import CoxPHSurvivalAnalysis
 from sksurv.metrics import concordance_index_censored
 
+from survbehrt.data import validation
 from survbehrt.data.features import CodeCountTransformer
 from survbehrt.datasets import make_synthetic_ehr, make_synthetic_events
 
@@ -38,7 +39,6 @@ def test_deterministic_under_random_state():
 
 
 def test_passes_the_package_checks(sequence_cohort):
-    validation = pytest.importorskip("survbehrt.data.validation")
     X, y, _, _ = sequence_cohort
     validation.check_ehr_frame(X, require_index_age=True)
     event, time = validation.check_survival_y(y, n_samples=len(X))

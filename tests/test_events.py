@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from survbehrt.data import validation
 from survbehrt.data.events import from_events
 
 T = pd.Timestamp
@@ -240,7 +241,6 @@ def test_bad_arguments():
 
 
 def test_output_passes_check_ehr_frame():
-    validation = pytest.importorskip("survbehrt.data.validation")
     validation.check_ehr_frame(_convert(), require_index_age=True)
 
 

@@ -3,6 +3,7 @@ import math
 import pytest
 import torch
 
+from survbehrt.data import tokenizer as tok
 from survbehrt.model import (
     CLS_ID,
     MASK_ID,
@@ -115,7 +116,6 @@ def test_out_of_range_ids_are_clipped_to_last_row():
 
 
 def test_special_ids_match_tokenizer():
-    tok = pytest.importorskip("survbehrt.data.tokenizer")
     assert (tok.PAD_ID, tok.N_SPECIAL) == (PAD_ID, N_SPECIAL)
     for name, value in (
         ("CLS_ID", CLS_ID),
