@@ -26,6 +26,7 @@ from skorch.callbacks import (
 
 from ..data.batching import BucketBatchSampler, EHRDataset, collate_tokens, dataset_lengths
 from ._common import resolve_device
+from ._divergence import DivergenceGuard
 
 __all__ = [
     "BucketedLoader",
@@ -184,7 +185,9 @@ def standard_callbacks(max_epochs: int, n_train: int, batch_size: int, gradient_
                        loss_parts=(), has_valid: bool = False) -> list:
     """The callbacks both estimators train with.
 
-    Linear warm-up and cosine decay stepped every batch, gradient-norm clipping, and
+    A stop at the first non-finite loss, prediction or weight that keeps the last
+    finite weights (:class:`~survbehrt.estimators._divergence.DivergenceGuard`),
+    linear warm-up and cosine decay stepped every batch, gradient-norm clipping, and
     epoch means of the loss components (``train_<part>``, ``valid_<part>``) that the
     nets record per batch.
 
@@ -204,6 +207,7 @@ def standard_callbacks(max_epochs: int, n_train: int, batch_size: int, gradient_
     """
     steps = max(1, max_epochs) * -(-n_train // batch_size)
     callbacks = [
+        ("divergence", DivergenceGuard()),  # first: its epoch end precedes the validation C
         ("lr_schedule", LRScheduler(policy=torch.optim.lr_scheduler.LambdaLR,
                                     lr_lambda=WarmupCosine(steps), step_every="batch")),
         ("clip", GradientNormClipping(gradient_clip_value=gradient_clip)),

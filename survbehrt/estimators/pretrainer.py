@@ -97,7 +97,10 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
     continuous_time : bool, default=True
         Embed each token's exact age and log time-before-prediction beside the bins.
     lr : float, default=1e-3
-        Peak AdamW learning rate (linear warm-up, cosine decay).
+        Peak AdamW learning rate (linear warm-up, cosine decay). A fit that
+        diverges stops at the first non-finite loss or weight, warns
+        (``ConvergenceWarning``, naming ``lr`` and the epoch) and keeps the last
+        finite weights (see :class:`BEHRTSurvivalEstimator`, Notes).
     weight_decay : float, default=0.01
     max_epochs : int, default=10
     batch_size : int, default=64

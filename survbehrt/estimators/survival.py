@@ -234,6 +234,18 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         ``rows``, ``truncated_rows``, ``tokens``, ``truncated_tokens`` and the shares
         (see :meth:`~survbehrt.data.TokenizedEHR.truncation`).
 
+    Notes
+    -----
+    **Divergence.** At too high an ``lr`` the weights overflow. ``fit`` then
+    stops at the first non-finite training or validation loss, prediction or
+    weight, warns with a :class:`sklearn.exceptions.ConvergenceWarning` that names
+    ``lr``, the epoch and the batch, and keeps the best finite state: the best
+    epoch on the validation C-index under early stopping, else the last epoch that
+    ended finite, the starting weights when there is none. It warns rather than
+    raises so that the fitted model stays usable and a ``GridSearchCV`` over
+    ``lr`` scores that candidate as its start (turn the warning into an error with
+    :func:`warnings.simplefilter` to fail instead).
+
     Examples
     --------
     >>> from survbehrt import BEHRTSurvivalEstimator
