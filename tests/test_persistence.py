@@ -176,3 +176,67 @@ def test_encode_decode_round_trip():
     assert back["nested"] == {"__tuple__": 1, 3: [4, 0.5, True]}
     with pytest.raises(TypeError, match=r"where\['k'\]"):
         encode({"k": {1, 2}}, "where")
+
+
+def _tamper(src, dst, meta=None, weights=None):
+    """Copy a saved file with its metadata and/or weights changed in place by the callables."""
+    payload = torch.load(src, weights_only=True)
+    metadata = json.loads(payload["metadata"])
+    if meta is not None:
+        meta(metadata)
+    if weights is not None:
+        weights(payload["state_dict"])
+    torch.save({**payload, "metadata": json.dumps(metadata)}, dst)
+
+
+def _first_weight(w):
+    return next(iter(w))
+
+
+_TAMPERED = {
+    "unknown parameter": (dict(meta=lambda m: m["params"].update(colour="red")),
+                          r"sets parameters \['colour'\] that BEHRTSurvivalEstimator does not have"),
+    "unknown module setting": (dict(meta=lambda m: m["module"]["config"].update(depth=3)),
+                               r"cannot rebuild the torch module.*depth.*another configuration"),
+    "module of another size": (dict(meta=lambda m: m["module"]["config"].update(ff_dim=8)),
+                               r"weights do not fit.*of another shape \(.*file \(32,.*model \(8,"),
+    "missing weight": (dict(weights=lambda w: w.pop(_first_weight(w))),
+                       r"weights do not fit.*1 missing \(e\.g\. \['encoder\."),
+    "extra weight": (dict(weights=lambda w: w.update(stray=torch.zeros(2))),
+                     r"weights do not fit.*1 extra \(e\.g\. \['stray'\]\)"),
+    "method shadowed": (dict(meta=lambda m: m["attributes"].update(predict=1)),
+                        r"attribute 'predict', which is not a fitted attribute"),
+    "parameter shadowed": (dict(meta=lambda m: m["attributes"].update(lr_=1, lr=2)),
+                           r"attribute 'lr', which is not a fitted attribute"),
+    "component method shadowed": (
+        dict(meta=lambda m: m["components"]["tokenizer_"]["fitted"].update(transform=1)),
+        r"tokenizer_ sets the attribute 'transform', which is not a fitted attribute of EHRTokenizer"),
+    "component parameter unknown": (
+        dict(meta=lambda m: m["components"]["time_grid_"]["params"].update(colour=1)),
+        r"time_grid_ sets parameters \['colour'\] that TimeGrid does not have"),
+    "metadata cut": (dict(meta=lambda m: m.pop("module")), r"metadata lacks \['module'\]"),
+}
+
+
+@pytest.fixture(scope="module")
+def saved_file(data, tmp_path_factory):
+    path = tmp_path_factory.mktemp("saved") / "m.pt"
+    tiny_estimator(max_epochs=1).fit(*data).save(path)
+    return path
+
+
+@pytest.mark.parametrize("case", list(_TAMPERED))
+def test_tampered_files_fail_with_a_value_error_saying_what(case, saved_file, tmp_path):
+    change, message = _TAMPERED[case]
+    _tamper(saved_file, tmp_path / "t.pt", **change)
+    with pytest.raises(ValueError, match=message):
+        BEHRTSurvivalEstimator.load(tmp_path / "t.pt")
+
+
+def test_another_package_version_is_read_with_a_warning(data, saved_file, tmp_path):
+    _tamper(saved_file, tmp_path / "old.pt", meta=lambda m: m.update(survbehrt_version="0.0.1"))
+    with pytest.warns(UserWarning, match=r"written by survbehrt 0\.0\.1; this is survbehrt .*"
+                                         r"format is the same"):
+        loaded = BEHRTSurvivalEstimator.load(tmp_path / "old.pt")
+    np.testing.assert_array_equal(loaded.predict(data[0]),
+                                  BEHRTSurvivalEstimator.load(saved_file).predict(data[0]))

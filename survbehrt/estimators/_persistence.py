@@ -24,11 +24,23 @@ its encoder weights are already in the module's state dict), ``callbacks`` (code
 ``accelerator`` (a runtime). A loaded estimator has them as None; it predicts exactly
 as the saved one, and a refit starts from scratch unless they are set again. Under an
 accelerator with several processes only the main process writes the file.
+
+Reading keeps one contract: every way a file can fail to give back the estimator is a
+``ValueError`` that names the file and what is wrong (not a file of this format, another
+format version, another estimator class, parameters or module settings this version does
+not have, missing, extra or mis-shaped weights, an attribute that is not a fitted one).
+Only fitted attributes are restored: names that end with ``_`` or are private (one
+leading ``_``) and name nothing the class defines, so a file cannot shadow ``predict``.
+A file written by another survbehrt version of the same format is read, with a
+``UserWarning``: the format is the same, but the model code that gives its predictions
+may have changed in between.
 """
 
 from __future__ import annotations
 
 import json
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -167,12 +179,35 @@ def _component_state(obj, where: str) -> dict:
     }
 
 
+def _known_params(params: dict, cls, where: str) -> dict:
+    unknown = sorted(set(params) - set(cls._get_param_names()))
+    if unknown:
+        raise ValueError(f"{where} sets parameters {unknown} that {cls.__name__} does not have "
+                         f"in this survbehrt: the file was written with another configuration.")
+    return params
+
+
+def _restore_attributes(obj, attributes: dict, where: str) -> None:
+    """``setattr`` of fitted attributes only: ``name_`` or ``_private``, nothing the class has."""
+    cls = type(obj)
+    for name in attributes:
+        fitted = (isinstance(name, str) and name.isidentifier() and not name.startswith("__")
+                  and (name.endswith("_") or name.startswith("_")))
+        if not fitted or hasattr(cls, name) or name in cls._get_param_names():
+            raise ValueError(
+                f"{where} sets the attribute {name!r}, which is not a fitted attribute of "
+                f"{cls.__name__} (those end with '_' or are private, and name nothing the class "
+                f"defines, e.g. a method): refusing to restore it."
+            )
+    for name, value in attributes.items():
+        setattr(obj, name, value)
+
+
 def _restore_component(state: dict, cls, where: str):
     if state["class"] != cls.__name__:
         raise ValueError(f"{where}: the file holds a {state['class']}, expected {cls.__name__}")
-    obj = cls(**decode(state["params"]))
-    for name, value in state["fitted"].items():
-        setattr(obj, name, decode(value))
+    obj = cls(**_known_params(decode(state["params"]), cls, where))
+    _restore_attributes(obj, {k: decode(v) for k, v in state["fitted"].items()}, where)
     return obj
 
 
@@ -198,6 +233,8 @@ class SavedEstimator:
         The skorch history, one dict per epoch.
     metadata : dict
         Everything else: the writing versions, the parameters not saved and why.
+    path : str
+        The file read (named in errors).
     """
 
     params: dict
@@ -207,6 +244,69 @@ class SavedEstimator:
     state_dict: dict
     history: list
     metadata: dict
+    path: str = "the file"
+
+    @contextmanager
+    def rebuilding(self, what: str):
+        """Turn an error of rebuilding ``what`` from the file's settings into a ``ValueError``.
+
+        Parameters
+        ----------
+        what : str
+            Named in the error, e.g. ``"the torch module"``.
+        """
+        try:
+            yield
+        except (TypeError, KeyError, ValueError) as exc:
+            written = self.metadata.get("survbehrt_version", "an unknown version")
+            raise ValueError(
+                f"{self.path}: cannot rebuild {what} from the file's settings "
+                f"({type(exc).__name__}: {exc}); it was written by survbehrt {written} with "
+                f"another configuration than this version builds."
+            ) from exc
+
+    def load_weights(self, module) -> None:
+        """Load the saved weights into ``module``, naming missing, extra or mis-shaped ones.
+
+        Parameters
+        ----------
+        module : torch.nn.Module
+            Rebuilt from :attr:`module`.
+
+        Raises
+        ------
+        ValueError
+            When the file's weights do not fit ``module`` exactly.
+        """
+        expected = module.state_dict()
+        problems = []
+        for label, names in (("missing", [k for k in expected if k not in self.state_dict]),
+                             ("extra", [k for k in self.state_dict if k not in expected])):
+            if names:
+                problems.append(f"{len(names)} {label} (e.g. {names[:3]})")
+        shapes = [f"{k}: file {tuple(v.shape)}, model {tuple(expected[k].shape)}"
+                  for k, v in self.state_dict.items()
+                  if k in expected and (not isinstance(v, torch.Tensor) or v.shape != expected[k].shape)]
+        if shapes:
+            problems.append(f"{len(shapes)} of another shape ({'; '.join(shapes[:3])})")
+        if problems:
+            raise ValueError(f"{self.path}: the saved weights do not fit the model its settings "
+                             f"build: {', '.join(problems)}.")
+        module.load_state_dict(self.state_dict)
+
+    def restore_attributes(self, estimator) -> None:
+        """Set the saved fitted attributes on ``estimator`` (fitted attributes only).
+
+        Parameters
+        ----------
+        estimator : BEHRTSurvivalEstimator or BEHRTPretrainer
+
+        Raises
+        ------
+        ValueError
+            For a name that is not a fitted attribute (e.g. ``predict``).
+        """
+        _restore_attributes(estimator, self.attributes, str(self.path))
 
     def component(self, name: str, cls):
         """Rebuild a fitted component (e.g. ``component("tokenizer_", EHRTokenizer)``).
@@ -223,7 +323,10 @@ class SavedEstimator:
         object
             ``cls(**params)`` with its fitted attributes set.
         """
-        return _restore_component(self.components[name], cls, name)
+        if name not in self.components:
+            raise ValueError(f"{self.path}: the file holds no {name} (a fitted {cls.__name__}).")
+        with self.rebuilding(name):
+            return _restore_component(self.components[name], cls, f"{self.path}: {name}")
 
 
 def write_estimator(estimator, path, module, module_args: dict, skip=()) -> None:
@@ -309,9 +412,16 @@ def read_estimator(path, cls) -> SavedEstimator:
     FileNotFoundError
         If ``path`` is not a file.
     ValueError
-        If the file is not a survbehrt model file, holds another estimator class, or
-        is of another format version.
+        If the file is not a survbehrt model file, holds another estimator class, is
+        of another format version, or sets parameters ``cls`` does not have.
+
+    Warns
+    -----
+    UserWarning
+        If another survbehrt version wrote the file (same format version).
     """
+    from .. import __version__
+
     path = Path(path)
     name = cls.__name__
     if not path.is_file():
@@ -336,17 +446,39 @@ def read_estimator(path, cls) -> SavedEstimator:
             f"{path} has format version {version}; this survbehrt reads version "
             f"{FORMAT_VERSION} only ({advice})."
         )
-    metadata = json.loads(payload["metadata"])
+    try:
+        metadata = json.loads(payload["metadata"])
+        fields = ("class", "params", "attributes", "components", "module", "history")
+        absent = [k for k in fields if k not in metadata]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: its metadata is not the JSON object {name}.save() "
+                         f"writes ({type(exc).__name__}: {exc}).") from exc
+    if absent:
+        raise ValueError(f"{path}: its metadata lacks {absent}; it was not written by {name}.save().")
     if metadata["class"] != name:
         raise ValueError(
             f"{path} holds a {metadata['class']}, not a {name}: use {metadata['class']}.load()."
         )
+    weights = payload.get("state_dict")
+    if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
+        raise ValueError(f"{path}: its state_dict is not a dict of tensors.")
+    written = metadata.get("survbehrt_version")
+    if written != __version__:
+        warnings.warn(
+            f"{path} was written by survbehrt {written}; this is survbehrt {__version__}. The "
+            f"file format is the same (version {FORMAT_VERSION}) and it is read, but the model "
+            f"code may have changed in between: check its predictions, or refit and save again.",
+            UserWarning,
+            stacklevel=3,
+        )
+    params = _known_params(decode(metadata.pop("params")), cls, str(path))
     return SavedEstimator(
-        params=decode(metadata.pop("params")),
+        params=params,
         attributes={k: decode(v) for k, v in metadata.pop("attributes").items()},
         components=metadata.pop("components"),
         module=decode(metadata.pop("module")),
-        state_dict=payload["state_dict"],
+        state_dict=weights,
         history=metadata.pop("history"),
         metadata=metadata,
+        path=str(path),
     )

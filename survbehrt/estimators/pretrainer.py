@@ -462,21 +462,22 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
         FileNotFoundError
             If ``path`` does not exist.
         ValueError
-            If the file was not written by ``BEHRTPretrainer.save`` or is of another
-            format version.
+            For any defect of the file, named in the message; a file written by
+            another survbehrt version is read with a ``UserWarning`` (the contract
+            of :meth:`BEHRTSurvivalEstimator.load`).
         """
         saved = read_estimator(path, cls)
         est = cls(**dict(saved.params, device=device))
         tokenizer = saved.component("tokenizer_", EHRTokenizer)
         args = saved.module
-        with seeded_torch(0):  # building the module must not move the caller's torch RNG
+        # building the module must not move the caller's torch RNG
+        with saved.rebuilding("the torch module"), seeded_torch(0):
             module = BEHRTPretrainingModule(BEHRTConfig(**args["config"]), args["objective"],
                                             cls_head=args["cls_head"])
-        module.load_state_dict(saved.state_dict)
+        saved.load_weights(module)
         net = est._make_net(module, seed=0)
         net.initialize()
         net.history = History(saved.history)
         est._set_fitted(tokenizer, net)
-        for name, value in saved.attributes.items():
-            setattr(est, name, value)
+        saved.restore_attributes(est)
         return est

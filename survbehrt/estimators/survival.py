@@ -847,17 +847,26 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         FileNotFoundError
             If ``path`` does not exist.
         ValueError
-            If the file was not written by ``BEHRTSurvivalEstimator.save`` or is of
-            another format version.
+            Whatever is wrong with the file, named in the message: not written by
+            ``BEHRTSurvivalEstimator.save``, another format version, parameters or module settings
+            this version does not have, missing, extra or mis-shaped weights, or an
+            attribute that is not a fitted one (only fitted attributes are restored).
+
+        Warns
+        -----
+        UserWarning
+            If another survbehrt version wrote the file (same format): it is read,
+            but the model code may have changed in between.
         """
         saved = read_estimator(path, cls)
         est = cls(**dict(saved.params, device=device))
         args = saved.module
-        with seeded_torch(0):  # building the module must not move the caller's torch RNG
+        # building the module must not move the caller's torch RNG
+        with saved.rebuilding("the torch module"), seeded_torch(0):
             module = BEHRTSurvivalModule(BEHRTConfig(**args["config"]), args["n_bins"],
                                          wide=args["wide"])
             est._adapt_module(module)
-        module.load_state_dict(saved.state_dict)
+        saved.load_weights(module)
         est.tokenizer_ = saved.component("tokenizer_", EHRTokenizer)
         est.vocabulary_ = est.tokenizer_.vocabulary_
         est.time_grid_ = saved.component("time_grid_", TimeGrid)
@@ -866,8 +875,7 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         net.history = History(saved.history)
         est.net_ = net
         est.history_ = net.history
-        for name, value in saved.attributes.items():
-            setattr(est, name, value)
+        saved.restore_attributes(est)
         return est
 
     def score(self, X, y):
