@@ -104,6 +104,38 @@ def reference_label(events, subject, pt, outcome_codes, *, end=None, horizon_yea
     return False, years(follow_end, pt)
 
 
+def reference_cause_label(events, subject, pt, causes, *, death_code=None, end=None,
+                          horizon_years=None):
+    """``(cause 1..K or 0, time in years)`` of one row, or the reason it has no label.
+
+    ``causes`` is a list of code sets, cause ``k`` being ``causes[k - 1]``; where codes
+    of several causes share the first time, the lowest ``k`` wins.
+    """
+    timed = [(t, c) for s, t, c, _ in events if s == subject and t is not None and c != BIRTH]
+    outcomes = []  # (time, cause)
+    for t, c in timed:
+        for k, codes in enumerate(causes, start=1):
+            if c in codes:
+                outcomes.append((t, k))
+    outcomes.sort()
+    if any(t <= pt for t, _ in outcomes):
+        return "outcome at or before the prediction time"
+    deaths = sorted(t for t, c in timed if c == death_code)
+    if deaths and deaths[0] <= pt:
+        return "death at or before the prediction time"
+    follow_end = max(t for t, _ in timed) if end is None else end
+    if deaths:
+        follow_end = min(follow_end, deaths[0])
+    if horizon_years is not None:
+        follow_end = min(follow_end, pt + pd.Timedelta(days=horizon_years * 365.25))
+    after = [(t, k) for t, k in outcomes if t > pt]
+    if after and after[0][0] <= follow_end:
+        return after[0][1], years(after[0][0], pt)
+    if follow_end <= pt:
+        return "no follow-up"
+    return 0, years(follow_end, pt)
+
+
 def random_events(seed, n_subjects=6):
     """A small random table: ties, repeats, static rows, values, events at whole days."""
     rng = np.random.default_rng(seed)

@@ -1,6 +1,7 @@
 """survival_labels and events_to_survival: every labelling rule, by hand and by reference."""
 
 import warnings
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -11,6 +12,7 @@ from survbehrt.data import events_to_survival, from_events, survival_labels
 from meds_reference import (
     random_events,
     random_prediction_times,
+    reference_cause_label,
     reference_label,
     reference_rows,
     to_frame,
@@ -94,18 +96,27 @@ def test_several_outcome_codes_take_the_first():
 
 def test_end_of_follow_up_and_horizon():
     # a per-subject end: before the outcome -> censored at it; after the last record ->
-    # follow-up runs to it; subjects it misses keep their last record
-    y, index = _labels(EVENTS, LABELS, "STROKE", end={4: T("2005-01-01"), 2: T("2006-01-01")},
-                       return_index=True)
+    # follow-up runs to it (subject 3); after a death -> the death still ends follow-up
+    # (subject 2, dead in 2003 without the outcome, is not at risk until 2006);
+    # subjects it misses keep their last record
+    y, index = _labels(EVENTS, LABELS, "STROKE", return_index=True,
+                       end={4: T("2005-01-01"), 2: T("2006-01-01"), 3: T("2006-01-01")})
     got = dict(zip(index.tolist(), zip(y["event"].tolist(), y["time"].tolist())))
     assert got[(4, T("2001-01-01"))] == (False, pytest.approx(years(T("2005"), T("2001"))))
-    assert got[(2, T("2001-01-01"))] == (False, pytest.approx(years(T("2006"), T("2001"))))
+    assert got[(2, T("2001-01-01"))] == (False, pytest.approx(years(T("2003"), T("2001"))))
+    assert got[(3, T("2002-01-01"))] == (False, pytest.approx(years(T("2006"), T("2002"))))
     assert got[(1, T("2000-06-01"))] == (True, pytest.approx(years(T("2001"), T("2000-06-01"))))
-    # one end date for everyone (the extract's end): subject 3 now has follow-up too
+    # without death_code, the death is an ordinary record and end runs past it
+    y_nd, index = _labels(EVENTS, LABELS, "STROKE", end={2: T("2006-01-01")}, death_code=None,
+                          return_index=True)
+    assert y_nd["time"][index.get_loc((2, T("2001-01-01")))] == pytest.approx(
+        years(T("2006"), T("2001")))
+    # one end date for everyone (the extract's end): subject 3 now has follow-up too;
+    # subject 2 still ends at its death
     y_all = _labels(EVENTS, LABELS, "STROKE", end=T("2008-01-01"))
     np.testing.assert_allclose(
         y_all["time"],
-        [years(T("2001"), T("2000-06-01")), years(T("2008"), T("2001")),
+        [years(T("2001"), T("2000-06-01")), years(T("2003"), T("2001")),
          years(T("2008"), T("2002")), years(T("2008"), T("2001"))],
         atol=1e-12,
     )
@@ -196,24 +207,20 @@ def test_bad_arguments():
     assert not y["event"].any()
 
 
-@pytest.mark.parametrize("seed", range(10))
-@pytest.mark.parametrize("strict", [False, True])
-def test_random_tables_match_the_reference(seed, strict):
-    events = random_events(seed)
-    pts = random_prediction_times(events, seed)
-    rng = np.random.default_rng(seed)
-    horizon = None if seed % 2 else float(rng.uniform(0.001, 0.03))  # days 0.4 to 11
+def _match_reference(events, pts, label_of, outcome_codes, strict=False, **options):
+    """Label random rows both ways; assert they agree; return X, the reference rows and labels."""
     rows, dropped_rows = reference_rows(events, pts, strict=strict)
     expected, expected_dropped = {}, dict(dropped_rows)
     for key in sorted(rows):
-        label = reference_label(events, key[0], key[1], {"OUT"}, horizon_years=horizon)
+        label = label_of(events, key[0], key[1])
         if isinstance(label, str):
             expected_dropped[key] = label
         else:
             expected[key] = label
     labels = pd.DataFrame({"subject_id": [s for s, _ in pts],
                            "prediction_time": [t for _, t in pts]})
-    X, y, dropped = _labels_xy(to_frame(events), labels, "OUT", horizon=horizon, strict=strict)
+    X, y, dropped = _labels_xy(to_frame(events), labels, outcome_codes, strict=strict,
+                               **options)
     assert X.index.tolist() == sorted(expected)
     assert y["event"].tolist() == [expected[k][0] for k in sorted(expected)]
     np.testing.assert_allclose(y["time"], [expected[k][1] for k in sorted(expected)],
@@ -221,5 +228,146 @@ def test_random_tables_match_the_reference(seed, strict):
     assert {(s, t): r for s, t, r in dropped.itertuples(index=False, name=None)} == (
         expected_dropped
     )
+    return X, rows, expected
+
+
+@pytest.mark.parametrize("seed", range(10))
+@pytest.mark.parametrize("strict", [False, True])
+def test_random_tables_match_the_reference(seed, strict):
+    events = random_events(seed)
+    pts = random_prediction_times(events, seed)
+    rng = np.random.default_rng(seed)
+    horizon = None if seed % 2 else float(rng.uniform(0.001, 0.03))  # days 0.4 to 11
+    label_of = partial(reference_label, outcome_codes={"OUT"}, horizon_years=horizon)
+    X, rows, expected = _match_reference(events, pts, label_of, "OUT", strict=strict,
+                                         horizon=horizon)
     for key, codes in zip(sorted(expected), X["codes"].tolist()):
         assert codes == rows[key]["codes"]
+
+
+# ------------------------------------------------------------- several outcomes (causes)
+
+CR_ROWS = [
+    # 1: MI, then a stroke, then death -> MI first
+    (1, "1950-01-01", "MEDS_BIRTH"), (1, "2000-01-01", "A"), (1, "2001-01-01", "I21"),
+    (1, "2002-01-01", "I63"), (1, "2005-01-01", "MEDS_DEATH"),
+    # 2: dies without MI or stroke
+    (2, "1960-01-01", "MEDS_BIRTH"), (2, "2000-01-01", "A"), (2, "2003-01-01", "MEDS_DEATH"),
+    # 3: a stroke recorded with the death (a tie at the same time), under two stroke codes
+    (3, "1960-01-01", "MEDS_BIRTH"), (3, "2000-01-01", "A"), (3, "2004-01-01", "I64"),
+    (3, "2004-01-01", "MEDS_DEATH"),
+    # 4: records after the death (a data error), among them an MI
+    (4, "1960-01-01", "MEDS_BIRTH"), (4, "2000-01-01", "A"), (4, "2002-01-01", "MEDS_DEATH"),
+    (4, "2003-01-01", "I21"), (4, "2004-01-01", "B"),
+    # 5: an MI before the prediction time (prevalent)
+    (5, "1960-01-01", "MEDS_BIRTH"), (5, "1999-01-01", "I21"), (5, "2000-01-01", "A"),
+    (5, "2006-01-01", "B"),
+    # 6: alive, event-free, last record in 2006
+    (6, "1960-01-01", "MEDS_BIRTH"), (6, "2000-01-01", "A"), (6, "2006-01-01", "B"),
+]
+CR_EVENTS = pd.DataFrame({
+    "subject_id": [r[0] for r in CR_ROWS],
+    "time": pd.to_datetime([r[1] for r in CR_ROWS]),
+    "code": [r[2] for r in CR_ROWS],
+})
+CR_TIMES = {s: T("2000-06-01") for s in range(1, 7)}
+CAUSES = {"mi": ["I21"], "stroke": ["I63", "I64"], "death": ["MEDS_DEATH"]}
+
+
+def _by_subject(y, index):
+    subjects = index.get_level_values("subject_id")
+    return {s: (e, pytest.approx(t)) for s, e, t in zip(subjects, y["event"], y["time"])}
+
+
+@pytest.mark.parametrize("kind", ["pandas", "polars"])
+def test_several_causes_on_a_hand_written_table(kind):
+    import polars as pl
+
+    from survbehrt.data import cause_names
+
+    events = CR_EVENTS if kind == "pandas" else pl.from_pandas(CR_EVENTS)
+    with pytest.warns(UserWarning, match="dropped 1 of 6") as rec:
+        y, index, dropped = survival_labels(events, CR_TIMES, CAUSES, return_index=True,
+                                            return_dropped=True)
+    assert "1 with outcome at or before the prediction time: [(5," in str(rec[0].message)
+    assert y.dtype.names == ("event", "time") and y["event"].dtype == np.int64
+    assert cause_names(y) == ("mi", "stroke", "death")
+    pt = T("2000-06-01")
+    assert _by_subject(y, index) == {
+        1: (1, years(T("2001"), pt)),  # the MI, first of three causes
+        2: (3, years(T("2003"), pt)),  # death is a cause when named
+        3: (2, years(T("2004"), pt)),  # stroke and death tie: the cause listed first
+        4: (3, years(T("2002"), pt)),  # nothing after the death counts
+        6: (0, years(T("2006"), pt)),  # censored at the last record
+    }
+    assert dropped["subject_id"].tolist() == [5]
+
+
+def test_ties_go_to_the_cause_listed_first():
+    order = {"death": ["MEDS_DEATH"], "stroke": ["I63", "I64"]}
+    y, index = _labels(CR_EVENTS, CR_TIMES, order, return_index=True)
+    assert _by_subject(y, index)[3][0] == 1  # death now listed first
+
+
+def test_death_not_named_ends_follow_up_as_censoring():
+    pt = T("2000-06-01")
+    y, index = _labels(CR_EVENTS, CR_TIMES, {"mi": ["I21"], "stroke": ["I63", "I64"]},
+                       return_index=True, end=T("2010-01-01"))
+    got = _by_subject(y, index)
+    assert got[2] == (0, years(T("2003"), pt))  # at the death, not at end (2010)
+    assert got[3] == (2, years(T("2004"), pt))  # the stroke at the death is still seen
+    assert got[4] == (0, years(T("2002"), pt))  # the MI after the death is not
+    assert got[6] == (0, years(T("2010"), pt))  # alive: follow-up runs to end
+    # a death at or before the prediction time leaves no label
+    _, dropped = _labels(CR_EVENTS, {2: T("2003-06-01")}, {"mi": ["I21"]},
+                         return_dropped=True)
+    assert dropped["reason"].tolist() == ["death at or before the prediction time"]
+
+
+def test_horizon_caps_every_cause():
+    y, index = _labels(CR_EVENTS, CR_TIMES, CAUSES, horizon=2.0, return_index=True)
+    got = _by_subject(y, index)
+    assert got[1] == (1, years(T("2001"), T("2000-06-01")))
+    assert got[2] == (0, 2.0) and got[3] == (0, 2.0) and got[6] == (0, 2.0)
+
+
+def test_a_mapping_is_not_read_as_the_list_of_its_keys():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "none of the outcome codes ['stroke']" warning
+        y = survival_labels(CR_EVENTS, {1: T("2000-06-01")}, {"stroke": ["I63"]})
+    assert y.tolist() == [(1, pytest.approx(years(T("2002"), T("2000-06-01"))))]
+    with pytest.warns(UserWarning, match=r"\['I6X'\] of the cause 'stroke' occurs"):
+        survival_labels(CR_EVENTS, {1: T("2000-06-01")}, {"mi": "I21", "stroke": ["I6X"]})
+
+
+def test_bad_causes():
+    with pytest.raises(ValueError, match="listed under the causes 'mi' and 'stroke'"):
+        survival_labels(CR_EVENTS, CR_TIMES, {"mi": ["I21"], "stroke": ["I21", "I63"]})
+    with pytest.raises(ValueError, match="empty mapping"):
+        survival_labels(CR_EVENTS, CR_TIMES, {})
+    with pytest.raises(ValueError, match=r"outcome_codes\['mi'\] must be a code"):
+        survival_labels(CR_EVENTS, CR_TIMES, {"mi": []})
+    with pytest.raises(ValueError, match="named by strings"):
+        survival_labels(CR_EVENTS, CR_TIMES, {1: ["I21"]})
+
+
+def test_events_to_survival_with_causes_lines_up():
+    X, y, dropped = _labels_xy(CR_EVENTS, CR_TIMES, CAUSES)
+    y_only, index = _labels(CR_EVENTS, CR_TIMES, CAUSES, return_index=True)
+    np.testing.assert_array_equal(y, y_only)
+    assert X.index.equals(index)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_random_tables_with_causes_match_the_reference(seed):
+    events = random_events(seed, n_subjects=30)  # 1-7 labelled rows per seed, each kind
+    pts = random_prediction_times(events, seed)
+    rng = np.random.default_rng(seed)
+    horizon = None if seed % 2 else float(rng.uniform(0.001, 0.03))
+    end = None if seed % 3 else T("2000-01-10")
+    causes = {"x": ["OUT"], "y": ["C"], "death": ["B"]}
+    if seed % 4 == 1:  # death ("B") not a cause: it only ends follow-up
+        causes.pop("death")
+    label_of = partial(reference_cause_label, causes=[set(v) for v in causes.values()],
+                       death_code="B", end=end, horizon_years=horizon)
+    _match_reference(events, pts, label_of, causes, horizon=horizon, end=end, death_code="B")

@@ -1,6 +1,7 @@
 """Data contract, tokenization and batching for patient histories."""
 
 from .batching import BucketBatchSampler, EHRDataset, collate_tokens, padding_fraction
+from .competing import cause_names, cause_specific_y, check_competing_y, competing_y
 from .events import from_events
 from .features import CodeCountTransformer
 from .labels import events_to_survival, survival_labels
@@ -17,9 +18,13 @@ __all__ = [
     "TokenStore",
     "TokenStoreWriter",
     "TokenizedEHR",
+    "cause_names",
+    "cause_specific_y",
+    "check_competing_y",
     "check_ehr_frame",
     "check_survival_y",
     "collate_tokens",
+    "competing_y",
     "events_to_survival",
     "flatten_ehr",
     "from_events",

@@ -593,6 +593,13 @@ def check_survival_y(y, n_samples: int | None = None, require_events: bool = Tru
     if y.ndim != 1:
         raise ValueError(f"y must be one-dimensional; got shape {y.shape}.")
     event_name, time_name = names
+    if y.dtype[event_name].kind in "iu":
+        raise TypeError(
+            f"the first field of y ({event_name!r}) holds integer event types: a "
+            f"competing-risks y (causes 1..{y[event_name].max(initial=0)}), and this "
+            f"estimator models one cause. Pass survbehrt.data.cause_specific_y(y, cause) "
+            f"to model one cause's hazard (the other causes censored)."
+        )
     if y.dtype[event_name].kind != "b":
         raise TypeError(
             f"the first field of y ({event_name!r}) must be the boolean event indicator; "
