@@ -1,5 +1,5 @@
 """Plots: survival curves, calibration, time-dependent AUC and Brier curves, landmark
-risk trajectories, learning curves.
+risk trajectories, learning curves, stacked cumulative incidence of competing causes.
 
 matplotlib is an optional dependency (``pip install survbehrt[plot]``); it is
 imported inside each function. Every function draws on ``ax`` (a new figure's
@@ -15,6 +15,7 @@ __all__ = [
     "plot_auc_curves",
     "plot_brier_curves",
     "plot_calibration",
+    "plot_cumulative_incidence",
     "plot_risk_trajectory",
     "plot_survival_curves",
     "plot_training_history",
@@ -331,4 +332,74 @@ def plot_brier_curves(results, ax=None):
     ax.set_ylim(bottom=0)
     if any(label is not None for label in ax.get_legend_handles_labels()[1]):
         ax.legend(loc="best")
+    return ax
+
+
+def _incidence_curves(y_or_cif, times, causes):
+    """``times``, ``(K, n_times)`` incidences and cause names from any accepted input."""
+    data = y_or_cif if isinstance(y_or_cif, (list, tuple)) else np.asarray(y_or_cif)
+    if isinstance(data, np.ndarray) and data.dtype.names is not None:
+        from .competing_metrics import aalen_johansen
+        from .data.competing import cause_names
+
+        times, cif = aalen_johansen(data)
+        cif = np.hstack([np.zeros((cif.shape[0], 1)), cif])[1:]  # start at 0 at t = 0
+        times = np.r_[0.0, times]
+        names = cause_names(data)
+        return times, cif, names if causes is None else list(causes)
+    functions = list(data)
+    if functions and callable(functions[0]):
+        if times is None:
+            times = np.unique(np.concatenate([[0.0], *[np.asarray(f.x, float) for f in functions]]))
+            upper = min(float(f.domain[1]) for f in functions)
+            times = times[times <= upper]
+        times = np.asarray(times, dtype=float)
+        cif = np.vstack([np.asarray(f(times), dtype=float) for f in functions])
+    else:
+        if times is None:
+            raise ValueError("times is required with an array of cumulative incidences")
+        times = np.asarray(times, dtype=float)
+        cif = np.asarray(data, dtype=float).reshape(-1, len(times))
+    names = [str(k) for k in range(1, cif.shape[0] + 1)] if causes is None else list(causes)
+    return times, cif, names
+
+
+def plot_cumulative_incidence(y_or_cif, times=None, causes=None, ax=None):
+    """Stacked cumulative incidence of competing causes.
+
+    Cause ``k``'s band lies between the summed incidences of causes ``1..k-1`` and
+    ``1..k``; the top edge is the probability of any event, the white space above it
+    the probability of being event-free.
+
+    Parameters
+    ----------
+    y_or_cif : structured ndarray, sequence of StepFunction or ndarray
+        A competing-risks outcome (its Aalen–Johansen incidences are drawn); one
+        patient's predicted incidences, one step function per cause; or an array of
+        shape ``(n_causes, n_times)`` at ``times``.
+    times : array-like of shape (n_times,), optional
+        Where the curves are evaluated (required with an array).
+    causes : sequence of str, optional
+        Legend names; default the names of ``y`` (:func:`survbehrt.data.cause_names`)
+        or ``"1"``, ``"2"``, ...
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw on.
+
+    Returns
+    -------
+    ax : matplotlib.axes.Axes
+        The axes drawn on.
+    """
+    times, cif, names = _incidence_curves(y_or_cif, times, causes)
+    if len(names) != cif.shape[0]:
+        raise ValueError(f"got {len(names)} cause names for {cif.shape[0]} causes")
+    ax = _axes(ax)
+    stacked = np.vstack([np.zeros(len(times)), np.cumsum(cif, axis=0)])
+    for k, name in enumerate(names):
+        ax.fill_between(times, stacked[k], stacked[k + 1], step="post", alpha=0.7, label=name)
+    ax.step(times, stacked[-1], where="post", color="black", lw=1)
+    ax.set_xlabel("years after prediction time")
+    ax.set_ylabel("cumulative incidence (stacked)")
+    ax.set_ylim(0, 1)
+    ax.legend(loc="upper left")
     return ax

@@ -214,3 +214,30 @@ def test_plot_training_history_skorch(tmp_path):
         history.record("train_loss", loss)
         history.record("valid_loss", loss + 0.1)
     _save_png(plot_training_history(history), tmp_path / "skorch.png")
+
+
+def test_stacked_cumulative_incidence():
+    from sksurv.functions import StepFunction
+    from sksurv.nonparametric import kaplan_meier_estimator
+
+    from survbehrt.data import competing_y
+    from survbehrt.plotting import plot_cumulative_incidence
+
+    rng = np.random.default_rng(1)
+    t, cause, c = rng.exponential(2.0, 300), rng.integers(1, 3, 300), rng.uniform(0, 6, 300)
+    y = competing_y(np.where(t <= c, cause, 0), np.minimum(t, c), causes=["mi", "death"])
+    ax = plot_cumulative_incidence(y)
+    assert [text.get_text() for text in ax.get_legend().get_texts()] == ["mi", "death"]
+    # the top edge (the summed incidences) is the probability of any event, 1 - KM
+    top = ax.get_lines()[-1]
+    km_t, km_s = kaplan_meier_estimator(y["event"] > 0, y["time"])
+    np.testing.assert_allclose(top.get_xdata(), np.r_[0.0, km_t])
+    np.testing.assert_allclose(top.get_ydata(), np.r_[0.0, 1 - km_s], atol=1e-12)
+    assert ax.get_ylabel() == "cumulative incidence (stacked)"
+    # one patient's predicted incidences as step functions
+    x = np.array([0.0, 1.0, 2.0])
+    fns = [StepFunction(x, np.array([0.0, 0.1, 0.2])), StepFunction(x, np.array([0.0, 0.3, 0.4]))]
+    ax = plot_cumulative_incidence(fns, causes=["a", "b"])
+    np.testing.assert_allclose(ax.get_lines()[-1].get_ydata(), [0.0, 0.4, 0.6])
+    with pytest.raises(ValueError, match="times is required"):
+        plot_cumulative_incidence(np.zeros((2, 3)))
