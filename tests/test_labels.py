@@ -371,3 +371,11 @@ def test_random_tables_with_causes_match_the_reference(seed):
     label_of = partial(reference_cause_label, causes=[set(v) for v in causes.values()],
                        death_code="B", end=end, horizon_years=horizon)
     _match_reference(events, pts, label_of, causes, horizon=horizon, end=end, death_code="B")
+
+
+def test_several_causes_from_a_meds_folder(tmp_path):
+    (tmp_path / "data").mkdir()
+    CR_EVENTS.to_parquet(tmp_path / "data" / "0.parquet")
+    from_folder = _labels(tmp_path, CR_TIMES, CAUSES)
+    np.testing.assert_array_equal(from_folder, _labels(CR_EVENTS, CR_TIMES, CAUSES))
+    assert from_folder["event"].tolist() == [1, 3, 2, 3, 0]
