@@ -15,6 +15,7 @@ from survbehrt.competing_metrics import (
     cause_specific_brier,
     cause_specific_c,
     cif_calibration_table,
+    cif_calibration_test,
 )
 from survbehrt.data import competing_y
 
@@ -283,6 +284,19 @@ def test_the_true_model_is_calibrated():
     assert table["predicted"].is_monotonic_increasing
     wrong = cif_calibration_table(y, 1 - np.exp(-rates[0] * scale * 1.5), 1.5, 1, n_groups=5)
     assert not ((wrong["lower"] <= wrong["predicted"]) & (wrong["predicted"] <= wrong["upper"])).all()
+    assert cif_calibration_test(table).p_value > 0.05
+    assert cif_calibration_test(wrong).p_value < 1e-6
+    assert cif_calibration_test(table).dof == 5
+
+
+def test_the_standard_error_matches_the_spread_of_the_estimate():
+    observed, se = [], []
+    for seed in range(300):
+        y, _ = _sample(seed, n=300, grid=0)
+        table = cif_calibration_table(y, np.zeros(len(y)), 2.0, cause=1, n_groups=1)
+        observed.append(table["observed"][0])
+        se.append(table["se"][0])
+    assert np.mean(se) == pytest.approx(np.std(observed), rel=0.1)
 
 
 def test_bad_input():
