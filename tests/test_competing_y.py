@@ -56,3 +56,14 @@ def test_a_single_cause_check_refuses_a_multi_cause_y_clearly():
     y = competing_y([0, 2, 1], [3.0, 1.5, 2.0], causes=["mi", "death"])
     with pytest.raises(TypeError, match=r"competing-risks y \(causes 1..2\).*cause_specific_y"):
         check_survival_y(y)
+
+
+def test_the_single_cause_estimator_refuses_a_multi_cause_y():
+    from survbehrt import BEHRTSurvivalEstimator
+    from survbehrt.datasets.competing import make_synthetic_competing
+
+    X, y, _ = make_synthetic_competing(n_patients=40, random_state=0)
+    model = BEHRTSurvivalEstimator(embedding_dim=8, num_layers=1, num_heads=1, ff_dim=8,
+                                   max_epochs=1)
+    with pytest.raises(TypeError, match="competing-risks y .*cause_specific_y"):
+        model.fit(X, y)
