@@ -30,7 +30,7 @@ from sksurv.nonparametric import (
     kaplan_meier_estimator,
 )
 
-from .data.competing import check_competing_y
+from .data.competing import _cause_index, check_competing_y
 
 __all__ = [
     "CalibrationTestResult",
@@ -50,15 +50,9 @@ _CHUNK = 2**21  # pairs per block in the pairwise sums (memory bound, not a resu
 
 
 def _outcome(y, cause=None):
-    """``event`` (int), ``time``, K and the checked cause number."""
+    """``event`` (int), ``time``, K and the cause's number (from a name or a number)."""
     event, time, n_causes = check_competing_y(y)
-    if cause is None:
-        return event, time, n_causes, None
-    if isinstance(cause, (bool, np.bool_)) or not isinstance(cause, (int, np.integer)):
-        raise TypeError(f"cause must be a cause number 1..K; got {cause!r}.")
-    if not 1 <= cause <= n_causes:
-        raise ValueError(f"cause must be in 1..{n_causes} (the causes of y); got {cause}.")
-    return event, time, n_causes, int(cause)
+    return event, time, n_causes, None if cause is None else _cause_index(y, cause)
 
 
 def _step_at(grid, values, times):
@@ -230,8 +224,8 @@ def cause_specific_c(y, risk, cause, y_train=None, tau=None):
     risk : array-like, shape (n_samples,)
         Risk of cause ``k``, higher = earlier (e.g. the predicted cumulative incidence
         of ``k`` at a horizon).
-    cause : int
-        ``k``, in 1..K.
+    cause : int or str
+        ``k``, in 1..K, or its name (:func:`survbehrt.data.cause_names`).
     y_train : structured ndarray, optional
         Training outcome; estimates ``G``. Without it, the Harrell-type estimate.
     tau : float, optional
@@ -293,8 +287,8 @@ def cause_specific_auc(y_train, y_test, risk, times, cause, controls="event-free
         the predicted cumulative incidence of ``k`` at each time).
     times : array-like, shape (n_times,)
         Evaluation times, increasing.
-    cause : int
-        ``k``, in 1..K.
+    cause : int or str
+        ``k``, in 1..K, or its name (:func:`survbehrt.data.cause_names`).
     controls : {"event-free", "not-cause"}, default="event-free"
         Which rows are controls (above).
 
@@ -352,8 +346,8 @@ def cause_specific_brier(y_train, y_test, cif, times, cause):
         Predicted cumulative incidence of cause ``k`` at ``times``.
     times : array-like, shape (n_times,)
         Evaluation times, increasing.
-    cause : int
-        ``k``, in 1..K.
+    cause : int or str
+        ``k``, in 1..K, or its name (:func:`survbehrt.data.cause_names`).
 
     Returns
     -------
@@ -393,8 +387,8 @@ def cif_calibration_table(y, cif_at_horizon, horizon, cause, n_groups=10):
         Predicted ``F_k(horizon | x_i)``.
     horizon : float
         Time at which calibration is assessed.
-    cause : int
-        ``k``, in 1..K.
+    cause : int or str
+        ``k``, in 1..K, or its name (:func:`survbehrt.data.cause_names`).
     n_groups : int, default=10
         Number of risk groups.
 

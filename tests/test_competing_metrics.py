@@ -303,6 +303,10 @@ def test_bad_input():
     y, risk = _sample(0, n=30)
     with pytest.raises(ValueError, match=r"cause must be in 1..2"):
         cause_specific_c(y, risk, 3)
+    named = competing_y(y["event"], y["time"], causes=["mi", "death"])
+    assert cause_specific_c(named, risk, "death") == cause_specific_c(y, risk, 2)
+    with pytest.raises(ValueError, match=r"'stroke' is not one of the causes"):
+        cause_specific_c(named, risk, "stroke")
     with pytest.raises(ValueError, match="shape"):
         cause_specific_auc(y, y, risk[:5], [1.0], 1)
     with pytest.raises(ValueError, match="controls must be"):
