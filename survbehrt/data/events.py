@@ -26,9 +26,9 @@ import polars as pl
 import pyarrow as pa
 
 from ._arrow import list_series
+from ._flat import _group_arange
 from ._meds import EventTable, as_datetimes, is_polars, list_ids, read_events, subjects_like
 from ._pages import plain_pages
-from .validation import _group_arange
 
 __all__ = ["from_events"]
 

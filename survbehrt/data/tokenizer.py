@@ -15,8 +15,9 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from ._flat import FlatEHR, _group_arange
 from ._pages import plain_pages
-from .validation import FlatEHR, _group_arange, flatten_ehr
+from .validation import flatten_ehr
 
 __all__ = [
     "PAD",
