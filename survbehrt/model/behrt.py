@@ -10,6 +10,7 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from .config import N_SPECIAL, PAD_ID, BEHRTConfig, as_config
@@ -347,6 +348,24 @@ class BEHRTSurvivalModule(nn.Module):
     def config(self) -> BEHRTConfig:
         """The encoder's configuration."""
         return self.encoder.config
+
+    def start_from(self, baseline, code_weight=None, covariate_weight=None) -> None:
+        """Set the starting hazards: the head's output bias and the wide term's weights.
+
+        Parameters
+        ----------
+        baseline : array-like of shape (num_bins,)
+            The hazard logits every patient starts at (the head's output bias).
+        code_weight : array-like of shape (vocab_size,), optional
+            The wide term's ``beta`` (one weight per token id); needs ``wide``.
+        covariate_weight : array-like of shape (3,), optional
+            The wide term's ``gamma``; needs ``wide``.
+        """
+        if code_weight is not None:
+            self.wide.code_weight.weight.data[:, 0] = torch.as_tensor(code_weight)
+        if covariate_weight is not None:
+            self.wide.covariate_weight.weight.data[0] = torch.as_tensor(covariate_weight)
+        self.head.output.bias.data.copy_(torch.as_tensor(baseline))
 
     @classmethod
     def from_encoder(
