@@ -4,8 +4,8 @@
 and ``groups``; :func:`split_and_tokenize` holds out the early-stopping rows and
 tokenizes, learning the vocabulary from the rows that train only (or using the
 pretrained encoder's tokenizer, or the store's). Both estimators start their ``fit``
-with these two; the survival estimator also reads its training sets from the result
-(:meth:`FitCohort.survival_dataset`).
+with these two; with an outcome, the result also holds the survival estimator's
+training and early-stopping sets (``train_set``, ``valid_set``).
 """
 
 from __future__ import annotations
@@ -86,6 +86,9 @@ class FitCohort:
         Positions in the cohort of the training and early-stopping rows.
     feature_names : ndarray of str
         The columns of ``X`` the model reads.
+    train_set, valid_set : EHRDataset or None
+        With an outcome: the training and early-stopping rows with their outcome and
+        patient (``valid_set`` None without early-stopping rows).
     """
 
     cohort: Cohort
@@ -95,14 +98,20 @@ class FitCohort:
     train_idx: np.ndarray
     valid_idx: np.ndarray
     feature_names: np.ndarray
+    train_set: EHRDataset | None = None
+    valid_set: EHRDataset | None = None
 
-    def survival_dataset(self, idx) -> EHRDataset:
-        """The rows ``idx`` with their outcome and patient, a view (tokens are not copied)."""
-        cohort = self.cohort
-        group_ids = (np.arange(len(cohort)) if cohort.groups is None
-                     else np.unique(cohort.groups, return_inverse=True)[1].reshape(-1))
-        targets = {"time": cohort.time, "event": cohort.event, "group": group_ids}
-        return EHRDataset(self.tokens, {k: v[idx] for k, v in targets.items()}, rows=self.rows[idx])
+
+def _survival_sets(cohort: Cohort, tokens, rows, train_idx, valid_idx) -> tuple:
+    """The training and early-stopping rows with their outcome and patient, as views."""
+    group_ids = (np.arange(len(cohort)) if cohort.groups is None
+                 else np.unique(cohort.groups, return_inverse=True)[1].reshape(-1))
+    targets = {"time": cohort.time, "event": cohort.event, "group": group_ids}
+
+    def dataset(idx):  # a view of the rows: token arrays are not copied
+        return EHRDataset(tokens, {k: v[idx] for k, v in targets.items()}, rows=rows[idx])
+
+    return dataset(train_idx), dataset(valid_idx) if len(valid_idx) else None
 
 
 def split_and_tokenize(cohort: Cohort, seed: int, validation_fraction: float, *,
@@ -153,4 +162,6 @@ def split_and_tokenize(cohort: Cohort, seed: int, validation_fraction: float, *,
             tokens = tokenizer.fit(X.iloc[train_idx]).transform(X)
         rows = np.arange(len(X))
         columns = ehr_columns(X)
-    return FitCohort(cohort, tokenizer, tokens, rows, train_idx, valid_idx, columns)
+    sets = (() if cohort.event is None
+            else _survival_sets(cohort, tokens, rows, train_idx, valid_idx))
+    return FitCohort(cohort, tokenizer, tokens, rows, train_idx, valid_idx, columns, *sets)

@@ -18,7 +18,7 @@ from ._common import (
     check_positive,
     check_store_tokenizer,
     draw_seed,
-    fit_device,
+    fitting,
     model_config,
     seeded_torch,
     token_store,
@@ -258,7 +258,7 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
                                     rows=data.rows[idx])
 
         valid = dataset(data.valid_idx, 1, True) if len(data.valid_idx) else None
-        with torch_threads(self.n_threads), seeded_torch(seed, fit_device(self)):
+        with fitting(self, seed):
             module = BEHRTPretrainingModule(model_config(self, tokenizer), self.objective,
                                             cls_head=self.pooling == "cls")
             # train

@@ -31,7 +31,7 @@ from ._common import (
     check_positive,
     check_store_tokenizer,
     draw_seed,
-    fit_device,
+    fitting,
     model_config,
     seeded_torch,
     token_store,
@@ -472,10 +472,8 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         if not event.any():
             raise ValueError("the training rows (after the validation split) hold no events")
         grid = TimeGrid(time_bins=self.time_bins).fit(y[train_idx])
-        train_ds = data.survival_dataset(train_idx)
-        valid_ds = data.survival_dataset(data.valid_idx) if len(data.valid_idx) else None
 
-        with torch_threads(self.n_threads), seeded_torch(seed, fit_device(self)):
+        with fitting(self, seed):
             if pre is not None:
                 # dropout is a fine-tuning setting, not architecture: it applies here too
                 config = dataclasses.replace(pre.module_.encoder.config, dropout=self.dropout)
@@ -494,8 +492,8 @@ class BEHRTSurvivalEstimator(BaseEstimator):
             counts = self._adapt_module(module, None if pre is None else pre.encoder_state_dict())
             # train
             net = survival_net(self, module, self._make_criterion(grid.cuts_), seed,
-                               len(train_idx), valid_ds)
-            train(net, train_ds, self.accelerator)
+                               len(train_idx), data.valid_set)
+            train(net, data.train_set, self.accelerator)
         # finish
         self._set_fitted(data, grid, start, net, counts)
         return self
