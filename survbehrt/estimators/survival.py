@@ -1,4 +1,17 @@
-"""``BEHRTSurvivalEstimator``: BEHRT survival (piecewise-constant hazards) as a scikit-survival estimator."""
+"""``BEHRTSurvivalEstimator``: BEHRT survival (piecewise-constant hazards) as a scikit-survival estimator.
+
+``fit`` is a sequence of steps, each a function of the module that owns it: validate
+(``_cohort.validate_cohort``, ``_pretrained.resolve_pretrained``), tokenize and split
+(``_cohort.split_and_tokenize``), the starting point (``survbehrt.cox_start.hazard_start``,
+written into the module by ``BEHRTSurvivalModule.start_from``), train (``_nets.survival_net``,
+``_nets.train``) and finish (``_set_fitted``). Saving is ``_persistence``'s.
+
+Over 600 lines as one unit: this is the public class alone, and half of it is what a
+user reads -- the class docstring (about 180 lines, every parameter and attribute)
+and the 37-parameter constructor (75 lines) that scikit-learn requires to be spelled
+out. What is left are the scikit-learn / scikit-survival methods (each short); the
+helpers live in the modules named above.
+"""
 
 from __future__ import annotations
 
