@@ -8,7 +8,7 @@ written into the module by ``BEHRTSurvivalModule.start_from``), train (``_nets.s
 
 Over 600 lines as one unit: this is the public class alone, and half of it is what a
 user reads -- the class docstring (about 180 lines, every parameter and attribute)
-and the 37-parameter constructor (75 lines) that scikit-learn requires to be spelled
+and the 36-parameter constructor (75 lines) that scikit-learn requires to be spelled
 out. What is left are the scikit-learn / scikit-survival methods (each short); the
 helpers live in the modules named above.
 """
