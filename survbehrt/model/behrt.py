@@ -10,8 +10,7 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-import torch
-from torch import Tensor, nn
+from torch import Tensor, as_tensor, nn
 
 from .config import N_SPECIAL, PAD_ID, BEHRTConfig, as_config
 from .embeddings import BEHRTEmbeddings
@@ -356,16 +355,14 @@ class BEHRTSurvivalModule(nn.Module):
         ----------
         baseline : array-like of shape (num_bins,)
             The hazard logits every patient starts at (the head's output bias).
-        code_weight : array-like of shape (vocab_size,), optional
-            The wide term's ``beta`` (one weight per token id); needs ``wide``.
-        covariate_weight : array-like of shape (3,), optional
-            The wide term's ``gamma``; needs ``wide``.
+        code_weight, covariate_weight : array-like, optional
+            The wide term's ``beta`` (vocab_size,) and ``gamma`` (3,); need ``wide``.
         """
         if code_weight is not None:
-            self.wide.code_weight.weight.data[:, 0] = torch.as_tensor(code_weight)
+            self.wide.code_weight.weight.data[:, 0] = as_tensor(code_weight)
         if covariate_weight is not None:
-            self.wide.covariate_weight.weight.data[0] = torch.as_tensor(covariate_weight)
-        self.head.output.bias.data.copy_(torch.as_tensor(baseline))
+            self.wide.covariate_weight.weight.data[0] = as_tensor(covariate_weight)
+        self.head.output.bias.data.copy_(as_tensor(baseline))
 
     @classmethod
     def from_encoder(
