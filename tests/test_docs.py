@@ -70,6 +70,7 @@ CHECKED_MODULES = (
     "survbehrt.metrics",
     "survbehrt.losses",
     "survbehrt.survival",
+    "survbehrt.cox_start",
     "survbehrt.datasets",
 )
 

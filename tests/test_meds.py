@@ -12,7 +12,7 @@ import pandas as pd
 import polars as pl
 import pytest
 
-from survbehrt.data import events as events_module
+from survbehrt.data import _build as build_module
 from survbehrt.data import from_events
 from survbehrt.data._meds import EventTable
 
@@ -62,9 +62,9 @@ def test_random_tables_match_the_reference(
     seed, strict, resolution, batches, monkeypatch, tmp_path
 ):
     if batches != "one":  # subjects in batches of a few events; cuts by as-of join
-        monkeypatch.setattr(events_module, "_BATCH_EVENTS", 5)
-        monkeypatch.setattr(events_module, "_BATCHES", 10**6)
-        monkeypatch.setattr(events_module, "_SEARCH_ROWS", 0)
+        monkeypatch.setattr(build_module, "_BATCH_EVENTS", 5)
+        monkeypatch.setattr(build_module, "_BATCHES", 10**6)
+        monkeypatch.setattr(build_module, "_SEARCH_ROWS", 0)
     events = random_events(seed)
     pts = random_prediction_times(events, seed)
     expected, expected_dropped = reference_rows(

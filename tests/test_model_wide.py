@@ -73,7 +73,8 @@ def test_wide_start_recovers_proportional_hazards():
     # penalised fit (a tiny penalty) on the model's own piecewise-constant likelihood
     from scipy import sparse
 
-    from survbehrt.model.wide import covariate_matrix, fit_wide_start
+    from survbehrt.cox_start import fit_wide_start
+    from survbehrt.model.wide import covariate_matrix
 
     rng = np.random.default_rng(0)
     n = 6000
@@ -116,7 +117,8 @@ def test_wide_start_by_concordance_rescales_a_stronger_penalty():
     # is scaled.
     from scipy import sparse
 
-    from survbehrt.model.wide import covariate_matrix, fit_wide_start
+    from survbehrt.cox_start import fit_wide_start
+    from survbehrt.model.wide import covariate_matrix
 
     rng = np.random.default_rng(2)
     n = 300

@@ -8,6 +8,7 @@ import pytest
 from sklearn.model_selection import KFold, cross_val_score
 
 from survbehrt import BEHRTPretrainer, BEHRTSurvivalEstimator
+from survbehrt.cox_start import count_features
 from survbehrt.data import (
     EHRDataset,
     EHRTokenizer,
@@ -17,7 +18,6 @@ from survbehrt.data import (
     load_tokens,
     write_tokens,
 )
-from survbehrt.model.wide import count_features
 
 from helpers import random_cohort
 

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from survbehrt.data import N_SPECIAL, EHRTokenizer, flatten_ehr, tokenizer
+from survbehrt.data import N_SPECIAL, EHRTokenizer, _value_bins, flatten_ehr, tokenizer
 from survbehrt.data.tokenizer import CLS_ID, PAD_ID, SEP_ID, UNK_ID
 
 from helpers import as_arrow, random_cohort
@@ -102,7 +102,7 @@ def test_matches_loop_reference(max_length, extra, layout, monkeypatch):
     if layout == "small chunks":  # token arrays filled in many chunks; values sorted at once
         monkeypatch.setattr(tokenizer, "_CHUNK_TOKENS", 7)
         monkeypatch.setattr(tokenizer, "_CHUNKS", 10**6)
-        monkeypatch.setattr(tokenizer, "_SEGMENT_SORTS", 0)
+        monkeypatch.setattr(_value_bins, "_SEGMENT_SORTS", 0)
     tok = EHRTokenizer(max_length=max_length, n_value_bins=4).fit(X)
     t = tok.transform(X)
     edges = reference_edges(X, 4) if extra else {}

@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .validation import (
+from ._flat import (
     AGES,
     CODES,
     STATIC,

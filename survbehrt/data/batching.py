@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler, Subset
 
-from .tokenizer import _TOKEN_FIELDS, TokenizedEHR, _group_arange
+from ._flat import _group_arange
+from .tokenized import _TOKEN_FIELDS, TokenizedEHR
 
 __all__ = [
     "BucketBatchSampler",

@@ -17,9 +17,10 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
+from ._build import _build_frame
 from ._meds import list_ids, subjects_like
+from ._rows import _as_series, _Cohort, _cohort, _warn_dropped
 from .competing import competing_y
-from .events import _as_series, _build_frame, _Cohort, _cohort, _warn_dropped
 
 __all__ = ["survival_labels", "events_to_survival"]
 

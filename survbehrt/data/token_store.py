@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .tokenizer import _TOKEN_FIELDS, EHRTokenizer, TokenizedEHR, _warn_truncation
+from .tokenized import _TOKEN_FIELDS, TokenizedEHR, _warn_truncation
+from .tokenizer import EHRTokenizer
 from .validation import ehr_columns, flatten_ehr
 
 __all__ = ["STORE_VERSION", "TokenStore", "TokenStoreWriter", "load_tokens", "write_tokens"]

@@ -2,21 +2,22 @@
 
 The vocabulary is learned from the rows passed to ``fit`` only (a training fold),
 so codes seen only in a validation fold map to ``[UNK]``. The output is a
-:class:`TokenizedEHR`: int32 values plus offsets, not a list of tensors, so a
-cohort of millions of tokens stays small and batches are cut from it on the fly.
+:class:`~survbehrt.data.tokenized.TokenizedEHR` (in ``tokenized.py``, re-exported here):
+int32 values plus offsets, not a list of tensors, so a cohort of millions of tokens
+stays small and batches are cut from it on the fly.
 """
 
 from __future__ import annotations
-
-import warnings
-from dataclasses import dataclass, fields
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from ._flat import FlatEHR, _group_arange
 from ._pages import plain_pages
-from .validation import FlatEHR, _group_arange, flatten_ehr
+from ._value_bins import quantile_edges
+from .tokenized import TRUNCATION_WARNING_SHARE, TokenizedEHR, _warn_truncation
+from .validation import flatten_ehr
 
 __all__ = [
     "PAD",
@@ -42,216 +43,10 @@ PAD_ID, CLS_ID, SEP_ID, MASK_ID, UNK_ID = range(5)
 N_SPECIAL = len(SPECIAL_TOKENS)
 
 
-#: Above this share of truncated rows, ``transform`` warns (see ``max_length``).
-TRUNCATION_WARNING_SHARE = 0.05
-
-_TOKEN_FIELDS = ("codes", "age_bins", "visits", "positions", "time_bins", "value_bins")
-#: Up to this many codes with values, ``fit`` sorts each code's values on its own.
-_SEGMENT_SORTS = 50_000
 #: ``transform`` fills the token arrays in about ``_CHUNKS`` chunks of patients of at
 #: least ``_CHUNK_TOKENS`` tokens: its temporaries are those of one chunk.
 _CHUNK_TOKENS = 1 << 16
 _CHUNKS = 64
-
-
-@dataclass
-class TokenizedEHR:
-    """A tokenized cohort in a flat, CSR-like layout.
-
-    Patient ``i`` owns tokens ``offsets[i]:offsets[i + 1]`` and visits
-    ``visit_offsets[i]:visit_offsets[i + 1]``. Each patient reads
-    ``[CLS] s s c c [SEP] c [SEP] ...``: ``[CLS]``, then its static codes ``s`` (no
-    time: age bin 0, time bin 0), then the kept visits. ``[CLS]`` and the static codes
-    belong to visit 0 and each ``[SEP]`` to the visit it closes.
-
-    Attributes
-    ----------
-    codes, age_bins, visits, positions, time_bins, value_bins : ndarray of int32, shape (n_tokens,)
-        Token id, age bin (0 = padding or no time), visit index and position within the
-        patient, the log-scale bin of the time from the visit to the prediction time
-        (0 = padding or no time), and the code's value bin (0 = no value).
-    offsets : ndarray of int64, shape (n_patients + 1,)
-    visit_times : ndarray of float32, shape (n_visits,)
-        Years from each kept visit to the prediction time.
-    visit_complete : ndarray of bool, shape (n_visits,)
-        True when what the kept visit sees under the visit-causal mask (the kept visits
-        up to it) is exactly the tokenization of the history cut at that visit, so its
-        output does not depend on later visits. Always True for the last visit and for
-        patients without truncation.
-    visit_offsets : ndarray of int64, shape (n_patients + 1,)
-    truncated_tokens : ndarray of int64, shape (n_patients,)
-        Tokens cut from each patient by ``max_length`` (dropped visits, codes of an
-        over-long last visit, static codes beyond the room).
-    dropped_visits : ndarray of int64, shape (n_patients,)
-        Oldest visits dropped from each patient: kept visit ``j`` is visit
-        ``dropped_visits[i] + j`` of the row.
-    index_age : ndarray of float32, shape (n_patients,)
-        Age in years at each row's prediction time (with ``visit_times``, the exact
-        age of every visit: ``index_age - visit_times``).
-    """
-
-    codes: np.ndarray
-    age_bins: np.ndarray
-    visits: np.ndarray
-    positions: np.ndarray
-    time_bins: np.ndarray
-    value_bins: np.ndarray
-    offsets: np.ndarray
-    visit_times: np.ndarray
-    visit_complete: np.ndarray
-    visit_offsets: np.ndarray
-    truncated_tokens: np.ndarray
-    dropped_visits: np.ndarray
-    index_age: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.offsets) - 1
-
-    @property
-    def lengths(self) -> np.ndarray:
-        """Number of tokens of each patient, shape (n_patients,)."""
-        return np.diff(self.offsets)
-
-    @property
-    def n_visits(self) -> np.ndarray:
-        """Number of kept visits of each patient, shape (n_patients,)."""
-        return np.diff(self.visit_offsets)
-
-    @property
-    def n_tokens(self) -> int:
-        """Total number of tokens."""
-        return int(self.offsets[-1])
-
-    @property
-    def n_truncated_rows(self) -> int:
-        """Number of patients (rows) that lost tokens to ``max_length``."""
-        return int(np.count_nonzero(self.truncated_tokens))
-
-    @property
-    def n_truncated_tokens(self) -> int:
-        """Number of tokens cut by ``max_length``, all patients together."""
-        return int(self.truncated_tokens.sum())
-
-    def lengths_at(self, rows) -> np.ndarray:
-        """Number of tokens of the given patients, reading only their offsets.
-
-        Parameters
-        ----------
-        rows : array-like of int
-            Patient positions.
-
-        Returns
-        -------
-        ndarray of int64, shape (len(rows),)
-        """
-        rows = np.asarray(rows, dtype=np.int64)
-        return (self.offsets[rows + 1] - self.offsets[rows]).astype(np.int64)
-
-    def n_visits_at(self, rows) -> np.ndarray:
-        """Number of kept visits of the given patients, reading only their offsets.
-
-        Parameters
-        ----------
-        rows : array-like of int
-            Patient positions.
-
-        Returns
-        -------
-        ndarray of int64, shape (len(rows),)
-        """
-        rows = np.asarray(rows, dtype=np.int64)
-        return (self.visit_offsets[rows + 1] - self.visit_offsets[rows]).astype(np.int64)
-
-    def truncation(self, rows=None) -> dict:
-        """Counts of what truncation to ``max_length`` cut.
-
-        Parameters
-        ----------
-        rows : array-like of int, optional
-            Count these patients only (default: all).
-
-        Returns
-        -------
-        dict
-            ``rows``, ``truncated_rows``, ``tokens`` (before truncation),
-            ``truncated_tokens``, and the shares ``truncated_row_share``,
-            ``truncated_token_share``.
-        """
-        if rows is None:
-            n, cut, kept = len(self), self.truncated_tokens, self.n_tokens
-        else:
-            rows = np.asarray(rows, dtype=np.int64)
-            n, cut = len(rows), self.truncated_tokens[rows]
-            kept = int(self.lengths_at(rows).sum())
-        n_cut_rows, n_cut = int(np.count_nonzero(cut)), int(cut.sum())
-        total = kept + n_cut
-        return {
-            "rows": n,
-            "truncated_rows": n_cut_rows,
-            "tokens": total,
-            "truncated_tokens": n_cut,
-            "truncated_row_share": n_cut_rows / n if n else 0.0,
-            "truncated_token_share": n_cut / total if total else 0.0,
-        }
-
-    def patient(self, i: int) -> dict:
-        """The token arrays of one patient, for inspection and tests.
-
-        Parameters
-        ----------
-        i : int
-            Patient position.
-
-        Returns
-        -------
-        dict of str to ndarray
-            Views of the token fields (``codes`` ... ``value_bins``) and of the visit
-            fields ``visit_times`` and ``visit_complete`` of that patient.
-        """
-        sl = slice(self.offsets[i], self.offsets[i + 1])
-        vs = slice(self.visit_offsets[i], self.visit_offsets[i + 1])
-        out = {name: getattr(self, name)[sl] for name in _TOKEN_FIELDS}
-        out["visit_times"] = self.visit_times[vs]
-        out["visit_complete"] = self.visit_complete[vs]
-        return out
-
-    def subset(self, indices) -> TokenizedEHR:
-        """A new cohort holding the given patients, in that order.
-
-        Parameters
-        ----------
-        indices : array-like of int
-            Patient positions.
-
-        Returns
-        -------
-        TokenizedEHR
-        """
-        indices = np.asarray(indices, dtype=np.int64)
-        lengths = self.lengths_at(indices)
-        tok = np.repeat(self.offsets[indices], lengths) + _group_arange(lengths)
-        n_vis = self.n_visits_at(indices)
-        vis = np.repeat(self.visit_offsets[indices], n_vis) + _group_arange(n_vis)
-        return TokenizedEHR(
-            **{name: getattr(self, name)[tok] for name in _TOKEN_FIELDS},
-            offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-            visit_times=self.visit_times[vis],
-            visit_complete=self.visit_complete[vis],
-            visit_offsets=np.concatenate([[0], np.cumsum(n_vis)]).astype(np.int64),
-            truncated_tokens=self.truncated_tokens[indices],
-            dropped_visits=self.dropped_visits[indices],
-            index_age=self.index_age[indices],
-        )
-
-    def nbytes(self) -> int:
-        """Memory held by the arrays.
-
-        Returns
-        -------
-        int
-            Bytes.
-        """
-        return sum(getattr(self, f.name).nbytes for f in fields(self))
 
 
 class EHRTokenizer(TransformerMixin, BaseEstimator):
@@ -420,9 +215,9 @@ class EHRTokenizer(TransformerMixin, BaseEstimator):
         self._set_vocabulary(kept)
         if self.n_value_bins == 0 or flat.values is None:
             return
-        edges = _quantile_edges(
+        edges = quantile_edges(
             self._name_ids(flat.code_names), flat.code_index, flat.values,
-            int(self.n_value_bins),
+            int(self.n_value_bins), n_special=N_SPECIAL, chunk=_CHUNK_TOKENS,
         )
         self._set_value_edges(edges, by_id=True)
 
@@ -731,92 +526,3 @@ class EHRTokenizer(TransformerMixin, BaseEstimator):
             dropped_visits=dropped.astype(np.int64),
             index_age=np.asarray(flat.index_age, dtype=np.float32),
         )
-
-
-def _warn_truncation(tokens: TokenizedEHR, max_length: int) -> None:
-    report = tokens.truncation()
-    if report["truncated_row_share"] > TRUNCATION_WARNING_SHARE:
-        warnings.warn(
-            f"{report['truncated_rows']:,} of {report['rows']:,} rows "
-            f"({report['truncated_row_share']:.1%}) are longer than max_length={max_length} "
-            f"tokens: {report['truncated_tokens']:,} of {report['tokens']:,} tokens "
-            f"({report['truncated_token_share']:.1%}) were cut, oldest visits first. Raise "
-            f"max_length to keep more history (attention cost grows with its square).",
-            UserWarning,
-            stacklevel=4,
-        )
-
-
-def _grouped_values(code_index, values, n_names):
-    """The values (NaN: none) of each distinct code, grouped by its ``code_index``.
-
-    Returns the grouped values, and the first position and count of each code. A counting
-    sort in two passes over chunks of the codes: the only cohort-sized array is the
-    result.
-    """
-    step = max(_CHUNK_TOKENS, 4 * n_names)  # a chunk's per-code arrays stay a small share
-    n = len(code_index)
-    ok_buf = np.empty(min(step, n), dtype=bool)
-
-    def chunks():
-        for a in range(0, n, step):
-            b = min(a + step, n)
-            ok = np.isnan(values[a:b], out=ok_buf[: b - a])
-            np.logical_not(ok, out=ok)
-            yield code_index[a:b][ok], values[a:b][ok]
-
-    count = np.zeros(n_names, dtype=np.int64)
-    for names, _ in chunks():
-        count += np.bincount(names, minlength=n_names)
-    start = np.cumsum(count) - count
-    grouped = np.empty(int(count.sum()), dtype=np.float64)
-    cursor = start.copy()
-    for names, vals in chunks():
-        if not len(names):
-            continue
-        # group the chunk by code (a stable radix sort when the codes fit 16 bits); each
-        # code's run lands at that code's cursor
-        order = np.argsort(
-            names.astype(np.uint16) if n_names <= 2**16 else names, kind="stable"
-        )
-        in_chunk = np.bincount(names, minlength=n_names)
-        shift = cursor - (np.cumsum(in_chunk) - in_chunk)
-        dest = shift[names[order]]
-        dest += np.arange(len(names))
-        grouped[dest] = vals[order]
-        cursor += in_chunk
-    return grouped, start, count
-
-
-def _quantile_edges(name_ids, code_index, values, n_bins: int) -> dict:
-    """Cut points of each code id: its values' quantiles ``1/n … (n-1)/n``, unique.
-
-    ``name_ids`` is the id of each distinct code, ``code_index`` the code of each value
-    (a position in ``name_ids``), ``values`` the values (NaN: none); ids below
-    ``N_SPECIAL`` ([UNK]) get none. Vectorised over codes: the values grouped by code
-    and each group sorted, then numpy's "linear" quantile (``a + (b - a) * t``, from the
-    upper side when ``t >= 0.5``, as numpy).
-    """
-    values, start, count = _grouped_values(code_index, values, len(name_ids))
-    # distinct codes are distinct ids, but for those that map to [UNK]: left out
-    uniq = np.flatnonzero((count > 0) & (name_ids >= N_SPECIAL))
-    if not len(uniq):
-        return {}
-    start, count = start[uniq], count[uniq]
-    if len(uniq) <= _SEGMENT_SORTS:
-        for a, b in zip(start.tolist(), (start + count).tolist()):
-            values[a:b].sort()
-    else:  # many codes: one sort by (code, value) beats a Python loop
-        keep = np.repeat(start, count) + _group_arange(count)
-        values = values[keep]
-        values = values[np.lexsort((values, np.repeat(np.arange(len(uniq)), count)))]
-        start = np.cumsum(count) - count
-    q = np.arange(1, n_bins) / n_bins
-    pos = q[None, :] * (count[:, None] - 1)
-    lo = np.floor(pos).astype(np.int64)
-    hi = np.minimum(lo + 1, count[:, None] - 1)
-    t = pos - lo
-    a, b = values[start[:, None] + lo], values[start[:, None] + hi]
-    diff = b - a
-    edges = np.where(t >= 0.5, b - diff * (1 - t), a + diff * t)
-    return {int(i): np.unique(e) for i, e in zip(name_ids[uniq], edges)}

@@ -17,7 +17,7 @@ __all__ = [
     "draw_seed",
     "seeded_torch",
     "resolve_device",
-    "fit_device",
+    "fitting",
     "torch_threads",
     "validation_split",
     "resolve_groups",
@@ -89,10 +89,15 @@ def resolve_device(device) -> str:
     return device
 
 
-def fit_device(estimator):
-    """Where ``estimator`` trains: its ``accelerator``'s device, else its ``device``."""
+@contextlib.contextmanager
+def fitting(estimator, seed: int):
+    """The block a fit trains in: ``estimator.n_threads`` torch threads, torch seeded with
+    ``seed`` (:func:`seeded_torch`) on the device it trains on (its ``accelerator``'s, else
+    its ``device``)."""
     accelerator = getattr(estimator, "accelerator", None)
-    return estimator.device if accelerator is None else str(accelerator.device)
+    device = estimator.device if accelerator is None else str(accelerator.device)
+    with torch_threads(estimator.n_threads), seeded_torch(seed, device):
+        yield
 
 
 def validation_split(n: int, fraction: float, seed: int, stratify=None, groups=None):

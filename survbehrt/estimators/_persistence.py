@@ -47,6 +47,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .._version import __version__
+
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
@@ -348,8 +350,6 @@ def write_estimator(estimator, path, module, module_args: dict, skip=()) -> None
     skip : iterable of str
         Fitted attributes not to save (the net, the module, the history, aliases).
     """
-    from .. import __version__
-
     accelerator = getattr(estimator, "accelerator", None)
     if accelerator is not None and not accelerator.is_main_process:
         return  # every process holds the same model: the main one writes it

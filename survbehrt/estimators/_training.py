@@ -25,7 +25,6 @@ from skorch.callbacks import (
 )
 
 from ..data.batching import BucketBatchSampler, EHRDataset, collate_tokens, dataset_lengths
-from ._common import resolve_device
 from ._divergence import DivergenceGuard
 
 __all__ = [
@@ -39,7 +38,6 @@ __all__ = [
     "EarlyStoppingFromStart",
     "validation_cindex",
     "batched_inference",
-    "net_arguments",
     "progress_callbacks",
     "standard_callbacks",
     "to_device",
@@ -225,51 +223,6 @@ def global_batch_size(estimator) -> int:
     if accelerator is None or accelerator.split_batches:
         return estimator.batch_size
     return estimator.batch_size * accelerator.num_processes
-
-
-def net_arguments(estimator, seed: int, callbacks: list, train_split=None) -> dict:
-    """The skorch ``NeuralNet`` arguments both estimators share.
-
-    AdamW with the estimator's ``lr`` / ``weight_decay``, ``max_epochs``, ``batch_size``,
-    length-bucketed training batches in a fresh order each epoch (seeded), validation
-    batches in dataset order, the device and the verbosity. With an ``accelerator``,
-    also the accelerated net's arguments
-    (:func:`survbehrt.estimators._accelerate.accelerator_arguments`).
-
-    Parameters
-    ----------
-    estimator : BEHRTSurvivalEstimator or BEHRTPretrainer
-        Read for its training parameters.
-    seed : int
-        Seeds the batch order.
-    callbacks : list of (str, skorch.callbacks.Callback)
-    train_split : callable, optional
-        skorch's ``train_split`` (e.g. ``predefined_split(valid_dataset)``).
-
-    Returns
-    -------
-    dict
-    """
-    args = dict(
-        optimizer=torch.optim.AdamW,
-        optimizer__weight_decay=estimator.weight_decay,
-        lr=estimator.lr,
-        max_epochs=estimator.max_epochs,
-        batch_size=estimator.batch_size,
-        iterator_train=BucketedLoader,
-        iterator_train__shuffle=True,
-        iterator_train__seed=seed,
-        iterator_valid=BucketedLoader,
-        train_split=train_split,
-        callbacks=callbacks,
-        device=resolve_device(estimator.device),
-        verbose=int(estimator.verbose > 0),
-    )
-    if getattr(estimator, "accelerator", None) is not None:
-        from ._accelerate import accelerator_arguments
-
-        args.update(accelerator_arguments(estimator.accelerator, estimator.verbose))
-    return args
 
 
 def progress_callbacks(verbose: int) -> list:

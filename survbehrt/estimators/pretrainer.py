@@ -6,38 +6,31 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
-from skorch.helper import predefined_split
 from skorch.history import History
 
 from ..data.tokenizer import EHRTokenizer
-from ..data.validation import check_predict_columns, ehr_columns, flatten_ehr
+from ..data.validation import check_predict_columns, flatten_ehr
 from ..model import IGNORE_INDEX, OBJECTIVES, PATIENT_POOLING, BEHRTConfig, BEHRTPretrainingModule
+from ._cohort import split_and_tokenize, validate_cohort
 from ._common import (
     check_choice,
     check_fraction,
     check_positive,
     check_store_tokenizer,
     draw_seed,
-    fit_device,
+    fitting,
     model_config,
-    resolve_groups,
     seeded_torch,
     token_store,
     torch_threads,
-    validation_split,
 )
+from ._nets import pretraining_net, train
 from ._persistence import read_estimator, write_estimator
 from ._training import (
-    EarlyStoppingFromStart,
     MaskedEHRDataset,
     PretrainingCriterion,
-    PretrainingNet,
     batched_inference,
-    global_batch_size,
-    net_arguments,
     net_device,
-    progress_callbacks,
-    standard_callbacks,
     to_device,
 )
 
@@ -228,25 +221,6 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
         if self.early_stopping and self.validation_fraction == 0:
             raise ValueError("early_stopping needs validation_fraction > 0.")
 
-    def _make_net(self, module, seed, train_split=None, n_train=1):
-        parts = {"mlm": ("mlm",), "next_visit": ("next_visit",), "both": ("mlm", "next_visit")}
-        parts = parts[self.objective] + (("cls",) if module.cls_head is not None else ())
-        callbacks = standard_callbacks(self.max_epochs, n_train, global_batch_size(self), self.gradient_clip,
-                                       parts, has_valid=train_split is not None)
-        if self.early_stopping:
-            callbacks.append(("early_stopping", EarlyStoppingFromStart(
-                monitor="valid_loss", patience=self.patience, load_best=True
-            )))
-        callbacks += progress_callbacks(self.verbose)
-        net_class = PretrainingNet
-        if self.accelerator is not None:
-            from ._accelerate import AcceleratedPretrainingNet as net_class
-        return net_class(
-            module=module,
-            criterion=PretrainingCriterion(),
-            **net_arguments(self, seed, callbacks, train_split),
-        )
-
     def fit(self, X, y=None, groups=None):
         """Pre-train the encoder on the histories of ``X``.
 
@@ -267,41 +241,33 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
         -------
         self : BEHRTPretrainer
         """
+        # validate
         self._check_params()
+        cohort = validate_cohort(X, groups=groups)
         seed = draw_seed(self.random_state)
-        store = token_store(X)
-        X = X if store is None else store
-        groups = resolve_groups(X, groups, len(X))
-        train_idx, valid_idx = validation_split(len(X), self.validation_fraction, seed,
-                                                groups=groups)
-        # the vocabulary comes from the rows that train, not from the validation rows
-        if store is not None:
-            tokenizer, tokens, rows = store.tokenizer, store.tokens, store.rows
-            self.feature_names_in_ = np.array(store.meta.get("columns") or [], dtype=object)
-        else:
-            tokenizer = EHRTokenizer(max_length=self.max_length, min_frequency=self.min_frequency,
-                                     n_value_bins=self.n_value_bins)
-            tokens = tokenizer.fit(X.iloc[train_idx]).transform(X)
-            rows = np.arange(len(X))
-            self.feature_names_in_ = ehr_columns(X)
+        # tokenize and split
+        data = split_and_tokenize(
+            cohort, seed, self.validation_fraction,
+            tokenizer_params=dict(max_length=self.max_length, min_frequency=self.min_frequency,
+                                  n_value_bins=self.n_value_bins),
+        )
+        self.feature_names_in_ = data.feature_names
         self.n_features_in_ = len(self.feature_names_in_)
-        mlm = self.objective in ("mlm", "both")
+        tokenizer, mlm = data.tokenizer, self.objective in ("mlm", "both")
 
         def dataset(idx, offset, reseed):
-            return MaskedEHRDataset(tokens, tokenizer.vocab_size_, self.mask_prob,
+            return MaskedEHRDataset(data.tokens, tokenizer.vocab_size_, self.mask_prob,
                                     seed=seed + offset, mlm=mlm, reseed_each_pass=reseed,
-                                    rows=rows[idx])
+                                    rows=data.rows[idx])
 
-        valid = predefined_split(dataset(valid_idx, 1, True)) if len(valid_idx) else None
-        with torch_threads(self.n_threads), seeded_torch(seed, fit_device(self)):
+        valid = dataset(data.valid_idx, 1, True) if len(data.valid_idx) else None
+        with fitting(self, seed):
             module = BEHRTPretrainingModule(model_config(self, tokenizer), self.objective,
                                             cls_head=self.pooling == "cls")
-            net = self._make_net(module, seed, valid, len(train_idx))
-            net.fit(dataset(train_idx, 0, False), y=None)
-            if self.accelerator is not None:
-                from ._accelerate import release
-
-                release(net)
+            # train
+            net = pretraining_net(self, module, seed, valid, len(data.train_idx))
+            train(net, dataset(data.train_idx, 0, False), self.accelerator)
+        # finish
         self._set_fitted(tokenizer, net)
         return self
 
@@ -475,7 +441,7 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
             module = BEHRTPretrainingModule(BEHRTConfig(**args["config"]), args["objective"],
                                             cls_head=args["cls_head"])
         saved.load_weights(module)
-        net = est._make_net(module, seed=0)
+        net = pretraining_net(est, module, seed=0)
         net.initialize()
         net.history = History(saved.history)
         est._set_fitted(tokenizer, net)

@@ -1,60 +1,59 @@
-"""``BEHRTSurvivalEstimator``: BEHRT survival (piecewise-constant hazards) as a scikit-survival estimator."""
+"""``BEHRTSurvivalEstimator``: BEHRT survival (piecewise-constant hazards) as a scikit-survival estimator.
+
+``fit`` is a sequence of steps, each a function of the module that owns it: validate
+(``_cohort.validate_cohort``, ``_pretrained.resolve_pretrained``), tokenize and split
+(``_cohort.split_and_tokenize``), the starting point (``survbehrt.cox_start.hazard_start``,
+written into the module by ``BEHRTSurvivalModule.start_from``), train (``_nets.survival_net``,
+``_nets.train``) and finish (``_set_fitted``). Saving is ``_persistence``'s.
+
+Over 600 lines as one unit: this is the public class alone, and half of it is what a
+user reads -- the class docstring (about 180 lines, every parameter and attribute)
+and the 36-parameter constructor (75 lines) that scikit-learn requires to be spelled
+out. What is left are the scikit-learn / scikit-survival methods (each short); the
+helpers live in the modules named above.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import warnings
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
-from skorch.helper import predefined_split
 from skorch.history import History
 from sksurv.exceptions import NoComparablePairException
 from sksurv.metrics import concordance_index_censored
 
-from ..data.batching import EHRDataset
+from ..cox_start import hazard_start
 from ..data.tokenizer import N_SPECIAL, EHRTokenizer
-from ..data.validation import check_predict_columns, check_survival_y, ehr_columns, flatten_ehr
+from ..data.validation import check_predict_columns, check_survival_y, flatten_ehr
 from ..losses import HybridSurvivalLoss, PairwiseRankingLoss, SurvivalNLL
 from ..model import BEHRTConfig, BEHRTSurvivalModule, apply_lora, configure_trainable
-from ..model.wide import count_features, covariate_matrix, fit_wide_start
 from ..survival import (
     TimeGrid,
     evaluate_on_times,
-    marginal_logits,
     risk_score,
     survival_curves,
 )
+from ._cohort import split_and_tokenize, validate_cohort
 from ._common import (
     check_choice,
     check_fraction,
     check_positive,
     check_store_tokenizer,
     draw_seed,
-    fit_device,
+    fitting,
     model_config,
-    resolve_groups,
     seeded_torch,
     token_store,
     torch_threads,
-    validation_split,
 )
+from ._nets import survival_net, train
 from ._persistence import read_estimator, write_estimator
-from ._training import (
-    EarlyStoppingFromStart,
-    SurvivalNet,
-    ValidationConcordance,
-    _last_visit_logits,
-    batched_inference,
-    global_batch_size,
-    net_arguments,
-    net_device,
-    progress_callbacks,
-    standard_callbacks,
-)
+from ._pretrained import is_fitted_pretrainer, resolve_pretrained
+from ._training import _last_visit_logits, batched_inference, net_device
 
 __all__ = ["BEHRTSurvivalEstimator", "STRATEGIES", "LOSSES"]
 
@@ -66,10 +65,6 @@ WIDE = ("joint", "offset", None)
 # Rows of earlier batches the ranking term compares each batch with: batches hold
 # histories of similar length, and without it short and long histories never meet.
 RANKING_MEMORY = 1024
-
-
-def _is_fitted_pretrainer(obj) -> bool:
-    return hasattr(obj, "module_") and hasattr(obj, "tokenizer_")
 
 
 class BEHRTSurvivalEstimator(BaseEstimator):
@@ -213,7 +208,7 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         Ridge penalty of the wide path's starting fit (None without the wide path).
     wide_scale_ : float or None
         The cross-validated calibration slope applied to that fit's predictor (see
-        ``survbehrt.model.wide.fit_wide_start``; None without the wide path).
+        ``survbehrt.cox_start.fit_wide_start``; None without the wide path).
     is_event_time_ : ndarray of bool
         Whether each of ``unique_times_`` is the time of at least one event.
     net_ : SurvivalNet
@@ -346,7 +341,7 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         params = self.get_params(deep=False)
         pretrained = params.pop("pretrained")
         new_params = {k: clone(v, safe=False) for k, v in params.items()}
-        if not _is_fitted_pretrainer(_unwrap_frozen(pretrained)):
+        if not is_fitted_pretrainer(pretrained):
             pretrained = clone(pretrained, safe=False)
         return type(self)(pretrained=pretrained, **new_params)
 
@@ -367,7 +362,7 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         params : dict
         """
         params = super().get_params(deep=deep)
-        if deep and _is_fitted_pretrainer(_unwrap_frozen(self.pretrained)):
+        if deep and is_fitted_pretrainer(self.pretrained):
             params = {k: v for k, v in params.items() if not k.startswith("pretrained__")}
         return params
 
@@ -383,7 +378,7 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         self : BEHRTSurvivalEstimator
         """
         nested = [k for k in params if k.startswith("pretrained__")]
-        if nested and _is_fitted_pretrainer(_unwrap_frozen(params.get("pretrained", self.pretrained))):
+        if nested and is_fitted_pretrainer(params.get("pretrained", self.pretrained)):
             raise ValueError(
                 f"cannot set {nested}: a fitted `pretrained` is shared by every clone and is "
                 f"never refitted. Fit another BEHRTPretrainer and pass it as `pretrained`."
@@ -420,22 +415,6 @@ class BEHRTSurvivalEstimator(BaseEstimator):
                 f"validation_fraction > 0 or early_stopping=None."
             )
 
-    def _resolve_pretrained(self):
-        pre = _unwrap_frozen(self.pretrained)
-        if pre is None:
-            return None
-        if isinstance(pre, (str, os.PathLike)):
-            from .pretrainer import BEHRTPretrainer
-
-            return BEHRTPretrainer.load(pre)
-        if not _is_fitted_pretrainer(pre):
-            raise ValueError(
-                "pretrained must be a *fitted* BEHRTPretrainer (or a path it saved); "
-                f"got an unfitted {type(pre).__name__}. Fit it first, e.g. "
-                "BEHRTPretrainer(...).fit(X_unlabelled)."
-            )
-        return pre
-
     def _make_criterion(self, cuts):
         if self.loss == "nll":
             return SurvivalNLL(cuts)
@@ -443,29 +422,6 @@ class BEHRTSurvivalEstimator(BaseEstimator):
             return PairwiseRankingLoss(cuts, sigma=self.rank_sigma, memory_size=RANKING_MEMORY)
         return HybridSurvivalLoss(cuts, rank_weight=self.rank_weight, sigma=self.rank_sigma,
                                   memory_size=RANKING_MEMORY)
-
-    def _callbacks(self, n_train: int, valid_dataset=None):
-        has_valid = valid_dataset is not None
-        parts = ("nll", "ranking") if self.loss == "hybrid" else ()
-        callbacks = standard_callbacks(self.max_epochs, n_train, global_batch_size(self),
-                                       self.gradient_clip, parts, has_valid)
-        if has_valid:
-            callbacks.append(("valid_cindex", ValidationConcordance()))
-        for i, cb in enumerate(self.callbacks or []):
-            # After the validation C-index (so they can read it), before early stopping
-            # (so they see the epoch that stops training). Used as given: skorch
-            # re-initialises callbacks each fit, and one may hold a live Optuna trial.
-            callbacks.append(cb if isinstance(cb, tuple) else (f"user_{i}", cb))
-        if self.early_stopping is not None and self.max_epochs > 0:
-            cindex = self.early_stopping == "cindex"
-            callbacks.append(("early_stopping", EarlyStoppingFromStart(
-                valid_dataset=valid_dataset,
-                monitor="valid_cindex" if cindex else "valid_loss",
-                lower_is_better=not cindex,
-                patience=self.patience,
-                load_best=True,
-            )))
-        return callbacks + progress_callbacks(self.verbose)
 
     def _adapt_module(self, module, encoder_state=None):
         """Finish a new survival module for ``strategy``: encoder weights, LoRA, what trains.
@@ -486,20 +442,6 @@ class BEHRTSurvivalEstimator(BaseEstimator):
             module.wide.requires_grad_(False)
             counts["trainable"] = sum(p.numel() for p in module.parameters() if p.requires_grad)
         return counts
-
-    def _make_net(self, module, cuts, seed, n_train=1, valid_ds=None):
-        net_class = SurvivalNet
-        if self.accelerator is not None:
-            from ._accelerate import AcceleratedSurvivalNet as net_class
-        return net_class(
-            module=module,
-            criterion=self._make_criterion(cuts),
-            landmarks=self.landmarks,
-            **net_arguments(
-                self, seed, self._callbacks(n_train, valid_ds),
-                predefined_split(valid_ds) if valid_ds is not None else None,
-            ),
-        )
 
     def fit(self, X, y, groups=None):
         """Fit the model.
@@ -529,36 +471,19 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         -------
         self : BEHRTSurvivalEstimator
         """
+        # validate
         self._check_params()
-        pre = self._resolve_pretrained()
-        store = token_store(X)
-        X = X if store is None else store
-        event, time = check_survival_y(y, n_samples=len(X), require_events=True)
-        groups = resolve_groups(X, groups, len(X))
+        pre = resolve_pretrained(self.pretrained)
+        cohort = validate_cohort(X, y, groups)
         seed = draw_seed(self.random_state)
-        # Split first: the vocabulary and the time grid are learned from the rows that
-        # train, never from the early-stopping rows.
-        train_idx, valid_idx = validation_split(
-            len(X), self.validation_fraction, seed, stratify=event, groups=groups
+        # tokenize and split
+        data = split_and_tokenize(
+            cohort, seed, self.validation_fraction, stratify=True,
+            tokenizer_params=dict(max_length=self.max_length, min_frequency=self.min_frequency,
+                                  n_value_bins=self.n_value_bins),
+            pretrained=None if pre is None else pre.tokenizer_,
         )
-        if store is not None:
-            # a cohort on disk: its tokenizer, its rows, batches read from the memory map
-            tokenizer, tokens, rows = store.tokenizer, store.tokens, store.rows
-            if pre is not None:
-                check_store_tokenizer(store, pre.tokenizer_, "the pretrained encoder")
-                tokenizer = pre.tokenizer_
-            self.feature_names_in_ = np.array(store.meta.get("columns") or [], dtype=object)
-        elif pre is not None:
-            tokenizer = pre.tokenizer_
-            # validates X (errors name the row and column); the tokenizer trusts it afterwards
-            tokens = tokenizer.transform(X)
-        else:
-            tokenizer = EHRTokenizer(max_length=self.max_length, min_frequency=self.min_frequency,
-                                     n_value_bins=self.n_value_bins)
-            tokens = tokenizer.fit(X.iloc[train_idx]).transform(X)
-        if store is None:
-            rows = np.arange(len(X))
-            self.feature_names_in_ = ehr_columns(X)
+        self.feature_names_in_ = data.feature_names
         self.n_features_in_ = len(self.feature_names_in_)
         if pre is None and self.strategy != "full":
             warnings.warn(
@@ -567,71 +492,54 @@ class BEHRTSurvivalEstimator(BaseEstimator):
                 UserWarning,
                 stacklevel=2,
             )
-        if not event[train_idx].any():
+        train_idx = data.train_idx
+        time, event = cohort.time[train_idx], cohort.event[train_idx]
+        if not event.any():
             raise ValueError("the training rows (after the validation split) hold no events")
         grid = TimeGrid(time_bins=self.time_bins).fit(y[train_idx])
-        group_ids = (np.arange(len(X)) if groups is None
-                     else np.unique(groups, return_inverse=True)[1].reshape(-1))
-        targets = {"time": time, "event": event, "group": group_ids}
 
-        def dataset(idx):  # a view of the rows: token arrays are not copied
-            return EHRDataset(tokens, {k: v[idx] for k, v in targets.items()}, rows=rows[idx])
-
-        train_ds = dataset(train_idx)
-        valid_ds = dataset(valid_idx) if len(valid_idx) else None
-
-        with torch_threads(self.n_threads), seeded_torch(seed, fit_device(self)):
+        with fitting(self, seed):
             if pre is not None:
                 # dropout is a fine-tuning setting, not architecture: it applies here too
                 config = dataclasses.replace(pre.module_.encoder.config, dropout=self.dropout)
             else:
-                config = model_config(self, tokenizer)
-            train_age = np.asarray(tokens.index_age[rows[train_idx]], dtype=float)
-            age_mean, age_scale = float(train_age.mean()), float(max(train_age.std(), 1.0))
+                config = model_config(self, data.tokenizer)
+            # starting point: the population's hazards, or the wide path's Cox fit
+            start = hazard_start(
+                data.tokens, data.rows[train_idx], time, event, grid.cuts_,
+                wide=self.wide is not None, n_special=N_SPECIAL, vocab_size=config.vocab_size,
+                groups=None if cohort.groups is None else cohort.groups[train_idx],
+                random_state=seed,
+            )
             module = BEHRTSurvivalModule(config, grid.n_bins_, wide=self.wide is not None,
-                                         age_mean=age_mean, age_scale=age_scale)
-            # start every patient at the population's curve (the no-covariate fit) ...
-            baseline = marginal_logits(time[train_idx], event[train_idx], grid.cuts_)
-            self.wide_alpha_ = self.wide_scale_ = None
-            if self.wide is not None:
-                # ... or, with the wide path, at a penalised proportional-hazards fit on the
-                # log counts and the age: the transformer then has to add to what Cox does
-                start = fit_wide_start(
-                    count_features(tokens, N_SPECIAL, config.vocab_size, rows=rows[train_idx]),
-                    covariate_matrix((train_age - age_mean) / age_scale,
-                                     tokens.n_visits_at(rows[train_idx])),
-                    time[train_idx], event[train_idx],
-                    grid.cuts_, groups=None if groups is None else groups[train_idx],
-                    random_state=seed,
-                )
-                module.wide.code_weight.weight.data[:, 0] = torch.as_tensor(start["beta"])
-                module.wide.covariate_weight.weight.data[0] = torch.as_tensor(start["gamma"])
-                baseline = start["baseline"]
-                self.wide_alpha_, self.wide_scale_ = start["alpha"], start["scale"]
-            module.head.output.bias.data.copy_(torch.as_tensor(baseline))
+                                         age_mean=start.age_mean, age_scale=start.age_scale)
+            module.start_from(start.baseline, start.beta, start.gamma)
             counts = self._adapt_module(module, None if pre is None else pre.encoder_state_dict())
-            net = self._make_net(module, grid.cuts_, seed, len(train_idx), valid_ds)
-            net.fit(train_ds, y=None)
-            if self.accelerator is not None:
-                from ._accelerate import release
+            # train
+            net = survival_net(self, module, self._make_criterion(grid.cuts_), seed,
+                               len(train_idx), data.valid_set)
+            train(net, data.train_set, self.accelerator)
+        # finish
+        self._set_fitted(data, grid, start, net, counts)
+        return self
 
-                release(net)
-
-        self.tokenizer_ = tokenizer
-        self.vocabulary_ = tokenizer.vocabulary_
-        self.truncation_ = tokens.truncation(rows)
+    def _set_fitted(self, data, grid, start, net, counts):
+        self.tokenizer_ = data.tokenizer
+        self.vocabulary_ = data.tokenizer.vocabulary_
+        self.truncation_ = data.tokens.truncation(data.rows)
         self.time_grid_ = grid
+        self.wide_alpha_, self.wide_scale_ = start.alpha, start.scale
         # as scikit-survival's estimators: every observed training time, events flagged
-        self.unique_times_ = np.unique(time[train_idx])
+        cohort, train_idx = data.cohort, data.train_idx
+        self.unique_times_ = np.unique(cohort.time[train_idx])
         is_event = np.zeros(len(self.unique_times_), dtype=bool)
-        pos = np.searchsorted(self.unique_times_, time[train_idx][event[train_idx]])
+        pos = np.searchsorted(self.unique_times_, cohort.time[train_idx][cohort.event[train_idx]])
         is_event[pos] = True
         self.is_event_time_ = is_event
         self.net_ = net
         self.history_ = net.history
         self.n_trainable_params_ = counts["trainable"]
         self.n_params_ = counts["total"]
-        return self
 
     # ------------------------------------------------------------------ prediction
 
@@ -870,7 +778,7 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         est.tokenizer_ = saved.component("tokenizer_", EHRTokenizer)
         est.vocabulary_ = est.tokenizer_.vocabulary_
         est.time_grid_ = saved.component("time_grid_", TimeGrid)
-        net = est._make_net(module, est.time_grid_.cuts_, seed=0)
+        net = survival_net(est, module, est._make_criterion(est.time_grid_.cuts_), seed=0)
         net.initialize()
         net.history = History(saved.history)
         est.net_ = net
@@ -904,12 +812,4 @@ class BEHRTSurvivalEstimator(BaseEstimator):
             return concordance_index_censored(event, time, risk)[0]
         except NoComparablePairException:
             return float("nan")
-
-
-def _unwrap_frozen(obj):
-    """Accept ``sklearn.frozen.FrozenEstimator(pretrainer)`` as well as the pretrainer."""
-    inner = getattr(obj, "estimator", None)
-    if type(obj).__name__ == "FrozenEstimator" and inner is not None:
-        return inner
-    return obj
 

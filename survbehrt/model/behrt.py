@@ -10,7 +10,7 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-from torch import Tensor, nn
+from torch import Tensor, as_tensor, nn
 
 from .config import N_SPECIAL, PAD_ID, BEHRTConfig, as_config
 from .embeddings import BEHRTEmbeddings
@@ -347,6 +347,22 @@ class BEHRTSurvivalModule(nn.Module):
     def config(self) -> BEHRTConfig:
         """The encoder's configuration."""
         return self.encoder.config
+
+    def start_from(self, baseline, code_weight=None, covariate_weight=None) -> None:
+        """Set the starting hazards: the head's output bias and the wide term's weights.
+
+        Parameters
+        ----------
+        baseline : array-like of shape (num_bins,)
+            The hazard logits every patient starts at (the head's output bias).
+        code_weight, covariate_weight : array-like, optional
+            The wide term's ``beta`` (vocab_size,) and ``gamma`` (3,); need ``wide``.
+        """
+        if code_weight is not None:
+            self.wide.code_weight.weight.data[:, 0] = as_tensor(code_weight)
+        if covariate_weight is not None:
+            self.wide.covariate_weight.weight.data[0] = as_tensor(covariate_weight)
+        self.head.output.bias.data.copy_(as_tensor(baseline))
 
     @classmethod
     def from_encoder(
