@@ -905,6 +905,26 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         except NoComparablePairException:
             return float("nan")
 
+    def explain(self, X, **kwargs):
+        """Attributions of the log risk to each code, value and visit (see :func:`survbehrt.explain.explain`).
+
+        Parameters
+        ----------
+        X : pandas.DataFrame or TokenStore
+            Patients, as for ``predict``.
+        **kwargs
+            ``n_steps``, ``batch_size``, ``return_rows``.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per code token and part (and the completeness check with
+            ``return_rows=True``).
+        """
+        from ..explain import explain  # the explain module imports the estimator's helpers
+
+        return explain(self, X, **kwargs)
+
 
 def _unwrap_frozen(obj):
     """Accept ``sklearn.frozen.FrozenEstimator(pretrainer)`` as well as the pretrainer."""
