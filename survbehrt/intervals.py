@@ -93,7 +93,13 @@ class BootstrapResult:
     replicates: np.ndarray = dataclasses.field(repr=False, compare=False)
 
     def as_dict(self) -> dict:
-        """The scalar fields (all but ``replicates``)."""
+        """The scalar fields (all but ``replicates``).
+
+        Returns
+        -------
+        dict
+            ``metric, estimate, lower, upper, level, n_boot, n_failed``.
+        """
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                 if f.name != "replicates"}
 

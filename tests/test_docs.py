@@ -71,6 +71,8 @@ CHECKED_MODULES = (
     "survbehrt.losses",
     "survbehrt.survival",
     "survbehrt.datasets",
+    "survbehrt.intervals",
+    "survbehrt.explain",
 )
 
 # Names whose docstrings lack a section this module requires. The package is edited by
