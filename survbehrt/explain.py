@@ -86,7 +86,8 @@ def _log_risk(module, batch):
 def _integrate(module, batch, n_steps):
     """Per-token attributions ``{input: (B, L)}``, and ``f`` at the input and the baseline."""
     nodes, weights = _nodes(n_steps)
-    alphas = torch.tensor(np.r_[nodes, 0.0, 1.0], dtype=torch.float32)
+    device = batch["codes"].device
+    alphas = torch.tensor(np.r_[nodes, 0.0, 1.0], dtype=torch.float32, device=device)
     n_alpha, size = alphas.shape[0], batch["codes"].shape[0]
     big = {k: v.repeat_interleave(n_alpha, dim=0) if torch.is_tensor(v) else v
            for k, v in batch.items()}  # row-major: row 0 at every alpha, then row 1, ...
@@ -98,12 +99,12 @@ def _integrate(module, batch, n_steps):
         grads = torch.autograd.grad(f.sum(), leaves)
     finally:
         path.close()
-    w = torch.tensor(np.r_[weights, 0.0, 0.0], dtype=torch.float32).repeat(size)
+    w = torch.tensor(np.r_[weights, 0.0, 0.0], dtype=torch.float32, device=device).repeat(size)
     out = {}
     for name, grad in zip(path.leaves, grads):
         per_step = (path.inputs[name] * grad).sum(-1) * attributed  # (B * n_alpha, L)
-        out[name] = (per_step * w[:, None]).reshape(size, n_alpha, -1).sum(1)
-    f = f.detach().reshape(size, n_alpha)
+        out[name] = (per_step * w[:, None]).reshape(size, n_alpha, -1).sum(1).cpu()
+    f = f.detach().reshape(size, n_alpha).cpu()
     return out, f[:, -1], f[:, -2]
 
 
@@ -146,6 +147,7 @@ def explain(estimator, X, n_steps=16, batch_size=32, return_rows=False):
         raise ValueError(f"n_steps must be a positive integer, got {n_steps}")
     tokens, rows = estimator._tokens(X)
     module = estimator.net_.module_
+    device = next(module.parameters()).device
     was_training = module.training
     module.eval()
     codes_of = np.asarray(list(estimator.tokenizer_.codes_), dtype=object)
@@ -155,7 +157,8 @@ def explain(estimator, X, n_steps=16, batch_size=32, return_rows=False):
             idx = np.arange(start, min(start + int(batch_size), len(rows)))
             batch = collate_tokens(tokens, rows[idx])
             with torch.enable_grad():
-                parts, f_x, f_0 = _integrate(module, batch, n_steps)
+                parts, f_x, f_0 = _integrate(
+                    module, {k: v.to(device) for k, v in batch.items()}, n_steps)
             frames.append(_frame(batch, parts, idx, codes_of, module))
             total = sum(p.sum(1) for p in parts.values())
             checks.append(pd.DataFrame({"row": idx, "log_risk": f_x.numpy(),

@@ -54,6 +54,23 @@ def test_completeness_and_scale(fitted):
     assert (coarse["error"].abs() > 0.01 * spread).any()
 
 
+def test_completeness_without_wide_path_values_or_continuous_time():
+    X, y = random_cohort(n=40, seed=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = tiny_estimator(wide=None, continuous_time=False, n_value_bins=0).fit(X, y)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in est.net_.module_.head.parameters():
+            p.normal_(0.0, 0.8)
+    attributions, rows = explain(est, X, return_rows=True)
+    assert set(attributions["part"]) == {"deep"} and attributions["wide_logit"].isna().all()
+    spread = rows["log_risk"].max() - rows["log_risk"].min()
+    assert spread > 0.5
+    assert (rows["error"].abs() <= 0.01 * spread).all()
+    np.testing.assert_allclose(np.exp(rows["log_risk"]), est.predict(X), rtol=1e-4)
+
+
 def test_baseline_is_the_same_timeline_without_codes(fitted):
     # the baseline keeps ages, visits, positions and special tokens and drops every code,
     # value and wide weight: rows with the same timeline and other codes, values and

@@ -19,6 +19,7 @@ from survbehrt.intervals import (
     paired_bootstrap,
     results_frame,
 )
+from survbehrt.metrics import integrated_brier, uno_c
 
 
 def _cohort(n, seed, censor=2.0):
@@ -59,6 +60,19 @@ def test_harrell_matches_plain_loop_on_the_same_resamples(grouped):
     assert (result.n_boot, result.n_failed) == (n_boot, 0)
 
 
+def _loop(fn, y, est, counts):
+    """The metric on each resample by a plain loop; NaN where it is undefined."""
+    out = []
+    for b in range(counts.shape[0]):
+        i = _rows(counts, b)
+        try:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out.append(fn(y[i], est[i]))
+        except (ValueError, NoComparablePairException):
+            out.append(np.nan)
+    return np.array(out, dtype=float)
+
+
 def test_ipcw_metrics_match_plain_loop():
     risk, y_train = _cohort(300, 1)
     risk_te, y = _cohort(150, 2)
@@ -77,6 +91,29 @@ def test_ipcw_metrics_match_plain_loop():
         ref = [fn(y[_rows(counts, b)], est[_rows(counts, b)]) for b in range(15)]
         np.testing.assert_allclose(result.replicates, ref, rtol=1e-12, err_msg=metric)
         assert result.estimate == pytest.approx(fn(y, est), rel=1e-12)
+
+
+def test_uno_and_brier_match_the_wrappers_with_tau_truncation_and_failures():
+    # small test set, short training follow-up (test times truncated at its maximum),
+    # Uno's tau, and evaluation times near the ends of the follow-up: many resamples fail
+    risk, y_train = _cohort(200, 3, censor=0.8)
+    risk_te, y = _cohort(40, 4)
+    times = np.quantile(y["time"], [0.03, 0.5, 0.93])
+    surv = np.exp(-np.outer(np.exp(risk_te), times))
+    counts = bootstrap_counts(40, 200, random_state=5)
+    tau = float(np.quantile(y["time"], 0.6))
+    with pytest.warns(UserWarning, match="undefined"):
+        ibs = bootstrap_interval(y, surv, "integrated_brier", y_train=y_train, times=times,
+                                 n_boot=200, random_state=5)
+    ref = _loop(lambda yy, e: integrated_brier(y_train, yy, e, times), y, surv, counts)
+    assert 5 < np.isnan(ref).sum() < 180
+    np.testing.assert_allclose(ibs.replicates, ref, rtol=1e-12)
+    assert ibs.n_failed == np.isnan(ref).sum()
+    uno = bootstrap_interval(y, risk_te, "uno_c", y_train=y_train, tau=tau, n_boot=200,
+                             random_state=5)
+    ref = _loop(lambda yy, e: uno_c(y_train, yy, e, tau=tau), y, risk_te, counts)
+    np.testing.assert_allclose(uno.replicates, ref, rtol=1e-12)
+    assert uno.estimate == pytest.approx(uno_c(y_train, y, risk_te, tau=tau), rel=1e-12)
 
 
 def test_grouped_counts_keep_a_patients_rows_together():
