@@ -1,5 +1,6 @@
 """Plots: survival curves, calibration, time-dependent AUC and Brier curves, landmark
-risk trajectories, learning curves, stacked cumulative incidence of competing causes.
+risk trajectories, learning curves, stacked cumulative incidence of competing causes,
+attributions (a patient's timeline, a cohort's top codes).
 
 matplotlib is an optional dependency (``pip install survbehrt[plot]``); it is
 imported inside each function. Every function draws on ``ax`` (a new figure's
@@ -12,12 +13,14 @@ import numpy as np
 
 __all__ = [
     "format_years",
+    "plot_attribution_timeline",
     "plot_auc_curves",
     "plot_brier_curves",
     "plot_calibration",
     "plot_cumulative_incidence",
     "plot_risk_trajectory",
     "plot_survival_curves",
+    "plot_top_codes",
     "plot_training_history",
 ]
 
@@ -402,4 +405,88 @@ def plot_cumulative_incidence(y_or_cif, times=None, causes=None, ax=None):
     ax.set_ylabel("cumulative incidence (stacked)")
     ax.set_ylim(0, 1)
     ax.legend(loc="upper left")
+    return ax
+
+
+def _token_totals(attributions, row):
+    """One line per code token of ``row``: its parts (deep, wide, value) summed."""
+    rows = attributions[attributions["row"] == row]
+    if rows.empty:
+        raise ValueError(f"no attributions for row {row}")
+    return (rows.groupby("token", sort=True)
+                .agg(code=("code", "first"), age=("age", "first"), visit=("visit", "first"),
+                     attribution=("attribution", "sum")))
+
+
+def plot_attribution_timeline(attributions, row, ax=None, cmap="RdBu_r"):
+    """One patient's codes over age, coloured by their attribution to the risk.
+
+    Each code occurrence is a dot at (age of its visit, code), coloured by its
+    attribution summed over parts (red raises the risk, blue lowers it, on a scale
+    symmetric around 0); static codes are squares left of the first visit.
+
+    Parameters
+    ----------
+    attributions : pandas.DataFrame
+        :func:`survbehrt.explain.explain`'s output.
+    row : int
+        The patient (``row`` column) to draw.
+    ax : matplotlib.axes.Axes, optional
+    cmap : str, default="RdBu_r"
+        A diverging colour map.
+
+    Returns
+    -------
+    ax : matplotlib.axes.Axes
+    """
+    ax = _axes(ax)
+    tokens = _token_totals(attributions, row)
+    codes = list(dict.fromkeys(tokens["code"]))  # first appearance order
+    y = tokens["code"].map({c: i for i, c in enumerate(codes)}).to_numpy()
+    static = tokens["visit"].to_numpy() < 0
+    ages = tokens["age"].to_numpy(dtype=float)
+    timed = ages[~static]
+    span = np.ptp(timed) if timed.size else 1.0
+    x = np.where(static, (timed.min() if timed.size else 0.0) - 0.08 * max(span, 1.0), ages)
+    values = tokens["attribution"].to_numpy()
+    limit = max(float(np.abs(values).max()), 1e-12)
+    for mask, marker in ((~static, "o"), (static, "s")):
+        points = ax.scatter(x[mask], y[mask], c=values[mask], cmap=cmap, vmin=-limit, vmax=limit,
+                            marker=marker, s=60, edgecolors="k", linewidths=0.3)
+    ax.figure.colorbar(points, ax=ax, label="attribution (log risk)")
+    ax.set_yticks(range(len(codes)), codes)
+    ax.set_xlabel("age at visit (years); squares: static codes")
+    ax.set_ylabel("code")
+    ax.set_title(f"row {row}: total {values.sum():+.2f} log risk above the baseline")
+    return ax
+
+
+def plot_top_codes(summary, n=15, ax=None):
+    """The codes that move a cohort's risk most: mean |attribution| per occurrence.
+
+    Bars are red for codes that raise the risk on average, blue for those that lower
+    it; each label carries the number of occurrences.
+
+    Parameters
+    ----------
+    summary : pandas.DataFrame
+        :func:`survbehrt.explain.summarize_codes`'s output (indexed by code, sorted).
+    n : int, default=15
+        Number of codes shown.
+    ax : matplotlib.axes.Axes, optional
+
+    Returns
+    -------
+    ax : matplotlib.axes.Axes
+    """
+    if n < 1:
+        raise ValueError(f"n must be a positive integer, got {n}")
+    ax = _axes(ax)
+    top = summary.head(int(n)).iloc[::-1]  # largest on top
+    colors = np.where(top["mean"].to_numpy() >= 0, "tab:red", "tab:blue")
+    labels = [f"{code} (n={count})" for code, count in zip(top.index, top["count"])]
+    ax.barh(range(len(top)), top["mean_abs"].to_numpy(), color=colors)
+    ax.set_yticks(range(len(top)), labels)
+    ax.set_xlabel("mean |attribution| per occurrence (log risk)")
+    ax.set_title("top codes (red: raise the risk, blue: lower it)")
     return ax

@@ -72,6 +72,8 @@ CHECKED_MODULES = (
     "survbehrt.survival",
     "survbehrt.cox_start",
     "survbehrt.datasets",
+    "survbehrt.intervals",
+    "survbehrt.explain",
 )
 
 # Names whose docstrings lack a section this module requires. The package is edited by

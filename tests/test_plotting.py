@@ -13,11 +13,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 from survbehrt.metrics import calibration_table, evaluate  # noqa: E402
 from survbehrt.plotting import (  # noqa: E402
     format_years,
+    plot_attribution_timeline,
     plot_auc_curves,
     plot_brier_curves,
     plot_calibration,
     plot_risk_trajectory,
     plot_survival_curves,
+    plot_top_codes,
     plot_training_history,
 )
 from survbehrt.survival import TimeGrid, survival_curves, survival_from_logits  # noqa: E402
@@ -241,3 +243,53 @@ def test_stacked_cumulative_incidence():
     np.testing.assert_allclose(ax.get_lines()[-1].get_ydata(), [0.0, 0.4, 0.6])
     with pytest.raises(ValueError, match="times is required"):
         plot_cumulative_incidence(np.zeros((2, 3)))
+
+
+def _attributions():
+    """A hand-made frame in the layout of survbehrt.explain.explain (two rows)."""
+    import pandas as pd
+
+    return pd.DataFrame({
+        "row": [0, 0, 0, 0, 0, 1],
+        "token": [1, 2, 2, 4, 4, 2],
+        "visit": [-1, 0, 0, 1, 1, 0],
+        "age": [np.nan, 50.0, 50.0, 52.5, 52.5, 61.0],
+        "code": ["SEX//F", "I10", "I10", "E11", "E11", "I10"],
+        "kind": ["static", "code", "code", "code", "code", "code"],
+        "part": ["deep", "deep", "wide", "deep", "wide", "deep"],
+        "attribution": [0.1, 0.3, 0.2, -0.4, -0.1, 0.05],
+    })
+
+
+def test_plot_attribution_timeline(tmp_path):
+    ax = plot_attribution_timeline(_attributions(), row=0)
+    # one dot per code token, its parts summed: I10 0.3 + 0.2, E11 -0.4 - 0.1; one static square
+    dots, squares = ax.collections[:2]
+    np.testing.assert_allclose(dots.get_array(), [0.5, -0.5])
+    np.testing.assert_allclose(squares.get_array(), [0.1])
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["SEX//F", "I10", "E11"]
+    assert ax.get_title() == "row 0: total +0.10 log risk above the baseline"
+    assert _inside_figure(ax, ax.yaxis.label) and _inside_figure(ax, ax.xaxis.label)
+    _save_png(ax, tmp_path / "timeline.png")
+    with pytest.raises(ValueError, match="no attributions for row 7"):
+        plot_attribution_timeline(_attributions(), row=7)
+
+
+def test_plot_top_codes(tmp_path):
+    from survbehrt.explain import summarize_codes
+
+    summary = summarize_codes(_attributions())
+    # per occurrence, parts summed: E11 -0.5; I10 +0.5 (row 0) and +0.05 (row 1)
+    assert summary.index.tolist() == ["E11", "I10", "SEX//F"]
+    np.testing.assert_allclose(summary["mean_abs"], [0.5, 0.275, 0.1])
+    np.testing.assert_allclose(summary["mean"], [-0.5, 0.275, 0.1])
+    assert summary["count"].tolist() == [1, 2, 1] and summary["n_rows"].tolist() == [1, 2, 1]
+    ax = plot_top_codes(summary, n=2)
+    # the largest on top (matplotlib counts bars from the bottom)
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["I10 (n=2)", "E11 (n=1)"]
+    np.testing.assert_allclose([p.get_width() for p in ax.patches], [0.275, 0.5])
+    colors = [p.get_facecolor() for p in ax.patches]
+    assert colors[0] != colors[1]  # raises vs lowers the risk
+    _save_png(ax, tmp_path / "top.png")
+    with pytest.raises(ValueError, match="n must be a positive integer"):
+        plot_top_codes(summary, n=0)

@@ -29,6 +29,7 @@ from sksurv.metrics import concordance_index_censored
 from ..cox_start import hazard_start
 from ..data.tokenizer import N_SPECIAL, EHRTokenizer
 from ..data.validation import check_predict_columns, check_survival_y, flatten_ehr
+from ..explain import explain
 from ..losses import HybridSurvivalLoss, PairwiseRankingLoss, SurvivalNLL
 from ..model import BEHRTConfig, BEHRTSurvivalModule, apply_lora, configure_trainable
 from ..survival import (
@@ -813,3 +814,20 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         except NoComparablePairException:
             return float("nan")
 
+    def explain(self, X, **kwargs):
+        """Attributions of the log risk to each code, value and visit (see :func:`survbehrt.explain.explain`).
+
+        Parameters
+        ----------
+        X : pandas.DataFrame or TokenStore
+            Patients, as for ``predict``.
+        **kwargs
+            ``n_steps``, ``batch_size``, ``return_rows``.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per code token and part (and the completeness check with
+            ``return_rows=True``).
+        """
+        return explain(self, X, **kwargs)
