@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 from skorch.helper import predefined_split
 
+from ..model.tte import objective_parts
+from ._checkpoint import checkpoint_callbacks
 from ._common import resolve_device
 from ._training import (
     BucketedLoader,
@@ -148,8 +150,12 @@ def survival_net(estimator, module, criterion, seed: int, n_train: int = 1, vali
     )
 
 
-def pretraining_net(estimator, module, seed: int, valid_dataset=None, n_train: int = 1):
+def pretraining_net(estimator, module, seed: int, valid_dataset=None, n_train: int = 1,
+                    done_epochs: int = 0):
     """The pretrainer's skorch net (accelerated with an ``accelerator``).
+
+    With the estimator's ``checkpoint_dir``, per-epoch checkpoints that a later fit
+    resumes from (:mod:`~survbehrt.estimators._checkpoint`).
 
     Parameters
     ----------
@@ -160,16 +166,20 @@ def pretraining_net(estimator, module, seed: int, valid_dataset=None, n_train: i
     valid_dataset : MaskedEHRDataset, optional
         The early-stopping rows.
     n_train : int, default=1
+    done_epochs : int, default=0
+        Epochs the checkpoint already holds: the schedule resumes after them.
 
     Returns
     -------
     PretrainingNet
     """
-    parts = {"mlm": ("mlm",), "next_visit": ("next_visit",), "both": ("mlm", "next_visit")}
-    parts = parts[estimator.objective] + (("cls",) if module.cls_head is not None else ())
+    parts = objective_parts(module.objective) + (("cls",) if module.cls_head is not None else ())
     has_valid = valid_dataset is not None
     callbacks = standard_callbacks(estimator.max_epochs, n_train, global_batch_size(estimator),
                                    estimator.gradient_clip, parts, has_valid=has_valid)
+    if getattr(estimator, "checkpoint_dir", None) is not None:
+        callbacks = checkpoint_callbacks(estimator.checkpoint_dir, callbacks, done_epochs,
+                                         -(-n_train // global_batch_size(estimator)))
     if estimator.early_stopping:
         callbacks.append(("early_stopping", EarlyStoppingFromStart(
             monitor="valid_loss", patience=estimator.patience, load_best=True
@@ -180,7 +190,7 @@ def pretraining_net(estimator, module, seed: int, valid_dataset=None, n_train: i
         from ._accelerate import AcceleratedPretrainingNet as net_class  # accelerate is optional
     return net_class(
         module=module,
-        criterion=PretrainingCriterion(),
+        criterion=PretrainingCriterion(module.tte_cuts),
         **net_arguments(estimator, seed, callbacks,
                         predefined_split(valid_dataset) if has_valid else None),
     )

@@ -25,6 +25,7 @@ from skorch.callbacks import (
 )
 
 from ..data.batching import BucketBatchSampler, EHRDataset, collate_tokens, dataset_lengths
+from ..losses import survival_nll
 from ._divergence import DivergenceGuard
 
 __all__ = [
@@ -383,8 +384,13 @@ class PretrainingCriterion(torch.nn.Module):
 
     MLM cross-entropy on the chosen tokens, multi-hot BCE of the next visit's codes
     and, with a ``[CLS]`` head, of the patient's codes (targets built from the batch's
-    unmasked codes); their sum is the loss.
+    unmasked codes) and, with ``tte_cuts``, the time-to-event likelihood; their sum is
+    the loss.
     """
+
+    def __init__(self, tte_cuts=None):
+        super().__init__()
+        self.tte_cuts = tte_cuts
 
     def forward(self, outputs, X, mlm_labels=None, **ignored):
         from ..model import next_visit_targets, patient_code_targets, pretraining_loss
@@ -395,7 +401,12 @@ class PretrainingCriterion(torch.nn.Module):
             targets, mask = next_visit_targets(X["codes"], X["visits"], X["visit_mask"], vocab)
         if "cls_logits" in outputs:
             cls_targets = patient_code_targets(X["codes"], outputs["cls_logits"].shape[-1])
-        return pretraining_loss(outputs, mlm_labels, targets, mask, cls_targets)
+        tte = None
+        if "tte_logits" in outputs:  # survival_nll over the (visit, task) rows
+            logits = outputs["tte_logits"]
+            tte = survival_nll(logits.reshape(-1, logits.shape[-1]), outputs["tte_time"].reshape(-1),
+                               outputs["tte_event"].reshape(-1), self.tte_cuts)
+        return pretraining_loss(outputs, mlm_labels, targets, mask, cls_targets, tte)
 
 
 class PretrainingNet(_LearnableOnly, NeuralNet):

@@ -10,7 +10,9 @@ from skorch.history import History
 
 from ..data.tokenizer import EHRTokenizer
 from ..data.validation import check_predict_columns, flatten_ehr
-from ..model import IGNORE_INDEX, OBJECTIVES, PATIENT_POOLING, BEHRTConfig, BEHRTPretrainingModule
+from ..model import IGNORE_INDEX, PATIENT_POOLING, BEHRTConfig, BEHRTPretrainingModule
+from ..model.tte import objective_parts
+from ._checkpoint import checkpointed_epochs
 from ._cohort import split_and_tokenize, validate_cohort
 from ._common import (
     check_choice,
@@ -33,6 +35,7 @@ from ._training import (
     net_device,
     to_device,
 )
+from ._tte import fit_tte_tasks
 
 __all__ = ["BEHRTPretrainer"]
 
@@ -51,9 +54,14 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
     """Self-supervised pre-training of a BEHRT encoder on patient histories.
 
     Objectives: masked-code modelling (MLM; ``mask_prob`` of the real code tokens
-    chosen, 80% ``[MASK]`` / 10% random code / 10% kept, bidirectional encoder) and
+    chosen, 80% ``[MASK]`` / 10% random code / 10% kept, bidirectional encoder),
     next-visit prediction (multi-hot BCE of the next visit's codes from the
-    history up to the current visit, visit-causal encoder). No labels are needed.
+    history up to the current visit, visit-causal encoder) and time to event
+    (``"tte"``: at every complete visit, from the history up to it, the time to the
+    next occurrence of each of ``tte_tasks`` frequent codes, censored at the end of the
+    record; the piecewise-constant hazard likelihood of
+    :func:`survbehrt.losses.survival_nll` on a grid of ``tte_bins`` intervals, through a
+    low-rank task x time-bin head, see :mod:`survbehrt.model.tte`). No labels are needed.
     With ``pooling="cls"`` a third objective trains the ``[CLS]`` token: its hidden
     state in the bidirectional pass predicts the set of codes in the patient's history
     (nothing else trains that token's output).
@@ -64,7 +72,11 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
 
     Parameters
     ----------
-    objective : {"mlm", "next_visit", "both"}, default="both"
+    objective : str, default="both"
+        ``"mlm"``, ``"next_visit"``, ``"tte"``, or several joined by ``"+"``
+        (``"mlm+tte"``, ``"mlm+next_visit+tte"``); ``"both"`` is ``"mlm+next_visit"``.
+        Next-visit and time-to-event prediction share one visit-causal encoder pass;
+        MLM adds a bidirectional one.
     mask_prob : float, default=0.15
     pooling : {"mean", "max", "cls"}, default="mean"
         How ``transform`` makes one vector of a patient's history (a bidirectional
@@ -120,6 +132,36 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
     n_threads : int, optional
         torch threads during ``fit`` / ``transform``.
     verbose : int, default=0
+    tte_tasks : int, default=1000
+        ``K``, the number of time-to-event tasks: the codes (or code groups) held by
+        the most visits of (a sample of 2,000 of) the fit rows.
+    tte_prefix : int, optional
+        Group codes by their first ``tte_prefix`` characters (a code hierarchy written
+        in the code, e.g. ICD-10 ``"I21"`` for ``"I21.4"``): a task is then the next
+        occurrence of any code of the group. None: one task per code.
+    tte_bins : int, default=8
+        Intervals of the tasks' shared time grid, at quantiles of their times to
+        next occurrence (fewer when quantiles tie).
+    tte_rank : int, default=32
+        Rank of the task x time-bin head: its size grows as
+        ``embedding_dim * tte_bins * tte_rank + tte_tasks * (tte_rank + tte_bins)``.
+    tte_visits : int or None, default=4
+        Each training batch's TTE loss reads at most this many of a patient's visits,
+        drawn afresh every batch (None: every visit). The cost of the loss grows with
+        the terms read (visits x tasks x bins), not with the encoder. The cap also
+        weights patients more evenly than the mean over all visits (a long history
+        counts at most ``tte_visits`` visits per batch). Validation uses every term.
+    tte_sampled_tasks : int or None, default=256
+        Each training batch's TTE loss reads this many tasks, drawn afresh (None: all
+        ``tte_tasks``). With both samples the time-to-event step of the small model
+        costs about what a survival fine-tuning step costs (benchmarks/pretrain_throughput.py).
+    checkpoint_dir : str or path-like, optional
+        Save the weights, the optimizer and the history there after every epoch, and
+        resume from them: a ``fit`` that finds a checkpoint (of an interrupted fit of
+        the same pretrainer on the same data) loads it and runs only the remaining
+        epochs, the learning-rate schedule continuing where it stopped. Needs a fixed
+        ``random_state`` (the resumed fit must rebuild the same vocabulary, split and
+        tasks). The folder belongs to that one fit. ``verbose=2`` adds a progress bar.
 
     Attributes
     ----------
@@ -134,6 +176,10 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
         (and ``valid_*``).
     n_features_out_ : int
         ``embedding_dim``.
+    tte_tasks_ : list of str
+        With ``"tte"``: the code (or prefix) of each task, most frequent first.
+    tte_cuts_ : ndarray of float
+        With ``"tte"``: the grid's edges in years.
 
     Examples
     --------
@@ -173,6 +219,13 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
         accelerator=None,
         n_threads=None,
         verbose=0,
+        tte_tasks=1000,
+        tte_prefix=None,
+        tte_bins=8,
+        tte_rank=32,
+        tte_visits=4,
+        tte_sampled_tasks=256,
+        checkpoint_dir=None,
     ):
         self.objective = objective
         self.mask_prob = mask_prob
@@ -199,6 +252,13 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
         self.accelerator = accelerator
         self.n_threads = n_threads
         self.verbose = verbose
+        self.tte_tasks = tte_tasks
+        self.tte_prefix = tte_prefix
+        self.tte_bins = tte_bins
+        self.tte_rank = tte_rank
+        self.tte_visits = tte_visits
+        self.tte_sampled_tasks = tte_sampled_tasks
+        self.checkpoint_dir = checkpoint_dir
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -207,10 +267,13 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
         return tags
 
     def _check_params(self):
-        check_choice("objective", self.objective, OBJECTIVES)
+        objective_parts(self.objective)
         check_choice("pooling", self.pooling, PATIENT_POOLING)
         check_positive("max_epochs", self.max_epochs, allow_zero=True)
-        for name in ("batch_size", "patience", "max_length"):
+        for name in ("tte_prefix", "tte_visits", "tte_sampled_tasks"):
+            if getattr(self, name) is not None:
+                check_positive(name, getattr(self, name))
+        for name in ("batch_size", "patience", "max_length", "tte_tasks", "tte_bins", "tte_rank"):
             check_positive(name, getattr(self, name))
         for name in ("lr", "gradient_clip"):
             check_positive(name, getattr(self, name), integer=False)
@@ -244,6 +307,9 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
         # validate
         self._check_params()
         cohort = validate_cohort(X, groups=groups)
+        if self.checkpoint_dir is not None and self.random_state is None:
+            raise ValueError("checkpoint_dir needs a fixed random_state: a resumed fit must "
+                             "rebuild the same vocabulary, validation split and tasks.")
         seed = draw_seed(self.random_state)
         # tokenize and split
         data = split_and_tokenize(
@@ -253,7 +319,12 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
         )
         self.feature_names_in_ = data.feature_names
         self.n_features_in_ = len(self.feature_names_in_)
-        tokenizer, mlm = data.tokenizer, self.objective in ("mlm", "both")
+        tokenizer, parts = data.tokenizer, objective_parts(self.objective)
+        mlm = "mlm" in parts
+        tasks = None
+        if "tte" in parts:
+            tasks = fit_tte_tasks(data.tokens, data.rows[data.train_idx], tokenizer.codes_,
+                                  self.tte_tasks, self.tte_prefix, self.tte_bins, seed)
 
         def dataset(idx, offset, reseed):
             return MaskedEHRDataset(data.tokens, tokenizer.vocab_size_, self.mask_prob,
@@ -263,13 +334,25 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
         valid = dataset(data.valid_idx, 1, True) if len(data.valid_idx) else None
         with fitting(self, seed):
             module = BEHRTPretrainingModule(model_config(self, tokenizer), self.objective,
-                                            cls_head=self.pooling == "cls")
-            # train
-            net = pretraining_net(self, module, seed, valid, len(data.train_idx))
+                                            cls_head=self.pooling == "cls", **self._tte_args(tasks))
+            if tasks is not None:  # each task starts at its marginal hazard
+                module.tte_head.bias.data.copy_(torch.from_numpy(tasks.bias))
+            # train (a resumed fit runs the epochs its checkpoint has left)
+            done = 0 if self.checkpoint_dir is None else checkpointed_epochs(self.checkpoint_dir)
+            net = pretraining_net(self, module, seed, valid, len(data.train_idx), done_epochs=done)
+            net.max_epochs = max(self.max_epochs - done, 0)
             train(net, dataset(data.train_idx, 0, False), self.accelerator)
         # finish
         self._set_fitted(tokenizer, net)
+        if tasks is not None:
+            self.tte_tasks_, self.tte_cuts_ = tasks.names, tasks.cuts
         return self
+
+    def _tte_args(self, tasks):
+        if tasks is None:
+            return {}
+        return {"task_of_code": tasks.task_of_code, "tte_cuts": tasks.cuts, "tte_rank": self.tte_rank,
+                "tte_visits": self.tte_visits, "tte_sampled_tasks": self.tte_sampled_tasks}
 
     def _set_fitted(self, tokenizer, net):
         self.tokenizer_ = tokenizer
@@ -376,7 +459,7 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
                     correct += int((pred[chosen] == labels[chosen]).sum())
                     total += int(chosen.sum())
                 else:
-                    loss = PretrainingCriterion()(out, X_b)["loss"]
+                    loss = PretrainingCriterion(module.tte_cuts)(out, X_b)["loss"]
                     loss_sum += float(loss) * X_b["codes"].shape[0]
                     total += X_b["codes"].shape[0]
         finally:
@@ -404,9 +487,16 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
         write_estimator(
             self, path, module,
             module_args={"config": module.config.to_dict(), "objective": module.objective,
-                         "cls_head": module.cls_head is not None},
+                         "cls_head": module.cls_head is not None, **self._saved_tte_args(module)},
             skip=("net_", "module_", "history_", "vocabulary_"),
         )
+
+    @staticmethod
+    def _saved_tte_args(module):
+        if module.tte_head is None:
+            return {}
+        return {"task_of_code": module.task_of_code.tolist(), "tte_cuts": list(module.tte_cuts),
+                "tte_rank": module.tte_head.rank}
 
     @classmethod
     def load(cls, path, device="cpu"):
@@ -438,8 +528,9 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
         args = saved.module
         # building the module must not move the caller's torch RNG
         with saved.rebuilding("the torch module"), seeded_torch(0):
+            tte = {k: args[k] for k in ("task_of_code", "tte_cuts", "tte_rank") if k in args}
             module = BEHRTPretrainingModule(BEHRTConfig(**args["config"]), args["objective"],
-                                            cls_head=args["cls_head"])
+                                            cls_head=args["cls_head"], **tte)
         saved.load_weights(module)
         net = pretraining_net(est, module, seed=0)
         net.initialize()

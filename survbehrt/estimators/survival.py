@@ -55,6 +55,7 @@ from ._nets import survival_net, train
 from ._persistence import read_estimator, write_estimator
 from ._pretrained import is_fitted_pretrainer, resolve_pretrained
 from ._training import _last_visit_logits, batched_inference, net_device
+from ._tte import start_head_from_task, task_index
 
 __all__ = ["BEHRTSurvivalEstimator", "STRATEGIES", "LOSSES"]
 
@@ -194,6 +195,15 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         Extra skorch callbacks, run after the validation C-index is recorded and
         before early stopping (so they see every epoch's ``valid_cindex``), e.g.
         :class:`survbehrt.tuning.PruningCallback`.
+    init_head_from_task : str, optional
+        Zero-shot start: where the outcome is one of the tasks of a ``pretrained``
+        encoder fitted with the ``"tte"`` objective (a code, or a prefix with
+        ``tte_prefix``, as in its ``tte_tasks_``), the hazard head starts as that task's
+        head (the pre-trained hazard of the code's next occurrence, moved onto this
+        grid), so the model predicts before any fine-tuning (``max_epochs=0``). The wide
+        path, if any, then starts at zero rather than at its Cox fit, which would count
+        the same signal twice. Needs a head at least ``2 x tte_bins`` wide
+        (``embedding_dim // 2`` by default).
 
     Attributes
     ----------
@@ -295,6 +305,7 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         n_threads=None,
         verbose=0,
         callbacks=None,
+        init_head_from_task=None,
     ):
         self.strategy = strategy
         self.loss = loss
@@ -332,6 +343,7 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         self.n_threads = n_threads
         self.verbose = verbose
         self.callbacks = callbacks
+        self.init_head_from_task = init_head_from_task
 
     # ------------------------------------------------------------------ sklearn protocol
 
@@ -475,6 +487,11 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         # validate
         self._check_params()
         pre = resolve_pretrained(self.pretrained)
+        if self.init_head_from_task is not None:
+            if pre is None:
+                raise ValueError("init_head_from_task needs `pretrained` (a BEHRTPretrainer "
+                                 "fitted with the 'tte' objective).")
+            task = task_index(pre, self.init_head_from_task)
         cohort = validate_cohort(X, y, groups)
         seed = draw_seed(self.random_state)
         # tokenize and split
@@ -506,15 +523,20 @@ class BEHRTSurvivalEstimator(BaseEstimator):
             else:
                 config = model_config(self, data.tokenizer)
             # starting point: the population's hazards, or the wide path's Cox fit
+            # (with init_head_from_task, the task's head: the wide path then starts at zero)
             start = hazard_start(
                 data.tokens, data.rows[train_idx], time, event, grid.cuts_,
-                wide=self.wide is not None, n_special=N_SPECIAL, vocab_size=config.vocab_size,
+                wide=self.wide is not None and self.init_head_from_task is None,
+                n_special=N_SPECIAL, vocab_size=config.vocab_size,
                 groups=None if cohort.groups is None else cohort.groups[train_idx],
                 random_state=seed,
             )
             module = BEHRTSurvivalModule(config, grid.n_bins_, wide=self.wide is not None,
                                          age_mean=start.age_mean, age_scale=start.age_scale)
             module.start_from(start.baseline, start.beta, start.gamma)
+            if self.init_head_from_task is not None:  # ... or a pre-training task's hazard
+                start_head_from_task(module.head, pre.module_.tte_head, task, pre.module_.tte_cuts,
+                                     grid.cuts_)
             counts = self._adapt_module(module, None if pre is None else pre.encoder_state_dict())
             # train
             net = survival_net(self, module, self._make_criterion(grid.cuts_), seed,

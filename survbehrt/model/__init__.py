@@ -43,6 +43,7 @@ from .pretraining import (
     patient_code_targets,
     pretraining_loss,
 )
+from .tte import OBJECTIVE_PARTS, TimeToEventHead, objective_parts, tte_rows, tte_targets
 
 __all__ = [
     "ATTENTION_TARGETS",
@@ -52,6 +53,7 @@ __all__ = [
     "MASK_ID",
     "N_SPECIAL",
     "OBJECTIVES",
+    "OBJECTIVE_PARTS",
     "PAD_ID",
     "PATIENT_POOLING",
     "PRESETS",
@@ -69,6 +71,7 @@ __all__ = [
     "MultiHeadSelfAttention",
     "NextVisitHead",
     "SinusoidalPositionEmbedding",
+    "TimeToEventHead",
     "TransformerEncoderLayer",
     "apply_lora",
     "as_config",
@@ -78,11 +81,14 @@ __all__ = [
     "init_weights",
     "lora_parameters",
     "mask_tokens",
+    "objective_parts",
     "merge_lora",
     "next_visit_targets",
     "patient_code_targets",
     "pool_patient",
     "pool_visits",
     "pretraining_loss",
+    "tte_rows",
+    "tte_targets",
     "sinusoidal_table",
 ]

@@ -1,7 +1,9 @@
 """Composed BEHRT modules: the encoder, the survival module and the pre-training module.
 
 All take the batch keys as keyword arguments (``module(**batch)``, as skorch calls
-them) and ignore keys they do not use.
+them) and ignore keys they do not use. (Over 600 lines: the three modules share one
+encoder and its calling convention and are read side by side; the objectives' own
+logic lives in :mod:`.pretraining` and :mod:`.tte`.)
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+import torch
 from torch import Tensor, as_tensor, nn
 
 from .config import N_SPECIAL, PAD_ID, BEHRTConfig, as_config
@@ -18,6 +22,7 @@ from .encoder import TransformerEncoderLayer, build_attention_mask
 from .heads import HazardHead, MLMHead, NextVisitHead
 from .lora import LoRALinear, merge_lora
 from .pooling import PATIENT_POOLING, code_token_mask, pool_patient, pool_visits
+from .tte import TimeToEventHead, objective_parts, tte_outputs
 from .wide import WideTerm
 
 __all__ = [
@@ -28,8 +33,9 @@ __all__ = [
     "init_weights",
 ]
 
-#: Valid values of ``BEHRTPretrainingModule(objective=...)``.
-OBJECTIVES = ("mlm", "next_visit", "both")
+#: Single values of ``BEHRTPretrainingModule(objective=...)``; several parts combine
+#: with ``"+"`` (``"mlm+tte"``, see :func:`~survbehrt.model.tte.objective_parts`).
+OBJECTIVES = ("mlm", "next_visit", "both", "tte")
 
 
 def init_weights(module: nn.Module, std: float = 0.02) -> None:
@@ -450,7 +456,7 @@ class BEHRTSurvivalModule(nn.Module):
 
 
 class BEHRTPretrainingModule(nn.Module):
-    """BEHRT with pre-training heads: masked-code (MLM) and/or next-visit prediction.
+    """BEHRT with pre-training heads: masked-code (MLM), next-visit and time-to-event prediction.
 
     - ``mlm``: bidirectional encoder pass on ``masked_codes`` (from
       :func:`~survbehrt.model.pretraining.mask_tokens`) -> ``mlm_logits``.
@@ -460,6 +466,11 @@ class BEHRTPretrainingModule(nn.Module):
     - ``both``: the two passes above, i.e. **two encoder passes** per forward. One
       pass cannot serve both: MLM needs bidirectional context, and next-visit
       must not see masked-out codes nor the future.
+    - ``tte``: on the same visit-causal pass (shared with ``next_visit``), the
+      representation of every complete visit that has a later visit predicts the time
+      to the next occurrence of each task (:mod:`~survbehrt.model.tte`) ->
+      ``tte_logits`` (N, K, bins) with their targets ``tte_time`` / ``tte_event`` (N, K).
+      Parts combine with ``"+"`` (``"mlm+tte"``).
     - with ``cls_head=True``, also ``cls_logits``: the hidden state of the
       ``[CLS]`` token in a bidirectional pass (the MLM pass when there is one, else
       one more pass on ``codes``) predicts which codes the patient's history holds
@@ -476,12 +487,25 @@ class BEHRTPretrainingModule(nn.Module):
         Which heads to build and compute.
     cls_head : bool, default=False
         Add the ``[CLS]`` objective's head (code-set prediction from ``[CLS]``).
+    task_of_code : array-like of int, shape (vocab_size,), optional
+        With the ``tte`` objective: the pre-training task of each token id (``-1`` for
+        none); ``K = max + 1`` tasks. Kept as a buffer (saved with the weights).
+    tte_cuts : array-like of float, optional
+        With ``tte``: the edges of the time grid (years, from 0) shared by the tasks.
+    tte_rank : int, default=32
+        Rank of :class:`~survbehrt.model.tte.TimeToEventHead`.
+    tte_visits, tte_sampled_tasks : int, optional
+        In training, the TTE loss of a batch uses at most ``tte_visits`` random visits
+        per patient and ``tte_sampled_tasks`` random tasks (None: all); see
+        :func:`~survbehrt.model.tte.sample_rows` and :func:`~survbehrt.model.tte.sample_tasks`.
 
     Attributes
     ----------
     encoder : BEHRTEncoder
     mlm_head : MLMHead or None
     next_visit_head : NextVisitHead or None
+    tte_head : TimeToEventHead or None
+    tte_cuts : tuple of float or None
     cls_head : NextVisitHead or None
         Same architecture as the next-visit head (a representation to multi-hot code
         logits), applied to the ``[CLS]`` hidden state.
@@ -489,18 +513,19 @@ class BEHRTPretrainingModule(nn.Module):
     """
 
     def __init__(
-        self, config: BEHRTConfig | Mapping[str, Any], objective: str = "mlm", cls_head: bool = False
+        self, config: BEHRTConfig | Mapping[str, Any], objective: str = "mlm", cls_head: bool = False,
+        task_of_code=None, tte_cuts=None, tte_rank: int = 32, tte_visits: int | None = None,
+        tte_sampled_tasks: int | None = None,
     ) -> None:
         super().__init__()
-        if objective not in OBJECTIVES:
-            raise ValueError(f"objective must be one of {list(OBJECTIVES)}, got {objective!r}")
+        parts = objective_parts(objective)
         config = as_config(config)
         self.objective = objective
         self.encoder = BEHRTEncoder(config)
         self.mlm_head = None
         self.next_visit_head = None
         dim, eps = config.embedding_dim, config.layer_norm_eps
-        if objective in ("mlm", "both"):
+        if "mlm" in parts:
             tied = self.encoder.embeddings.code.weight if config.tie_mlm_weights else None
             self.mlm_head = MLMHead(dim, config.vocab_size, eps, tied_weight=tied)
             for m in (self.mlm_head.dense, self.mlm_head.norm):
@@ -509,10 +534,23 @@ class BEHRTPretrainingModule(nn.Module):
                 init_weights(self.mlm_head.decoder, config.initializer_range)
             else:  # keep the tied (embedding) weight; only the bias is the head's own
                 nn.init.zeros_(self.mlm_head.decoder.bias)
-        if objective in ("next_visit", "both"):
+        if "next_visit" in parts:
             self.next_visit_head = NextVisitHead(dim, config.vocab_size, eps)
             for m in self.next_visit_head.modules():
                 init_weights(m, config.initializer_range)
+        self.tte_head = self.tte_cuts = None
+        self.tte_visits, self.tte_sampled_tasks = tte_visits, tte_sampled_tasks
+        if "tte" in parts:
+            if task_of_code is None or tte_cuts is None:
+                raise ValueError("the 'tte' objective needs task_of_code and tte_cuts")
+            task_of_code = torch.as_tensor(np.asarray(task_of_code), dtype=torch.long)
+            if task_of_code.shape != (config.vocab_size,) or int(task_of_code.max()) < 0:
+                raise ValueError(f"task_of_code must have shape ({config.vocab_size},) and name a task")
+            self.tte_cuts = tuple(float(c) for c in tte_cuts)
+            self.register_buffer("task_of_code", task_of_code)
+            self.tte_head = TimeToEventHead(dim, int(task_of_code.max()) + 1,
+                                            len(self.tte_cuts) - 1, tte_rank)
+            init_weights(self.tte_head.project, config.initializer_range)
         self.cls_head = None
         if cls_head:
             self.cls_head = NextVisitHead(dim, config.vocab_size, eps)
@@ -583,7 +621,8 @@ class BEHRTPretrainingModule(nn.Module):
                     visit_times=kwargs.get("visit_times"),
                 )
             out["cls_logits"] = self.cls_head(hidden[:, 0])
-        if self.next_visit_head is not None:
+        if self.next_visit_head is not None or self.tte_head is not None:
+            # one visit-causal pass serves next-visit and time-to-event prediction
             reps, _ = self.encoder.visit_representations(
                 codes,
                 age_bins,
@@ -596,5 +635,11 @@ class BEHRTPretrainingModule(nn.Module):
                 value_bins=value_bins,
                 index_age=kwargs.get("index_age"), visit_times=kwargs.get("visit_times"),
             )
-            out["next_visit_logits"] = self.next_visit_head(reps)
+            if self.next_visit_head is not None:
+                out["next_visit_logits"] = self.next_visit_head(reps)
+            if self.tte_head is not None:
+                out.update(tte_outputs(self, reps, dict(kwargs, codes=codes, visits=visits,
+                                                        age_bins=age_bins, visit_mask=visit_mask,
+                                                        attention_mask=attention_mask)))
         return out
+

@@ -1,4 +1,4 @@
-"""Pre-training objectives: MLM masking, next-visit multi-hot targets, and their loss."""
+"""Pre-training objectives: MLM masking, next-visit multi-hot targets, and their loss (with TTE)."""
 
 from __future__ import annotations
 
@@ -152,6 +152,7 @@ def pretraining_loss(
     next_visit_targets: Tensor | None = None,
     next_visit_mask: Tensor | None = None,
     cls_targets: Tensor | None = None,
+    tte: Tensor | None = None,
 ) -> dict[str, Tensor | None]:
     """Loss of the pre-training objectives present in ``outputs``.
 
@@ -159,6 +160,8 @@ def pretraining_loss(
       batch has no chosen token (rather than NaN).
     - Next visit: binary cross-entropy with logits, averaged over the vocabulary
       and then over the valid visits (``next_visit_mask``); 0 without any.
+    - Time to event (``tte_logits``): the piecewise-constant hazard likelihood of the
+      time to each task's next occurrence (see :mod:`survbehrt.model.tte`).
     - [CLS]: binary cross-entropy with logits of the patient's codes
       (:func:`patient_code_targets`) from the ``[CLS]`` token, averaged over the
       vocabulary and the patients.
@@ -176,6 +179,11 @@ def pretraining_loss(
         Valid visits; default all visits.
     cls_targets : torch.Tensor of shape (B, vocab), optional
         From :func:`patient_code_targets`; required with ``cls_logits``.
+    tte : torch.Tensor, optional
+        The time-to-event part, required with ``tte_logits``: the likelihood of
+        ``outputs``' ``tte_logits`` / ``tte_time`` / ``tte_event``, computed by the caller
+        with :func:`survbehrt.losses.survival_nll` (the model layer does not import the
+        losses; see ``PretrainingCriterion``).
 
     Returns
     -------
@@ -220,7 +228,11 @@ def pretraining_loss(
             raise ValueError("cls_targets is required when outputs has 'cls_logits'")
         logits = outputs["cls_logits"]
         cls = F.binary_cross_entropy_with_logits(logits, cls_targets.to(logits.dtype))
-    parts = [p for p in (mlm, next_visit, cls) if p is not None]
+    if "tte_logits" in outputs and tte is None:
+        raise ValueError("tte (the likelihood of 'tte_logits') is required when outputs has them")
+    parts = [p for p in (mlm, next_visit, cls, tte) if p is not None]
     if not parts:
-        raise ValueError("outputs has neither 'mlm_logits' nor 'next_visit_logits'")
-    return {"loss": sum(parts[1:], parts[0]), "mlm": mlm, "next_visit": next_visit, "cls": cls}
+        raise ValueError("outputs has no pre-training logits ('mlm_logits', 'next_visit_logits', "
+                         "'tte_logits')")
+    return {"loss": sum(parts[1:], parts[0]), "mlm": mlm, "next_visit": next_visit, "cls": cls,
+            "tte": tte}
