@@ -1,0 +1,326 @@
+"""Label efficiency: how many labelled patients each recipe needs, with and without pre-training.
+
+Run: ``OMP_NUM_THREADS=1 python benchmarks/label_efficiency.py [--datasets ...] [--sizes ...]
+[--pool N] [--test N] [--epochs E] [--pretrain-epochs E] [--out DIR] [--smoke]``.
+
+For each synthetic generator (``make_synthetic_ehr``'s scenarios ``sequence``, ``counts``,
+``latent`` and ``synonyms``; dataset names as in ``survbehrt benchmark``) and seed:
+
+- an unlabelled pool (:func:`survbehrt.datasets.make_unlabelled_pool`, ``--pool``), a
+  labelled cohort of ``max(--sizes)`` patients whose first ``n`` rows are the labelled set
+  of size ``n`` (the sets are nested), and an independent test cohort (``--test``, its own
+  seed) with the generator's true risk (the ``oracle`` row);
+- two pretrainers, fitted once on the pool plus the labelled cohort's histories (no
+  outcome is read) and shared by every labelled size and recipe: MLM + next-visit
+  (``objective="both"``) and time-to-event (``objective="tte"``);
+- per labelled size: ``no-pretrain`` (``BEHRTSurvivalEstimator`` defaults, the same
+  model size and epochs as the others), ``mlm-nv-full`` (full fine-tuning of the MLM +
+  next-visit encoder), ``tte-frozen``, ``tte-lora`` and ``tte-full`` (the benchmark's
+  ``BEHRT-frozen`` / ``-lora`` / ``-full`` recipes of :func:`survbehrt.benchmark.make_models`
+  on the time-to-event encoder), ``cox`` and ``rsf`` (the benchmark's ``CoxPH`` and ``RSF``:
+  log code counts + age, the Cox penalty tuned by inner CV), and ``oracle``.
+
+The vendored Synthea sample (``synthea-sample``, 799 patients, 49 deaths) is too small for
+those sizes: its folds are patient-grouped (:func:`survbehrt.benchmark.make_folds`,
+``--synthea-folds``, the fold is the ``seed`` column), the labelled sets are nested
+prefixes of each fold's training *patients* (``n_labelled`` counts patients, each with up
+to four landmark rows): the ``--sizes`` below the smallest fold's count, then all of them.
+Its pretrainers are fitted per fold on each training patient's latest row (the longest
+history before a landmark; the test patients' histories are never seen). It has no oracle.
+
+The outcome of the synthetic generators is not a code of the history, so no recipe here
+can start its head from a pre-training task (``init_head_from_task``); the zero-shot
+C-index is measured by ``benchmarks/zero_shot_tte.py``.
+
+Every model is scored by Harrell's C on the test rows. Output (``--out``, default
+``label_efficiency/``): ``label_efficiency.csv`` with the tidy rows (``dataset``,
+``recipe``, ``n_labelled``, ``seed``, ``harrell_c``, ``fit_s``), written after every fit,
+``label_efficiency.png`` (C against the labelled size, log-x, one panel per dataset) and a
+printed table of recipes by sizes per dataset (mean over seeds).
+
+Before fitting, the script times one pre-training epoch and one fine-tuning epoch on a
+small cohort and prints the run's cost extrapolated from them (tokens per patient differ
+between generators: it is an estimate). The defaults (model of 64 dimensions, 2 layers,
+``max_length`` 128 — the synthetic histories are shorter —, 4 pre-training epochs over
+the pool, 8 fine-tuning epochs) are sized for the full run (pool 40,000, sizes 250 to
+4,000, every dataset) to fit in about an hour on two free cores; ``--smoke`` is a CI run
+(pool 400, sizes 100 and 200, one or two epochs, two datasets) of well under a minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+
+from survbehrt import BEHRTPretrainer, BEHRTSurvivalEstimator
+from survbehrt.benchmark import BenchmarkSettings, _fit, make_folds, make_models, subject_groups
+from survbehrt.benchmark.settings import SYNTHETIC
+from survbehrt.datasets import load_synthea_sample, make_synthetic_ehr, make_unlabelled_pool
+from survbehrt.metrics import harrell_c
+
+DATASETS = (*SYNTHETIC, "synthea-sample")
+BEHRT_RECIPES = ("no-pretrain", "mlm-nv-full", "tte-frozen", "tte-lora", "tte-full")
+RECIPES = (*BEHRT_RECIPES, "cox", "rsf", "oracle")
+#: The benchmark recipe each fine-tuning recipe uses, and its pretrainer's objective.
+FINE_TUNING = {"mlm-nv-full": ("BEHRT-full", "both"), "tte-frozen": ("BEHRT-frozen", "tte"),
+               "tte-lora": ("BEHRT-lora", "tte"), "tte-full": ("BEHRT-full", "tte")}
+SMOKE = dict(datasets=["synthetic", "synthetic-latent"], sizes=[100, 200], pool=400, test=300,
+             epochs=2, pretrain_epochs=1, synthea_folds=2, embedding_dim=16, num_layers=1,
+             max_length=64)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
+    parser.add_argument("--sizes", nargs="+", type=int, default=[250, 500, 1000, 2000, 4000])
+    parser.add_argument("--pool", type=int, default=40000, help="unlabelled patients")
+    parser.add_argument("--test", type=int, default=4000, help="independent test patients")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--epochs", type=int, default=6, help="fine-tuning epochs (LoRA 4/3)")
+    parser.add_argument("--pretrain-epochs", type=int, default=2)
+    parser.add_argument("--synthea-folds", type=int, default=3)
+    parser.add_argument("--embedding-dim", type=int, default=64)
+    parser.add_argument("--num-layers", type=int, default=2)
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per model")
+    parser.add_argument("--out", type=Path, default=Path("label_efficiency"))
+    parser.add_argument("--no-plot", action="store_true")
+    parser.add_argument("--smoke", action="store_true", help="a tiny CI run (see above)")
+    if parser.parse_args(argv).smoke:  # the smoke settings, where no flag says otherwise
+        parser.set_defaults(**SMOKE)
+    args = parser.parse_args(argv)
+    args.sizes = sorted(set(args.sizes))
+    return args
+
+
+class Run:
+    """The fitted-model factory of one run (model size, epochs, seeds) and its timing."""
+
+    def __init__(self, args):
+        self.args = args
+        self.arch = dict(embedding_dim=args.embedding_dim, num_layers=args.num_layers,
+                         num_heads=4 if args.embedding_dim % 4 == 0 else 2,
+                         ff_dim=4 * args.embedding_dim, max_length=args.max_length)
+
+    def settings(self, seed):
+        # quick (no early stopping, 50 trees) only for the smoke run: a few hundred
+        # patients leave ~30 for validation, too few to stop on
+        return BenchmarkSettings(models=["CoxPH", "RSF", "BEHRT-full", "BEHRT-lora",
+                                         "BEHRT-frozen"], epochs=self.args.epochs,
+                                 quick=self.args.smoke, random_state=seed,
+                                 n_threads=self.args.threads).resolved()
+
+    def pretrainer(self, objective, seed):
+        return BEHRTPretrainer(objective=objective, **self.arch,
+                               max_epochs=self.args.pretrain_epochs, validation_fraction=0.0,
+                               random_state=seed, n_threads=self.args.threads)
+
+    def recipes(self, seed, pretrainers):
+        """Unfitted models by recipe name (the BEHRT ones hold their fitted pretrainer)."""
+        s = self.settings(seed)
+        bench = make_models(s)
+        models = {"no-pretrain": BEHRTSurvivalEstimator(
+            **self.arch, max_epochs=s.epochs, random_state=seed, n_threads=s.n_threads,
+            **({"early_stopping": None, "validation_fraction": 0.0} if s.quick else {}))}
+        for name, (recipe, objective) in FINE_TUNING.items():
+            models[name] = clone(bench[recipe]).set_params(pretrained=pretrainers[objective])
+        if s.quick:  # the wide start's penalty search costs seconds per fit, epochs none
+            for name in BEHRT_RECIPES:
+                models[name].set_params(wide=None)
+        models["cox"], models["rsf"] = bench["CoxPH"], bench["RSF"]
+        return models
+
+
+def timed(fit, *args):
+    """``fit(*args)`` and the seconds it took."""
+    t0 = time.perf_counter()
+    out = fit(*args)
+    return out, time.perf_counter() - t0
+
+
+def fit_pretrainers(run, X_histories, seed, label):
+    pretrainers = {}
+    for objective in ("both", "tte"):
+        pretrainers[objective], secs = timed(run.pretrainer(objective, seed).fit, X_histories)
+        print(f"  {label}: pretrainer {objective!r} on {len(X_histories)} histories, "
+              f"{secs:.0f} s", flush=True)
+    return pretrainers
+
+
+def fit_and_score(model, X, y, groups, seed, X_test, y_test):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Cox convergence notes of the penalty grid
+        fitted, secs = timed(lambda: _fit(clone(model), X, y, groups, seed))
+    fitted = getattr(fitted, "best_estimator_", fitted)
+    return harrell_c(y_test, fitted.predict(X_test)), secs
+
+
+def synthetic_runs(run, dataset, seed):
+    """(label, pretraining histories, [(n, X, y, groups)], X_test, y_test, true risk) of one seed."""
+    a, scenario = run.args, SYNTHETIC[dataset]
+    pool = make_unlabelled_pool(a.pool, scenario=scenario, random_state=seed)
+    X, y, _ = make_synthetic_ehr(max(a.sizes), scenario, random_state=seed)
+    X_test, y_test, risk = make_synthetic_ehr(a.test, scenario, random_state=10_000 + seed)
+    histories = pd.concat([pool, X], ignore_index=True)  # outcome-free: no label is read
+    labelled = [(n, X.iloc[:n], y[:n], None) for n in a.sizes]
+    yield f"{dataset} seed {seed}", histories, labelled, X_test, y_test, risk
+
+
+def synthea_runs(run, dataset, seed):
+    """One entry per patient-grouped fold (the fold is the seed); sizes count patients."""
+    X, y = load_synthea_sample()
+    groups = subject_groups(X)
+    folds = make_folds(X, y["event"], run.args.synthea_folds, seed)
+    rng = np.random.default_rng(seed)
+    patients = []
+    for train, _ in folds:  # training patients in a random order: nested prefixes
+        p = pd.unique(groups[train])
+        patients.append(p[rng.permutation(len(p))])
+    cap = min(len(p) for p in patients)
+    sizes = [n for n in run.args.sizes if n < cap] + [cap]
+    for fold, ((train, test), order) in enumerate(zip(folds, patients)):
+        X_tr, y_tr, g_tr = X.iloc[train], y[train], groups[train]
+        latest = ~pd.Series(g_tr).duplicated(keep="last").to_numpy()  # rows sorted by landmark
+        labelled = []
+        for n in sizes:
+            keep = np.isin(g_tr, order[:n])
+            labelled.append((n, X_tr[keep], y_tr[keep], g_tr[keep]))
+        yield fold, X_tr[latest], labelled, X.iloc[test], y[test], None
+
+
+def run_dataset(run, dataset, seed, write):
+    source = synthea_runs if dataset == "synthea-sample" else synthetic_runs
+    for label, histories, labelled, X_test, y_test, risk in source(run, dataset, seed):
+        row_seed = label if dataset == "synthea-sample" else seed
+        label = f"{dataset} fold {label}" if dataset == "synthea-sample" else label
+        pretrainers = fit_pretrainers(run, histories, seed, label)
+        models = run.recipes(seed, pretrainers)
+        for n, X, y, groups in labelled:
+            for recipe, model in models.items():
+                c, secs = fit_and_score(model, X, y, groups, seed, X_test, y_test)
+                write(dataset, recipe, n, row_seed, c, secs)
+            if risk is not None:
+                write(dataset, "oracle", n, row_seed, harrell_c(y_test, risk), 0.0)
+
+
+def estimate_cost(run, n=256):
+    """Seconds of one fit: (fixed, per patient-epoch) of pre-training (both objectives) and of fine-tuning.
+
+    Each is fitted for one and for three epochs on ``n`` patients of ``sequence``: the
+    difference is the per-epoch cost, the rest the fixed cost (tokenizing, the wide Cox
+    start's penalty search, which dominates a small fit).
+    """
+    X, y, _ = make_synthetic_ehr(n, "sequence", random_state=123)
+    common = dict(**run.arch, validation_fraction=0.0, random_state=0, n_threads=run.args.threads)
+
+    def pretrain(epochs):
+        return sum(timed(lambda o=o: BEHRTPretrainer(objective=o, max_epochs=epochs, **common)
+                         .fit(X))[1] for o in ("both", "tte"))
+
+    def fine_tune(epochs):
+        return timed(lambda: BEHRTSurvivalEstimator(max_epochs=epochs, early_stopping=None,
+                                                    **common).fit(X, y))[1]
+
+    costs = []
+    for fit in (pretrain, fine_tune):
+        one, three = fit(1), fit(3)
+        per_epoch = max(three - one, 0.0) / 2
+        costs.append((max(one - per_epoch, 0.0), per_epoch / n))
+    return costs
+
+
+def print_estimate(run, pre, fit):
+    """Print the run's BEHRT cost extrapolated from :func:`estimate_cost`."""
+    a = run.args
+    synthetic = [d for d in a.datasets if d in SYNTHETIC]
+    fits = 5 + 1 / 3  # BEHRT recipes per labelled set, LoRA 4/3 of the epochs
+    # the count baselines and the test predictions are left out (seconds against minutes)
+    seconds = len(synthetic) * (
+        pre[0] + pre[1] * a.pretrain_epochs * (a.pool + max(a.sizes))
+        + len(a.sizes) * 5 * fit[0] + fit[1] * a.epochs * fits * sum(a.sizes))
+    if "synthea-sample" in a.datasets:  # ~530 training patients per fold, ~3.7 rows each
+        seconds += a.synthea_folds * (pre[0] + pre[1] * a.pretrain_epochs * 530
+                                      + 2 * 5 * fit[0] + fit[1] * a.epochs * fits * 2 * 530 * 3.7)
+    print(f"measured per fit: pre-training {pre[0]:.1f} s + {1e3 * pre[1]:.2f} ms per "
+          f"patient-epoch (both objectives), fine-tuning {fit[0]:.1f} s + {1e3 * fit[1]:.2f} ms "
+          f"per patient-epoch; estimated run {len(a.seeds) * seconds / 60:.0f} min (BEHRT "
+          f"fits, at this machine's current load)", flush=True)
+
+
+def format_table(results: pd.DataFrame) -> str:
+    """Recipes by labelled sizes, the mean C over seeds, one block per dataset."""
+    blocks = []
+    for dataset, part in results.groupby("dataset", sort=False):
+        table = part.pivot_table(index="recipe", columns="n_labelled", values="harrell_c",
+                                 aggfunc="mean")
+        table = table.reindex([r for r in RECIPES if r in table.index])
+        blocks.append(f"{dataset} (Harrell's C, mean over {part['seed'].nunique()} seed(s)):\n"
+                      + table.to_string(float_format=lambda v: f"{v:.3f}"))
+    return "\n\n".join(blocks)
+
+
+def plot(results: pd.DataFrame, path: Path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = list(dict.fromkeys(results["dataset"]))
+    fig, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 3.8), squeeze=False)
+    for ax, dataset in zip(axes[0], datasets):
+        part = results[results["dataset"] == dataset]
+        mean = part.groupby(["recipe", "n_labelled"])["harrell_c"].mean()
+        for recipe in [r for r in RECIPES if r in mean.index.get_level_values(0)]:
+            curve = mean[recipe]
+            style = dict(ls="--", color="k") if recipe == "oracle" else dict(marker="o")
+            ax.plot(curve.index, curve.values, label=recipe, **style)
+        ax.set_xscale("log")
+        ax.set_title(dataset)
+        ax.set_xlabel("labelled patients")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("Harrell's C (test)")
+    axes[0][-1].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv=None) -> pd.DataFrame:
+    """Run the benchmark; return the tidy results (also written to ``--out``)."""
+    args = parse_args(argv)
+    run = Run(args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    csv = args.out / "label_efficiency.csv"
+    print(f"datasets {args.datasets}, sizes {args.sizes}, pool {args.pool}, test {args.test}, "
+          f"seeds {args.seeds}; model {run.arch}, {args.pretrain_epochs} pre-training and "
+          f"{args.epochs} fine-tuning epochs", flush=True)
+    if not args.smoke:  # the timing fits would double the smoke run
+        print_estimate(run, *estimate_cost(run))
+    rows = []
+
+    def write(dataset, recipe, n, seed, c, secs):
+        rows.append(dict(dataset=dataset, recipe=recipe, n_labelled=n, seed=seed,
+                         harrell_c=c, fit_s=round(secs, 1)))
+        pd.DataFrame(rows).to_csv(csv, index=False)
+        print(f"    {dataset} n={n} seed={seed} {recipe:<12} C={c:.3f} ({secs:.0f} s)", flush=True)
+
+    t0 = time.perf_counter()
+    for dataset in args.datasets:
+        for seed in args.seeds:
+            run_dataset(run, dataset, seed, write)
+    results = pd.DataFrame(rows)
+    print(f"\n{format_table(results)}\n\ntotal {time.perf_counter() - t0:.0f} s; rows in {csv}")
+    if not args.no_plot:
+        plot(results, args.out / "label_efficiency.png")
+    return results
+
+
+if __name__ == "__main__":
+    main()

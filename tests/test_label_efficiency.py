@@ -1,0 +1,99 @@
+"""benchmarks/label_efficiency.py: its smoke run, in-process, and its Synthea splits."""
+
+import importlib.util
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from survbehrt.metrics import harrell_c
+
+SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "label_efficiency.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("label_efficiency", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def smoke(bench, tmp_path_factory):
+    out = tmp_path_factory.mktemp("label_efficiency")
+    results = bench.main(["--smoke", "--out", str(out)])
+    return results, out, bench.parse_args(["--smoke", "--out", str(out)])
+
+
+def test_smoke_run_writes_every_dataset_recipe_and_size(smoke, bench):
+    results, out, args = smoke
+    csv = pd.read_csv(out / "label_efficiency.csv")
+    assert list(csv.columns[:5]) == ["dataset", "recipe", "n_labelled", "seed", "harrell_c"]
+    pd.testing.assert_frame_equal(csv, results, check_dtype=False)
+    expected = set(itertools.product(args.datasets, bench.RECIPES, args.sizes))
+    got = list(zip(csv["dataset"], csv["recipe"], csv["n_labelled"]))
+    assert set(got) == expected and len(got) == len(expected)  # each once (one seed)
+    assert np.isfinite(csv["harrell_c"]).all()
+    assert (out / "label_efficiency.png").stat().st_size > 0
+
+
+def test_smoke_oracle_beats_random_scores_on_the_same_test_set(smoke, bench):
+    results, _, args = smoke
+    run = bench.Run(args)
+    rng = np.random.default_rng(0)
+    for dataset in args.datasets:
+        *_, y_test, risk = next(bench.synthetic_runs(run, dataset, args.seeds[0]))
+        oracle = results.query("dataset == @dataset and recipe == 'oracle'")["harrell_c"]
+        assert np.allclose(oracle, harrell_c(y_test, risk))
+        # the oracle's C against the spread of random scores' C on these test rows
+        random_c = [harrell_c(y_test, rng.random(len(y_test))) for _ in range(200)]
+        assert oracle.min() > np.max(random_c), (dataset, oracle.min(), np.max(random_c))
+
+
+def test_synthetic_labelled_sets_are_nested_and_apart_from_the_test_set(bench):
+    args = bench.parse_args(["--smoke", "--sizes", "30", "60", "--pool", "50", "--test", "40"])
+    _, histories, labelled, X_test, y_test, risk = next(
+        bench.synthetic_runs(bench.Run(args), "synthetic", 0))
+    (n_small, X_small, y_small, _), (n_big, X_big, y_big, _) = labelled
+    assert (n_small, n_big) == (30, 60) and len(X_small) == 30 and len(X_big) == 60
+    pd.testing.assert_frame_equal(X_small, X_big.iloc[:30])
+    assert np.array_equal(y_small, y_big[:30])
+    assert len(histories) == 50 + 60 and len(X_test) == len(y_test) == len(risk) == 40
+    # the test cohort is a draw of its own, not a copy of labelled or pool patients
+    seen = {repr(c) for c in histories["codes"]}
+    assert sum(repr(c) in seen for c in X_test["codes"]) < len(X_test) // 4
+
+
+def test_synthea_folds_keep_test_patients_out_of_pretraining_and_nest_the_sizes(bench):
+    from survbehrt.benchmark import subject_groups
+    from survbehrt.datasets import load_synthea_sample
+
+    args = bench.parse_args(["--datasets", "synthea-sample", "--synthea-folds", "2",
+                             "--sizes", "100", "200", "100000"])
+    X_all, _ = load_synthea_sample()
+    folds = list(bench.synthea_runs(bench.Run(args), "synthea-sample", 0))
+    assert [f[0] for f in folds] == [0, 1]
+    caps = []
+    for _, histories, labelled, X_test, y_test, risk in folds:
+        assert risk is None and len(X_test) == len(y_test)
+        test_patients = set(subject_groups(X_test))
+        pretrain_patients = histories.index.get_level_values("subject_id")
+        assert pretrain_patients.is_unique and not test_patients & set(pretrain_patients)
+        sets = []
+        for n, X, y, groups in labelled:
+            patients = set(groups)
+            assert len(patients) == n and len(X) == len(y) == len(groups)
+            assert not patients & test_patients
+            assert set(X.index.get_level_values("subject_id")) == patients
+            sets.append(patients)
+        assert all(a < b for a, b in zip(sets, sets[1:]))  # nested, strictly growing
+        assert sets[-1] <= set(pretrain_patients)
+        # the pretrainer sees each training patient's latest landmark (the longest history)
+        latest = X_all.groupby(level="subject_id").tail(1)
+        assert histories.index.isin(latest.index).all()
+        caps.append(labelled[-1][0])
+    sizes = [n for n, *_ in folds[0][2]]
+    assert sizes == [100, 200, min(caps)] and min(caps) < 100000
