@@ -38,6 +38,8 @@ def test_smoke_run_writes_every_dataset_recipe_and_size(smoke, bench):
     assert set(got) == expected and len(got) == len(expected)  # each once (one seed)
     assert np.isfinite(csv["harrell_c"]).all()
     assert (out / "label_efficiency.png").stat().st_size > 0
+    again = bench.main(["--from-csv", str(out / "label_efficiency.csv"), "--out", str(out / "re")])
+    pd.testing.assert_frame_equal(again, csv)
 
 
 def test_smoke_oracle_beats_random_scores_on_the_same_test_set(smoke, bench):
