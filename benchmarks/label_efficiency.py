@@ -289,7 +289,7 @@ def plot(results: pd.DataFrame, path: Path):
     import matplotlib.pyplot as plt
 
     datasets = list(dict.fromkeys(results["dataset"]))
-    fig, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 3.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(datasets), figsize=(3.6 * len(datasets) + 1.1, 3.6), squeeze=False)
     for ax, dataset in zip(axes[0], datasets):
         part = results[results["dataset"] == dataset]
         mean = part.groupby(["recipe", "n_labelled"])["harrell_c"].mean()
@@ -298,12 +298,16 @@ def plot(results: pd.DataFrame, path: Path):
             style = dict(ls="--", color="k") if recipe == "oracle" else dict(marker="o")
             ax.plot(curve.index, curve.values, label=recipe, **style)
         ax.set_xscale("log")
+        sizes = sorted(part["n_labelled"].unique())
+        ax.set_xticks(sizes, labels=[f"{n:,}" for n in sizes])
+        ax.minorticks_off()
         ax.set_title(dataset)
         ax.set_xlabel("labelled patients")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("Harrell's C (test)")
-    axes[0][-1].legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
+    widest = max(axes[0], key=lambda ax: len(ax.get_lines()))  # Synthea has no oracle
+    fig.legend(*widest.get_legend_handles_labels(), loc="center right", fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1 - 1.1 / fig.get_figwidth(), 1))
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
