@@ -69,8 +69,14 @@ def format_table(summary: pd.DataFrame) -> str:
     -------
     str
         A header, one line per model (mean ± standard deviation over folds, or the
-        mean alone) and a line saying what the D-calibration column is.
+        mean alone) and a line saying what the D-calibration column is; the
+        competing-risks task's summary (indexed by model and cause) gets
+        :func:`~survbehrt.benchmark.competing.format_competing_table`.
     """
+    if "cause" in summary.index.names:
+        from .competing import format_competing_table
+
+        return format_competing_table(summary)
     lines = [f"{'model':<14}{'Harrell C':>16}{'Uno C':>16}{'IBS':>8}{'mean AUC':>10}"
              f"{'D-cal p*':>10}{'fit s':>9}{'pred s':>8}"]
     for name, r in summary.iterrows():

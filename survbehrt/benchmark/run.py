@@ -21,7 +21,7 @@ from sklearn.base import clone
 from .data import load_benchmark_data, make_folds, subject_groups
 from .models import _evaluate, _oracle_row, fit_noting_warnings, make_models, make_pretrainer
 from .report import _plot_cindex, _plots, summarize
-from .settings import METRICS, ORACLE, OUTPUT_FILES, BenchmarkSettings
+from .settings import COMPETING, METRICS, ORACLE, OUTPUT_FILES, BenchmarkSettings
 
 
 class _InterruptFlag:
@@ -128,6 +128,10 @@ def run_benchmark(settings: BenchmarkSettings | None = None, out="benchmark_resu
                   plots=True, log=None, overwrite=False):
     """Run the benchmark and write its results and plots to ``out``.
 
+    A competing-risks dataset (``"synthetic-competing"``) runs the competing-risks task
+    instead (:func:`survbehrt.benchmark.competing.run_competing_benchmark`: one row per
+    model, cause and fold).
+
     Files: ``results.csv`` (one row per model and fold), ``summary.csv`` (mean and
     standard deviation over folds of every metric, the pooled D-calibration test),
     ``results.json`` (settings, machine, folds, summary) and, with matplotlib,
@@ -165,6 +169,11 @@ def run_benchmark(settings: BenchmarkSettings | None = None, out="benchmark_resu
     from tqdm.auto import tqdm
 
     settings = (settings or BenchmarkSettings()).resolved()
+    if settings.dataset in COMPETING:
+        from .competing import run_competing_benchmark
+
+        return run_competing_benchmark(settings, out=out, quiet=quiet, plots=plots, log=log,
+                                       overwrite=overwrite)
     out = Path(out)
     _prepare_output(out, overwrite)
     log = log if log is not None else tqdm.write
