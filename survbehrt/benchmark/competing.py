@@ -191,7 +191,30 @@ def _fit(model, X, y, groups, settings, label, log):
     return fitted
 
 
-def _oracle_cif(dataset, log_hazards, horizon):
+def _fold_predictions(names, settings, X_tr, y_tr, X_te, groups_tr, horizon, label, log,
+                      interrupt):
+    """Fit every model on a training fold; each one's test incidences at the horizon and times."""
+    pretrainer, predictions = None, {}
+    if any(name.startswith("BEHRT") for name in names):
+        pretrainer, note = fit_noting_warnings(make_pretrainer(settings), X_tr, None, None,
+                                               settings.random_state, f"{label} pretrainer")
+        if note:
+            log(note)
+        interrupt.check()
+    for name in names:
+        model = COMPETING_MODELS[name](settings)
+        if name.startswith("BEHRT"):
+            model.set_params(pretrained=pretrainer)
+        t0 = time.perf_counter()
+        model = _fit(model, X_tr, y_tr, groups_tr, settings, f"{label} {name}", log)
+        fit_time = time.perf_counter() - t0
+        interrupt.check()  # a fit cut short by Ctrl-C is not reported
+        t0 = time.perf_counter()
+        predictions[name] = (cif_at(model, X_te, horizon), fit_time, time.perf_counter() - t0)
+    return predictions
+
+
+def _oracle_cif(log_hazards, horizon):
     from ..datasets.competing import true_cumulative_incidence
 
     return true_cumulative_incidence(log_hazards, [horizon])[:, :, 0]
@@ -234,12 +257,12 @@ def run_competing_benchmark(settings: BenchmarkSettings, out="benchmark_results"
     Returns
     -------
     pandas.DataFrame
-        :func:`summarize_competing`'s table; ``attrs``: ``horizon``, ``complete``,
-        ``files``.
+        :func:`summarize_competing`'s table; ``attrs``: ``horizon``, ``complete``
+        (False when interrupted by Ctrl-C: the finished folds only), ``files``.
     """
     from tqdm.auto import tqdm
 
-    from .run import _prepare_output
+    from .run import _InterruptFlag, _prepare_output
 
     out = Path(out)
     _prepare_output(out, overwrite)
@@ -258,38 +281,30 @@ def run_competing_benchmark(settings: BenchmarkSettings, out="benchmark_results"
         f"{settings.folds} folds, horizon {horizon:.2f} years, models {names}")
     if skipped:
         log(f"  no competing-risks counterpart (yet), skipped: {skipped}")
-    rows, pooled = [], {}
-    for fold, (tr, te) in enumerate(folds):
-        X_tr, X_te, y_tr, y_te = X.iloc[tr], X.iloc[te], y[tr], y[te]
-        pretrainer = None
-        if any(name.startswith("BEHRT") for name in names):
-            pretrainer, note = fit_noting_warnings(make_pretrainer(settings), X_tr, None, None,
-                                                   settings.random_state, f"fold {fold} pretrainer")
-            if note:
-                log(note)
-        predictions = {}
-        for name in names:
-            model = COMPETING_MODELS[name](settings)
-            if name.startswith("BEHRT"):
-                model.set_params(pretrained=pretrainer)
-            t0 = time.perf_counter()
-            model = _fit(model, X_tr, y_tr, None if groups is None else groups[tr], settings,
-                         f"fold {fold} {name}", log)
-            fit_time = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            predictions[name] = (cif_at(model, X_te, horizon), fit_time,
-                                 time.perf_counter() - t0)
-        if log_hazards is not None:
-            predictions[ORACLE] = (_oracle_cif(settings.dataset, log_hazards[te], horizon), 0.0, 0.0)
-        for name, (cif, fit_time, predict_time) in predictions.items():
-            scores = score_causes(cif, y_te, y_tr, horizon)
-            rows += [{"model": name, "fold": fold, **s, "fit_time": fit_time,
-                      "predict_time": predict_time} for s in scores]
-            y_pool, cif_pool = pooled.get(name, (y_te[:0], cif[:0]))
-            pooled[name] = (np.concatenate([y_pool, y_te]), np.concatenate([cif_pool, cif]))
-            log(f"  fold {fold} {name:<15} C " + "  ".join(
-                f"{s['cause']}={s['c_index']:.3f}" for s in scores) + f"  fit {fit_time:.1f}s")
-        _write(out, rows, pooled, horizon, settings, started, complete=False)
-    summary = _write(out, rows, pooled, horizon, settings, started, complete=True)
-    summary.attrs.update(complete=True, files=["results.csv", "summary.csv", "results.json"])
+    rows, pooled, complete = [], {}, False
+    interrupt = _InterruptFlag()
+    try:
+        interrupt.install()
+        for fold, (tr, te) in enumerate(folds):
+            predictions = _fold_predictions(names, settings, X.iloc[tr], y[tr], X.iloc[te],
+                                            None if groups is None else groups[tr], horizon,
+                                            f"fold {fold}", log, interrupt)
+            if log_hazards is not None:
+                predictions[ORACLE] = (_oracle_cif(log_hazards[te], horizon), 0.0, 0.0)
+            for name, (cif, fit_time, predict_time) in predictions.items():
+                scores = score_causes(cif, y[te], y[tr], horizon)
+                rows += [{"model": name, "fold": fold, **s, "fit_time": fit_time,
+                          "predict_time": predict_time} for s in scores]
+                y_pool, cif_pool = pooled.get(name, (y[:0], cif[:0]))
+                pooled[name] = (np.concatenate([y_pool, y[te]]), np.concatenate([cif_pool, cif]))
+                log(f"  fold {fold} {name:<15} C " + "  ".join(
+                    f"{s['cause']}={s['c_index']:.3f}" for s in scores) + f"  fit {fit_time:.1f}s")
+            _write(out, rows, pooled, horizon, settings, started, complete=False)
+        complete = True
+    except KeyboardInterrupt:
+        log("interrupted: the finished folds are saved.")
+    finally:
+        interrupt.uninstall()
+    summary = _write(out, rows, pooled, horizon, settings, started, complete=complete)
+    summary.attrs.update(complete=complete, files=["results.csv", "summary.csv", "results.json"])
     return summary
