@@ -39,14 +39,14 @@ from ..data.competing import cause_names, check_competing_y
 from .competing_models import AALEN_JOHANSEN, COMPETING_MODELS, CauseSpecificCox
 from .data import load_benchmark_data, make_folds, subject_groups
 from .models import fit_noting_warnings, make_pretrainer
-from .settings import ORACLE, BenchmarkSettings
+from .output import _InterruptFlag, _machine, _prepare_output
+from .settings import CALIBRATION_GROUPS, ORACLE, BenchmarkSettings
 
-__all__ = ["COMPETING_METRICS", "evaluation_horizon", "format_competing_table",
-           "run_competing_benchmark", "score_causes", "summarize_competing"]
+__all__ = ["COMPETING_METRICS", "evaluation_horizon", "run_competing_benchmark", "score_causes",
+           "summarize_competing"]
 
 #: Per (model, cause, fold) columns of ``results.csv``, averaged in the summary.
 COMPETING_METRICS = ("c_index", "c_ipcw", "auc", "brier", "fit_time", "predict_time")
-N_GROUPS = 10
 
 
 def evaluation_horizon(y) -> float:
@@ -104,7 +104,7 @@ def score_causes(cif, y_test, y_train, horizon) -> list[dict]:
 
 
 def _pooled_calibration_p(y, cif, horizon, cause) -> float:
-    table = cif_calibration_table(y, cif, horizon, cause, n_groups=min(N_GROUPS, len(y)))
+    table = cif_calibration_table(y, cif, horizon, cause, n_groups=min(CALIBRATION_GROUPS, len(y)))
     return cif_calibration_test(table).p_value
 
 
@@ -143,35 +143,6 @@ def summarize_competing(rows: pd.DataFrame, pooled: dict | None = None, horizon=
     order["_cause"] = order["cause"].map(causes.index)
     order = order.sort_values(["_cause", "c_index_mean"], ascending=[True, False])
     return table.loc[pd.MultiIndex.from_frame(order[["model", "cause"]])]
-
-
-def format_competing_table(summary: pd.DataFrame) -> str:
-    """The competing task's summary as a fixed-width text table.
-
-    Parameters
-    ----------
-    summary : pandas.DataFrame
-        From :func:`summarize_competing` (``attrs["horizon"]``, when set, is printed).
-
-    Returns
-    -------
-    str
-    """
-    from .report import _plus_minus, _value_or_dash
-
-    lines = [f"{'cause':<10}{'model':<16}{'C (Wolbers)':>16}{'C (IPCW)':>16}{'AUC':>8}"
-             f"{'Brier':>8}{'calib p*':>10}{'fit s':>8}"]
-    for (model, cause), r in summary.iterrows():
-        lines.append(f"{cause:<10}{model:<16}{_plus_minus(r, 'c_index'):>16}"
-                     f"{_plus_minus(r, 'c_ipcw'):>16}{r['auc_mean']:>8.3f}{r['brier_mean']:>8.3f}"
-                     f"{_value_or_dash(r['calibration_pooled_p'], '.3f'):>10}"
-                     f"{_value_or_dash(r['fit_time_mean'], '.1f'):>8}")
-    horizon = summary.attrs.get("horizon")
-    at = "" if horizon is None else f" at {horizon:.2f} years"
-    lines.append(f"Each cause's cumulative incidence{at} is the risk; AUC and Brier at that "
-                 f"horizon. * CIF calibration test ({N_GROUPS} risk groups against "
-                 "Aalen-Johansen) on the test folds pooled (small p = miscalibrated).")
-    return "\n".join(lines)
 
 
 def _fit(model, X, y, groups, settings, label, log):
@@ -221,8 +192,6 @@ def _oracle_cif(log_hazards, horizon):
 
 
 def _write(out, rows, pooled, horizon, settings, started, complete):
-    from .run import _machine
-
     frame = pd.DataFrame(rows)
     frame.to_csv(out / "results.csv", index=False)
     summary = summarize_competing(frame, pooled, horizon) if len(frame) else pd.DataFrame()
@@ -262,7 +231,6 @@ def run_competing_benchmark(settings: BenchmarkSettings, out="benchmark_results"
     """
     from tqdm.auto import tqdm
 
-    from .run import _InterruptFlag, _prepare_output
 
     out = Path(out)
     _prepare_output(out, overwrite)

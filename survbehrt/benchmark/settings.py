@@ -12,6 +12,8 @@ SYNTHETIC = {"synthetic": "sequence", "synthetic-counts": "counts",
 #: (:mod:`survbehrt.benchmark.competing`).
 COMPETING = ("synthetic-competing",)
 DATASETS = (*SYNTHETIC, "synthea-sample", *COMPETING)
+#: Risk groups of the competing task's calibration test of the incidence.
+CALIBRATION_GROUPS = 10
 BEHRT_MODELS = ("BEHRT-full", "BEHRT-lora", "BEHRT-frozen")
 ORACLE = "oracle"
 METRICS = ("harrell_c", "uno_c", "integrated_brier", "mean_auc", "d_calibration_p",
