@@ -21,7 +21,6 @@ grid's edges; past the last edge the last bin's rates continue (the tail rule of
 from __future__ import annotations
 
 import numpy as np
-
 from sksurv.exceptions import NoComparablePairException
 from sksurv.metrics import concordance_index_censored
 from torch import nn

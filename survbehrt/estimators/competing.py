@@ -153,6 +153,7 @@ class BEHRTCompetingRisksEstimator(BEHRTSurvivalEstimator):
         del params["self"], params["cause"], params["horizon"]
         params.pop("__class__", None)
         super().__init__(**params)
+        del self.rank_weight, self.rank_sigma  # the class's constants, not parameters
         self.cause = cause
         self.horizon = horizon
 
