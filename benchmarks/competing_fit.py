@@ -1,11 +1,15 @@
 """The competing-risks estimator on the synthetic competing cohort, against Cox and the oracle.
 
-Run: ``python benchmarks/competing_fit.py [--n 4000] [--epochs 30] [--seed 0]``.
+Run: ``python benchmarks/competing_fit.py [--n 4000] [--epochs 30] [--seed 0]
+[--recipe benchmark] [--wide joint]``.
 
 On :func:`survbehrt.datasets.competing.make_synthetic_competing` (``"outcome"`` driven by
 the order and recency of codes in the sequence, ``"death"`` by age, a code's presence and
 the visit tempo), one ``BEHRTCompetingRisksEstimator`` is fitted on 75 % of the patients
-and scored on the rest, cause by cause, with Wolbers' cause-specific concordance
+and scored on the rest (``--recipe benchmark``: the single-cause benchmark's BEHRT-full,
+a pretrainer fitted on the training rows, then full fine-tuning at ``lr=5e-4``;
+``--recipe small``: a small model from scratch; ``--wide``: the wide path, one term per
+cause, as the survival estimator's default ``"joint"``), cause by cause, with Wolbers' cause-specific concordance
 (:func:`survbehrt.competing_metrics.cause_specific_c`, unweighted and with censoring
 weights). Beside it: the cause-specific Cox model on code counts (the benchmark's
 ``CoxPH``: ridge penalty by 3-fold CV, fitted on each cause's ``y`` with the other cause
@@ -22,7 +26,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from survbehrt import BEHRTCompetingRisksEstimator
-from survbehrt.benchmark import BenchmarkSettings, make_models
+from survbehrt.benchmark import BenchmarkSettings, make_models, make_pretrainer
 from survbehrt.competing_metrics import cause_specific_c
 from survbehrt.data import cause_names, cause_specific_y
 from survbehrt.datasets.competing import make_synthetic_competing, true_cumulative_incidence
@@ -35,6 +39,8 @@ def main(argv=None):
     parser.add_argument("--n", type=int, default=4000)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--recipe", choices=("benchmark", "small"), default="benchmark")
+    parser.add_argument("--wide", choices=("joint", "offset", "none"), default="joint")
     args = parser.parse_args(argv)
 
     X, y, lp = make_synthetic_competing(n_patients=args.n, random_state=args.seed)
@@ -45,9 +51,14 @@ def main(argv=None):
 
     risks = {}
     started = time.perf_counter()
+    if args.recipe == "small":
+        params = dict(embedding_dim=32, num_layers=2, num_heads=2, ff_dim=64, lr=1e-3, patience=6)
+    else:
+        settings = BenchmarkSettings(random_state=args.seed, n_threads=1).resolved()
+        params = dict(pretrained=make_pretrainer(settings).fit(X.iloc[train]), lr=5e-4, patience=8)
     est = BEHRTCompetingRisksEstimator(
-        embedding_dim=32, num_layers=2, num_heads=2, ff_dim=64, lr=1e-3,
-        max_epochs=args.epochs, patience=6, random_state=args.seed, n_threads=1,
+        max_epochs=args.epochs, random_state=args.seed, n_threads=1,
+        wide=None if args.wide == "none" else args.wide, **params,
     ).fit(X.iloc[train], y[train])
     fit_s = time.perf_counter() - started
     cif = est.predict_cumulative_incidence(X.iloc[test], return_array=False)

@@ -48,11 +48,12 @@ def fitted(data):
 # ------------------------------------------------------------ one cause, no signal
 
 
-def test_one_cause_is_the_survival_estimator(data):
+@pytest.mark.parametrize("wide", [None, "joint"])
+def test_one_cause_is_the_survival_estimator(data, wide):
     # same parameters drawn in the same order, same start and likelihood: same model
     X, y = data
     event = (y["event"] == 1).astype(int)
-    kw = dict(TINY, wide=None, max_epochs=3, validation_fraction=0.2, early_stopping="loss")
+    kw = dict(TINY, wide=wide, max_epochs=3, validation_fraction=0.2, early_stopping="loss")
     one = BEHRTCompetingRisksEstimator(**kw).fit(X, competing_y(event, y["time"]))
     single = BEHRTSurvivalEstimator(**kw).fit(X, Surv.from_arrays(event.astype(bool), y["time"]))
     surv = single.predict_survival_function(X, return_array=True)
@@ -181,7 +182,7 @@ def test_clear_errors(data):
     with pytest.raises(ValueError, match="loss="):
         tiny(loss="hybrid").fit(X, y)
     with pytest.raises(ValueError, match="wide="):
-        tiny(wide="joint").fit(X, y)
+        tiny(wide="both").fit(X, y)
 
 
 # ------------------------------------------------------------------ ecosystem
@@ -195,8 +196,30 @@ def test_landmarks_all_trains_on_every_visit(data):
     assert np.isfinite(every.history_[-1, "train_loss"])
 
 
+def test_each_cause_starts_at_its_own_cox_fit(data):
+    # the wide start of cause c is the survival estimator's start on cause c's y
+    X, y = data
+    est = tiny(wide="offset", max_epochs=0).fit(X, y)
+    wide = est.net_.module_.wide
+    assert not any(p.requires_grad for p in wide.parameters())
+    for c in (1, 2):
+        # on the same grid (the competing one is placed on all-cause events)
+        single = BEHRTSurvivalEstimator(**{**TINY, "wide": "offset", "max_epochs": 0,
+                                           "time_bins": est.time_grid_.cuts_}).fit(
+            X, Surv.from_arrays(y["event"] == c, y["time"]))
+        np.testing.assert_array_equal(wide.code_weight.weight[:, c - 1].detach(),
+                                      single.net_.module_.wide.code_weight.weight[:, 0].detach())
+        assert est.wide_alpha_[c - 1] == single.wide_alpha_
+    # two causes' terms, each on its own logits: the incidences are not the one-term model's
+    assert wide.code_weight.weight.shape[1] == 2
+
+
 def test_clone_pickle_save_load(fitted, data, tmp_path):
     X, y = data
+    wide = tiny(wide="joint", max_epochs=1).fit(X, y)
+    wide.save(tmp_path / "w.pt")
+    np.testing.assert_array_equal(BEHRTCompetingRisksEstimator.load(tmp_path / "w.pt").predict(X),
+                                  wide.predict(X))
     again = clone(fitted).fit(X, y)
     np.testing.assert_array_equal(again.predict(X), fitted.predict(X))
     for other in (pickle.loads(pickle.dumps(fitted)), None):

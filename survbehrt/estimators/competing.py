@@ -24,7 +24,9 @@ from ..competing_hazards import (
     incidence_risk,
     marginal_competing_logits,
 )
+from ..cox_start import HazardStart, hazard_start
 from ..data.competing import cause_names, cause_number, check_competing_y
+from ..data.tokenizer import N_SPECIAL
 from ..model import BEHRTCompetingModule, BEHRTConfig
 from ._cohort import Cohort, validate_cohort
 from ._common import check_choice, check_positive, token_store
@@ -63,17 +65,21 @@ class BEHRTCompetingRisksEstimator(BEHRTSurvivalEstimator):
     loss : {"nll"}, default="nll"
         Only the likelihood for now: the ranking term of the survival estimator
         compares single-cause rows and has no competing-risks form here yet.
-    wide : None, default=None
-        No wide path yet. The survival estimator's wide term adds one shared term to
-        every logit; competing causes need one per cause (``C`` output columns of the
-        term and ``C`` penalised Cox starts, :func:`survbehrt.cox_start.hazard_start` on
-        each cause-specific ``y``), which the model does not have yet.
+    wide : {"joint", "offset"} or None, default=None
+        The survival estimator's wide path, one term per cause: each cause's logits get
+        their own additive term over the log code counts, the age and the visit count,
+        started from the survival estimator's penalised Cox fit on that cause's ``y``
+        (the other causes censored; :func:`survbehrt.cox_start.hazard_start`), then
+        trained with the transformer (``"joint"``) or kept fixed (``"offset"``).
     **other parameters
         As :class:`~survbehrt.BEHRTSurvivalEstimator` (``rank_weight`` and
         ``rank_sigma`` are not parameters: no ranking term).
 
     Attributes
     ----------
+    wide_alpha_, wide_scale_ : ndarray of shape (C,) or None
+        Each cause's Cox start's ridge penalty and calibration slope (None without the
+        wide path).
     n_causes_ : int
         ``C``.
     cause_names_ : tuple of str
@@ -162,7 +168,6 @@ class BEHRTCompetingRisksEstimator(BEHRTSurvivalEstimator):
     def _check_params(self):
         super()._check_params()
         check_choice("loss", self.loss, ("nll",))
-        check_choice("wide", self.wide, (None,))
         if self.horizon is not None:
             check_positive("horizon", self.horizon, integer=False)
         if not isinstance(self.cause, (str, int, np.integer)) or isinstance(self.cause, bool):
@@ -192,23 +197,43 @@ class BEHRTCompetingRisksEstimator(BEHRTSurvivalEstimator):
 
     def _start_module(self, data, grid, config, seed):
         cohort, train_idx = data.cohort, data.train_idx
-        baseline = marginal_competing_logits(cohort.time[train_idx], cohort.event[train_idx],
-                                             grid.cuts_, n_causes=self.n_causes_)
-        module = BEHRTCompetingModule(config, grid.n_bins_, self.n_causes_)
-        module.start_from(baseline)
-        return module, _NoWideStart()
+        time, event = cohort.time[train_idx], cohort.event[train_idx]
+        if self.wide is None:
+            baseline = marginal_competing_logits(time, event, grid.cuts_, n_causes=self.n_causes_)
+            module = BEHRTCompetingModule(config, grid.n_bins_, self.n_causes_)
+            module.start_from(baseline)
+            return module, HazardStart(baseline, 0.0, 1.0)  # alpha, scale: None
+        # the survival estimator's Cox start on each cause's y (the others censored): the
+        # likelihood factorises over causes, so each cause's fit is its own
+        starts = [hazard_start(
+            data.tokens, data.rows[train_idx], time, event == c, grid.cuts_, wide=True,
+            n_special=N_SPECIAL, vocab_size=config.vocab_size,
+            groups=None if cohort.groups is None else cohort.groups[train_idx],
+            random_state=seed,
+        ) for c in range(1, self.n_causes_ + 1)]
+        first = starts[0]
+        module = BEHRTCompetingModule(config, grid.n_bins_, self.n_causes_, wide=True,
+                                      age_mean=first.age_mean, age_scale=first.age_scale)
+        start = HazardStart(
+            np.stack([s.baseline for s in starts]), first.age_mean, first.age_scale,
+            beta=np.stack([s.beta for s in starts], axis=1),
+            gamma=np.stack([s.gamma for s in starts]),
+            alpha=np.array([s.alpha for s in starts]), scale=np.array([s.scale for s in starts]),
+        )
+        module.start_from(start.baseline, start.beta, start.gamma)
+        return module, start
 
     def _make_criterion(self, cuts):
         return CompetingNLL(cuts)
 
     def _module_args(self, module) -> dict:
         return {"config": module.config.to_dict(), "n_bins": module.num_bins,
-                "n_causes": module.n_causes}
+                "n_causes": module.n_causes, "wide": module.wide is not None}
 
     @staticmethod
     def _rebuild_module(args):
         return BEHRTCompetingModule(BEHRTConfig(**args["config"]), args["n_bins"],
-                                    args["n_causes"])
+                                    args["n_causes"], wide=args["wide"])
 
     def _cause_number(self, cause=None) -> int:
         return cause_number(self.cause_names_, self.cause if cause is None else cause)
@@ -295,11 +320,30 @@ class BEHRTCompetingRisksEstimator(BEHRTSurvivalEstimator):
         return self._as_functions(self._last_visit_logits_all_cause(X), "cumhaz", return_array)
 
     def predict_visit_risks(self, X):
-        """Not available yet for competing causes (the survival estimator's reads one cause)."""
+        """Not available yet for competing causes (the survival estimator's reads one cause).
+
+        Parameters
+        ----------
+        X : pandas.DataFrame or TokenStore
+
+        Raises
+        ------
+        NotImplementedError
+        """
         raise NotImplementedError("predict_visit_risks is not implemented for competing risks.")
 
     def explain(self, X, **kwargs):
-        """Not available yet for competing causes (attributions of one risk score)."""
+        """Not available yet for competing causes (attributions of one risk score).
+
+        Parameters
+        ----------
+        X : pandas.DataFrame or TokenStore
+        **kwargs
+
+        Raises
+        ------
+        NotImplementedError
+        """
         raise NotImplementedError("explain is not implemented for competing risks.")
 
     def score(self, X, y):
@@ -327,9 +371,3 @@ class BEHRTCompetingRisksEstimator(BEHRTSurvivalEstimator):
         X = X if store is None else store
         event, time, _ = check_competing_y(y, n_samples=len(X))
         return cause_specific_concordance(event, time, self.predict(X), self._cause_number())
-
-
-class _NoWideStart:
-    """The fitted attributes of the start the survival estimator keeps (no wide path)."""
-
-    alpha = scale = None
