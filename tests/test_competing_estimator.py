@@ -255,3 +255,23 @@ def test_unnamed_causes_are_numbered(data):
     cuts = est.time_grid_.cuts_[1:]
     np.testing.assert_allclose(est.predict(X), [
         np.sum(f(cuts)) for f in est.predict_cumulative_incidence(X, cause=2)])
+
+
+def test_optuna_objective_is_the_cross_validated_cause_specific_c(data):
+    import optuna
+    from sklearn.model_selection import cross_val_score
+
+    from survbehrt.tuning import optuna_objective
+
+    X, y = data
+    cv = KFold(2, shuffle=True, random_state=0)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(0))
+    space = lambda trial: {"lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True)}  # noqa: E731
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        study.optimize(optuna_objective(tiny(max_epochs=1, cause="death"), X, y, space, cv=cv),
+                       n_trials=1)
+        trial = study.trials[0]
+        expected = cross_val_score(tiny(max_epochs=1, cause="death", **trial.params), X, y, cv=cv)
+    np.testing.assert_array_equal(trial.user_attrs["cv_scores"], expected)
