@@ -26,7 +26,8 @@ from survbehrt.datasets.competing import make_synthetic_competing
 from helpers import random_cohort
 
 TINY = dict(embedding_dim=16, num_layers=1, num_heads=2, ff_dim=32, max_epochs=2, batch_size=32,
-            time_bins=5, early_stopping=None, validation_fraction=0, random_state=0, n_threads=1)
+            time_bins=5, early_stopping=None, validation_fraction=0, random_state=0, n_threads=1,
+            wide=None)  # the wide path where a test names it (each cause adds a Cox fit)
 
 
 def tiny(**params):

@@ -43,9 +43,10 @@ class BEHRTCompetingRisksEstimator(BEHRTSurvivalEstimator):
     ``lora_*``, the architecture, ``lr``, ``max_epochs``, ``early_stopping`` and the
     rest). The hazard head has ``C * K`` outputs read as ``(C, K)``: each cause has a
     piecewise-constant hazard on one time grid, placed on the all-cause event times.
-    Its output bias starts at each cause's marginal hazards
+    Without the wide path its output bias starts at each cause's marginal hazards
     (:func:`~survbehrt.competing_hazards.marginal_competing_logits`), so that a model
-    that learns nothing answers the Aalen–Johansen incidence. The loss is the
+    that learns nothing answers the Aalen–Johansen incidence; with it, at each cause's
+    Cox fit. The loss is the
     competing-risks likelihood, which with cause-specific hazards is the sum of each
     cause's survival likelihood with the other causes censored
     (:func:`~survbehrt.competing_hazards.competing_nll`), on the last visit or, with
@@ -65,12 +66,15 @@ class BEHRTCompetingRisksEstimator(BEHRTSurvivalEstimator):
     loss : {"nll"}, default="nll"
         Only the likelihood for now: the ranking term of the survival estimator
         compares single-cause rows and has no competing-risks form here yet.
-    wide : {"joint", "offset"} or None, default=None
+    wide : {"joint", "offset"} or None, default="joint"
         The survival estimator's wide path, one term per cause: each cause's logits get
         their own additive term over the log code counts, the age and the visit count,
         started from the survival estimator's penalised Cox fit on that cause's ``y``
         (the other causes censored; :func:`survbehrt.cox_start.hazard_start`), then
-        trained with the transformer (``"joint"``) or kept fixed (``"offset"``).
+        trained with the transformer (``"joint"``) or kept fixed (``"offset"``); None:
+        the transformer alone, started at each cause's marginal hazards. The default is
+        the survival estimator's: on the synthetic competing cohort it raised Wolbers' C
+        of both causes (0.679 -> 0.695 and 0.702 -> 0.738, ``benchmarks/competing_fit.py``).
     **other parameters
         As :class:`~survbehrt.BEHRTSurvivalEstimator` (``rank_weight`` and
         ``rank_sigma`` are not parameters: no ranking term).
@@ -93,10 +97,10 @@ class BEHRTCompetingRisksEstimator(BEHRTSurvivalEstimator):
     -----
     With one cause (``y`` of event types 0/1) the model is the survival estimator's:
     same parameters, same start, same likelihood, so its survival functions equal
-    ``BEHRTSurvivalEstimator(wide=None)``'s on the same seed (tested); ``predict``
-    differs in scale only where ``horizon`` is set (``1 - S`` summed over the edges
-    against the cumulative hazard summed there: the same order for a model whose
-    curves do not cross).
+    ``BEHRTSurvivalEstimator``'s with the same parameters and seed (tested, with and
+    without the wide path); ``predict`` sums ``1 - S`` over the grid's edges where the
+    survival estimator sums the cumulative hazard ``-log S`` (the same order for
+    curves that do not cross).
 
     Examples
     --------
@@ -124,7 +128,7 @@ class BEHRTCompetingRisksEstimator(BEHRTSurvivalEstimator):
         loss="nll",
         time_bins=20,
         landmarks="last",
-        wide=None,
+        wide="joint",
         continuous_time=True,
         pretrained=None,
         lora_rank=8,
