@@ -77,7 +77,8 @@ class BEHRTCompetingRisksEstimator(BEHRTSurvivalEstimator):
         of both causes (0.679 -> 0.695 and 0.702 -> 0.738, ``benchmarks/competing_fit.py``).
     **other parameters
         As :class:`~survbehrt.BEHRTSurvivalEstimator` (``rank_weight`` and
-        ``rank_sigma`` are not parameters: no ranking term).
+        ``rank_sigma`` are not parameters: no ranking term; nor is
+        ``init_head_from_task``: a pre-training task's hazard is one cause's).
 
     Attributes
     ----------
@@ -116,9 +117,11 @@ class BEHRTCompetingRisksEstimator(BEHRTSurvivalEstimator):
     (3, 2)
     """
 
-    # no ranking term (see ``loss``): the survival estimator's checks read these
+    # no ranking term (see ``loss``) and no pre-training task's head (one cause's): the
+    # survival estimator's steps read these
     rank_weight = 0.2
     rank_sigma = 0.1
+    init_head_from_task = None
 
     def __init__(
         self,
@@ -163,7 +166,8 @@ class BEHRTCompetingRisksEstimator(BEHRTSurvivalEstimator):
         del params["self"], params["cause"], params["horizon"]
         params.pop("__class__", None)
         super().__init__(**params)
-        del self.rank_weight, self.rank_sigma  # the class's constants, not parameters
+        # the class's constants, not parameters
+        del self.rank_weight, self.rank_sigma, self.init_head_from_task
         self.cause = cause
         self.horizon = horizon
 
@@ -199,7 +203,7 @@ class BEHRTCompetingRisksEstimator(BEHRTSurvivalEstimator):
         self._cause_number()  # a cause that y does not have fails before training
         return Cohort(store.X, store.store, store.groups, event, time)
 
-    def _start_module(self, data, grid, config, seed):
+    def _start_module(self, data, grid, config, seed, pre=None, task=None):
         cohort, train_idx = data.cohort, data.train_idx
         time, event = cohort.time[train_idx], cohort.event[train_idx]
         if self.wide is None:
