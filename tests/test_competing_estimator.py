@@ -276,3 +276,23 @@ def test_optuna_objective_is_the_cross_validated_cause_specific_c(data):
         trial = study.trials[0]
         expected = cross_val_score(tiny(max_epochs=1, cause="death", **trial.params), X, y, cv=cv)
     np.testing.assert_array_equal(trial.user_attrs["cv_scores"], expected)
+
+
+@pytest.mark.parametrize("strategy", ["frozen", "lora"])
+def test_a_pretrained_encoder_is_adapted_as_in_the_survival_estimator(data, strategy):
+    from helpers import tiny_pretrainer
+
+    X, y = data
+    pre = tiny_pretrainer().fit(X)
+    kw = dict(pretrained=pre, strategy=strategy, max_epochs=1, lr=1e-2)
+    est = tiny(**kw).fit(X, y)
+    single = BEHRTSurvivalEstimator(**{**TINY, **kw}).fit(X, Surv.from_arrays(y["event"] > 0,
+                                                                                 y["time"]))
+    # the same parameters train, but for the head's second cause
+    head_extra = est.net_.module_.head.output.weight[: est.time_grid_.n_bins_].numel() + \
+        est.time_grid_.n_bins_
+    assert est.n_trainable_params_ == single.n_trainable_params_ + head_extra
+    if strategy == "frozen":
+        encoder = est.net_.module_.encoder.state_dict()
+        for name, value in pre.encoder_state_dict().items():
+            np.testing.assert_array_equal(encoder[name], value)
