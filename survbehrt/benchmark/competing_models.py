@@ -223,10 +223,31 @@ def _cause_specific(name):
     return make
 
 
+def _competing_behrt(name):
+    """A factory: the single-outcome task's BEHRT variant ``name`` with one hazard per cause.
+
+    Same strategy, learning rate, epochs and early stopping as the single-outcome row;
+    the loss is the cause-specific likelihood (the competing estimator has no ranking
+    term), and parameters it does not take are left out.
+    """
+    def make(settings):
+        from ..estimators import BEHRTCompetingRisksEstimator
+        from .models import make_models
+
+        template = make_models(replace(settings, models=[name]))[name]
+        allowed = BEHRTCompetingRisksEstimator().get_params(deep=False)
+        params = {k: v for k, v in template.get_params(deep=False).items() if k in allowed}
+        return BEHRTCompetingRisksEstimator(**dict(params, loss="nll"))
+    return make
+
+
 #: ``--models`` name -> factory(settings) of a competing-risks model. A requested
 #: model without an entry is skipped (and said so); the Aalen–Johansen row always runs.
 COMPETING_MODELS = {
     "CoxPH": _cause_specific("CoxPH"),      # counts + age, ridge tuned per cause
     "Cox-age": _cause_specific("Cox-age"),  # the index age alone
+    "BEHRT-full": _competing_behrt("BEHRT-full"),
+    "BEHRT-lora": _competing_behrt("BEHRT-lora"),
+    "BEHRT-frozen": _competing_behrt("BEHRT-frozen"),
     AALEN_JOHANSEN: lambda settings: AalenJohansenBaseline(),
 }
