@@ -21,11 +21,24 @@ grid's edges; past the last edge the last bin's rates continue (the tail rule of
 from __future__ import annotations
 
 import numpy as np
+from sksurv.exceptions import NoComparablePairException
+from sksurv.metrics import concordance_index_censored
+from torch import nn
 
 from .losses import survival_nll
-from .survival import _check_cuts, _softplus, locate, marginal_logits
+from .survival import SurvivalCurve, _check_cuts, _softplus, locate, marginal_logits
 
-__all__ = ["competing_nll", "cumulative_incidence_at", "marginal_competing_logits"]
+__all__ = [
+    "CompetingNLL",
+    "IncidenceCurve",
+    "all_cause_logits",
+    "cause_specific_concordance",
+    "competing_nll",
+    "cumulative_incidence_at",
+    "incidence_curves",
+    "incidence_risk",
+    "marginal_competing_logits",
+]
 
 
 def competing_nll(logits, time, event, cuts, weight=None, mask=None, reduction="mean"):
@@ -144,3 +157,179 @@ def marginal_competing_logits(time, event, cuts, n_causes=None, prior_events=0.5
     n_causes = int(event.max(initial=0)) if n_causes is None else int(n_causes)
     return np.stack([marginal_logits(time, event == c, cuts, prior_events=prior_events)
                      for c in range(1, n_causes + 1)])
+
+
+class CompetingNLL(nn.Module):
+    """Module form of :func:`competing_nll` (the competing-risks estimator's criterion).
+
+    Parameters
+    ----------
+    cuts : array-like of shape (K + 1,)
+        Grid edges.
+    reduction : {"mean", "sum", "none"}, default="mean"
+    """
+
+    def __init__(self, cuts, reduction="mean"):
+        super().__init__()
+        self.cuts = np.asarray(cuts, dtype=float)
+        self.reduction = reduction
+
+    def forward(self, logits, time, event, weight=None, mask=None, groups=None):
+        """Compute the loss (``groups`` is accepted and ignored, for a uniform call).
+
+        Parameters
+        ----------
+        logits : Tensor of shape (N, C, K) or (B, V, C, K)
+        time : Tensor of shape (N,) or (B, V)
+        event : Tensor of shape (N,) or (B, V)
+            The cause 0..C; a float tensor of whole numbers (as batches carry targets)
+            is read as integers.
+        weight, mask : Tensor, optional
+        groups : ignored
+
+        Returns
+        -------
+        loss : Tensor
+        """
+        import torch
+
+        event = torch.as_tensor(event)
+        if event.is_floating_point():
+            event = event.round().long()
+        return competing_nll(logits, time, event, self.cuts, weight=weight, mask=mask,
+                             reduction=self.reduction)
+
+
+def all_cause_logits(logits):
+    """The all-cause hazard logits ``(n, K)`` of cause-specific logits ``(n, C, K)``.
+
+    The all-cause hazard is the sum of the causes': ``eta_k = sum_c softplus(a_ck)``,
+    returned as the logit whose softplus it is, so that every single-cause function of
+    :mod:`survbehrt.survival` gives the all-cause survival and cumulative hazard.
+
+    Parameters
+    ----------
+    logits : ndarray of shape (n_samples, C, K)
+
+    Returns
+    -------
+    logits : ndarray of shape (n_samples, K)
+    """
+    eta = _softplus(np.asarray(logits, dtype=float)).sum(axis=-2)
+    # softplus^-1(eta) = log(expm1(eta)) = eta + log(1 - exp(-eta)), stable for large eta
+    with np.errstate(divide="ignore"):
+        return eta + np.log(-np.expm1(-eta))
+
+
+def incidence_risk(logits, cuts, horizon=None):
+    """Each cause's risk score: its incidence summed over the grid's edges, or at ``horizon``.
+
+    Parameters
+    ----------
+    logits : ndarray of shape (n_samples, C, K)
+    cuts : array-like of shape (K + 1,)
+    horizon : float, optional
+        Return ``F_c(horizon)``; default ``sum_k F_c(c_k)`` over the edges ``c_1..c_K``
+        (as the single-cause risk score sums the cumulative hazard there, early risk
+        weighs more than late risk).
+
+    Returns
+    -------
+    risk : ndarray of shape (n_samples, C)
+    """
+    cuts = np.asarray(cuts, dtype=float)
+    times = cuts[1:] if horizon is None else [float(horizon)]
+    return cumulative_incidence_at(logits, cuts, times).sum(axis=-1)
+
+
+class IncidenceCurve(SurvivalCurve):
+    """One cause's cumulative incidence ``F_c(t)``, exact between the grid's edges.
+
+    A :class:`sksurv.functions.StepFunction` as :class:`~survbehrt.survival.SurvivalCurve`
+    is (knots in ``x`` / ``y`` for plotting; the call is exact at any time of the domain).
+
+    Parameters
+    ----------
+    logits : ndarray of shape (C, K)
+        The patient's hazard logits of every cause (the incidence of one depends on all).
+    cause : int
+        ``c`` in 1..C.
+    cuts : ndarray of shape (K + 1,)
+        Grid edges.
+    upper : float
+        End of the domain ``[0, upper]``.
+    knots_per_bin : int, default=8
+    """
+
+    def __init__(self, logits, cause, cuts, upper, knots_per_bin=8):
+        self.logits = np.asarray(logits, dtype=float)
+        self.cause = int(cause)
+        # the all-cause curve's knots; ``_values`` (below) gives them the incidence
+        super().__init__(_softplus(self.logits).sum(axis=0), cuts, upper, kind="cumhaz",
+                         knots_per_bin=knots_per_bin)
+
+    def _values(self, t):
+        return cumulative_incidence_at(self.logits[None], self.cuts, np.atleast_1d(t))[
+            0, self.cause - 1]
+
+    def __repr__(self):
+        return f"IncidenceCurve(cause={self.cause}, cuts={self.cuts!r}, logits={self.logits!r})"
+
+
+def incidence_curves(logits, cuts, max_time):
+    """Every patient's and cause's :class:`IncidenceCurve`, shape ``(n_samples, C)``.
+
+    Parameters
+    ----------
+    logits : ndarray of shape (n_samples, C, K)
+    cuts : array-like of shape (K + 1,)
+    max_time : float
+        End of the domain (``TimeGrid.max_time_``), as :func:`survbehrt.survival.survival_curves`.
+
+    Returns
+    -------
+    functions : ndarray of shape (n_samples, C), dtype=object
+    """
+    logits = np.asarray(logits, dtype=float)
+    if logits.ndim != 3:
+        raise ValueError(f"logits must be (n_samples, C, K); got shape {logits.shape}")
+    cuts = _check_cuts(cuts, logits.shape[-1])
+    funcs = np.empty(logits.shape[:2], dtype=object)
+    for i, c in np.ndindex(funcs.shape):
+        funcs[i, c] = IncidenceCurve(logits[i], c + 1, cuts, max_time)
+    return funcs
+
+
+def cause_specific_concordance(event, time, risk, cause):
+    """Wolbers' concordance of one cause, without censoring weights (Harrell-type).
+
+    What the competing-risks estimator's ``score`` and its early stopping compute
+    (:func:`survbehrt.competing_metrics.cause_specific_c` with ``y_train=None``, which
+    sits above the estimators): a row with another cause never has ``cause``, so it
+    is comparable with every case of ``cause`` -- Harrell's C with those rows censored
+    after every other time.
+
+    Parameters
+    ----------
+    event : ndarray of int, shape (n_samples,)
+        0 = censored, 1..C = cause.
+    time : ndarray of shape (n_samples,)
+    risk : ndarray of shape (n_samples,)
+        Risk of ``cause``, higher = earlier.
+    cause : int
+
+    Returns
+    -------
+    cindex : float
+        NaN when no pair is comparable (no case of ``cause``).
+    """
+    event, time = np.asarray(event), np.asarray(time, dtype=float)
+    case = event == cause
+    if not case.any():
+        return float("nan")
+    other = (event > 0) & ~case
+    later = np.where(other, time.max() + 1.0, time)
+    try:
+        return float(concordance_index_censored(case, later, np.asarray(risk, dtype=float))[0])
+    except NoComparablePairException:
+        return float("nan")

@@ -19,10 +19,15 @@ rejected Newton step) are caught where the model is fitted and summed up in one 
 line that says whether the scored model is affected; progress bars draw only on a
 terminal, so a log file holds neither raw warnings nor cursor codes.
 
+A dataset with competing causes (``"synthetic-competing"``) runs the competing-risks
+task instead: per-cause scores of cause-specific models (:mod:`.competing`).
+
 Modules: :mod:`.settings` (names, :class:`BenchmarkSettings`), :mod:`.data` (the
 cohort and its folds), :mod:`.models` (the models; fitting and scoring one),
-:mod:`.run` (:func:`run_benchmark`), :mod:`.report` (summary, table, plots). This
-module only re-exports.
+:mod:`.output` (the output folder, the machine record, Ctrl-C), :mod:`.run`
+(:func:`run_benchmark`), :mod:`.report` (summary, table, plots), :mod:`.competing`
+and :mod:`.competing_models` (the competing-risks task and its models). This module
+only re-exports.
 """
 
 

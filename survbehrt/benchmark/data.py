@@ -11,7 +11,7 @@ from sklearn.model_selection import (
     StratifiedKFold,
 )
 
-from .settings import DATASETS, SYNTHETIC
+from .settings import COMPETING, DATASETS, SYNTHETIC
 
 
 def _read_table(path: Path) -> pd.DataFrame:
@@ -38,7 +38,9 @@ def load_benchmark_data(dataset: str, n_patients: int = 4000, random_state: int 
         ``"synthetic"``, ``"synthetic-counts"``, ``"synthetic-latent"``,
         ``"synthetic-synonyms"`` (the scenarios ``"sequence"``, ``"counts"``, ``"latent"``
         and ``"synonyms"`` of :func:`survbehrt.datasets.make_synthetic_ehr`),
-        ``"synthea-sample"`` (indexed by
+        ``"synthetic-competing"`` (:func:`survbehrt.datasets.competing.make_synthetic_competing`:
+        ``y`` has the integer causes, ``true_risk`` is each cause's log-hazard, shape
+        ``(n, 2)``), ``"synthea-sample"`` (indexed by
         ``subject_id`` and ``prediction_time``; see
         :func:`survbehrt.datasets.load_synthea_sample`), or a folder with two tables:
         ``events`` (MEDS-style ``subject_id``, ``time``, ``code``, with ``MEDS_BIRTH``
@@ -63,6 +65,10 @@ def load_benchmark_data(dataset: str, n_patients: int = 4000, random_state: int 
     if dataset in SYNTHETIC:
         return make_synthetic_ehr(n_patients=n_patients, scenario=SYNTHETIC[dataset],
                                   random_state=random_state)
+    if dataset in COMPETING:
+        from ..datasets.competing import make_synthetic_competing
+
+        return make_synthetic_competing(n_patients=n_patients, random_state=random_state)
     if dataset == "synthea-sample":
         X, y = load_synthea_sample()
         return X, y, None

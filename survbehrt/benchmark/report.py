@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .settings import SUMMARY_METRICS
+from .settings import CALIBRATION_GROUPS, SUMMARY_METRICS
 
 
 def _pooled_d_calibration_p(counts) -> float:
@@ -69,8 +69,12 @@ def format_table(summary: pd.DataFrame) -> str:
     -------
     str
         A header, one line per model (mean ± standard deviation over folds, or the
-        mean alone) and a line saying what the D-calibration column is.
+        mean alone) and a line saying what the D-calibration column is; the
+        competing-risks task's summary (indexed by model and cause) gets
+        :func:`format_competing_table`.
     """
+    if "cause" in summary.index.names:
+        return format_competing_table(summary)
     lines = [f"{'model':<14}{'Harrell C':>16}{'Uno C':>16}{'IBS':>8}{'mean AUC':>10}"
              f"{'D-cal p*':>10}{'fit s':>9}{'pred s':>8}"]
     for name, r in summary.iterrows():
@@ -82,6 +86,33 @@ def format_table(summary: pd.DataFrame) -> str:
                      f"{_value_or_dash(r['predict_time_mean'], '.2f'):>8}")
     lines.append("* D-calibration test on the test-fold counts pooled over folds "
                  "(small p = miscalibrated); the other columns are means over folds.")
+    return "\n".join(lines)
+
+
+def format_competing_table(summary: pd.DataFrame) -> str:
+    """The competing task's summary as a fixed-width text table.
+
+    Parameters
+    ----------
+    summary : pandas.DataFrame
+        From :func:`~survbehrt.benchmark.competing.summarize_competing` (``attrs["horizon"]``, when set, is printed).
+
+    Returns
+    -------
+    str
+    """
+    lines = [f"{'cause':<10}{'model':<16}{'C (Wolbers)':>16}{'C (IPCW)':>16}{'AUC':>8}"
+             f"{'Brier':>8}{'calib p*':>10}{'fit s':>8}"]
+    for (model, cause), r in summary.iterrows():
+        lines.append(f"{cause:<10}{model:<16}{_plus_minus(r, 'c_index'):>16}"
+                     f"{_plus_minus(r, 'c_ipcw'):>16}{r['auc_mean']:>8.3f}{r['brier_mean']:>8.3f}"
+                     f"{_value_or_dash(r['calibration_pooled_p'], '.3f'):>10}"
+                     f"{_value_or_dash(r['fit_time_mean'], '.1f'):>8}")
+    horizon = summary.attrs.get("horizon")
+    at = "" if horizon is None else f" at {horizon:.2f} years"
+    lines.append(f"Each cause's cumulative incidence{at} is the risk; AUC and Brier at that "
+                 f"horizon. * CIF calibration test ({CALIBRATION_GROUPS} risk groups against "
+                 "Aalen-Johansen) on the test folds pooled (small p = miscalibrated).")
     return "\n".join(lines)
 
 

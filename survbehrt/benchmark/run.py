@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import platform
-import signal
 import sys
-import threading
 import time
 import warnings
 from dataclasses import asdict
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -20,53 +15,9 @@ from sklearn.base import clone
 
 from .data import load_benchmark_data, make_folds, subject_groups
 from .models import _evaluate, _oracle_row, fit_noting_warnings, make_models, make_pretrainer
+from .output import _InterruptFlag, _machine, _prepare_output
 from .report import _plot_cindex, _plots, summarize
-from .settings import METRICS, ORACLE, OUTPUT_FILES, BenchmarkSettings
-
-
-class _InterruptFlag:
-    """Remember a Ctrl-C even when a library swallows it.
-
-    skorch catches ``KeyboardInterrupt`` in ``fit`` to end training early, so the
-    benchmark would carry on with a half-trained model. The handler records the
-    interrupt (and still raises, so skorch stops the fit); :meth:`check` re-raises
-    after the fit returns.
-    """
-
-    def __init__(self):
-        self.raised = False
-        self._previous = None
-
-    def _handler(self, signum, frame):
-        self.raised = True
-        raise KeyboardInterrupt
-
-    def install(self):
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handler)
-
-    def uninstall(self):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-            self._previous = None
-
-    def check(self):
-        if self.raised:
-            raise KeyboardInterrupt
-
-
-def _machine() -> dict:
-    import torch
-
-    return {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-    }
+from .settings import COMPETING, METRICS, ORACLE, OUTPUT_FILES, BenchmarkSettings
 
 
 def _write(out: Path, rows: list, dcal_counts: dict, settings: BenchmarkSettings, started: float,
@@ -108,25 +59,13 @@ def _warnings_above_bars(enabled: bool):
         warnings.showwarning = previous
 
 
-def _prepare_output(out: Path, overwrite: bool) -> None:
-    """Refuse a non-empty output folder unless ``overwrite``; then clear our own old files."""
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"{out} exists and is not a folder.")
-    if out.is_dir() and any(out.iterdir()):
-        if not overwrite:
-            raise FileExistsError(
-                f"{out} exists and is not empty; choose another output folder, or overwrite "
-                f"it (--overwrite; overwrite=True)."
-            )
-        # only the files a run writes: an old plot must not pass for this run's
-        for name in OUTPUT_FILES:
-            (out / name).unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
-
-
 def run_benchmark(settings: BenchmarkSettings | None = None, out="benchmark_results", quiet=False,
                   plots=True, log=None, overwrite=False):
     """Run the benchmark and write its results and plots to ``out``.
+
+    A competing-risks dataset (``"synthetic-competing"``) runs the competing-risks task
+    instead (:func:`survbehrt.benchmark.competing.run_competing_benchmark`: one row per
+    model, cause and fold).
 
     Files: ``results.csv`` (one row per model and fold), ``summary.csv`` (mean and
     standard deviation over folds of every metric, the pooled D-calibration test),
@@ -165,6 +104,11 @@ def run_benchmark(settings: BenchmarkSettings | None = None, out="benchmark_resu
     from tqdm.auto import tqdm
 
     settings = (settings or BenchmarkSettings()).resolved()
+    if settings.dataset in COMPETING:
+        from .competing import run_competing_benchmark
+
+        return run_competing_benchmark(settings, out=out, quiet=quiet, plots=plots, log=log,
+                                       overwrite=overwrite)
     out = Path(out)
     _prepare_output(out, overwrite)
     log = log if log is not None else tqdm.write

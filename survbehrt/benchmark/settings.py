@@ -8,7 +8,12 @@ BASELINES = ("CoxPH", "Cox-age", "RSF", "GBS")
 #: The synthetic datasets and the make_synthetic_ehr scenario each one draws.
 SYNTHETIC = {"synthetic": "sequence", "synthetic-counts": "counts",
              "synthetic-latent": "latent", "synthetic-synonyms": "synonyms"}
-DATASETS = (*SYNTHETIC, "synthea-sample")
+#: Datasets whose ``y`` has competing causes: they run the competing-risks task
+#: (:mod:`survbehrt.benchmark.competing`).
+COMPETING = ("synthetic-competing",)
+DATASETS = (*SYNTHETIC, "synthea-sample", *COMPETING)
+#: Risk groups of the competing task's calibration test of the incidence.
+CALIBRATION_GROUPS = 10
 BEHRT_MODELS = ("BEHRT-full", "BEHRT-lora", "BEHRT-frozen")
 ORACLE = "oracle"
 METRICS = ("harrell_c", "uno_c", "integrated_brier", "mean_auc", "d_calibration_p",
@@ -35,7 +40,9 @@ class BenchmarkSettings:
         synonym codes; see :func:`survbehrt.datasets.make_synthetic_ehr` for all four),
         ``"synthea-sample"`` (the vendored Synthea sample:
         death within 10 years of a landmark, several landmarks per patient; see
-        :func:`survbehrt.datasets.load_synthea_sample`) or a path to a folder holding
+        :func:`survbehrt.datasets.load_synthea_sample`), ``"synthetic-competing"`` (two
+        competing causes, the competing-risks task: see
+        :mod:`survbehrt.benchmark.competing`) or a path to a folder holding
         ``events`` and ``labels`` tables (parquet or CSV; see :func:`load_benchmark_data`).
     n_patients : int, default=4000
         Size of a synthetic cohort.

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["cause_names", "cause_specific_y", "check_competing_y", "competing_y"]
+__all__ = ["cause_names", "cause_number", "cause_specific_y", "check_competing_y", "competing_y"]
 
 
 def competing_y(event, time, causes: Sequence[str] | None = None) -> np.ndarray:
@@ -161,7 +161,30 @@ def check_competing_y(y, n_samples: int | None = None):
 
 
 def _cause_index(y, cause) -> int:
-    names = cause_names(y)
+    return cause_number(cause_names(y), cause)
+
+
+def cause_number(names, cause) -> int:
+    """The number 1..K of ``cause`` (a name among ``names`` or a number), checked.
+
+    Parameters
+    ----------
+    names : sequence of str
+        The names of causes 1..K (:func:`cause_names`).
+    cause : str or int
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    TypeError
+        If ``cause`` is neither a name nor an integer.
+    ValueError
+        If it names no cause.
+    """
+    names = tuple(names)
     if isinstance(cause, str):
         if cause not in names:
             raise ValueError(f"cause {cause!r} is not one of the causes of y, {list(names)}.")

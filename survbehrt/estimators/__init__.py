@@ -1,6 +1,9 @@
-"""The public estimators: :class:`BEHRTSurvivalEstimator` and :class:`BEHRTPretrainer`."""
+"""The public estimators: :class:`BEHRTSurvivalEstimator`, :class:`BEHRTCompetingRisksEstimator`
+and :class:`BEHRTPretrainer`."""
 
+from .competing import BEHRTCompetingRisksEstimator
 from .pretrainer import BEHRTPretrainer
 from .survival import LOSSES, STRATEGIES, BEHRTSurvivalEstimator
 
-__all__ = ["BEHRTPretrainer", "BEHRTSurvivalEstimator", "LOSSES", "STRATEGIES"]
+__all__ = ["BEHRTCompetingRisksEstimator", "BEHRTPretrainer", "BEHRTSurvivalEstimator", "LOSSES",
+           "STRATEGIES"]

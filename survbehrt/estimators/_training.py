@@ -476,7 +476,8 @@ def validation_cindex(net, dataset, batch_size: int = 512) -> float:
     """Harrell's C-index of ``net``'s module on a validation :class:`EHRDataset`.
 
     Risk is the summed cumulative hazard of the last visit (as ``predict``); NaN when
-    the dataset holds no event.
+    the dataset holds no event. With competing causes (logits ``(n, C, K)``), the mean
+    over the causes of Wolbers' concordance of each cause's summed incidence.
     """
     from sksurv.metrics import concordance_index_censored
 
@@ -485,12 +486,28 @@ def validation_cindex(net, dataset, batch_size: int = 512) -> float:
     assert isinstance(dataset, EHRDataset), "validation data is an EHRDataset (predefined split)"
     logits = batched_inference(net_module(net), dataset.tokens, _last_visit_logits, batch_size,
                                net_device(net), rows=dataset.rows)
+    if logits.ndim == 3:
+        return mean_over_processes(net, _competing_cindex(logits, dataset.targets,
+                                                          net.criterion_.cuts))
     risk = np.asarray(risk_score(torch.from_numpy(logits)))
     event = np.asarray(dataset.targets["event"], dtype=bool)
     time = np.asarray(dataset.targets["time"], dtype=float)
     if event.sum() == 0:
         return float("nan")
     return mean_over_processes(net, float(concordance_index_censored(event, time, risk)[0]))
+
+
+def _competing_cindex(logits, targets, cuts) -> float:
+    """The mean over causes of each cause's concordance (all causes train together)."""
+    from ..competing_hazards import cause_specific_concordance, incidence_risk
+
+    event = np.rint(np.asarray(targets["event"], dtype=float)).astype(np.int64)
+    time = np.asarray(targets["time"], dtype=float)
+    risk = incidence_risk(logits, cuts)
+    scores = [cause_specific_concordance(event, time, risk[:, c], c + 1)
+              for c in range(logits.shape[1])]
+    scores = [s for s in scores if np.isfinite(s)]
+    return float(np.mean(scores)) if scores else float("nan")
 
 
 class ValidationConcordance(Callback):

@@ -25,6 +25,7 @@ from sklearn.utils.validation import check_is_fitted
 from skorch.history import History
 from sksurv.exceptions import NoComparablePairException
 from sksurv.metrics import concordance_index_censored
+from sksurv.util import Surv
 
 from ..cox_start import hazard_start
 from ..data.tokenizer import N_SPECIAL, EHRTokenizer
@@ -487,12 +488,13 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         # validate
         self._check_params()
         pre = resolve_pretrained(self.pretrained)
+        task = None
         if self.init_head_from_task is not None:
             if pre is None:
                 raise ValueError("init_head_from_task needs `pretrained` (a BEHRTPretrainer "
                                  "fitted with the 'tte' objective).")
             task = task_index(pre, self.init_head_from_task)
-        cohort = validate_cohort(X, y, groups)
+        cohort = self._validate_cohort(X, y, groups)
         seed = draw_seed(self.random_state)
         # tokenize and split
         data = split_and_tokenize(
@@ -514,7 +516,8 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         time, event = cohort.time[train_idx], cohort.event[train_idx]
         if not event.any():
             raise ValueError("the training rows (after the validation split) hold no events")
-        grid = TimeGrid(time_bins=self.time_bins).fit(y[train_idx])
+        # the grid of every cause: all-cause events (the event itself with one cause)
+        grid = TimeGrid(time_bins=self.time_bins).fit(Surv.from_arrays(event > 0, time))
 
         with fitting(self, seed):
             if pre is not None:
@@ -522,21 +525,7 @@ class BEHRTSurvivalEstimator(BaseEstimator):
                 config = dataclasses.replace(pre.module_.encoder.config, dropout=self.dropout)
             else:
                 config = model_config(self, data.tokenizer)
-            # starting point: the population's hazards, or the wide path's Cox fit
-            # (with init_head_from_task, the task's head: the wide path then starts at zero)
-            start = hazard_start(
-                data.tokens, data.rows[train_idx], time, event, grid.cuts_,
-                wide=self.wide is not None and self.init_head_from_task is None,
-                n_special=N_SPECIAL, vocab_size=config.vocab_size,
-                groups=None if cohort.groups is None else cohort.groups[train_idx],
-                random_state=seed,
-            )
-            module = BEHRTSurvivalModule(config, grid.n_bins_, wide=self.wide is not None,
-                                         age_mean=start.age_mean, age_scale=start.age_scale)
-            module.start_from(start.baseline, start.beta, start.gamma)
-            if self.init_head_from_task is not None:  # ... or a pre-training task's hazard
-                start_head_from_task(module.head, pre.module_.tte_head, task, pre.module_.tte_cuts,
-                                     grid.cuts_)
+            module, start = self._start_module(data, grid, config, seed, pre, task)
             counts = self._adapt_module(module, None if pre is None else pre.encoder_state_dict())
             # train
             net = survival_net(self, module, self._make_criterion(grid.cuts_), seed,
@@ -545,6 +534,43 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         # finish
         self._set_fitted(data, grid, start, net, counts)
         return self
+
+    def _validate_cohort(self, X, y, groups):
+        """The ``validate`` step's outcome check (the competing-risks estimator's differs)."""
+        return validate_cohort(X, y, groups)
+
+    def _start_module(self, data, grid, config, seed, pre=None, task=None):
+        """A new module at its starting point: the population's hazards, or the wide path's
+        Cox fit, or (``task``: ``init_head_from_task``'s index) a pre-training task's hazard.
+
+        Returns the module and the :class:`~survbehrt.cox_start.HazardStart`.
+        """
+        cohort, train_idx = data.cohort, data.train_idx
+        # with init_head_from_task, the task's head: the wide path then starts at zero
+        start = hazard_start(
+            data.tokens, data.rows[train_idx], cohort.time[train_idx], cohort.event[train_idx],
+            grid.cuts_, wide=self.wide is not None and task is None, n_special=N_SPECIAL,
+            vocab_size=config.vocab_size,
+            groups=None if cohort.groups is None else cohort.groups[train_idx],
+            random_state=seed,
+        )
+        module = BEHRTSurvivalModule(config, grid.n_bins_, wide=self.wide is not None,
+                                     age_mean=start.age_mean, age_scale=start.age_scale)
+        module.start_from(start.baseline, start.beta, start.gamma)
+        if task is not None:
+            start_head_from_task(module.head, pre.module_.tte_head, task, pre.module_.tte_cuts,
+                                 grid.cuts_)
+        return module, start
+
+    def _module_args(self, module) -> dict:
+        """What ``save`` keeps to rebuild the module (``_rebuild_module`` reads it)."""
+        # the wide term's age centring is a buffer: the state dict restores it
+        return {"config": module.config.to_dict(), "n_bins": int(module.head.num_bins),
+                "wide": module.wide is not None}
+
+    @staticmethod
+    def _rebuild_module(args):
+        return BEHRTSurvivalModule(BEHRTConfig(**args["config"]), args["n_bins"], wide=args["wide"])
 
     def _set_fitted(self, data, grid, start, net, counts):
         self.tokenizer_ = data.tokenizer
@@ -556,7 +582,7 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         cohort, train_idx = data.cohort, data.train_idx
         self.unique_times_ = np.unique(cohort.time[train_idx])
         is_event = np.zeros(len(self.unique_times_), dtype=bool)
-        pos = np.searchsorted(self.unique_times_, cohort.time[train_idx][cohort.event[train_idx]])
+        pos = np.searchsorted(self.unique_times_, cohort.time[train_idx][cohort.event[train_idx] > 0])
         is_event[pos] = True
         self.is_event_time_ = is_event
         self.net_ = net
@@ -751,10 +777,7 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         check_is_fitted(self, "net_")
         module = self.net_.module_
         write_estimator(
-            self, path, module,
-            # the wide term's age centring is a buffer: the state dict restores it
-            module_args={"config": module.config.to_dict(), "n_bins": int(module.head.num_bins),
-                         "wide": module.wide is not None},
+            self, path, module, module_args=self._module_args(module),
             skip=("net_", "module_", "history_", "vocabulary_"),
         )
 
@@ -794,8 +817,7 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         args = saved.module
         # building the module must not move the caller's torch RNG
         with saved.rebuilding("the torch module"), seeded_torch(0):
-            module = BEHRTSurvivalModule(BEHRTConfig(**args["config"]), args["n_bins"],
-                                         wide=args["wide"])
+            module = cls._rebuild_module(args)
             est._adapt_module(module)
         saved.load_weights(module)
         est.tokenizer_ = saved.component("tokenizer_", EHRTokenizer)

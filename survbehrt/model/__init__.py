@@ -11,6 +11,7 @@ from .behrt import (
     BEHRTSurvivalModule,
     init_weights,
 )
+from .competing import BEHRTCompetingModule
 from .config import (
     CLS_ID,
     MASK_ID,
@@ -62,6 +63,7 @@ __all__ = [
     "UNK_ID",
     "BEHRTConfig",
     "BEHRTEmbeddings",
+    "BEHRTCompetingModule",
     "BEHRTEncoder",
     "BEHRTPretrainingModule",
     "BEHRTSurvivalModule",

@@ -370,6 +370,10 @@ class BEHRTSurvivalModule(nn.Module):
             self.wide.covariate_weight.weight.data[0] = as_tensor(covariate_weight)
         self.head.output.bias.data.copy_(as_tensor(baseline))
 
+    def _shape_logits(self, logits: Tensor) -> Tensor:
+        """The head's outputs as the module returns them (a subclass reads them per cause)."""
+        return logits
+
     @classmethod
     def from_encoder(
         cls,
@@ -448,7 +452,7 @@ class BEHRTSurvivalModule(nn.Module):
             value_bins=value_bins,
             index_age=kwargs.get("index_age"), visit_times=kwargs.get("visit_times"),
         )
-        logits = self.head(reps)
+        logits = self._shape_logits(self.head(reps))
         if self.wide is not None:
             logits = logits + self.wide(codes, visits, _bool_mask(codes, attention_mask),
                                         logits.shape[1], kwargs.get("index_age"))[..., None]

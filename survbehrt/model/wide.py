@@ -103,21 +103,26 @@ class WideTerm(nn.Module):
         Ids below this are special tokens ([PAD], [CLS], ...), never counted.
     age_mean, age_scale : float, default=60.0, 15.0
         Standardisation of the age at prediction (set from the training rows).
+    n_outputs : int, optional
+        Several terms with their own weights (one per competing cause), returned on a
+        last axis; default one term, without that axis.
 
     Attributes
     ----------
     code_weight : torch.nn.Embedding
-        ``beta_c``, one scalar per token id (zero-initialised).
+        ``beta_c``, one scalar per token id (zero-initialised); ``n_outputs`` columns.
     covariate_weight : torch.nn.Linear
         ``gamma`` on ``(z, z^2, log(1 + t))``, no bias (zero-initialised).
     """
 
     def __init__(self, vocab_size: int, n_special: int, age_mean: float = 60.0,
-                 age_scale: float = 15.0) -> None:
+                 age_scale: float = 15.0, n_outputs: int | None = None) -> None:
         super().__init__()
         self.n_special = int(n_special)
-        self.code_weight = nn.Embedding(int(vocab_size), 1)
-        self.covariate_weight = nn.Linear(N_COVARIATES, 1, bias=False)
+        self.n_outputs = n_outputs
+        width = 1 if n_outputs is None else int(n_outputs)
+        self.code_weight = nn.Embedding(int(vocab_size), width)
+        self.covariate_weight = nn.Linear(N_COVARIATES, width, bias=False)
         self.register_buffer("age_mean", torch.tensor(float(age_mean)))
         self.register_buffer("age_scale", torch.tensor(float(age_scale)))
         self.reset_parameters()
@@ -144,21 +149,23 @@ class WideTerm(nn.Module):
 
         Returns
         -------
-        Tensor of shape (B, V)
+        Tensor of shape (B, V), or (B, V, n_outputs)
             ``w(t)`` for every visit slot (the value of the last real visit repeats
             into padding slots).
         """
         counted = attention_mask.bool() & (codes >= self.n_special)
         rank = occurrence_rank(codes, counted).to(self.code_weight.weight.dtype)
         step = torch.where(counted, torch.log1p(1.0 / rank.clamp_min(1.0)), torch.zeros_like(rank))
-        contrib = self.code_weight(codes.long()).squeeze(-1) * step  # (B, L)
-        batch = codes.shape[0]
-        per_visit = contrib.new_zeros(batch, n_visit_slots)
-        per_visit.scatter_add_(1, visits.long().clamp(0, n_visit_slots - 1), contrib)
+        contrib = self.code_weight(codes.long()) * step[..., None]  # (B, L, width)
+        batch, width = codes.shape[0], contrib.shape[-1]
+        per_visit = contrib.new_zeros(batch, n_visit_slots, width)
+        slot = visits.long().clamp(0, n_visit_slots - 1)[..., None].expand(-1, -1, width)
+        per_visit.scatter_add_(1, slot, contrib)
         out = torch.cumsum(per_visit, dim=1)
         z = (out.new_zeros(batch) if index_age is None
              else (index_age.to(out.dtype) - self.age_mean) / self.age_scale)
         n_visits = torch.arange(1, n_visit_slots + 1, device=out.device, dtype=out.dtype)
         covariates = covariate_matrix(z[:, None].expand(batch, n_visit_slots),
                                       n_visits[None, :].expand(batch, n_visit_slots))
-        return out + self.covariate_weight(covariates).squeeze(-1)
+        out = out + self.covariate_weight(covariates)
+        return out.squeeze(-1) if self.n_outputs is None else out
