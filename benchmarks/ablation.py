@@ -1,7 +1,8 @@
 """What each modelling piece buys, on every dataset: a paired cross-validated ablation.
 
-For each dataset (the synthetic sequence cohort, ``synthetic-counts`` and the vendored
-Synthea sample) the same folds (patient-grouped for Synthea) are used for every model:
+For each dataset (the synthetic cohorts ``synthetic`` (sequence), ``synthetic-counts``,
+``synthetic-latent``, ``synthetic-synonyms`` and the vendored Synthea sample, loaded by
+name as the benchmark loads them) the same folds (patient-grouped for Synthea) are used for every model:
 Cox on log code counts + age (ridge penalty chosen by inner CV, as in the benchmark), Cox
 on age alone, and BEHRT variants given as JSON parameter overrides of
 ``BEHRTSurvivalEstimator()``'s defaults. Prints Harrell's C (mean ± sd over folds), the
@@ -11,7 +12,10 @@ test folds.
 Run (2 cores; a few minutes per dataset and variant)::
 
     python benchmarks/ablation.py --datasets synthetic synthetic-counts synthea-sample \\
-        --variant defaults='{}' --variant no-wide='{"wide": false}'
+        --variant defaults='{}' --variant no-wide='{"wide": null}'
+
+A variant ``start='{"max_epochs": 0}'`` scores the starting point alone (the wide path's
+Cox fit, before the transformer trains).
 """
 
 from __future__ import annotations
@@ -30,25 +34,15 @@ from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from sksurv.linear_model import CoxPHSurvivalAnalysis
 
 from survbehrt import BEHRTSurvivalEstimator
-from survbehrt.benchmark import make_folds
+from survbehrt.benchmark import load_benchmark_data, make_folds, subject_groups
 from survbehrt.data.features import CodeCountTransformer
 from survbehrt.metrics import d_calibration, default_time_grid, harrell_c, integrated_brier
 
 
 def load(name, n_patients, seed):
     """X, y, groups of a dataset (groups None when every row is its own patient)."""
-    if name in ("synthetic", "synthetic-counts"):
-        from survbehrt.datasets import make_synthetic_ehr
-
-        scenario = "sequence" if name == "synthetic" else "counts"
-        X, y, _ = make_synthetic_ehr(n_patients=n_patients, scenario=scenario, random_state=seed)
-        return X, y, None
-    if name == "synthea-sample":
-        from survbehrt.datasets import load_synthea_sample
-
-        X, y = load_synthea_sample()
-        return X, y, X.index.get_level_values("subject_id").to_numpy()
-    raise ValueError(f"unknown dataset {name!r}")
+    X, y, _ = load_benchmark_data(name, n_patients, seed)
+    return X, y, subject_groups(X)
 
 
 def _age(X):
@@ -85,7 +79,8 @@ def main(argv=None):
     warnings.simplefilter("ignore")  # Cox convergence chatter on thousands of sparse counts
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+",
-                        default=["synthetic", "synthetic-counts", "synthea-sample"])
+                        default=["synthetic", "synthetic-counts", "synthetic-latent",
+                                 "synthetic-synonyms", "synthea-sample"])
     parser.add_argument("--variant", action="append", default=[],
                         help="name='{json overrides}' (repeatable); default: defaults='{}'")
     parser.add_argument("--folds", type=int, default=5)
@@ -129,7 +124,7 @@ def main(argv=None):
             print(f"   {mname:28s} done in {time.perf_counter() - t0:6.1f} s", flush=True)
     table = pd.DataFrame(rows)
     print()
-    header = (f"{'dataset':17s} {'model':28s} {'Harrell C':>15s} {'vs Cox (paired)':>17s} "
+    header = (f"{'dataset':19s} {'model':28s} {'Harrell C':>15s} {'vs Cox (paired)':>17s} "
               f"{'IBS':>6s} {'D-cal p':>8s}")
     print(header)
     for (dname, mname), g in table.groupby(["dataset", "model"], sort=False):
@@ -141,7 +136,7 @@ def main(argv=None):
         ibs = f"{g['ibs'].mean():.3f}" if "ibs" in g and g["ibs"].notna().any() else "—"
         dcal = g["dcal_pooled"].dropna()
         dcal = f"{dcal.iloc[0]:.3f}" if len(dcal) else "—"
-        print(f"{dname:17s} {mname:28s} {g['c'].mean():.3f} ± {g['c'].std(ddof=1):.3f} "
+        print(f"{dname:19s} {mname:28s} {g['c'].mean():.3f} ± {g['c'].std(ddof=1):.3f} "
               f"{diff:>17s} {ibs:>6s} {dcal:>8s}")
 
 

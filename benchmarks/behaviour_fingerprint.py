@@ -9,7 +9,7 @@ architecture and every other parameter at its default: the survival estimator
 the survival estimator with ``strategy="lora"`` from that pretrainer. For each it writes
 the predictions (``predict``), the survival and cumulative-hazard curves at
 ``unique_times_``, the landmark risks (``predict_visit_risks``), the pretrainer's
-``transform`` embeddings, the fitted ``wide_alpha_`` / ``wide_scale_`` and the training
+``transform`` embeddings, the fitted ``wide_alpha_`` and the training
 history's losses to ``OUT_DIR/fingerprint.npz``, and the files ``save`` wrote (kept in
 ``OUT_DIR``) with two SHA-256 each to ``OUT_DIR/fingerprint.json``: of the file, and of
 its content less the training history's epoch durations (wall-clock seconds, the one
@@ -90,7 +90,7 @@ def _survival_arrays(name: str, est, X) -> dict:
         f"{name}/valid_cindex": np.array(est.history_[:, "valid_cindex"], dtype=float),
         f"{name}/train_loss": np.array(est.history_[:, "train_loss"], dtype=float),
     }
-    for attr in ("wide_alpha_", "wide_scale_"):
+    for attr in ("wide_alpha_",):
         value = getattr(est, attr)
         out[f"{name}/{attr}"] = np.array(np.nan if value is None else value, dtype=float)
     return out

@@ -16,16 +16,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-from scipy import sparse
+from scipy import linalg, sparse
+from scipy.special import expit
 from sklearn.model_selection import GroupKFold, KFold
-from sksurv.metrics import concordance_index_censored
 
-from .losses import survival_nll
 from .model.wide import covariate_matrix
-from .survival import marginal_logits
+from .survival import locate, marginal_logits
 
 __all__ = ["HazardStart", "count_features", "fit_wide_start", "hazard_start"]
+
+#: Ridge penalty of the dense covariates (age, its square, the log number of visits) on
+#: their standardised scale: one pseudo-observation's worth, so that a fold without
+#: events stays finite, and negligible beside the likelihood of any cohort the start
+#: fits. The codes' penalty is the one chosen by cross-validation.
+COVARIATE_ALPHA = 1.0
+#: Where the walk over the codes' penalty starts, and its step (a factor per grid point).
+FIRST_ALPHA, ALPHA_STEP = 1e3, float(np.sqrt(10.0))
+#: The walk stays within these penalties.
+ALPHA_RANGE = (1e-2, 1e8)
 
 
 @dataclass(frozen=True)
@@ -40,8 +48,8 @@ class HazardStart:
         Standardisation of the age at the prediction time (training rows).
     beta, gamma : ndarray or None
         The wide term's code and covariate weights (None without the wide path).
-    alpha, scale : float or None
-        The Cox fit's ridge penalty and calibration slope (:func:`fit_wide_start`).
+    alpha : float or None
+        The Cox fit's ridge penalty on the codes (:func:`fit_wide_start`).
     """
 
     baseline: np.ndarray
@@ -50,7 +58,6 @@ class HazardStart:
     beta: np.ndarray | None = None
     gamma: np.ndarray | None = None
     alpha: float | None = None
-    scale: float | None = None
 
 
 def hazard_start(tokens, rows, time, event, cuts, *, wide: bool, n_special: int,
@@ -94,7 +101,7 @@ def hazard_start(tokens, rows, time, event, cuts, *, wide: bool, n_special: int,
         time, event, cuts, groups=groups, random_state=random_state,
     )
     return HazardStart(start["baseline"], age_mean, age_scale, beta=start["beta"],
-                       gamma=start["gamma"], alpha=start["alpha"], scale=start["scale"])
+                       gamma=start["gamma"], alpha=start["alpha"])
 
 
 def count_features(tokens, n_special: int, vocab_size: int, rows=None):
@@ -134,31 +141,34 @@ def count_features(tokens, n_special: int, vocab_size: int, rows=None):
     return sparse.vstack(parts, format="csr")
 
 
-def fit_wide_start(features, covariates, time, event, cuts,
-                   alphas=(1.0, 10.0, 100.0, 1e3, 1e4, 1e5), groups=None, random_state=0,
-                   min_rows=5, select="concordance"):
+def fit_wide_start(features, covariates, time, event, cuts, alphas=None, groups=None,
+                   random_state=0, min_rows=5):
     """Fit the wide path alone (a penalised proportional-hazards model) to start from.
 
     The likelihood is the model's own (piecewise-constant hazards on ``cuts``) with the
     logits ``b_k + x beta + c gamma``: per-interval baseline ``b`` and one linear
-    predictor shared by all intervals, with the ridge penalty
-    ``alpha / 2 sum_j (s_j w_j)^2`` on the summed likelihood, ``s_j`` the standard
-    deviation of feature ``j`` (as a ridge Cox model on standardised features). ``alpha`` is
-    chosen from ``alphas`` by 3-fold cross-validation (folds by ``groups`` when given),
-    then the model is refitted on all rows.
+    predictor shared by all intervals. The codes carry the ridge penalty
+    ``alpha / 2 sum_j (s_j beta_j)^2``, ``s_j`` the standard deviation of code ``j``'s
+    column (a ridge Cox model on standardised features); the three dense covariates
+    (age, its square, the log number of visits) a fixed, weak one
+    (:data:`COVARIATE_ALPHA`): they are few and always informative, and shrinking them
+    with the codes' penalty is what made a strong penalty under-scale the predictor.
 
-    By default (``select="concordance"``) the penalty is the one whose linear predictor
-    ranks the held-out rows best (Harrell's C, as a grid search over a Cox model scores
-    it; ties go to the stronger penalty). Where that penalty is stronger than the one
-    the held-out likelihood prefers, it shrinks the hazard ratios more than they
-    warrant, which the curves would otherwise inherit: the refitted predictor is then
-    multiplied by its cross-validated calibration slope (``scale`` in the output: the
-    geometric mean over the folds of the factor on the fold's predictor that fits the
-    held-out rows best), and the baseline is refitted. On the vendored Synthea sample
-    (49 deaths) the likelihood picks a weak penalty that ranks 0.02 worse than Cox; on
-    the synthetic cohorts (thousands of events) both criteria pick the same penalty
-    (``benchmarks/ablation.py``, docs/evaluation.md). ``select="likelihood"``: the
-    penalty with the best held-out likelihood, never scaled.
+    One rule chooses ``alpha``: the held-out piecewise-exponential likelihood of a
+    3-fold cross-validation (folds by ``groups`` when given). Inside each fold the codes
+    kept (present in ``min_rows`` training rows or more, not constant) and the scales
+    ``s`` are computed on the fold's training rows only. By default (``alphas=None``)
+    the penalty walks a geometric grid (factor :data:`ALPHA_STEP`) from
+    :data:`FIRST_ALPHA` towards weaker penalties while the criterion falls, towards
+    stronger ones when the first step already rose, stopping where it turns (or at
+    :data:`ALPHA_RANGE`); the minimum is then located between its two neighbours by
+    the parabola through the three (in ``log alpha``). Each fold's fits follow the path,
+    warm-started. The model is refitted on all rows at that penalty, and nothing is
+    rescaled afterwards: the fit at the chosen ``alpha`` is the fit at that ``alpha``.
+
+    The fits are Newton steps on the penalised likelihood (convex in all parameters),
+    solved through the Schur complement of the diagonal baseline block, with a
+    backtracking line search. Their cost grows with the cube of the number of kept codes.
 
     Parameters
     ----------
@@ -170,172 +180,252 @@ def fit_wide_start(features, covariates, time, event, cuts,
         Follow-up (years) and event indicators.
     cuts : ndarray of shape (K + 1,)
         Grid edges.
-    alphas : sequence of float
-        Candidate penalties.
+    alphas : sequence of float, optional
+        Candidate penalties, instead of the walk: the one with the best held-out
+        likelihood is refitted (a single candidate is fitted directly, without
+        cross-validation).
     groups : ndarray of shape (n,), optional
         Patient of each row.
     random_state : int, default=0
+        Seeds the folds when there are no groups.
     min_rows : int, default=5
-        Codes present in fewer training rows keep a zero coefficient.
-    select : {"concordance", "likelihood"}, default="concordance"
-        The cross-validation criterion (see above).
+        Codes present in fewer training rows keep a zero coefficient (in each fold, the
+        fold's training rows), as a count model drops them: with a scale-aware penalty
+        they would be fitted to noise.
 
     Returns
     -------
     dict
-        ``beta`` (n_codes,), ``gamma`` (3,), ``baseline`` (K,) as float32 arrays, the
-        chosen ``alpha`` and the ``scale`` applied (1.0 where both criteria choose the same penalty).
+        ``beta`` (n_codes,), ``gamma`` (3,), ``baseline`` (K,) as float32 arrays and the
+        chosen ``alpha``.
     """
-    if select not in ("concordance", "likelihood"):
-        raise ValueError(f"select must be 'concordance' or 'likelihood'; got {select!r}.")
-
-    # codes of fewer than ``min_rows`` training rows get no coefficient (kept at 0), as a
-    # count model drops them: with a scale-aware penalty they would be fitted to noise
-    features = features.tocsc(copy=True)
-    rare = np.diff(features.indptr) < min_rows
-    for j in np.flatnonzero(rare):
-        features.data[features.indptr[j]:features.indptr[j + 1]] = 0.0
-    features.eliminate_zeros()
-
+    features = sparse.csr_matrix(features, dtype=np.float64)
+    covariates = np.asarray(covariates, dtype=float)
+    time, event = np.asarray(time, dtype=float), np.asarray(event, dtype=bool)
     cuts = np.asarray(cuts, dtype=float)
-    # the grid is the modelled horizon: an event after its last edge is censored there
-    time = np.asarray(time, dtype=float)
-    event = np.asarray(event, dtype=bool) & (time <= cuts[-1])
-    time = np.minimum(time, cuts[-1])
-    time_t, e = torch.tensor(time, dtype=torch.float32), torch.tensor(event)
-    design = torch.tensor(features.toarray(), dtype=torch.float32) if (
-        features.shape[0] * features.shape[1] <= 2e7) else None
-    sparse_x = features.tocsr()
-    zz = torch.tensor(np.asarray(covariates, dtype=float), dtype=torch.float32)
-    mean_sq = np.asarray(features.multiply(features).mean(axis=0)).ravel()
-    mean = np.asarray(features.mean(axis=0)).ravel()
-    scale_beta = torch.tensor(np.sqrt(np.maximum(mean_sq - mean**2, 0.0)), dtype=torch.float32)
-    scale_gamma = torch.tensor(np.asarray(covariates, dtype=float).std(axis=0), dtype=torch.float32)
-
-    def rows_design(rows):
-        if design is not None:
-            return design[rows]
-        sub = sparse_x[rows].tocoo()
-        return torch.sparse_coo_tensor(np.vstack([sub.row, sub.col]),
-                                       sub.data.astype(np.float32), size=sub.shape,
-                                       check_invariants=True).coalesce()
-
-    def nll(params, xr, rows):
-        beta, gamma, base = params
-        lp = (xr @ beta[:, None]).squeeze(1) + zz[rows] @ gamma
-        # bounded, so that a line-search step into huge coefficients cannot overflow
-        logits = (base[None, :] + lp[:, None]).clamp(-40.0, 40.0)
-        return survival_nll(logits, time_t[rows], e[rows], cuts, reduction="sum")
-
-    def fit(rows, alpha, start=None):
-        xr = rows_design(rows)
-        if start is None:
-            start = (torch.zeros(features.shape[1]), torch.zeros(zz.shape[1]),
-                     torch.tensor(marginal_logits(time[rows], event[rows], cuts),
-                                  dtype=torch.float32))
-        params = [p.clone().requires_grad_(True) for p in start]
-        opt = torch.optim.LBFGS(params, max_iter=100, tolerance_grad=1e-6,
-                                tolerance_change=1e-8, line_search_fn="strong_wolfe")
-
-        def closure():
-            opt.zero_grad()
-            beta, gamma, _ = params
-            penalty = (beta * scale_beta).square().sum() + (gamma * scale_gamma).square().sum()
-            loss = (nll(params, xr, rows) + 0.5 * alpha * penalty) / len(rows)
-            loss.backward()
-            return loss
-
-        opt.step(closure)
-        fitted = tuple(p.detach() for p in params)
-        if not all(torch.isfinite(p).all() for p in fitted):
-            return tuple(p.clone() for p in start)  # a failed fit keeps its starting point
-        return fitted
-
+    if alphas is not None:
+        alphas = np.sort(np.asarray(alphas, dtype=float).ravel())[::-1]  # strongest first
+        if alphas.size == 0 or not (np.isfinite(alphas).all() and (alphas > 0).all()):
+            raise ValueError(f"alphas must be positive finite numbers; got {alphas.tolist()}.")
     n = features.shape[0]
-    idx = np.arange(n)
-    if groups is not None and len(np.unique(groups)) >= 3:
-        splits = list(GroupKFold(3).split(idx, groups=groups))
+    data = (features, covariates, time, event, cuts)
+    if alphas is not None and alphas.size == 1:
+        alpha = float(alphas[0])
     else:
-        splits = list(KFold(3, shuffle=True, random_state=random_state).split(idx))
-    # held-out minus log-likelihood and minus concordance of every penalty, summed over folds
-    nll_cv, c_cv = np.zeros(len(alphas)), np.zeros(len(alphas))
-    path = {}  # (fold, alpha index) -> the parameters fitted on the fold's training part
-    for f, (tr, te) in enumerate(splits):
-        start = None
-        # strongest penalty first; each fit starts from the previous one (a path)
-        for j in np.argsort(alphas)[::-1]:
-            start = path[f, j] = fit(tr, float(alphas[j]), start)
-            with torch.no_grad():
-                nll_cv[j] += float(nll(start, rows_design(te), te))
-                lp = (rows_design(te) @ start[0][:, None]).squeeze(1) + zz[te] @ start[1]
-                c_cv[j] -= _concordance(event[te], time[te], lp.numpy())
+        idx = np.arange(n)
+        if groups is not None and len(np.unique(groups)) >= 3:
+            splits = GroupKFold(3).split(idx, groups=groups)
+        else:
+            splits = KFold(3, shuffle=True, random_state=random_state).split(idx)
+        folds = []
+        for train, test in splits:
+            fold = _RidgeFit(data, train, min_rows)
+            folds.append((fold, fold.design_of(features, covariates, test),
+                          _PiecewiseExp(time[test], event[test], cuts)))
 
-    def best_of(scores):
-        scores = np.where(np.isfinite(scores), scores, np.inf)
-        order = np.argsort(alphas)[::-1]  # ties go to the strongest penalty
-        return int(order[int(np.argmin(scores[order]))])
+        def held_out_nll(a):
+            return sum(lik.value(fold.fit(a).logits(x)) for fold, x, lik in folds)
 
-    by_likelihood = best_of(nll_cv)
-    best = by_likelihood if select == "likelihood" else best_of(c_cv)
-    alpha = float(alphas[best])
-    beta, gamma, base = fit(idx, alpha)
-    scale = 1.0
-    if best != by_likelihood:
-        # Ranking asked for another penalty than the likelihood (on few events, a
-        # stronger one), which shrinks the hazard ratios more (or less) than they
-        # warrant. Its held-out calibration
-        # slope -- the factor on the fold's predictor that fits the held-out rows best --
-        # says by how much: the final predictor is scaled by their geometric mean and
-        # its baseline refitted. (Where both criteria agree, the likelihood's choice is
-        # kept as it is: scaling it too made the joint model's curves miscalibrated on
-        # the synthetic cohort, where the transformer adds to the same risk.)
-        slopes = [_rescale(nll, rows_design(te), te, path[f, best])[3]
-                  for f, (_, te) in enumerate(splits) if event[te].any()]
-        scale = float(np.exp(np.mean(np.log(slopes)))) if slopes else 1.0
-        beta, gamma, base, scale = _rescale(nll, rows_design(idx), idx, (beta, gamma, base),
-                                            scale=scale)
-    return {"beta": beta.numpy(), "gamma": gamma.numpy(), "baseline": base.numpy(),
-            "alpha": alpha, "scale": scale}
+        alpha = _search(held_out_nll) if alphas is None else _best_of(held_out_nll, alphas)
+    full = _RidgeFit(data, np.arange(n), min_rows)
+    if alphas is None or alphas.size > 1:
+        # start from the folds' last fits, near that penalty (a guess: the optimum is the same)
+        fits = [fold for fold, _, _ in folds]
+        weights = [fold.weights(features.shape[1], covariates.shape[1]) for fold in fits]
+        full.theta = np.concatenate([np.mean([w[0] for w in weights], axis=0)[full.codes],
+                                     np.mean([w[1] for w in weights], axis=0)[full.covs]])
+        full.b = np.mean([fold.b for fold in fits], axis=0)
+    full.fit(alpha)
+    beta, gamma = full.weights(features.shape[1], covariates.shape[1])
+    return {"beta": beta.astype(np.float32), "gamma": gamma.astype(np.float32),
+            "baseline": full.b.astype(np.float32), "alpha": float(alpha)}
 
 
-def _concordance(event, time, risk) -> float:
-    """Harrell's C, 0.5 where no pair is comparable."""
-    if not event.any():
-        return 0.5
-    return float(concordance_index_censored(event, time, risk)[0])
+def _best_of(criterion, alphas) -> float:
+    """The candidate (strongest first) with the lowest criterion; ties go to the strongest."""
+    scores = [criterion(float(a)) for a in alphas]
+    return float(alphas[int(np.argmin(scores))])
 
 
-#: Bound on the calibration slope (and its inverse): a held-out fold with a handful of
-#: events can otherwise push it without limit.
-MAX_SCALE = 1000.0
+def _search(criterion) -> float:
+    """The penalty minimising ``criterion``: walk the grid until it turns, then interpolate.
+
+    Grid point ``k`` is ``FIRST_ALPHA * ALPHA_STEP**k``. The walk goes to weaker
+    penalties (k = -1, -2, ...) while the criterion falls; when the very first step
+    rose, it goes to stronger ones instead. The minimum is then placed by the parabola
+    through the best point and its two neighbours (in ``log alpha``), within half a
+    step of the best point.
+    """
+    lo, hi = (np.log(a / FIRST_ALPHA) / np.log(ALPHA_STEP) for a in ALPHA_RANGE)
+    tried = {0: criterion(FIRST_ALPHA)}
+    for direction in (-1, 1):
+        k = 0
+        while lo <= k + direction <= hi:
+            k += direction
+            tried[k] = criterion(FIRST_ALPHA * ALPHA_STEP**k)
+            if tried[k] >= tried[k - direction]:
+                break
+        if tried[-1] < tried[0]:  # the weaker side fell: the minimum is there
+            break
+    best = min(tried, key=tried.get)
+    offset = 0.0
+    if best - 1 in tried and best + 1 in tried:
+        below, at, above = tried[best - 1], tried[best], tried[best + 1]
+        curvature = below - 2.0 * at + above
+        if curvature > 0:
+            offset = float(np.clip(0.5 * (below - above) / curvature, -0.5, 0.5))
+    return float(FIRST_ALPHA * ALPHA_STEP ** (best + offset))
 
 
-def _rescale(nll, design, rows, params, scale=None):
-    """``(s beta, s gamma, b, s)``: the baseline ``b`` and, unless ``scale`` fixes it, the
-    factor ``s`` (within ``1 / MAX_SCALE .. MAX_SCALE``) fitted by ``nll`` on ``rows``
-    along the predictor's direction."""
-    beta, gamma, base = params
-    bound = float(np.log(MAX_SCALE))
-    # log s = bound * tanh(u): smooth, bounded, 0 at u = 0
-    u = torch.tensor(0.0 if scale is None
-                     else float(np.arctanh(np.clip(np.log(scale) / bound, -0.999999, 0.999999))),
-                     requires_grad=scale is None)
-    b = base.clone().requires_grad_(True)
-    opt = torch.optim.LBFGS([b] if scale is not None else [u, b], max_iter=100,
-                            line_search_fn="strong_wolfe")
+class _PiecewiseExp:
+    """The model's negative log-likelihood as a function of the logits ``a`` (n, K), in
+    numpy with its first and second derivatives (each logit enters one row's term).
 
-    def closure():
-        opt.zero_grad()
-        s = torch.exp(bound * torch.tanh(u))
-        loss = nll((beta * s, gamma * s, b), design, rows) / len(rows)
-        loss.backward()
-        return loss
+    Row ``i`` lives through share ``E_ik`` of interval ``k`` (1 before its time's
+    interval, the share lived there, 0 after) and has its event, if any, in interval
+    ``k_i``: ``-log L_i = sum_k E_ik eta_ik - delta_i log(eta_ik_i / width_k_i)`` with
+    ``eta = softplus(a)``, as :func:`survbehrt.losses.survival_nll` computes it.
+    """
 
-    try:
-        opt.step(closure)
-    except RuntimeError:  # a line search that overflowed: keep the predictor as it is
-        return beta, gamma, base, 1.0
-    s = torch.exp(bound * torch.tanh(u.detach()))
-    if not (torch.isfinite(s) and torch.isfinite(b).all()):
-        return beta, gamma, base, 1.0
-    return beta * s, gamma * s, b.detach(), float(s)
+    def __init__(self, time, event, cuts):
+        event = event & (time <= cuts[-1])  # the grid is the horizon: censored at its end
+        k, share = locate(np.minimum(time, cuts[-1]), cuts)
+        j = np.arange(cuts.shape[0] - 1)[None, :]
+        self.exposure = (j < k[:, None]) + (j == k[:, None]) * share[:, None]
+        self.events = (j == k[:, None]) & event[:, None]
+        self.log_width = float(np.log(np.diff(cuts))[k][event].sum())
+
+    def value(self, a) -> float:
+        eta = np.logaddexp(0.0, np.maximum(a, -700.0))
+        return float((self.exposure * eta).sum() - np.log(eta[self.events]).sum()
+                     + self.log_width)
+
+    def derivatives(self, a):
+        """``d/da`` and ``d^2/da^2`` of each row's term (both (n, K); the second >= 0)."""
+        a = np.maximum(a, -700.0)
+        eta, sig = np.logaddexp(0.0, a), expit(a)
+        ratio, slope = sig / eta, sig * (1.0 - sig)  # d log eta / da, d sigma / da
+        grad = self.exposure * sig - self.events * ratio
+        # -log softplus is convex: ratio^2 >= slope / eta (as log(1 + e^a) <= e^a)
+        hess = self.exposure * slope + self.events * (ratio * ratio - slope / eta)
+        return grad, hess
+
+
+class _RidgeFit:
+    """The penalised fit on one set of training rows, followed along a penalty path.
+
+    The codes kept and the scales of the penalty are computed on these rows only.
+    """
+
+    def __init__(self, data, rows, min_rows):
+        features, covariates, time, event, cuts = data
+        x, z = features[rows], covariates[rows]
+        mean = np.asarray(x.mean(axis=0)).ravel()
+        sd = np.sqrt(np.maximum(np.asarray(x.multiply(x).mean(axis=0)).ravel() - mean**2, 0.0))
+        present = np.bincount(x.indices, minlength=x.shape[1])
+        # codes of fewer than min_rows rows (or constant ones) keep a zero weight
+        self.codes = np.flatnonzero((present >= min_rows) & (sd > 1e-12))
+        sd_z = z.std(axis=0)
+        self.covs = np.flatnonzero(sd_z > 1e-12)
+        self.scale_sq = np.concatenate([sd[self.codes], sd_z[self.covs]]) ** 2
+        self.n_codes = self.codes.shape[0]
+        self.design = self.design_of(features, covariates, rows)
+        self.design_t = self.design.T.tocsr()
+        self.lik = _PiecewiseExp(time[rows], event[rows], cuts)
+        self.free = self.lik.events.any(axis=0)  # intervals without events keep their start
+        self.b = marginal_logits(time[rows], event[rows], cuts).astype(float)
+        self.theta = np.zeros(self.design.shape[1])
+        self.alpha, self._solve = None, None
+
+    def design_of(self, features, covariates, rows):
+        """The design (kept codes, then kept covariates) of ``rows``."""
+        return sparse.hstack([features[rows][:, self.codes],
+                              sparse.csr_matrix(covariates[rows][:, self.covs])], format="csr")
+
+    def _penalty(self, alpha):
+        weights = np.full(self.scale_sq.shape[0], COVARIATE_ALPHA)
+        weights[: self.n_codes] = alpha
+        return weights * self.scale_sq
+
+    def _objective(self, theta, b, penalty):
+        logits = b[None, :] + (self.design @ theta)[:, None]
+        return self.lik.value(logits) + 0.5 * float(penalty @ (theta * theta))
+
+    def fit(self, alpha, tol=1e-7, max_iter=100):
+        """Newton's method at ``alpha``, from the last fit moved along the path's tangent.
+
+        The Hessian is factorised at the first step and reused while the steps it gives
+        keep shrinking fast (a chord method); it is refactorised when they do not.
+        """
+        if self._solve is not None:
+            # d(theta, b)/d alpha at the last solution: H^-1 applied to -(scale^2 theta) on
+            # the codes; a step along it is a good first guess for the new penalty
+            dpen = (alpha - self.alpha) * (self._penalty(1.0) - self._penalty(0.0))
+            d_theta, d_b = self._solve(-dpen * self.theta, np.zeros(int(self.free.sum())))
+            self.theta = self.theta + d_theta
+            self.b = self.b.copy()
+            self.b[self.free] += d_b
+        penalty = self._penalty(alpha)
+        value = self._objective(self.theta, self.b, penalty)
+        solve, last = None, np.inf
+        for _ in range(max_iter):
+            grad, hess = self.lik.derivatives(self.logits(self.design))
+            g_theta = self.design_t @ grad.sum(axis=1) + penalty * self.theta
+            g_b = grad.sum(axis=0)[self.free]
+            fresh = solve is None
+            if fresh:
+                solve = self._solve = self._newton_system(hess, penalty)
+            d_theta, d_b = solve(-g_theta, -g_b)
+            decrement = -(g_theta @ d_theta + g_b @ d_b)  # > 0: the factor is positive definite
+            step = 1.0
+            while True:  # backtracking (Armijo) line search
+                theta, b = self.theta + step * d_theta, self.b.copy()
+                b[self.free] += step * d_b
+                trial = self._objective(theta, b, penalty)
+                if trial <= value - 1e-4 * step * decrement or step < 1e-10:
+                    break
+                step *= 0.5
+            if trial <= value:
+                self.theta, self.b, value = theta, b, trial
+            if decrement < tol * self.design.shape[0]:
+                break
+            if not fresh and (step < 1.0 or decrement > 0.25 * last):
+                solve = None  # the old factor no longer converges fast: refactorise
+            last = decrement
+        self.alpha = alpha
+        return self
+
+    def _newton_system(self, hess, penalty):
+        """A solver of the Newton system at the current point.
+
+        The Hessian in ``(theta, b_free)`` is ``[[A' W A + P, A' h], [h' A, diag(hb)]]``
+        (``W`` the rows' summed second derivatives, ``h`` the (n, K) ones, ``hb`` their
+        column sums): the baseline block is diagonal, so the system is solved through its
+        Schur complement, one Cholesky factor of the size of ``theta``.
+        """
+        h = hess[:, self.free]
+        hb = h.sum(axis=0)
+        cross = self.design_t @ h  # A' h
+        weighted = self.design.multiply(hess.sum(axis=1)[:, None]).tocsc()
+        schur = (self.design_t @ weighted).toarray()
+        schur[np.diag_indices_from(schur)] += penalty
+        cross_scaled = cross / hb
+        schur -= cross_scaled @ cross.T
+        factor = linalg.cho_factor(schur, check_finite=False)
+
+        def solve(r_theta, r_b):
+            d_theta = linalg.cho_solve(factor, r_theta - cross_scaled @ r_b, check_finite=False)
+            return d_theta, (r_b - cross.T @ d_theta) / hb
+
+        return solve
+
+    def logits(self, design):
+        """The current fit's logits (n, K) on a design of :meth:`design_of`."""
+        return self.b[None, :] + (design @ self.theta)[:, None]
+
+    def weights(self, n_codes, n_covs):
+        """``beta`` over all codes and ``gamma`` over all covariates (zeros where not fitted)."""
+        beta, gamma = np.zeros(n_codes), np.zeros(n_covs)
+        beta[self.codes] = self.theta[: self.n_codes]
+        gamma[self.covs] = self.theta[self.n_codes :]
+        return beta, gamma

@@ -110,9 +110,8 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         quadratic) and the log number of visits, added to every hazard logit, so
         that the model can always fall back to what a Cox model on code counts does.
         It starts from a penalised proportional-hazards fit on the training rows
-        (ridge chosen by the held-out C-index of a 3-fold CV, ``wide_alpha_``; the
-        predictor scaled by its cross-validated calibration slope, ``wide_scale_``),
-        then trains with the transformer (``"joint"``, wide & deep) or stays fixed
+        (the codes' ridge penalty chosen by the held-out likelihood of a 3-fold CV,
+        ``wide_alpha_``; see ``survbehrt.cox_start.fit_wide_start``), then trains with the transformer (``"joint"``, wide & deep) or stays fixed
         while the transformer learns what it misses (``"offset"``). None: the
         transformer alone.
     continuous_time : bool, default=True
@@ -217,9 +216,7 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         as in scikit-survival's estimators; the columns of
         ``predict_survival_function(X, return_array=True)``.
     wide_alpha_ : float or None
-        Ridge penalty of the wide path's starting fit (None without the wide path).
-    wide_scale_ : float or None
-        The cross-validated calibration slope applied to that fit's predictor (see
+        Ridge penalty on the codes of the wide path's starting fit (see
         ``survbehrt.cox_start.fit_wide_start``; None without the wide path).
     is_event_time_ : ndarray of bool
         Whether each of ``unique_times_`` is the time of at least one event.
@@ -577,7 +574,7 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         self.vocabulary_ = data.tokenizer.vocabulary_
         self.truncation_ = data.tokens.truncation(data.rows)
         self.time_grid_ = grid
-        self.wide_alpha_, self.wide_scale_ = start.alpha, start.scale
+        self.wide_alpha_ = start.alpha
         # as scikit-survival's estimators: every observed training time, events flagged
         cohort, train_idx = data.cohort, data.train_idx
         self.unique_times_ = np.unique(cohort.time[train_idx])
