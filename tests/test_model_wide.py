@@ -89,7 +89,7 @@ def test_wide_start_recovers_proportional_hazards():
     time, event = np.minimum(t, c), t <= c
     cuts = np.concatenate([[0.0], np.quantile(time[event], np.linspace(0.1, 1, 10))])
     out = fit_wide_start(sparse.csr_matrix(x), covariate_matrix(z, n_visits), time, event, cuts,
-                         alphas=(0.01, 1000.0), select="likelihood")
+                         alphas=(0.01, 1000.0))
     assert out["alpha"] == 0.01  # the cross-validated likelihood prefers the truth
     np.testing.assert_allclose(out["beta"], beta, atol=0.08)
     np.testing.assert_allclose(out["gamma"], [0.5, 0.0, 0.3], atol=0.06)
@@ -100,6 +100,7 @@ def _pc_nll(logits, cuts, time, event):
     total = 0.0
     for a, t, d in zip(logits, time, event):
         t = min(t, cuts[-1])
+        d = d and t < cuts[-1] or (d and t == cuts[-1])
         for k in range(len(cuts) - 1):
             rate = np.log1p(np.exp(a[k])) / (cuts[k + 1] - cuts[k])
             if t <= cuts[k + 1]:
@@ -109,51 +110,188 @@ def _pc_nll(logits, cuts, time, event):
     return total
 
 
-def test_wide_start_by_concordance_rescales_a_stronger_penalty():
-    # 40 codes, 3 of them real, ~80 events: the held-out likelihood prefers a weak
-    # penalty, the held-out concordance a very strong one. The strong fit's direction is
-    # kept, its hazard ratios stretched by the held-out calibration slope, and its
-    # baseline refitted to the stretched predictor; where both criteria agree, nothing
-    # is scaled.
+def _small_cohort(seed=2, n=300, n_codes=40, signal=(1.0, 0.8, 0.6), horizon=8.0):
+    """40 log-count codes (the first few real), ~80 events on 300 rows."""
+    from survbehrt.model.wide import covariate_matrix
+
+    rng = np.random.default_rng(seed)
+    x = np.log1p(rng.poisson(0.5, size=(n, n_codes)))
+    z = rng.normal(size=n)
+    n_visits = rng.integers(1, 20, n)
+    k = len(signal)
+    t = rng.exponential(1 / (0.03 * np.exp(x[:, :k] @ np.asarray(signal) + 0.5 * z)))
+    c = rng.uniform(0, horizon, n)
+    time, event = np.minimum(t, c), t <= c
+    cuts = np.concatenate([[0.0], np.quantile(time[event], np.linspace(0.25, 1, 4))])
+    return x, np.asarray(covariate_matrix(z, n_visits)), time, event, cuts
+
+
+def _weights(out):
+    return np.concatenate([out["beta"], out["gamma"], out["baseline"]]).astype(float)
+
+
+def test_wide_start_chosen_penalty_is_that_penalty_fit():
+    # no stretch bolted on: what the search returns is the fit at the penalty it chose,
+    # whether the penalty came from the walk, from a list of candidates, or alone
     from scipy import sparse
 
     from survbehrt.cox_start import fit_wide_start
-    from survbehrt.model.wide import covariate_matrix
 
-    rng = np.random.default_rng(2)
-    n = 300
-    x = np.log1p(rng.poisson(0.5, size=(n, 40)))
-    z = rng.normal(size=n)
-    n_visits = rng.integers(1, 20, n)
-    t = rng.exponential(1 / (0.03 * np.exp(x[:, :3] @ [1.0, 0.8, 0.6] + 0.5 * z)))
-    c = rng.uniform(0, 8, n)
-    time, event = np.minimum(t, c), t <= c
-    cuts = np.concatenate([[0.0], np.quantile(time[event], np.linspace(0.25, 1, 4))])
-    feats, cov = sparse.csr_matrix(x), np.asarray(covariate_matrix(z, n_visits))
-    kw = dict(min_rows=1)
-    alphas = (10.0, 1e5)  # far apart: the two criteria do not come near a tie
-    by_likelihood = fit_wide_start(feats, cov, time, event, cuts, alphas=alphas,
-                                   select="likelihood", **kw)
-    ranked = fit_wide_start(feats, cov, time, event, cuts, alphas=alphas, **kw)
-    assert (by_likelihood["alpha"], ranked["alpha"]) == (10.0, 1e5)  # they disagree
-    assert by_likelihood["scale"] == 1.0
-    strong = fit_wide_start(feats, cov, time, event, cuts, alphas=(1e5,), **kw)
-    assert strong["scale"] == 1.0  # one candidate: both criteria agree
-    w_strong = np.concatenate([strong["beta"], strong["gamma"]])
-    w_ranked = np.concatenate([ranked["beta"], ranked["gamma"]])
-    np.testing.assert_allclose(w_ranked, ranked["scale"] * w_strong, rtol=1e-4, atol=1e-7)
-    assert ranked["scale"] > 10  # the strong penalty shrank the hazard ratios a lot
+    x, cov, time, event, cuts = _small_cohort()
+    feats, kw = sparse.csr_matrix(x), dict(min_rows=1)
+    walked = fit_wide_start(feats, cov, time, event, cuts, **kw)
+    alone = fit_wide_start(feats, cov, time, event, cuts, alphas=(walked["alpha"],), **kw)
+    np.testing.assert_allclose(_weights(walked), _weights(alone), rtol=1e-3, atol=1e-4)
+    listed = fit_wide_start(feats, cov, time, event, cuts, alphas=(10.0, 1e5), **kw)
+    strong = fit_wide_start(feats, cov, time, event, cuts, alphas=(listed["alpha"],), **kw)
+    np.testing.assert_allclose(_weights(listed), _weights(strong), rtol=1e-3, atol=1e-4)
+    with pytest.raises(ValueError, match="alphas"):
+        fit_wide_start(feats, cov, time, event, cuts, alphas=(0.0,), **kw)
 
-    lp = x @ ranked["beta"] + cov @ ranked["gamma"]
 
-    def nll_with(baseline):
-        return _pc_nll(baseline[None, :] + lp[:, None], cuts, time, event)
+def test_wide_start_is_continuous_in_the_penalty():
+    # the fit moves by about eps * |w| when the penalty moves by a factor (1 + eps):
+    # |dw / dlog alpha| <= |w| for a ridge fit; a jump anywhere on the range fails
+    from scipy import sparse
 
-    fitted = nll_with(ranked["baseline"])
-    for k in range(len(cuts) - 1):
-        for step in (-0.05, 0.05):
-            moved = ranked["baseline"].astype(float).copy()
-            moved[k] += step
-            assert fitted < nll_with(moved)
-    with pytest.raises(ValueError, match="select"):
-        fit_wide_start(feats, cov, time, event, cuts, select="auc", **kw)
+    from survbehrt.cox_start import fit_wide_start
+
+    x, cov, time, event, cuts = _small_cohort()
+    feats, eps = sparse.csr_matrix(x), 1e-2
+    for alpha in (1.0, 30.0, 1e3, 3e4, 1e6):
+        at, near = (fit_wide_start(feats, cov, time, event, cuts, alphas=(a,), min_rows=1)
+                    for a in (alpha, alpha * (1 + eps)))
+        w_at, w_near = at["beta"].astype(float), near["beta"].astype(float)
+        assert np.abs(w_near - w_at).max() <= 2 * eps * np.abs(w_at).max() + 1e-5
+
+
+def _objective(out, x, cov, time, event, cuts, min_rows=1):
+    """The penalised -log L from the definition: the loop above plus the ridge terms,
+    with each column's standard deviation (codes of fewer than min_rows rows unfitted)."""
+    from survbehrt.cox_start import COVARIATE_ALPHA
+
+    def value(beta, gamma, baseline):
+        lp = x @ beta + cov @ gamma
+        pen = out["alpha"] * np.sum((x.std(axis=0) * beta) ** 2)
+        pen += COVARIATE_ALPHA * np.sum((cov.std(axis=0) * gamma) ** 2)
+        return _pc_nll(baseline[None, :] + lp[:, None], cuts, time, event) + 0.5 * pen
+
+    return value
+
+
+def test_wide_start_minimises_the_penalised_likelihood():
+    # every parameter (codes, covariates, baseline) moved either way raises the penalised
+    # -log L computed by the loop: the fit is at its minimum, nothing rescaled after it
+    from scipy import sparse
+
+    from survbehrt.cox_start import fit_wide_start
+
+    x, cov, time, event, cuts = _small_cohort(n_codes=6)
+    out = fit_wide_start(sparse.csr_matrix(x), cov, time, event, cuts, min_rows=1)
+    value = _objective(out, x, cov, time, event, cuts)
+    params = [out["beta"].astype(float), out["gamma"].astype(float),
+              out["baseline"].astype(float)]
+    fitted = value(*params)
+    for which, p in enumerate(params):
+        for j in range(p.shape[0]):
+            for step in (-0.05, 0.05):
+                moved = [q.copy() for q in params]
+                moved[which][j] += step
+                assert fitted < value(*moved), (which, j, step)
+
+
+@pytest.mark.parametrize("minimum", [0.05, 7.0, 2e3, 3e6])
+def test_search_walks_until_the_criterion_turns(minimum):
+    # a criterion quadratic in log(alpha): the walk reaches its minimum wherever it is
+    # (the old grid ran from 1 to 1e5) and the parabola through the best point and its
+    # neighbours places it exactly; it stops one point after the turn
+    from survbehrt.cox_start import ALPHA_STEP, FIRST_ALPHA, _search
+
+    tried = []
+
+    def criterion(alpha):
+        tried.append(alpha)
+        return (np.log(alpha) - np.log(minimum)) ** 2
+
+    assert _search(criterion) == pytest.approx(minimum, rel=1e-9)
+    steps = abs(np.log(minimum / FIRST_ALPHA) / np.log(ALPHA_STEP))
+    assert len(tried) <= steps + 4
+
+
+def test_search_stops_at_the_range_where_the_criterion_never_turns():
+    from survbehrt.cox_start import ALPHA_RANGE, _search
+
+    assert _search(lambda alpha: -np.log(alpha)) == pytest.approx(ALPHA_RANGE[1])
+    assert _search(lambda alpha: np.log(alpha)) == pytest.approx(ALPHA_RANGE[0])
+
+
+def test_wide_start_weak_penalty_for_strong_signal():
+    # three strong codes on 3,000 rows: the held-out likelihood walks down to a weak
+    # penalty, and the weights are the truth's
+    from scipy import sparse
+
+    from survbehrt.cox_start import fit_wide_start
+
+    signal = (1.0, 0.8, 0.6)
+    x, cov, time, event, _ = _small_cohort(n=3000, n_codes=3, signal=signal, horizon=30)
+    # fine intervals: softplus(a + w) is then e^w softplus(a), proportional hazards
+    cuts = np.concatenate([[0.0], np.quantile(time[event], np.linspace(0.05, 1, 20))])
+    out = fit_wide_start(sparse.csr_matrix(x), cov, time, event, cuts, min_rows=1)
+    assert out["alpha"] < 100.0  # the walk starts at 1,000
+    np.testing.assert_allclose(out["beta"], signal, atol=0.1)
+
+
+def test_piecewise_exp_matches_the_loss_and_its_derivatives():
+    # the start's numpy likelihood is the model's: value, gradient and (diagonal) second
+    # derivative against survival_nll and torch's autograd
+    from survbehrt.cox_start import _PiecewiseExp
+    from survbehrt.losses import survival_nll
+
+    rng = np.random.default_rng(0)
+    n, cuts = 50, np.array([0.0, 0.5, 1.5, 3.0, 5.0])
+    time = rng.uniform(0, 6, n)  # some past the last edge
+    time[:3] = [0.0, 0.5, 5.0]  # on edges
+    event = rng.random(n) < 0.6
+    a = rng.normal(-1.0, 1.5, (n, 4))
+    lik = _PiecewiseExp(time, event, cuts)
+    logits = torch.tensor(a, requires_grad=True)
+    ref = survival_nll(logits, torch.tensor(time), torch.tensor(event), cuts, reduction="sum")
+    (grad_ref,) = torch.autograd.grad(ref, logits, create_graph=True)
+    (hess_ref,) = torch.autograd.grad(grad_ref.sum(), logits)
+    grad, hess = lik.derivatives(a)
+    assert lik.value(a) == pytest.approx(ref.item(), rel=1e-9)
+    np.testing.assert_allclose(grad, grad_ref.detach().numpy(), rtol=1e-7, atol=1e-10)
+    np.testing.assert_allclose(hess, hess_ref.numpy(), rtol=1e-7, atol=1e-10)
+    assert (hess >= 0).all()
+
+
+def test_wide_start_folds_see_only_their_training_rows(monkeypatch):
+    # the codes kept and the penalty's scales come from each fold's training rows: a code
+    # present in 3 rows overall is kept (min_rows=3) on all rows but not in a fold that
+    # holds some of them out; every fit's scales are the columns' sds on its own rows
+    from scipy import sparse
+
+    import survbehrt.cox_start as cs
+
+    x, cov, time, event, cuts = _small_cohort(n_codes=5)
+    x[:, 4] = 0.0
+    x[[0, 1, 2], 4] = np.log(2.0)
+    seen = []
+    init = cs._RidgeFit.__init__
+
+    def spy(self, data, rows, min_rows):
+        init(self, data, rows, min_rows)
+        seen.append((np.asarray(rows), self.codes.copy(), self.scale_sq.copy()))
+
+    monkeypatch.setattr(cs._RidgeFit, "__init__", spy)
+    cs.fit_wide_start(sparse.csr_matrix(x), cov, time, event, cuts, min_rows=3)
+    assert len(seen) == 4  # three folds, then all rows
+    for rows, codes, scale_sq in seen:
+        part = x[rows]
+        kept = [j for j in range(5) if np.count_nonzero(part[:, j]) >= 3]
+        assert codes.tolist() == kept
+        np.testing.assert_allclose(scale_sq, np.r_[part[:, kept].std(axis=0),
+                                                   cov[rows].std(axis=0)] ** 2, rtol=1e-9)
+    assert [len(r) for r, _, _ in seen][-1] == len(x)
+    assert sum(4 in codes for _, codes, _ in seen[:3]) < 3  # some fold lost the code
+    assert 4 in seen[-1][1]
