@@ -88,6 +88,7 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n-threads", type=int, default=2)
     parser.add_argument("--no-baselines", action="store_true")
+    parser.add_argument("--csv", help="write the per-fold rows here (rewritten after each model)")
     args = parser.parse_args(argv)
     variants = dict(v.split("=", 1) for v in (args.variant or ["defaults={}"]))
     variants = {k: json.loads(v) for k, v in variants.items()}
@@ -122,6 +123,8 @@ def main(argv=None):
                     if s_own else np.nan)
             rows[-1]["dcal_pooled"] = dcal
             print(f"   {mname:28s} done in {time.perf_counter() - t0:6.1f} s", flush=True)
+            if args.csv:
+                pd.DataFrame(rows).to_csv(args.csv, index=False)
     table = pd.DataFrame(rows)
     print()
     header = (f"{'dataset':19s} {'model':28s} {'Harrell C':>15s} {'vs Cox (paired)':>17s} "

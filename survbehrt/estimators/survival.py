@@ -111,8 +111,9 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         that the model can always fall back to what a Cox model on code counts does.
         It starts from a penalised proportional-hazards fit on the training rows
         (the codes' ridge penalty chosen by the held-out likelihood of a 3-fold CV,
-        ``wide_alpha_``; see ``survbehrt.cox_start.fit_wide_start``), then trains with the transformer (``"joint"``, wide & deep) or stays fixed
-        while the transformer learns what it misses (``"offset"``). None: the
+        ``wide_alpha_``; see ``survbehrt.cox_start.fit_wide_start``; nothing rescaled
+        after it), then trains with the transformer (``"joint"``, wide & deep) or stays
+        fixed while the transformer learns what it misses (``"offset"``). None: the
         transformer alone.
     continuous_time : bool, default=True
         Beside the age and time-before-prediction bins, embed each token's exact age
