@@ -99,8 +99,8 @@ def _pc_nll(logits, cuts, time, event):
     """-log L of piecewise-constant hazards from the definition: a loop over rows and bins."""
     total = 0.0
     for a, t, d in zip(logits, time, event):
+        d = d and t <= cuts[-1]  # the grid is the horizon: later events censored there
         t = min(t, cuts[-1])
-        d = d and t < cuts[-1] or (d and t == cuts[-1])
         for k in range(len(cuts) - 1):
             rate = np.log1p(np.exp(a[k])) / (cuts[k + 1] - cuts[k])
             if t <= cuts[k + 1]:
