@@ -82,9 +82,9 @@ class BEHRTCompetingRisksEstimator(BEHRTSurvivalEstimator):
 
     Attributes
     ----------
-    wide_alpha_, wide_scale_ : ndarray of shape (C,) or None
-        Each cause's Cox start's ridge penalty and calibration slope (None without the
-        wide path).
+    wide_alpha_ : ndarray of shape (C,) or None
+        Each cause's Cox start's ridge penalty on the codes (None without the wide
+        path).
     n_causes_ : int
         ``C``.
     cause_names_ : tuple of str
@@ -210,7 +210,7 @@ class BEHRTCompetingRisksEstimator(BEHRTSurvivalEstimator):
             baseline = marginal_competing_logits(time, event, grid.cuts_, n_causes=self.n_causes_)
             module = BEHRTCompetingModule(config, grid.n_bins_, self.n_causes_)
             module.start_from(baseline)
-            return module, HazardStart(baseline, 0.0, 1.0)  # alpha, scale: None
+            return module, HazardStart(baseline, 0.0, 1.0)  # alpha: None
         # the survival estimator's Cox start on each cause's y (the others censored): the
         # likelihood factorises over causes, so each cause's fit is its own
         starts = [hazard_start(
@@ -226,7 +226,7 @@ class BEHRTCompetingRisksEstimator(BEHRTSurvivalEstimator):
             np.stack([s.baseline for s in starts]), first.age_mean, first.age_scale,
             beta=np.stack([s.beta for s in starts], axis=1),
             gamma=np.stack([s.gamma for s in starts]),
-            alpha=np.array([s.alpha for s in starts]), scale=np.array([s.scale for s in starts]),
+            alpha=np.array([s.alpha for s in starts]),
         )
         module.start_from(start.baseline, start.beta, start.gamma)
         return module, start
