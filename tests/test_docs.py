@@ -71,6 +71,7 @@ CHECKED_MODULES = (
     "survbehrt.losses",
     "survbehrt.survival",
     "survbehrt.cox_start",
+    "survbehrt.recalibration",
     "survbehrt.datasets",
     "survbehrt.intervals",
     "survbehrt.explain",

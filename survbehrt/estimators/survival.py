@@ -4,11 +4,12 @@
 (``_cohort.validate_cohort``, ``_pretrained.resolve_pretrained``), tokenize and split
 (``_cohort.split_and_tokenize``), the starting point (``survbehrt.cox_start.hazard_start``,
 written into the module by ``BEHRTSurvivalModule.start_from``), train (``_nets.survival_net``,
-``_nets.train``) and finish (``_set_fitted``). Saving is ``_persistence``'s.
+``_nets.train``), recalibrate (``_calibration.recalibrate_on_validation``) and finish
+(``_set_fitted``). Saving is ``_persistence``'s.
 
 Over 600 lines as one unit: this is the public class alone, and half of it is what a
 user reads -- the class docstring (about 180 lines, every parameter and attribute)
-and the 36-parameter constructor (75 lines) that scikit-learn requires to be spelled
+and the 38-parameter constructor (77 lines) that scikit-learn requires to be spelled
 out. What is left are the scikit-learn / scikit-survival methods (each short); the
 helpers live in the modules named above.
 """
@@ -39,6 +40,7 @@ from ..survival import (
     risk_score,
     survival_curves,
 )
+from ._calibration import recalibrate
 from ._cohort import split_and_tokenize, validate_cohort
 from ._common import (
     check_choice,
@@ -205,6 +207,19 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         path, if any, then starts at zero rather than at its Cox fit, which would count
         the same signal twice. Needs a head at least ``2 x tte_bins`` wide
         (``embedding_dim // 2`` by default).
+    recalibrate : bool, default=True
+        After training, refit the calibration slope and level of the hazards
+        (:mod:`survbehrt.recalibration`: each patient's hazards times
+        ``exp(a + b x)``, ``x`` its centred log risk score; the network's outputs fixed)
+        and apply them to every prediction: the slope ``1 + b`` on the validation rows
+        (piecewise-exponential likelihood, a ridge pull towards 1), then the level ``a``
+        that matches the observed and expected events of all fitted rows. The ranking,
+        hence the C-index, is unchanged. Early stopping on the C-index picks the epoch
+        that ranks best, where the hazards are already spreading too wide (over-fitting
+        leaves the C-index flat): this step puts them back on the held-out rows' scale
+        (docs/evaluation.md, ``benchmarks/calibration_diagnosis.py``). Needs
+        ``validation_fraction > 0``: without validation rows, or events among them,
+        nothing is refitted.
 
     Attributes
     ----------
@@ -219,6 +234,11 @@ class BEHRTSurvivalEstimator(BaseEstimator):
     wide_alpha_ : float or None
         Ridge penalty on the codes of the wide path's starting fit (see
         ``survbehrt.cox_start.fit_wide_start``; None without the wide path).
+    calibration_ : dict or None
+        The calibration refitted after training (``recalibrate``): its ``intercept``
+        (the level, from all fitted rows), ``slope`` (from the validation rows),
+        ``center`` (the validation rows' mean log risk score) and ``n_events`` (of all
+        fitted rows); None when nothing was refitted.
     is_event_time_ : ndarray of bool
         Whether each of ``unique_times_`` is the time of at least one event.
     net_ : SurvivalNet
@@ -305,6 +325,7 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         verbose=0,
         callbacks=None,
         init_head_from_task=None,
+        recalibrate=True,
     ):
         self.strategy = strategy
         self.loss = loss
@@ -343,6 +364,7 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         self.verbose = verbose
         self.callbacks = callbacks
         self.init_head_from_task = init_head_from_task
+        self.recalibrate = recalibrate
 
     # ------------------------------------------------------------------ sklearn protocol
 
@@ -529,8 +551,13 @@ class BEHRTSurvivalEstimator(BaseEstimator):
             net = survival_net(self, module, self._make_criterion(grid.cuts_), seed,
                                len(train_idx), data.valid_set)
             train(net, data.train_set, self.accelerator)
+            # recalibrate: the hazards' scale refitted on the held-out rows
+            calibration = (recalibrate(net, data.train_set, data.valid_set, grid.cuts_,
+                                       grid.max_time_)
+                           if self.recalibrate else None)
         # finish
         self._set_fitted(data, grid, start, net, counts)
+        self.calibration_ = None if calibration is None else calibration._asdict()
         return self
 
     def _validate_cohort(self, X, y, groups):
@@ -826,7 +853,11 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         net.history = History(saved.history)
         est.net_ = net
         est.history_ = net.history
+        est.calibration_ = None  # files written before recalibration existed have none
         saved.restore_attributes(est)
+        if est.calibration_ is not None:
+            c = est.calibration_
+            module.set_calibration(c["intercept"], c["slope"], c["center"])
         return est
 
     def score(self, X, y):

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor, as_tensor, nn
 
+from ..recalibration import recalibrate_logits
 from .config import N_SPECIAL, PAD_ID, BEHRTConfig, as_config
 from .embeddings import BEHRTEmbeddings
 from .encoder import TransformerEncoderLayer, build_attention_mask
@@ -317,6 +318,11 @@ class BEHRTSurvivalModule(nn.Module):
     encoder : BEHRTEncoder
     head : HazardHead
     wide : WideTerm or None
+    calibration : tuple of float or None
+        ``(intercept, slope, center)`` applied to the logits of every visit
+        (:func:`survbehrt.recalibration.recalibrate_logits`; see :meth:`set_calibration`);
+        None: the head's logits as they are. A plain attribute, not in the state dict:
+        the estimator that fitted it saves and restores it.
     """
 
     def __init__(
@@ -348,6 +354,20 @@ class BEHRTSurvivalModule(nn.Module):
             init_weights(m, config.initializer_range)
         self.wide = (WideTerm(config.vocab_size, N_SPECIAL, age_mean, age_scale)
                      if wide else None)
+        self.calibration = None
+
+    def set_calibration(self, intercept: float, slope: float, center: float) -> None:
+        """Scale every row's hazards by ``exp(intercept + (slope - 1) (log R - center))``.
+
+        ``R`` is the row's risk score before the scaling: the ranking of the rows is
+        unchanged for a positive ``slope``. ``set_calibration(0, 1, 0)`` is the identity.
+
+        Parameters
+        ----------
+        intercept, slope, center : float
+            As :class:`survbehrt.recalibration.CalibrationFit`.
+        """
+        self.calibration = (float(intercept), float(slope), float(center))
 
     @property
     def config(self) -> BEHRTConfig:
@@ -456,6 +476,8 @@ class BEHRTSurvivalModule(nn.Module):
         if self.wide is not None:
             logits = logits + self.wide(codes, visits, _bool_mask(codes, attention_mask),
                                         logits.shape[1], kwargs.get("index_age"))[..., None]
+        if getattr(self, "calibration", None) is not None:
+            logits = recalibrate_logits(logits, *self.calibration)
         return logits
 
 
