@@ -47,10 +47,11 @@ from survbehrt.benchmark import (
     make_models,
     make_pretrainer,
 )
+from survbehrt.estimators._calibration import PENALTY
 from survbehrt.estimators._training import _last_visit_logits, batched_inference
 from survbehrt.losses import survival_nll
 from survbehrt.metrics import d_calibration, harrell_c
-from survbehrt.recalibration import calibration_of_logits, level_of_logits
+from survbehrt.recalibration import MIN_SLOPE, calibration_of_logits
 from survbehrt.survival import risk_score, survival_at
 
 
@@ -114,6 +115,8 @@ def main():
     parser.add_argument("--pretrain-epochs", type=int, default=15)
     parser.add_argument("--recipes", nargs="+", default=["full", "lora", "frozen", "defaults"])
     parser.add_argument("--cv", type=int, default=0)
+    parser.add_argument("--pretrainer", help="a file: loaded when it exists, else written "
+                        "after fitting (so that parallel runs share one pretrainer)")
     args = parser.parse_args()
     warnings.simplefilter("ignore", UserWarning)
     torch.set_num_threads(1)
@@ -124,10 +127,7 @@ def main():
           f"test {len(X_test)} rows ({y_test['event'].sum()} events)")
     pretrainer = None
     if any(r in args.recipes for r in ("full", "lora", "frozen", "full-hybrid")):
-        t0 = time.perf_counter()
-        settings = BenchmarkSettings(pretrain_epochs=args.pretrain_epochs, n_threads=1).resolved()
-        pretrainer = make_pretrainer(settings).fit(X)
-        print(f"pretrainer: {args.pretrain_epochs} epochs in {time.perf_counter() - t0:.0f} s")
+        pretrainer = fit_pretrainer(args, X)
     event_test, time_test = y_test["event"], y_test["time"]
     for name, est in recipes(args, pretrainer).items():
         keep = KeepEpochs()
@@ -168,11 +168,20 @@ def main():
 
 
 def fit_pretrainer(args, X):
+    from pathlib import Path
+
+    from survbehrt import BEHRTPretrainer
+
+    if args.pretrainer and Path(args.pretrainer).exists():
+        print(f"pretrainer loaded from {args.pretrainer}", flush=True)
+        return BEHRTPretrainer.load(args.pretrainer)
     t0 = time.perf_counter()
     settings = BenchmarkSettings(pretrain_epochs=args.pretrain_epochs, n_threads=1).resolved()
     pretrainer = make_pretrainer(settings).fit(X)
     print(f"pretrainer: {args.pretrain_epochs} epochs in {time.perf_counter() - t0:.0f} s",
           flush=True)
+    if args.pretrainer:
+        pretrainer.save(args.pretrainer)
     return pretrainer
 
 
@@ -192,18 +201,20 @@ def cross_validated(args):
         pooled = {}
         for k, (train, test) in enumerate(folds):
             est = recipes(args, pretrainer)[name]
-            if args.dataset == "synthea-sample":
-                est.set_params(random_state=0)
-            est.fit(X.iloc[train], y[train])
+            keep = KeepEpochs()  # for the validation rows
+            est.set_params(callbacks=[("keep", keep)]).fit(X.iloc[train], y[train])
             module, grid = est.net_.module_, est.time_grid_
-            calibration = module.calibration
+            calibration = module.calibration  # the estimator's: slope+level
             module.calibration = None
-            variants = {"as trained": None, "valid a+slope": calibration}
-            if calibration is not None:  # the slope held out, the level from every fitted row
-                level = level_of_logits(est._last_visit_logits(X.iloc[train]), grid.cuts_,
-                                        y["time"][train], y["event"][train], calibration[1],
-                                        calibration[2], max_time=grid.max_time_)
-                variants["slope+level"] = (level, calibration[1], calibration[2])
+            valid = keep.valid
+            lv = batched_inference(module, valid.tokens, _last_visit_logits, rows=valid.rows)
+            fit = calibration_of_logits(lv, grid.cuts_, np.asarray(valid.targets["time"], float),
+                                        np.asarray(valid.targets["event"], bool),
+                                        max_time=grid.max_time_, penalty=PENALTY,
+                                        min_slope=MIN_SLOPE)
+            variants = {"as trained": None,
+                        "valid a+slope": (fit.intercept, fit.slope, fit.center),
+                        "slope+level": calibration}
             out = {}
             for variant, value in variants.items():
                 module.calibration = value
