@@ -219,7 +219,9 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         leaves the C-index flat): this step puts them back on the held-out rows' scale
         (docs/evaluation.md, ``benchmarks/calibration_diagnosis.py``). Needs
         ``validation_fraction > 0``: without validation rows, or events among them,
-        nothing is refitted.
+        nothing is refitted. It uses the outcomes: a zero-shot fit
+        (``init_head_from_task``, ``max_epochs=0``) that must not see them needs
+        ``recalibrate=False``.
 
     Attributes
     ----------
