@@ -183,3 +183,11 @@ def test_recalibration_survives_save_and_load(mis_scaled_fits, tmp_path):
     assert loaded.calibration_ == est.calibration_
     np.testing.assert_array_equal(loaded.predict_survival_function(X_test[:50], return_array=True),
                                   est.predict_survival_function(X_test[:50], return_array=True))
+
+
+def test_few_validation_events_refit_nothing():
+    from helpers import random_cohort
+
+    X, y = random_cohort(n=120, seed=1)  # ~18 validation events: fewer than MIN_EVENTS
+    est = tiny_estimator(max_epochs=0, validation_fraction=0.3).fit(X, y)
+    assert est.calibration_ is None and est.net_.module_.calibration is None

@@ -218,8 +218,8 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         that ranks best, where the hazards are already spreading too wide (over-fitting
         leaves the C-index flat): this step puts them back on the held-out rows' scale
         (docs/evaluation.md, ``benchmarks/calibration_diagnosis.py``). Needs
-        ``validation_fraction > 0``: without validation rows, or events among them,
-        nothing is refitted. It uses the outcomes: a zero-shot fit
+        ``validation_fraction > 0``: without validation rows, or with fewer than 50
+        events among them (the slope would be noise), nothing is refitted. It uses the outcomes: a zero-shot fit
         (``init_head_from_task``, ``max_epochs=0``) that must not see them needs
         ``recalibrate=False``.
 
