@@ -122,6 +122,8 @@ class BEHRTCompetingRisksEstimator(BEHRTSurvivalEstimator):
     rank_weight = 0.2
     rank_sigma = 0.1
     init_head_from_task = None
+    # nor the survival recalibration: its slope and level are one hazard's, not C causes'
+    recalibrate = False
 
     def __init__(
         self,
@@ -167,7 +169,7 @@ class BEHRTCompetingRisksEstimator(BEHRTSurvivalEstimator):
         params.pop("__class__", None)
         super().__init__(**params)
         # the class's constants, not parameters
-        del self.rank_weight, self.rank_sigma, self.init_head_from_task
+        del self.rank_weight, self.rank_sigma, self.init_head_from_task, self.recalibrate
         self.cause = cause
         self.horizon = horizon
 

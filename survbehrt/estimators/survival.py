@@ -4,7 +4,7 @@
 (``_cohort.validate_cohort``, ``_pretrained.resolve_pretrained``), tokenize and split
 (``_cohort.split_and_tokenize``), the starting point (``survbehrt.cox_start.hazard_start``,
 written into the module by ``BEHRTSurvivalModule.start_from``), train (``_nets.survival_net``,
-``_nets.train``), recalibrate (``_calibration.recalibrate_on_validation``) and finish
+``_nets.train``), recalibrate (``_calibration.recalibrate``) and finish
 (``_set_fitted``). Saving is ``_persistence``'s.
 
 Over 600 lines as one unit: this is the public class alone, and half of it is what a
