@@ -167,10 +167,10 @@ def test_a_mis_scaled_model_is_recalibrated_on_the_validation_rows(mis_scaled_fi
     # ... and recovered, up to the sampling error of ~230 validation events (sd ~0.1)
     assert test[True].slope == pytest.approx(1.0, abs=0.2)
     assert test[True].intercept == pytest.approx(0.0, abs=0.15)
-    # the ranking is the same: the C-index to the last digit
+    # the ranking is the same: the C-index up to float32 rounding of near-ties
     c = {k: concordance_index_censored(y_test["event"], y_test["time"], f.predict(X_test))[0]
          for k, f in fits.items()}
-    assert c[True] == c[False]
+    assert c[True] == pytest.approx(c[False], abs=1e-5)
 
 
 def test_recalibration_survives_save_and_load(mis_scaled_fits, tmp_path):
