@@ -179,12 +179,12 @@ def _evaluate(model, X_test, y_test, y_train):
     from ..metrics import evaluate
 
     t0 = time.perf_counter()
-    model.predict(X_test)
+    risk = np.asarray(model.predict(X_test), dtype=float)
     predict_time = time.perf_counter() - t0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = evaluate(model, X_test, y_test, y_train, return_curves=True)
-    return result, predict_time
+    return result, predict_time, risk
 
 
 def _oracle_row(true_risk, y_test, y_train):

@@ -10,6 +10,7 @@ import warnings
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
@@ -20,10 +21,23 @@ from .report import _plot_cindex, _plots, summarize
 from .settings import COMPETING, METRICS, ORACLE, OUTPUT_FILES, BenchmarkSettings
 
 
+def _prediction_rows(name, fold, test, y_test, risk, groups) -> pd.DataFrame:
+    """One model's test-fold risks beside each row's outcome (and subject, when rows share one)."""
+    event_name, time_name = y_test.dtype.names
+    frame = pd.DataFrame({"model": name, "fold": fold, "row": test,
+                          "event": y_test[event_name].astype(bool),
+                          "time": y_test[time_name].astype(float), "risk": risk})
+    if groups is not None:
+        frame["group"] = np.asarray(groups)[test]
+    return frame
+
+
 def _write(out: Path, rows: list, dcal_counts: dict, settings: BenchmarkSettings, started: float,
-           complete: bool):
+           complete: bool, predictions: list):
     frame = pd.DataFrame(rows)
     frame.to_csv(out / "results.csv", index=False)
+    if predictions:
+        pd.concat(predictions, ignore_index=True).to_csv(out / "predictions.csv", index=False)
     summary = summarize(frame, dcal_counts) if len(frame) else pd.DataFrame()
     summary.to_csv(out / "summary.csv", index_label="model")
     payload = {
@@ -119,8 +133,8 @@ def run_benchmark(settings: BenchmarkSettings | None = None, out="benchmark_resu
     needs_pretrainer = any(name.startswith("BEHRT") for name in models)
     groups = subject_groups(X)
     folds = make_folds(X, event, settings.folds, settings.random_state)
-    rows, fitted, curves, dcal_counts = [], {}, {}, {}
-    written = {"results.csv", "summary.csv", "results.json"}
+    rows, fitted, curves, dcal_counts, predictions = [], {}, {}, {}, []
+    written = {"results.csv", "summary.csv", "results.json", "predictions.csv"}
     size = f"{len(X)} patients" if groups is None else (
         f"{len(X)} rows of {len(pd.unique(groups))} subjects (folds grouped by subject)")
     log(f"benchmark: {settings.dataset}, {size}, {event.mean():.0%} events, "
@@ -156,7 +170,8 @@ def run_benchmark(settings: BenchmarkSettings | None = None, out="benchmark_resu
                     interrupt.check()  # a fit cut short by Ctrl-C is not reported
                     # a tuned baseline is a search: evaluate its refitted best model
                     model = getattr(model, "best_estimator_", model)
-                    result, predict_time = _evaluate(model, X_te, y_te, y_tr)
+                    result, predict_time, risk = _evaluate(model, X_te, y_te, y_tr)
+                    predictions.append(_prediction_rows(name, fold, te, y_te, risk, groups))
                     rows.append({"model": name, "fold": fold,
                                  **{m: result[m] for m in METRICS if m in result},
                                  "fit_time": fit_time, "predict_time": predict_time,
@@ -169,15 +184,17 @@ def run_benchmark(settings: BenchmarkSettings | None = None, out="benchmark_resu
                         log(note)
                 if true_risk is not None:
                     rows.append({"model": ORACLE, "fold": fold, **_oracle_row(true_risk[te], y_te, y_tr)})
+                    predictions.append(_prediction_rows(ORACLE, fold, te, y_te, true_risk[te], groups))
                 if fold == 0 and plots:
                     written |= _plots(out, fitted, curves, X_te, y_te)
-                _write(out, rows, dcal_counts, settings, started, complete=False)
+                _write(out, rows, dcal_counts, settings, started, complete=False, predictions=predictions)
             complete = True
         except KeyboardInterrupt:
             log("interrupted: the finished folds are saved.")
         finally:
             interrupt.uninstall()
-    summary = _write(out, rows, dcal_counts, settings, started, complete=complete)
+    summary = _write(out, rows, dcal_counts, settings, started, complete=complete,
+                     predictions=predictions)
     if plots and len(summary):
         written |= _plot_cindex(out, pd.DataFrame(rows))
     summary.attrs["complete"] = complete

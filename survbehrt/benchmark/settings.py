@@ -23,7 +23,8 @@ METRICS = ("harrell_c", "uno_c", "integrated_brier", "mean_auc", "d_calibration_
 SUMMARY_METRICS = ("harrell_c", "uno_c", "integrated_brier", "mean_auc", "fit_time",
                    "predict_time", "pretrain_time")
 #: Every file a run may write into its output folder.
-OUTPUT_FILES = ("results.csv", "summary.csv", "results.json", "cindex.png", "calibration.png",
+OUTPUT_FILES = ("results.csv", "summary.csv", "results.json", "predictions.csv",
+                "cindex.png", "calibration.png",
                 "survival_curves.png", "auc.png", "brier.png")
 
 
