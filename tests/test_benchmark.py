@@ -55,6 +55,18 @@ def test_cli_benchmark_writes_results(tmp_path, capsys):
             assert summary.loc[name, f"{metric}_mean"] == pytest.approx(mean), metric
             assert summary.loc[name, f"{metric}_sd"] == pytest.approx(sd, abs=1e-12), metric
     assert "d_calibration_p_mean" not in summary  # a mean of p-values means nothing
+    # predictions.csv: every model's risk on every test row once; the intervals come from it
+    predictions = pd.read_csv(out / "predictions.csv")
+    assert predictions.groupby("model").size().to_dict() == {"BEHRT-frozen": 160, "CoxPH": 160,
+                                                            "oracle": 160}
+    assert sorted(predictions.loc[predictions["model"] == "CoxPH", "row"]) == list(range(160))
+    np.testing.assert_allclose(summary["harrell_c_estimate"], summary["harrell_c_mean"])
+    assert (summary["harrell_c_lower"] < summary["harrell_c_mean"]).all()
+    assert (summary["harrell_c_mean"] < summary["harrell_c_upper"]).all()
+    assert (summary["reference"] == "CoxPH").all()  # the only count baseline that ran
+    assert summary.loc["CoxPH", "harrell_c_diff"] == 0
+    assert summary.loc["oracle", "harrell_c_diff"] == pytest.approx(
+        summary.loc["oracle", "harrell_c_mean"] - summary.loc["CoxPH", "harrell_c_mean"])
     assert summary["d_calibration_pooled_p"].drop("oracle").between(0, 1).all()
     pngs = ("cindex.png", "calibration.png", "survival_curves.png", "auc.png", "brier.png")
     for name in pngs:
@@ -63,10 +75,11 @@ def test_cli_benchmark_writes_results(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "Harrell C" in printed and "BEHRT-frozen" in printed
     assert "pooled over folds" in printed  # says what the D-calibration column is
+    assert "Harrell C [95% CI]" in printed and "C - CoxPH [95% CI]" in printed
     assert printed.startswith("smoke run (--quick)")  # says plainly what --quick is
     closing = printed.strip().splitlines()[-1]
     assert closing.startswith(f"results in {out}/:")
-    for name in ("results.csv", "summary.csv", "results.json", *pngs):
+    for name in ("results.csv", "summary.csv", "results.json", "predictions.csv", *pngs):
         assert name in closing
 
 
@@ -76,7 +89,7 @@ def test_no_plots_claims_no_plots_and_a_full_folder_is_refused(tmp_path, capsys)
     assert main(args) == 0
     assert not list(out.glob("*.png"))
     closing = capsys.readouterr().out.strip().splitlines()[-1]
-    assert closing == f"results in {out}/: results.csv, summary.csv, results.json"
+    assert closing == f"results in {out}/: results.csv, summary.csv, results.json, predictions.csv"
     # a second run into the same folder is refused, and the first run's files stay
     before = (out / "results.csv").read_bytes()
     assert main(args) == 2

@@ -8,6 +8,10 @@ alone (``Cox-age``); the BEHRT variants
 are fine-tuned from one :class:`~survbehrt.BEHRTPretrainer` fitted on the training fold's
 histories; the ``oracle`` row scores the generating model's true risk (synthetic data).
 Results are written after every fold, so an interrupted run keeps its finished folds.
+Every model's test-fold risks are kept (``predictions.csv``); at the end of a run they
+give each model's Harrell C a 95 % bootstrap interval and a paired difference to the
+best count baseline (:mod:`.uncertainty`: resampled within folds, since every fold's
+model has its own risk scale).
 
 The D-calibration column is one test per model on the bin counts pooled over the test
 folds (each fold's counts from that fold's model): under calibration every fold's
@@ -25,7 +29,8 @@ task instead: per-cause scores of cause-specific models (:mod:`.competing`).
 Modules: :mod:`.settings` (names, :class:`BenchmarkSettings`), :mod:`.data` (the
 cohort and its folds), :mod:`.models` (the models; fitting and scoring one),
 :mod:`.output` (the output folder, the machine record, Ctrl-C), :mod:`.run`
-(:func:`run_benchmark`), :mod:`.report` (summary, table, plots), :mod:`.competing`
+(:func:`run_benchmark`), :mod:`.report` (summary, table, plots), :mod:`.uncertainty`
+(the C's bootstrap intervals within folds, paired differences), :mod:`.competing`
 and :mod:`.competing_models` (the competing-risks task and its models). This module
 only re-exports.
 """

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from .settings import CALIBRATION_GROUPS, SUMMARY_METRICS
+from .uncertainty import INTERVAL_COLUMNS, c_intervals, reference_model
 
 
 def _pooled_d_calibration_p(counts) -> float:
@@ -18,7 +19,7 @@ def _pooled_d_calibration_p(counts) -> float:
     return float(stats.chisquare(np.sum(counts, axis=0)).pvalue)
 
 
-def summarize(rows: pd.DataFrame, d_calibration_counts=None) -> pd.DataFrame:
+def summarize(rows: pd.DataFrame, d_calibration_counts=None, predictions=None) -> pd.DataFrame:
     """Mean and standard deviation over folds of every metric, one row per model.
 
     Parameters
@@ -28,6 +29,11 @@ def summarize(rows: pd.DataFrame, d_calibration_counts=None) -> pd.DataFrame:
     d_calibration_counts : dict of str to list of ndarray, optional
         Each model's D-calibration bin counts per test fold
         (``evaluate(..., return_curves=True)["d_calibration_counts"]``).
+    predictions : pandas.DataFrame, optional
+        Every model's test-fold risks (``predictions.csv``): with them, the columns of
+        :func:`~survbehrt.benchmark.uncertainty.c_intervals` (the mean fold C's 95 %
+        stratified bootstrap interval, and the paired difference to the best count
+        baseline, :func:`~survbehrt.benchmark.uncertainty.reference_model`) are added.
 
     Returns
     -------
@@ -35,7 +41,8 @@ def summarize(rows: pd.DataFrame, d_calibration_counts=None) -> pd.DataFrame:
         Indexed by model, columns ``<metric>_mean`` / ``<metric>_sd`` for the metrics
         of ``SUMMARY_METRICS`` present in ``rows``, ``d_calibration_pooled_p`` (the
         D-calibration test on the counts summed over folds; NaN without counts) and
-        ``folds``; sorted by the mean Harrell's C.
+        ``folds``, and with ``predictions`` the interval columns; sorted by the mean
+        Harrell's C.
     """
     metrics = [m for m in SUMMARY_METRICS if m in rows]
     grouped = rows.groupby("model", sort=False)[metrics]
@@ -45,6 +52,9 @@ def summarize(rows: pd.DataFrame, d_calibration_counts=None) -> pd.DataFrame:
     counts = d_calibration_counts or {}
     table["d_calibration_pooled_p"] = [_pooled_d_calibration_p(counts.get(m, [])) for m in table.index]
     table["folds"] = rows.groupby("model", sort=False)["fold"].nunique()
+    if predictions is not None and len(predictions):
+        intervals = c_intervals(predictions, reference=reference_model(table))
+        table = table.join(intervals[list(INTERVAL_COLUMNS)])
     return table.sort_values("harrell_c_mean", ascending=False)
 
 
@@ -86,7 +96,34 @@ def format_table(summary: pd.DataFrame) -> str:
                      f"{_value_or_dash(r['predict_time_mean'], '.2f'):>8}")
     lines.append("* D-calibration test on the test-fold counts pooled over folds "
                  "(small p = miscalibrated); the other columns are means over folds.")
+    if "harrell_c_lower" in summary:
+        lines += ["", *_interval_lines(summary)]
     return "\n".join(lines)
+
+
+def _interval(estimate, lower, upper, sign="") -> str:
+    return f"{estimate:{sign}.3f} [{lower:{sign}.3f}, {upper:{sign}.3f}]"
+
+
+def _interval_lines(summary: pd.DataFrame) -> list:
+    """The mean fold C with its interval, and the paired difference to the reference model."""
+    reference = summary["reference"].dropna()
+    ref = reference.iloc[0] if len(reference) else None
+    lines = [f"{'model':<14}{'Harrell C [95% CI]':>24}"
+             f"{'' if ref is None else f'C - {ref} [95% CI]':>28}"]
+    for name, r in summary.iterrows():
+        diff = ("" if ref is None or np.isnan(r["harrell_c_diff"]) else "reference" if name == ref
+                else _interval(r["harrell_c_diff"], r["harrell_c_diff_lower"],
+                               r["harrell_c_diff_upper"], "+"))
+        lines.append(f"{name:<14}"
+                     f"{_interval(r['harrell_c_estimate'], r['harrell_c_lower'], r['harrell_c_upper']):>24}"
+                     f"{diff:>28}")
+    lines.append("Harrell C: mean of the test folds' C; 95% intervals of it and of the paired "
+                 "difference: bootstrap within folds (subjects resampled, 1000 draws).")
+    if ref is not None:
+        lines.append(f"{ref}: the count baseline (CoxPH, RSF, GBS) with the highest mean C on "
+                     "these same folds (a selection, which favours the reference).")
+    return lines
 
 
 def format_competing_table(summary: pd.DataFrame) -> str:

@@ -33,12 +33,15 @@ def _prediction_rows(name, fold, test, y_test, risk, groups) -> pd.DataFrame:
 
 
 def _write(out: Path, rows: list, dcal_counts: dict, settings: BenchmarkSettings, started: float,
-           complete: bool, predictions: list):
+           complete: bool, predictions: list, intervals: bool = False):
     frame = pd.DataFrame(rows)
     frame.to_csv(out / "results.csv", index=False)
-    if predictions:
-        pd.concat(predictions, ignore_index=True).to_csv(out / "predictions.csv", index=False)
-    summary = summarize(frame, dcal_counts) if len(frame) else pd.DataFrame()
+    pooled = pd.concat(predictions, ignore_index=True) if predictions else None
+    if pooled is not None:
+        pooled.to_csv(out / "predictions.csv", index=False)
+    # the bootstrap once, at the end (not after every fold)
+    summary = (summarize(frame, dcal_counts, pooled if intervals else None) if len(frame)
+               else pd.DataFrame())
     summary.to_csv(out / "summary.csv", index_label="model")
     payload = {
         "settings": asdict(settings),
@@ -82,8 +85,11 @@ def run_benchmark(settings: BenchmarkSettings | None = None, out="benchmark_resu
     model, cause and fold).
 
     Files: ``results.csv`` (one row per model and fold), ``summary.csv`` (mean and
-    standard deviation over folds of every metric, the pooled D-calibration test),
-    ``results.json`` (settings, machine, folds, summary) and, with matplotlib,
+    standard deviation over folds of every metric, the pooled D-calibration test, the
+    mean fold C's 95 % bootstrap interval and the paired difference to the best count
+    baseline: :mod:`survbehrt.benchmark.uncertainty`), ``results.json`` (settings,
+    machine, folds, summary), ``predictions.csv`` (every model's risk on every test row,
+    with the row's fold, event, time and subject) and, with matplotlib,
     ``cindex.png``, ``calibration.png``, ``survival_curves.png``, ``auc.png`` and
     ``brier.png``. ``summary.attrs["files"]`` lists the files written.
 
@@ -134,7 +140,7 @@ def run_benchmark(settings: BenchmarkSettings | None = None, out="benchmark_resu
     groups = subject_groups(X)
     folds = make_folds(X, event, settings.folds, settings.random_state)
     rows, fitted, curves, dcal_counts, predictions = [], {}, {}, {}, []
-    written = {"results.csv", "summary.csv", "results.json", "predictions.csv"}
+    written = {"results.csv", "summary.csv", "results.json"}
     size = f"{len(X)} patients" if groups is None else (
         f"{len(X)} rows of {len(pd.unique(groups))} subjects (folds grouped by subject)")
     log(f"benchmark: {settings.dataset}, {size}, {event.mean():.0%} events, "
@@ -194,7 +200,9 @@ def run_benchmark(settings: BenchmarkSettings | None = None, out="benchmark_resu
         finally:
             interrupt.uninstall()
     summary = _write(out, rows, dcal_counts, settings, started, complete=complete,
-                     predictions=predictions)
+                     predictions=predictions, intervals=True)
+    if predictions:
+        written.add("predictions.csv")
     if plots and len(summary):
         written |= _plot_cindex(out, pd.DataFrame(rows))
     summary.attrs["complete"] = complete
