@@ -153,3 +153,16 @@ def test_the_interval_covers_the_population_c():
         out = c_intervals(predictions, n_boot=300, random_state=rep)
         covered += out.loc["m", "harrell_c_lower"] <= truth <= out.loc["m", "harrell_c_upper"]
     assert 0.91 <= covered / 200 <= 0.98
+
+
+def test_an_interrupted_run_s_unfinished_fold_is_left_out():
+    fold, subject, event, time, rng = cohort()
+    a, b = rng.normal(size=len(time)), rng.normal(size=len(time))
+    predictions = frame({"a": a, "b": b}, fold, subject, event, time)
+    # the run stopped in fold 2 after model a: b has no fold-2 rows
+    cut = predictions[~((predictions["model"] == "b") & (predictions["fold"] == 2))]
+    out = c_intervals(cut, reference="a", n_boot=5)
+    for name, risk in (("a", a), ("b", b)):
+        per_fold = [harrell_c(Surv.from_arrays(event[fold == f], time[fold == f]), risk[fold == f])
+                    for f in (0, 1)]
+        assert out.loc[name, "harrell_c_estimate"] == pytest.approx(np.mean(per_fold))
