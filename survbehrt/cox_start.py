@@ -311,6 +311,11 @@ class _PiecewiseExp:
         return grad, hess
 
 
+def _constant_tol(mean):
+    """Below this standard deviation a column is constant (relative to its mean's size)."""
+    return 1e-6 * np.maximum(1.0, np.abs(mean))
+
+
 class _RidgeFit:
     """The penalised fit on one set of training rows, followed along a penalty path.
 
@@ -323,10 +328,13 @@ class _RidgeFit:
         mean = np.asarray(x.mean(axis=0)).ravel()
         sd = np.sqrt(np.maximum(np.asarray(x.multiply(x).mean(axis=0)).ravel() - mean**2, 0.0))
         present = np.bincount(x.indices, minlength=x.shape[1])
-        # codes of fewer than min_rows rows (or constant ones) keep a zero weight
-        self.codes = np.flatnonzero((present >= min_rows) & (sd > 1e-12))
+        # codes of fewer than min_rows rows (or constant ones) keep a zero weight. "Constant"
+        # is relative to the column's size: the one-pass variance above cancels to ~1e-8 of
+        # the mean on a column that every row shares, and such a column, kept with its
+        # near-zero penalty, makes the Newton system singular
+        self.codes = np.flatnonzero((present >= min_rows) & (sd > _constant_tol(mean)))
         sd_z = z.std(axis=0)
-        self.covs = np.flatnonzero(sd_z > 1e-12)
+        self.covs = np.flatnonzero(sd_z > _constant_tol(z.mean(axis=0)))
         self.scale_sq = np.concatenate([sd[self.codes], sd_z[self.covs]]) ** 2
         self.n_codes = self.codes.shape[0]
         self.design = self.design_of(features, covariates, rows)

@@ -295,3 +295,22 @@ def test_wide_start_folds_see_only_their_training_rows(monkeypatch):
     assert [len(r) for r, _, _ in seen][-1] == len(x)
     assert sum(4 in codes for _, codes, _ in seen[:3]) < 3  # some fold lost the code
     assert 4 in seen[-1][1]
+
+
+def test_wide_start_columns_every_row_shares_keep_zero_weight():
+    # codes every patient has, the same number of times, and a shared age and visit count
+    # carry no information: they keep a zero weight instead of entering the Newton system
+    # with a near-zero penalty (their one-pass variance cancels to ~1e-8, not 0)
+    from scipy import sparse
+
+    from survbehrt.cox_start import fit_wide_start
+    from survbehrt.model.wide import covariate_matrix
+
+    x, _, time, event, cuts = _small_cohort(n=400)
+    shared = np.full((len(x), 3), np.log1p(2.0))
+    feats = sparse.csr_matrix(np.hstack([shared, x[:, :3]]))
+    cov = np.asarray(covariate_matrix(np.zeros(len(x)), np.full(len(x), 2)))
+    out = fit_wide_start(feats, cov, time, event, cuts)
+    np.testing.assert_array_equal(out["beta"][:3], 0.0)
+    np.testing.assert_array_equal(out["gamma"], 0.0)
+    assert np.all(out["beta"][3:] > 0.1)  # the real codes are still fitted
