@@ -64,6 +64,9 @@ FAILED_WARN = 0.05
 TIED_TOL = 1e-8  # scikit-survival's tolerance for tied risks
 CHUNK = 2_000_000  # pair-matrix entries per block of the vectorised Harrell C
 
+# numpy 2 renamed trapz to trapezoid (and deprecated trapz); numpy 1.24 is the declared minimum
+_trapezoid = getattr(np, "trapezoid", None) or np.trapz  # noqa: NPY201 (numpy < 2 only)
+
 
 @dataclasses.dataclass(frozen=True)
 class BootstrapResult:
@@ -236,7 +239,7 @@ def _brier_weighted(y, y_train, surv, counts, times):
     case = (time[:, None] <= times[None, :]) & event[:, None]
     control = time[:, None] > times[None, :]
     loss = np.square(surv) * case / g_y[:, None] + np.square(1.0 - surv) * control / g_t[None, :]
-    per_row = np.trapezoid(loss, times, axis=1) / (times[-1] - times[0])
+    per_row = _trapezoid(loss, times, axis=1) / (times[-1] - times[0])
     drawn = counts > 0
     valid = ((drawn & event).any(axis=1)
              & (np.where(drawn, time, -np.inf).max(axis=1) > times.max())
