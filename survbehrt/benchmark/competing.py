@@ -39,7 +39,7 @@ from ..data.competing import cause_names, check_competing_y
 from .competing_models import AALEN_JOHANSEN, COMPETING_MODELS, CauseSpecificCox
 from .data import load_benchmark_data, make_folds, subject_groups
 from .models import fit_noting_warnings, make_pretrainer
-from .output import _InterruptFlag, _machine, _prepare_output
+from .output import _InterruptFlag, _machine, _prepare_output, write_csv
 from .settings import CALIBRATION_GROUPS, ORACLE, BenchmarkSettings
 
 __all__ = ["COMPETING_METRICS", "evaluation_horizon", "run_competing_benchmark", "score_causes",
@@ -193,9 +193,9 @@ def _oracle_cif(log_hazards, horizon):
 
 def _write(out, rows, pooled, horizon, settings, started, complete):
     frame = pd.DataFrame(rows)
-    frame.to_csv(out / "results.csv", index=False)
+    write_csv(frame, out / "results.csv", index=False)
     summary = summarize_competing(frame, pooled, horizon) if len(frame) else pd.DataFrame()
-    summary.to_csv(out / "summary.csv")
+    write_csv(summary, out / "summary.csv")
     payload = {"settings": asdict(settings), "task": "competing", "horizon": horizon,
                "machine": _machine(), "complete": complete,
                "wall_time_s": time.perf_counter() - started,

@@ -6,10 +6,23 @@ import os
 import platform
 import signal
 import threading
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 
 from .settings import OUTPUT_FILES
+
+
+def write_csv(frame, path, **kwargs) -> None:
+    """``frame.to_csv(path)`` without pandas 2.0's cast warning.
+
+    pandas < 2.1 on numpy < 2 warns "invalid value encountered in cast" when it formats
+    a float column holding NaN (the oracle's missing IBS, say); the file is right, and
+    the warning would reach the run's log, which holds no warnings.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "invalid value encountered in cast", RuntimeWarning)
+        frame.to_csv(path, **kwargs)
 
 
 class _InterruptFlag:

@@ -16,7 +16,7 @@ from sklearn.base import clone
 
 from .data import load_benchmark_data, make_folds, subject_groups
 from .models import _evaluate, _oracle_row, fit_noting_warnings, make_models, make_pretrainer
-from .output import _InterruptFlag, _machine, _prepare_output
+from .output import _InterruptFlag, _machine, _prepare_output, write_csv
 from .report import _plot_cindex, _plots, summarize
 from .settings import COMPETING, METRICS, ORACLE, OUTPUT_FILES, BenchmarkSettings
 
@@ -35,14 +35,14 @@ def _prediction_rows(name, fold, test, y_test, risk, groups) -> pd.DataFrame:
 def _write(out: Path, rows: list, dcal_counts: dict, settings: BenchmarkSettings, started: float,
            complete: bool, predictions: list, intervals: bool = False):
     frame = pd.DataFrame(rows)
-    frame.to_csv(out / "results.csv", index=False)
+    write_csv(frame, out / "results.csv", index=False)
     pooled = pd.concat(predictions, ignore_index=True) if predictions else None
     if pooled is not None:
-        pooled.to_csv(out / "predictions.csv", index=False)
+        write_csv(pooled, out / "predictions.csv", index=False)
     # the bootstrap once, at the end (not after every fold)
     summary = (summarize(frame, dcal_counts, pooled if intervals else None) if len(frame)
                else pd.DataFrame())
-    summary.to_csv(out / "summary.csv", index_label="model")
+    write_csv(summary, out / "summary.csv", index_label="model")
     payload = {
         "settings": asdict(settings),
         "machine": _machine(),
