@@ -419,10 +419,13 @@ class _RidgeFit:
         schur[np.diag_indices_from(schur)] += penalty
         cross_scaled = cross / hb
         schur -= cross_scaled @ cross.T
-        factor = linalg.cho_factor(schur, check_finite=False)
+        # no column kept (every code rare or shared by all rows): the baseline alone moves;
+        # scipy < 1.11 cannot factorise an empty matrix
+        factor = linalg.cho_factor(schur, check_finite=False) if schur.size else None
 
         def solve(r_theta, r_b):
-            d_theta = linalg.cho_solve(factor, r_theta - cross_scaled @ r_b, check_finite=False)
+            d_theta = (linalg.cho_solve(factor, r_theta - cross_scaled @ r_b, check_finite=False)
+                       if factor is not None else np.zeros(0))
             return d_theta, (r_b - cross.T @ d_theta) / hb
 
         return solve
