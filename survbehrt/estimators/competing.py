@@ -52,6 +52,11 @@ class BEHRTCompetingRisksEstimator(BEHRTSurvivalEstimator):
     (:func:`~survbehrt.competing_hazards.competing_nll`), on the last visit or, with
     ``landmarks="all"``, on every visit.
 
+    The parameters not listed below are those of
+    :class:`~survbehrt.BEHRTSurvivalEstimator` (``rank_weight`` and ``rank_sigma`` are not
+    parameters: no ranking term; nor is ``init_head_from_task``: a pre-training task's
+    hazard is one cause's).
+
     Parameters
     ----------
     cause : int or str, default=1
@@ -75,10 +80,6 @@ class BEHRTCompetingRisksEstimator(BEHRTSurvivalEstimator):
         the transformer alone, started at each cause's marginal hazards. The default is
         the survival estimator's: on the synthetic competing cohort it raised Wolbers' C
         of both causes (0.679 -> 0.695 and 0.702 -> 0.738, ``benchmarks/competing_fit.py``).
-    **other parameters
-        As :class:`~survbehrt.BEHRTSurvivalEstimator` (``rank_weight`` and
-        ``rank_sigma`` are not parameters: no ranking term; nor is
-        ``init_head_from_task``: a pre-training task's hazard is one cause's).
 
     Attributes
     ----------
