@@ -337,6 +337,11 @@ class BEHRTCompetingRisksEstimator(BEHRTSurvivalEstimator):
         ----------
         X : pandas.DataFrame or TokenStore
 
+        Returns
+        -------
+        None
+            Nothing: it always raises.
+
         Raises
         ------
         NotImplementedError
