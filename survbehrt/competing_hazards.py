@@ -23,9 +23,8 @@ from __future__ import annotations
 import numpy as np
 from sksurv.exceptions import NoComparablePairException
 from sksurv.metrics import concordance_index_censored
-from torch import nn
 
-from .losses import survival_nll
+from .losses import SurvivalNLL, survival_nll
 from .survival import SurvivalCurve, _check_cuts, _softplus, locate, marginal_logits
 
 __all__ = [
@@ -159,8 +158,11 @@ def marginal_competing_logits(time, event, cuts, n_causes=None, prior_events=0.5
                      for c in range(1, n_causes + 1)])
 
 
-class CompetingNLL(nn.Module):
+class CompetingNLL(SurvivalNLL):
     """Module form of :func:`competing_nll` (the competing-risks estimator's criterion).
+
+    :class:`~survbehrt.losses.SurvivalNLL` with the causes summed: the same grid and
+    reduction; only the forward differs.
 
     Parameters
     ----------
@@ -168,11 +170,6 @@ class CompetingNLL(nn.Module):
         Grid edges.
     reduction : {"mean", "sum", "none"}, default="mean"
     """
-
-    def __init__(self, cuts, reduction="mean"):
-        super().__init__()
-        self.cuts = np.asarray(cuts, dtype=float)
-        self.reduction = reduction
 
     def forward(self, logits, time, event, weight=None, mask=None, groups=None):
         """Compute the loss (``groups`` is accepted and ignored, for a uniform call).
