@@ -2,7 +2,7 @@
 
 Run: ``python benchmarks/calibration_diagnosis.py [--dataset synthetic] [--n-train 3200]
 [--n-test 4000] [--recipes full lora frozen defaults] [--epochs 30] [--pretrain-epochs 15]
-[--cv 5]``.
+[--cv 5] [--params JSON]``.
 
 With ``--cv K`` it runs the benchmark's K folds of ``--n-train`` patients instead (its
 folds, recipes and pooled D-calibration: each fold's bin counts summed) and scores every
@@ -30,6 +30,7 @@ validation rows).
 
 import argparse
 import copy
+import json
 import time
 import warnings
 
@@ -103,6 +104,8 @@ def recipes(args, pretrainer):
             out[name] = clone(bench["BEHRT-full"]).set_params(pretrained=pretrainer, loss="hybrid")
         elif name == "defaults":
             out[name] = BEHRTSurvivalEstimator(random_state=0, n_threads=1)
+    for est in out.values():
+        est.set_params(**args.params)
     return out
 
 
@@ -115,6 +118,9 @@ def main():
     parser.add_argument("--pretrain-epochs", type=int, default=15)
     parser.add_argument("--recipes", nargs="+", default=["full", "lora", "frozen", "defaults"])
     parser.add_argument("--cv", type=int, default=0)
+    parser.add_argument("--params", type=json.loads, default={},
+                        help='JSON estimator parameters set on every recipe, e.g. '
+                        '\'{"early_stopping": "loss"}\'')
     parser.add_argument("--pretrainer", help="a file: loaded when it exists, else written "
                         "after fitting (so that parallel runs share one pretrainer)")
     args = parser.parse_args()

@@ -1,7 +1,7 @@
 """The competing-risks estimator on the synthetic competing cohort, against Cox and the oracle.
 
 Run: ``python benchmarks/competing_fit.py [--n 4000] [--epochs 30] [--seed 0]
-[--recipe benchmark] [--wide joint]``.
+[--recipe benchmark] [--wide joint] [--early-stopping loss]``.
 
 On :func:`survbehrt.datasets.competing.make_synthetic_competing` (``"outcome"`` driven by
 the order and recency of codes in the sequence, ``"death"`` by age, a code's presence and
@@ -41,6 +41,7 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--recipe", choices=("benchmark", "small"), default="benchmark")
     parser.add_argument("--wide", choices=("joint", "offset", "none"), default="joint")
+    parser.add_argument("--early-stopping", choices=("loss", "cindex"), default="loss")
     args = parser.parse_args(argv)
 
     X, y, lp = make_synthetic_competing(n_patients=args.n, random_state=args.seed)
@@ -58,7 +59,8 @@ def main(argv=None):
         params = dict(pretrained=make_pretrainer(settings).fit(X.iloc[train]), lr=5e-4, patience=8)
     est = BEHRTCompetingRisksEstimator(
         max_epochs=args.epochs, random_state=args.seed, n_threads=1,
-        wide=None if args.wide == "none" else args.wide, **params,
+        wide=None if args.wide == "none" else args.wide, early_stopping=args.early_stopping,
+        **params,
     ).fit(X.iloc[train], y[train])
     fit_s = time.perf_counter() - started
     cif = est.predict_cumulative_incidence(X.iloc[test], return_array=False)
@@ -70,7 +72,8 @@ def main(argv=None):
         risks[("Cox counts", name)] = cox.predict(X.iloc[test])
         risks[("oracle F(5y)", name)] = true_cumulative_incidence(lp[test], [HORIZON])[:, c - 1, 0]
     epochs = len(est.history_)
-    print(f"BEHRT fit {fit_s:.0f} s, {epochs} epochs (best {est.history_[:, 'valid_cindex']})")
+    print(f"BEHRT fit {fit_s:.0f} s, {epochs} epochs (valid C by epoch "
+          f"{np.round(est.history_[:, 'valid_cindex'], 3).tolist()})")
     print(f"{'model':<14}" + "".join(f"{n + ' C':>14}{n + ' C ipcw':>16}" for n in names))
     for model in ("BEHRT", "BEHRT F(5y)", "Cox counts", "oracle F(5y)"):
         cells = []

@@ -419,16 +419,34 @@ def test_all_unknown_last_visit_still_informs_prediction(fitted):
     assert np.isfinite(visit).all() and len(visit) == 2
 
 
-def test_early_stopping_keeps_the_start_when_training_only_hurts():
+@pytest.mark.parametrize("monitor", ["cindex", "loss"])
+def test_early_stopping_keeps_the_start_when_training_only_hurts(monitor):
     # the wide path's Cox fit is informative on count data; a learning rate of 5 wrecks
-    # every epoch, so the validation C-index never beats the start, which is restored
+    # every epoch, so the validation score never beats the start, which is restored
     from survbehrt.datasets import make_synthetic_ehr
 
     X, y, _ = make_synthetic_ehr(n_patients=600, scenario="counts", random_state=2)
-    kw = dict(validation_fraction=0.3, early_stopping="cindex", patience=3, time_bins=8)
+    kw = dict(validation_fraction=0.3, early_stopping=monitor, patience=3, time_bins=8)
     start = tiny_estimator(max_epochs=0, **kw).fit(X, y)
     wrecked = tiny_estimator(max_epochs=3, lr=5.0, **kw).fit(X, y)
     stopper = dict(wrecked.net_.callbacks_)["early_stopping"]
     assert stopper.best_epoch_ == 0
-    assert all(h["valid_cindex"] < stopper.start_score_ for h in wrecked.history_)
+    if monitor == "cindex":
+        assert all(h["valid_cindex"] < stopper.start_score_ for h in wrecked.history_)
+    else:
+        assert all(h["valid_loss"] > stopper.start_score_ for h in wrecked.history_)
     np.testing.assert_allclose(wrecked.predict(X), start.predict(X), rtol=1e-6)
+
+
+@pytest.mark.parametrize("loss", ["nll", "hybrid"])
+def test_start_validation_loss_is_skorchs_valid_loss(loss):
+    # With weights that cannot move (lr ~ 0, no weight decay) the first epoch's recorded
+    # valid_loss is the start's: the start competes with the epochs on the same number.
+    from survbehrt.datasets import make_synthetic_ehr
+
+    X, y, _ = make_synthetic_ehr(n_patients=300, scenario="counts", random_state=1)
+    est = tiny_estimator(max_epochs=1, lr=1e-12, weight_decay=0.0, dropout=0.0, loss=loss,
+                         validation_fraction=0.3, early_stopping="loss", patience=3).fit(X, y)
+    stopper = dict(est.net_.callbacks_)["early_stopping"]
+    assert np.isfinite(stopper.start_score_)
+    np.testing.assert_allclose(stopper.start_score_, est.history_[-1]["valid_loss"], rtol=1e-5)

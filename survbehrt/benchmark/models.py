@@ -75,7 +75,7 @@ def make_models(settings: BenchmarkSettings) -> dict:
     # X["static"] (the Synthea sample's sex, race, ethnicity) reaches the BEHRT models as
     # timeless tokens; their validation split follows the subject_id index level.
     behrt = dict(loss=s.loss, random_state=s.random_state, validation_fraction=0.1,
-                 early_stopping="cindex", patience=8, device=s.device, n_threads=s.n_threads)
+                 early_stopping="loss", patience=8, device=s.device, n_threads=s.n_threads)
     if s.quick:
         # a few hundred patients leave ~30 for validation: their C-index is noise, and early
         # stopping on it would restore an almost untrained epoch

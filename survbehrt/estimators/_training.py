@@ -311,6 +311,8 @@ class SurvivalNet(_LearnableOnly, NeuralNet):
         out = self.criterion_(rows, time, event, groups=groups)
         if isinstance(out, torch.Tensor):
             return out
+        if not self.history or not self.history[-1]["batches"]:
+            return out.loss  # scored outside an epoch (the start, by early stopping)
         # a hybrid loss: log both parts so that one dominating the other shows in history
         prefix = "train" if training else "valid"
         for name, value in out.as_dict().items():
@@ -497,6 +499,23 @@ def validation_cindex(net, dataset, batch_size: int = 512) -> float:
     return mean_over_processes(net, float(concordance_index_censored(event, time, risk)[0]))
 
 
+def validation_loss(net, dataset) -> float:
+    """The net's criterion on a validation :class:`EHRDataset`, as skorch's ``valid_loss``.
+
+    skorch records ``valid_loss`` as the mean of the batches' losses weighted by their
+    sizes; this computes the same number through the net's own ``validation_step``
+    (criterion in evaluation mode: the ranking memory is neither read nor written), so
+    that the untrained module competes with the epochs on equal terms.
+    """
+    assert isinstance(dataset, EHRDataset), "validation data is an EHRDataset (predefined split)"
+    total, rows = 0.0, 0
+    for batch in net.get_iterator(dataset, training=False):
+        n = len(batch[1]["time"])
+        total += float(net.validation_step(batch)["loss"]) * n
+        rows += n
+    return mean_over_processes(net, total / rows) if rows else float("nan")
+
+
 def _competing_cindex(logits, targets, cuts) -> float:
     """The mean over causes of each cause's concordance (all causes train together)."""
     from ..competing_hazards import cause_specific_concordance, incidence_risk
@@ -534,8 +553,9 @@ class ValidationConcordance(Callback):
 class EarlyStoppingFromStart(EarlyStopping):
     """skorch's :class:`~skorch.callbacks.EarlyStopping` with the starting weights as a candidate.
 
-    Before the first epoch the validation C-index of the untrained module is measured;
-    the weights are restored to the start when no epoch beats it. The survival
+    Before the first epoch the monitored score of the untrained module is measured (the
+    validation C-index or the validation loss); the weights are restored to the start
+    when no epoch beats it. The survival
     estimator starts from the population's hazards or from the wide path's penalised
     Cox fit, so training that does not improve on held-out data is undone instead of
     kept.
@@ -544,7 +564,8 @@ class EarlyStoppingFromStart(EarlyStopping):
     ----------
     valid_dataset : EHRDataset, optional
         The validation rows (the net's predefined split); without it, or with another
-        ``monitor`` than ``"valid_cindex"``, this is plain ``EarlyStopping`` (that also
+        ``monitor`` than ``"valid_cindex"`` or ``"valid_loss"``, this is plain
+        ``EarlyStopping`` (that also
         restores the best weights of a module an accelerator wrapped for training).
     **kwargs
         ``EarlyStopping``'s parameters.
@@ -556,9 +577,11 @@ class EarlyStoppingFromStart(EarlyStopping):
 
     def on_train_begin(self, net, **kwargs):
         super().on_train_begin(net, **kwargs)
-        if self.valid_dataset is None or self.monitor != "valid_cindex" or self.lower_is_better:
+        scorers = {("valid_cindex", False): validation_cindex, ("valid_loss", True): validation_loss}
+        scorer = scorers.get((self.monitor, self.lower_is_better))
+        if self.valid_dataset is None or scorer is None:
             return
-        score = validation_cindex(net, self.valid_dataset)
+        score = scorer(net, self.valid_dataset)
         if np.isfinite(score):
             self.dynamic_threshold_ = self._calc_new_threshold(score)
             self.best_epoch_ = 0  # skorch counts epochs from 1: 0 is the start

@@ -154,7 +154,7 @@ class BEHRTCompetingRisksEstimator(BEHRTSurvivalEstimator):
         weight_decay=0.01,
         max_epochs=20,
         batch_size=64,
-        early_stopping="cindex",
+        early_stopping="loss",
         patience=5,
         validation_fraction=0.1,
         gradient_clip=1.0,
