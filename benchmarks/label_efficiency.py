@@ -14,8 +14,9 @@ For each synthetic generator (``make_synthetic_ehr``'s scenarios ``sequence``, `
   outcome is read) and shared by every labelled size and recipe: MLM + next-visit
   (``objective="both"``) and time-to-event (``objective="tte"``);
 - per labelled size: ``no-pretrain`` (``BEHRTSurvivalEstimator`` defaults, the same
-  model size and epochs as the others), ``mlm-nv-full`` (full fine-tuning of the MLM +
-  next-visit encoder), ``tte-frozen``, ``tte-lora`` and ``tte-full`` (the benchmark's
+  model size and epochs as the others), ``mlm-nv-full`` and ``mlm-nv-lora`` (full and LoRA
+  fine-tuning of the MLM + next-visit encoder: the like-for-like comparison of the two
+  objectives), ``tte-frozen``, ``tte-lora`` and ``tte-full`` (the benchmark's
   ``BEHRT-frozen`` / ``-lora`` / ``-full`` recipes of :func:`survbehrt.benchmark.make_models`
   on the time-to-event encoder), ``cox`` and ``rsf`` (the benchmark's ``CoxPH`` and ``RSF``:
   log code counts + age, the Cox penalty tuned by inner CV), and ``oracle``.
@@ -76,10 +77,11 @@ from survbehrt.datasets import load_synthea_sample, make_synthetic_ehr, make_unl
 from survbehrt.metrics import harrell_c
 
 DATASETS = (*SYNTHETIC, "synthea-sample")
-BEHRT_RECIPES = ("no-pretrain", "mlm-nv-full", "tte-frozen", "tte-lora", "tte-full")
+BEHRT_RECIPES = ("no-pretrain", "mlm-nv-full", "mlm-nv-lora", "tte-frozen", "tte-lora", "tte-full")
 RECIPES = (*BEHRT_RECIPES, "cox", "rsf", "oracle")
 #: The benchmark recipe each fine-tuning recipe uses, and its pretrainer's objective.
-FINE_TUNING = {"mlm-nv-full": ("BEHRT-full", "both"), "tte-frozen": ("BEHRT-frozen", "tte"),
+FINE_TUNING = {"mlm-nv-full": ("BEHRT-full", "both"), "mlm-nv-lora": ("BEHRT-lora", "both"),
+               "tte-frozen": ("BEHRT-frozen", "tte"),
                "tte-lora": ("BEHRT-lora", "tte"), "tte-full": ("BEHRT-full", "tte")}
 SMOKE = dict(datasets=["synthetic", "synthetic-latent"], sizes=[100, 200], pool=400, test=300,
              epochs=2, pretrain_epochs=1, synthea_folds=2, embedding_dim=16, num_layers=1,
@@ -96,6 +98,12 @@ def parse_args(argv=None):
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--epochs", type=int, default=6, help="fine-tuning epochs (LoRA 4/3)")
     parser.add_argument("--pretrain-epochs", type=int, default=2)
+    parser.add_argument("--tte-prefix", type=int, default=None,
+                        help="the time-to-event pretrainer's tte_prefix (tasks are code groups "
+                        "by their first N characters, where the codes hold a hierarchy)")
+    parser.add_argument("--fixed-epochs", action="store_true",
+                        help="--epochs at every labelled size (default: the epochs scaled so "
+                        "that every size gets the largest size's optimiser steps)")
     parser.add_argument("--synthea-folds", type=int, default=3)
     parser.add_argument("--embedding-dim", type=int, default=64)
     parser.add_argument("--num-layers", type=int, default=2)
@@ -133,7 +141,8 @@ class Run:
                                  n_threads=self.args.threads).resolved()
 
     def pretrainer(self, objective, seed):
-        return BEHRTPretrainer(objective=objective, **self.arch,
+        prefix = {"tte_prefix": self.args.tte_prefix} if objective == "tte" else {}
+        return BEHRTPretrainer(objective=objective, **self.arch, **prefix,
                                max_epochs=self.args.pretrain_epochs, validation_fraction=0.0,
                                random_state=seed, n_threads=self.args.threads)
 
@@ -151,6 +160,19 @@ class Run:
                 models[name].set_params(wide=None)
         models["cox"], models["rsf"] = bench["CoxPH"], bench["RSF"]
         return models
+
+
+def same_steps(model, n, largest):
+    """``model`` (a BEHRT one) with as many optimiser steps on ``n`` labelled rows as on ``largest``.
+
+    A fixed number of epochs gives a small labelled set few updates (6 epochs of 250
+    rows are 24 steps of 64): its recipes would be scored barely moved from their start.
+    Scaling the epochs by ``largest / n`` gives every size the same budget of steps, and
+    early stopping on the validation rows decides how many are used.
+    """
+    if not isinstance(model, BEHRTSurvivalEstimator) or n >= largest:
+        return model
+    return clone(model).set_params(max_epochs=int(np.ceil(model.max_epochs * largest / n)))
 
 
 def timed(fit, *args):
@@ -217,8 +239,11 @@ def run_dataset(run, dataset, seed, write):
         label = f"{dataset} fold {label}" if dataset == "synthea-sample" else label
         pretrainers = fit_pretrainers(run, histories, seed, label)
         models = run.recipes(seed, pretrainers)
+        largest = max(n for n, *_ in labelled)
         for n, X, y, groups in labelled:
             for recipe, model in models.items():
+                if not run.args.fixed_epochs:
+                    model = same_steps(model, n, largest)
                 c, secs = fit_and_score(model, X, y, groups, seed, X_test, y_test)
                 write(dataset, recipe, n, row_seed, c, secs)
             if risk is not None:
@@ -255,14 +280,17 @@ def print_estimate(run, pre, fit):
     """Print the run's BEHRT cost extrapolated from :func:`estimate_cost`."""
     a = run.args
     synthetic = [d for d in a.datasets if d in SYNTHETIC]
-    fits = 5 + 1 / 3  # BEHRT recipes per labelled set, LoRA 4/3 of the epochs
+    fits = 6 + 2 / 3  # BEHRT recipes per labelled set, LoRA 4/3 of the epochs
+    # patient-epochs of fine-tuning: with the epochs scaled (same_steps) every size costs
+    # (at most, before early stopping) what the largest does
+    rows = sum(a.sizes) if a.fixed_epochs else len(a.sizes) * max(a.sizes)
     # the count baselines and the test predictions are left out (seconds against minutes)
     seconds = len(synthetic) * (
         pre[0] + pre[1] * a.pretrain_epochs * (a.pool + max(a.sizes))
-        + len(a.sizes) * 5 * fit[0] + fit[1] * a.epochs * fits * sum(a.sizes))
+        + len(a.sizes) * 6 * fit[0] + fit[1] * a.epochs * fits * rows)
     if "synthea-sample" in a.datasets:  # ~530 training patients per fold, ~3.7 rows each
         seconds += a.synthea_folds * (pre[0] + pre[1] * a.pretrain_epochs * 530
-                                      + 2 * 5 * fit[0] + fit[1] * a.epochs * fits * 2 * 530 * 3.7)
+                                      + 2 * 6 * fit[0] + fit[1] * a.epochs * fits * 2 * 530 * 3.7)
     print(f"measured per fit: pre-training {pre[0]:.1f} s + {1e3 * pre[1]:.2f} ms per "
           f"patient-epoch (both objectives), fine-tuning {fit[0]:.1f} s + {1e3 * fit[1]:.2f} ms "
           f"per patient-epoch; estimated run {len(a.seeds) * seconds / 60:.0f} min in one "

@@ -99,3 +99,18 @@ def test_synthea_folds_keep_test_patients_out_of_pretraining_and_nest_the_sizes(
         caps.append(labelled[-1][0])
     sizes = [n for n, *_ in folds[0][2]]
     assert sizes == [100, 200, min(caps)] and min(caps) < 100000
+
+
+def test_every_labelled_size_gets_the_largest_sizes_optimiser_steps(bench):
+    from sksurv.linear_model import CoxPHSurvivalAnalysis
+
+    from survbehrt import BEHRTSurvivalEstimator
+
+    est = BEHRTSurvivalEstimator(max_epochs=6, batch_size=64)
+    for n, largest in [(250, 4000), (1000, 4000), (530, 530), (300, 1000)]:
+        scaled = bench.same_steps(est, n, largest)
+        # epochs x rows (the steps, up to the last partial batch) at least the largest's
+        assert scaled.max_epochs * n >= 6 * largest > (scaled.max_epochs - 1) * n
+        assert est.max_epochs == 6  # the recipe itself is left as it was
+    cox = CoxPHSurvivalAnalysis()
+    assert bench.same_steps(cox, 250, 4000) is cox  # count baselines have no epochs
