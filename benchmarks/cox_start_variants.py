@@ -1,9 +1,10 @@
 """The wide start's C-index under variants of its penalty rule, on every dataset (a probe).
 
 Run: ``OMP_NUM_THREADS=1 python benchmarks/cox_start_variants.py [--datasets ...]
-[--variants ...]``.
+[--variants ...] [--trained]``.
 
-Each variant is the estimator's start alone (``max_epochs=0``) on the benchmark's 5 folds
+Each variant is the estimator's start alone (``max_epochs=0``; with ``--trained`` the
+estimator's defaults, trained from that start) on the benchmark's 5 folds
 (4,000 patients per synthetic cohort, the Synthea sample whole), scored by the mean test
 Harrell C; the penalty chosen per fold is printed beside it. The variants change
 ``survbehrt.cox_start`` **by patching its private ``_RidgeFit`` in this process** (a
@@ -152,6 +153,8 @@ def main(argv=None):
         "synthea-sample", "synthetic", "synthetic-counts", "synthetic-latent",
         "synthetic-synonyms"])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--trained", action="store_true",
+                        help="the estimator's defaults trained from the start, not the start alone")
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
     for name in args.datasets:
@@ -161,12 +164,15 @@ def main(argv=None):
             use(variant)
             scores, alphas = [], []
             for train, test in folds:
-                est = BEHRTSurvivalEstimator(max_epochs=0, random_state=0, n_threads=1)
+                est = BEHRTSurvivalEstimator(random_state=0, n_threads=1,
+                                             **({} if args.trained else {"max_epochs": 0}))
                 extra = {} if groups is None else {"groups": groups[train]}
                 est.fit(X.iloc[train], y[train], **extra)
                 scores.append(harrell_c(y[test], est.predict(X.iloc[test])))
                 alphas.append(f"{np.log10(est.wide_alpha_):.1f}")
-            print(f"{name:<20} {variant:<22} start C {np.mean(scores):.3f}  "
+            what = "trained C" if args.trained else "start C"
+            print(f"{name:<20} {variant:<22} {what} {np.mean(scores):.3f} "
+                  f"± {np.std(scores, ddof=1):.3f}  "
                   f"log10 alpha by fold {' '.join(alphas)}", flush=True)
     use("current")
 
