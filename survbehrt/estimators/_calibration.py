@@ -7,7 +7,8 @@ C-index, does not change.
 
 * The **slope** ``1 + b`` on the validation rows, by the piecewise-exponential
   likelihood: over-fitting spreads the hazards (slope below 1 on new patients) while
-  the C-index, which early stopping watches, stays flat, and only held-out rows show it.
+  the C-index (which ``early_stopping="cindex"`` watches) stays flat, and only
+  held-out rows show it.
 * The **level** ``a`` at that slope on every fitted row (training and validation): the
   observed events equal the expected ones. The validation rows alone (a tenth of the
   rows) leave it a sampling error of ``1 / sqrt(events)``, as large as the level error

@@ -222,14 +222,16 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         and apply them to every prediction: the slope ``1 + b`` on the validation rows
         (piecewise-exponential likelihood, a ridge pull towards 1), then the level ``a``
         that matches the observed and expected events of all fitted rows. The ranking,
-        hence the C-index, is unchanged. Early stopping on the C-index picks the epoch
-        that ranks best, where the hazards are already spreading too wide (over-fitting
-        leaves the C-index flat): this step puts them back on the held-out rows' scale
+        hence the C-index, is unchanged. With ``early_stopping="cindex"`` the epoch kept
+        is the one that ranks best, where the hazards already spread too wide
+        (over-fitting leaves the C-index flat), and this step pulls them back to the
+        held-out rows' scale; with the default ``"loss"`` the epoch kept already fits
+        the scale, and the step corrects what is left, mostly the level
         (docs/evaluation.md, ``benchmarks/calibration_diagnosis.py``). Needs
         ``validation_fraction > 0``: without validation rows, or with fewer than 50
-        events among them (the slope would be noise), nothing is refitted. It uses the outcomes: a zero-shot fit
-        (``init_head_from_task``, ``max_epochs=0``) that must not see them needs
-        ``recalibrate=False``.
+        events among them (the slope would be noise), nothing is refitted. It uses the
+        outcomes: a zero-shot fit (``init_head_from_task``, ``max_epochs=0``) that must
+        not see them needs ``recalibrate=False``.
 
     Attributes
     ----------
