@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import linalg, sparse
-from scipy.special import expit
 from sklearn.model_selection import GroupKFold, KFold
 
 from .model.wide import covariate_matrix
@@ -25,15 +24,15 @@ from .survival import locate, marginal_logits
 
 __all__ = ["HazardStart", "count_features", "fit_wide_start", "hazard_start"]
 
-#: Ridge penalty of the dense covariates (age, its square, the log number of visits) on
-#: their standardised scale: one pseudo-observation's worth, so that a fold without
-#: events stays finite, and negligible beside the likelihood of any cohort the start
-#: fits. The codes' penalty is the one chosen by cross-validation.
-COVARIATE_ALPHA = 1.0
-#: Where the walk over the codes' penalty starts, and its step (a factor per grid point).
-FIRST_ALPHA, ALPHA_STEP = 1e3, float(np.sqrt(10.0))
-#: The walk stays within these penalties.
-ALPHA_RANGE = (1e-2, 1e8)
+#: The codes' penalty: where its walk starts, its step (a factor per grid point) and the
+#: range it stays within.
+FIRST_ALPHA, ALPHA_STEP, ALPHA_RANGE = 1e3, float(np.sqrt(10.0)), (1e-2, 1e8)
+#: The dense covariates' penalty (age, its square, the log number of visits): its walk
+#: starts at 1 (one pseudo-observation's worth, which keeps a fold without events finite)
+#: and goes up by factors of 10 to at most 1e8 (where the covariates are out of the model).
+FIRST_COVARIATE_ALPHA, COVARIATE_ALPHA_STEP, COVARIATE_ALPHA_RANGE = 1.0, 10.0, (1.0, 1e8)
+#: Rounds of the coordinate descent over the two penalties, at most.
+MAX_ROUNDS = 4
 
 
 @dataclass(frozen=True)
@@ -48,8 +47,11 @@ class HazardStart:
         Standardisation of the age at the prediction time (training rows).
     beta, gamma : ndarray or None
         The wide term's code and covariate weights (None without the wide path).
-    alpha : float or None
-        The Cox fit's ridge penalty on the codes (:func:`fit_wide_start`).
+    alpha, covariate_alpha : float or None
+        The Cox fit's ridge penalties on the codes and on the dense covariates
+        (:func:`fit_wide_start`).
+    scale : float or None
+        The Cox fit's relaxed scale: its weights are the ridge fit's times ``scale``.
     """
 
     baseline: np.ndarray
@@ -58,6 +60,8 @@ class HazardStart:
     beta: np.ndarray | None = None
     gamma: np.ndarray | None = None
     alpha: float | None = None
+    covariate_alpha: float | None = None
+    scale: float | None = None
 
 
 def hazard_start(tokens, rows, time, event, cuts, *, wide: bool, n_special: int,
@@ -101,7 +105,8 @@ def hazard_start(tokens, rows, time, event, cuts, *, wide: bool, n_special: int,
         time, event, cuts, groups=groups, random_state=random_state,
     )
     return HazardStart(start["baseline"], age_mean, age_scale, beta=start["beta"],
-                       gamma=start["gamma"], alpha=start["alpha"])
+                       gamma=start["gamma"], alpha=start["alpha"],
+                       covariate_alpha=start["covariate_alpha"], scale=start["scale"])
 
 
 def count_features(tokens, n_special: int, vocab_size: int, rows=None):
@@ -142,29 +147,41 @@ def count_features(tokens, n_special: int, vocab_size: int, rows=None):
 
 
 def fit_wide_start(features, covariates, time, event, cuts, alphas=None, groups=None,
-                   random_state=0, min_rows=5):
+                   random_state=0, min_rows=5, covariate_alphas=None):
     """Fit the wide path alone (a penalised proportional-hazards model) to start from.
 
     The likelihood is the model's own (piecewise-constant hazards on ``cuts``) with the
     logits ``b_k + x beta + c gamma``: per-interval baseline ``b`` and one linear
-    predictor shared by all intervals. The codes carry the ridge penalty
-    ``alpha / 2 sum_j (s_j beta_j)^2``, ``s_j`` the standard deviation of code ``j``'s
-    column (a ridge Cox model on standardised features); the three dense covariates
-    (age, its square, the log number of visits) a fixed, weak one
-    (:data:`COVARIATE_ALPHA`): they are few and always informative, and shrinking them
-    with the codes' penalty is what made a strong penalty under-scale the predictor.
+    predictor shared by all intervals. Two ridge penalties, on standardised columns
+    (``s_j`` a column's standard deviation): ``alpha / 2 sum_j (s_j beta_j)^2`` on the
+    codes and ``lambda / 2 sum_j (s_j gamma_j)^2`` on the three dense covariates (age,
+    its square, the log number of visits). They are apart because the codes are many and
+    sparse and the covariates few and dense: one penalty fit for both either shrinks the
+    age with the codes or leaves the codes overfitted.
 
-    One rule chooses ``alpha``: the held-out piecewise-exponential likelihood of a
-    3-fold cross-validation (folds by ``groups`` when given). Inside each fold the codes
-    kept (present in ``min_rows`` training rows or more, not constant) and the scales
-    ``s`` are computed on the fold's training rows only. By default (``alphas=None``)
-    the penalty walks a geometric grid (factor :data:`ALPHA_STEP`) from
-    :data:`FIRST_ALPHA` towards weaker penalties while the criterion falls, towards
-    stronger ones when the first step already rose, stopping where it turns (or at
-    :data:`ALPHA_RANGE`); the minimum is then located between its two neighbours by
-    the parabola through the three (in ``log alpha``). Each fold's fits follow the path,
-    warm-started. The model is refitted on all rows at that penalty, and nothing is
-    rescaled afterwards: the fit at the chosen ``alpha`` is the fit at that ``alpha``.
+    The ridge gives the predictor's *direction*; its *scale* and the baseline are then
+    refitted by maximum likelihood on the same rows (``b_k + s (x beta + c gamma)``, a
+    relaxed ridge): a penalty strong enough to rank well shrinks the hazards' spread,
+    which the likelihood (and the curves) punish, so without the refit the criterion
+    below trades ranking for scale. The refit is in-sample, so on small cohorts its scale
+    is optimistic (the start's risks somewhat too spread on new patients; docs/model.md);
+    the estimators' ``recalibrate`` step corrects the scale after training.
+
+    One rule chooses both penalties: the held-out piecewise-exponential likelihood of
+    the relaxed fits in a 3-fold cross-validation (folds by ``groups`` when given).
+    Inside each fold the codes kept (present in ``min_rows`` training rows or more, not
+    constant) and the scales ``s_j`` are computed on the fold's training rows only. By
+    default the two are found by coordinate descent: ``alpha`` walks a geometric grid
+    (:func:`_search`: factor :data:`ALPHA_STEP`, from :data:`FIRST_ALPHA`, within
+    :data:`ALPHA_RANGE`) at the current ``lambda``, then ``lambda`` walks its own (factor
+    :data:`COVARIATE_ALPHA_STEP`, from :data:`FIRST_COVARIATE_ALPHA`, within
+    :data:`COVARIATE_ALPHA_RANGE`) at that ``alpha``, each walk from where the last one
+    ended, until ``lambda`` moves by less than half its step (at most
+    :data:`MAX_ROUNDS` rounds). Each walk goes until the criterion turns, and places the
+    minimum by the parabola through the best point and its neighbours in ``log``
+    penalty. Each fold's fits follow the path, warm-started. The model is refitted (and
+    relaxed) on all rows at the chosen pair: the result at the chosen penalties is the
+    result at those penalties.
 
     The fits are Newton steps on the penalised likelihood (convex in all parameters),
     solved through the Schur complement of the diagonal baseline block, with a
@@ -181,9 +198,9 @@ def fit_wide_start(features, covariates, time, event, cuts, alphas=None, groups=
     cuts : ndarray of shape (K + 1,)
         Grid edges.
     alphas : sequence of float, optional
-        Candidate penalties, instead of the walk: the one with the best held-out
-        likelihood is refitted (a single candidate is fitted directly, without
-        cross-validation).
+        Candidate penalties of the codes, instead of the walk: the one with the best
+        held-out likelihood is refitted. With a single ``alphas`` and a single
+        ``covariate_alphas`` the pair is fitted directly, without cross-validation.
     groups : ndarray of shape (n,), optional
         Patient of each row.
     random_state : int, default=0
@@ -192,25 +209,29 @@ def fit_wide_start(features, covariates, time, event, cuts, alphas=None, groups=
         Codes present in fewer training rows keep a zero coefficient (in each fold, the
         fold's training rows), as a count model drops them: with a scale-aware penalty
         they would be fitted to noise.
+    covariate_alphas : sequence of float, optional
+        Candidate penalties of the dense covariates, instead of their walk.
 
     Returns
     -------
     dict
-        ``beta`` (n_codes,), ``gamma`` (3,), ``baseline`` (K,) as float32 arrays and the
-        chosen ``alpha``.
+        ``beta`` (n_codes,), ``gamma`` (3,), ``baseline`` (K,) as float32 arrays (the
+        relaxed fit: the scale is in ``beta`` and ``gamma``), the chosen ``alpha`` and
+        ``covariate_alpha``, and ``scale``, the relaxed refit's factor on the ridge
+        predictor.
     """
     features = sparse.csr_matrix(features, dtype=np.float64)
     covariates = np.asarray(covariates, dtype=float)
     time, event = np.asarray(time, dtype=float), np.asarray(event, dtype=bool)
     cuts = np.asarray(cuts, dtype=float)
-    if alphas is not None:
-        alphas = np.sort(np.asarray(alphas, dtype=float).ravel())[::-1]  # strongest first
-        if alphas.size == 0 or not (np.isfinite(alphas).all() and (alphas > 0).all()):
-            raise ValueError(f"alphas must be positive finite numbers; got {alphas.tolist()}.")
+    alphas, covariate_alphas = _candidates(alphas, "alphas"), _candidates(
+        covariate_alphas, "covariate_alphas")
     n = features.shape[0]
     data = (features, covariates, time, event, cuts)
-    if alphas is not None and alphas.size == 1:
-        alpha = float(alphas[0])
+    full = _RidgeFit(data, np.arange(n), min_rows)
+    if alphas is not None and alphas.size == 1 and covariate_alphas is not None \
+            and covariate_alphas.size == 1:
+        alpha, covariate_alpha = float(alphas[0]), float(covariate_alphas[0])
     else:
         idx = np.arange(n)
         if groups is not None and len(np.unique(groups)) >= 3:
@@ -223,49 +244,75 @@ def fit_wide_start(features, covariates, time, event, cuts, alphas=None, groups=
             folds.append((fold, fold.design_of(features, covariates, test),
                           _PiecewiseExp(time[test], event[test], cuts)))
 
-        def held_out_nll(a):
-            return sum(lik.value(fold.fit(a).logits(x)) for fold, x, lik in folds)
+        def held_out_nll(a, lam):
+            return sum(lik.value(fold.fit(a, lam).logits(x)) for fold, x, lik in folds)
 
-        alpha = _search(held_out_nll) if alphas is None else _best_of(held_out_nll, alphas)
-    full = _RidgeFit(data, np.arange(n), min_rows)
-    if alphas is None or alphas.size > 1:
-        # start from the folds' last fits, near that penalty (a guess: the optimum is the same)
+        # coordinate descent: alpha walked at the current lambda, then lambda at that
+        # alpha, until lambda moves by less than half its step (alpha is then at its best
+        # for it)
+        alpha, covariate_alpha = FIRST_ALPHA, FIRST_COVARIATE_ALPHA
+        for _ in range(MAX_ROUNDS):
+            alpha = _choose(lambda a, lam=covariate_alpha: held_out_nll(a, lam), alphas, alpha,
+                            ALPHA_STEP, ALPHA_RANGE)
+            previous = covariate_alpha
+            covariate_alpha = _choose(lambda lam, a=alpha: held_out_nll(a, lam), covariate_alphas,
+                                      covariate_alpha, COVARIATE_ALPHA_STEP,
+                                      COVARIATE_ALPHA_RANGE)
+            if abs(np.log(covariate_alpha / previous)) < 0.5 * np.log(COVARIATE_ALPHA_STEP):
+                break
+        # start from the folds' last fits, near these penalties (a guess: the optimum is
+        # the same)
         fits = [fold for fold, _, _ in folds]
-        weights = [fold.weights(features.shape[1], covariates.shape[1]) for fold in fits]
-        full.theta = np.concatenate([np.mean([w[0] for w in weights], axis=0)[full.codes],
-                                     np.mean([w[1] for w in weights], axis=0)[full.covs]])
+        thetas = [fold.ridge_weights(features.shape[1], covariates.shape[1]) for fold in fits]
+        full.theta = np.concatenate([np.mean([w[0] for w in thetas], axis=0)[full.codes],
+                                     np.mean([w[1] for w in thetas], axis=0)[full.covs]])
         full.b = np.mean([fold.b for fold in fits], axis=0)
-    full.fit(alpha)
-    beta, gamma = full.weights(features.shape[1], covariates.shape[1])
-    return {"beta": beta.astype(np.float32), "gamma": gamma.astype(np.float32),
-            "baseline": full.b.astype(np.float32), "alpha": float(alpha)}
+    full.fit(alpha, covariate_alpha)
+    beta, gamma = full.ridge_weights(features.shape[1], covariates.shape[1])
+    baseline, scale = full.relaxed
+    return {"beta": (scale * beta).astype(np.float32),
+            "gamma": (scale * gamma).astype(np.float32),
+            "baseline": baseline.astype(np.float32), "alpha": float(alpha),
+            "covariate_alpha": float(covariate_alpha), "scale": float(scale)}
 
 
-def _best_of(criterion, alphas) -> float:
-    """The candidate (strongest first) with the lowest criterion; ties go to the strongest."""
-    scores = [criterion(float(a)) for a in alphas]
-    return float(alphas[int(np.argmin(scores))])
+def _candidates(values, name):
+    """Candidate penalties, strongest first (None: walk)."""
+    if values is None:
+        return None
+    values = np.sort(np.asarray(values, dtype=float).ravel())[::-1]
+    if values.size == 0 or not (np.isfinite(values).all() and (values > 0).all()):
+        raise ValueError(f"{name} must be positive finite numbers; got {values.tolist()}.")
+    return values
 
 
-def _search(criterion) -> float:
+def _choose(criterion, candidates, first, step, bounds) -> float:
+    """The penalty minimising ``criterion``: the best of ``candidates`` (strongest first;
+    ties go to the strongest), or the walk of :func:`_search`."""
+    if candidates is None:
+        return _search(criterion, first, step, bounds)
+    return float(candidates[int(np.argmin([criterion(float(a)) for a in candidates]))])
+
+
+def _search(criterion, first=FIRST_ALPHA, step=ALPHA_STEP, bounds=ALPHA_RANGE) -> float:
     """The penalty minimising ``criterion``: walk the grid until it turns, then interpolate.
 
-    Grid point ``k`` is ``FIRST_ALPHA * ALPHA_STEP**k``. The walk goes to weaker
-    penalties (k = -1, -2, ...) while the criterion falls; when the very first step
-    rose, it goes to stronger ones instead. The minimum is then placed by the parabola
-    through the best point and its two neighbours (in ``log alpha``), within half a
-    step of the best point.
+    Grid point ``k`` is ``first * step**k``, within ``bounds``. The walk goes to weaker
+    penalties (k = -1, -2, ...) while the criterion falls; when the first step rose (or
+    there is no weaker point), it goes to stronger ones instead. The minimum is then
+    placed by the parabola through the best point and its two neighbours (in
+    ``log alpha``), within half a step of the best point.
     """
-    lo, hi = (np.log(a / FIRST_ALPHA) / np.log(ALPHA_STEP) for a in ALPHA_RANGE)
-    tried = {0: criterion(FIRST_ALPHA)}
+    lo, hi = (np.log(b / first) / np.log(step) for b in bounds)
+    tried = {0: criterion(first)}
     for direction in (-1, 1):
         k = 0
         while lo <= k + direction <= hi:
             k += direction
-            tried[k] = criterion(FIRST_ALPHA * ALPHA_STEP**k)
+            tried[k] = criterion(first * step**k)
             if tried[k] >= tried[k - direction]:
                 break
-        if tried[-1] < tried[0]:  # the weaker side fell: the minimum is there
+        if tried.get(-1, np.inf) < tried[0]:  # the weaker side fell: the minimum is there
             break
     best = min(tried, key=tried.get)
     offset = 0.0
@@ -274,7 +321,7 @@ def _search(criterion) -> float:
         curvature = below - 2.0 * at + above
         if curvature > 0:
             offset = float(np.clip(0.5 * (below - above) / curvature, -0.5, 0.5))
-    return float(FIRST_ALPHA * ALPHA_STEP ** (best + offset))
+    return float(first * step ** (best + offset))
 
 
 class _PiecewiseExp:
@@ -293,21 +340,33 @@ class _PiecewiseExp:
         j = np.arange(cuts.shape[0] - 1)[None, :]
         self.exposure = (j < k[:, None]) + (j == k[:, None]) * share[:, None]
         self.events = (j == k[:, None]) & event[:, None]
+        self.event_at = (np.flatnonzero(event), k[event])  # (row, interval) of each event
         self.log_width = float(np.log(np.diff(cuts))[k][event].sum())
 
+    @staticmethod
+    def _softplus(a):
+        """``softplus(a)`` and, from the same exponential, ``sigmoid(a)``."""
+        a = np.maximum(a, -700.0)
+        e = np.exp(-np.abs(a))
+        return np.maximum(a, 0.0) + np.log1p(e), np.where(a >= 0.0, 1.0, e) / (1.0 + e)
+
     def value(self, a) -> float:
-        eta = np.logaddexp(0.0, np.maximum(a, -700.0))
-        return float((self.exposure * eta).sum() - np.log(eta[self.events]).sum()
+        a = np.maximum(a, -700.0)
+        eta = np.maximum(a, 0.0) + np.log1p(np.exp(-np.abs(a)))
+        return float((self.exposure * eta).sum() - np.log(eta[self.event_at]).sum()
                      + self.log_width)
 
     def derivatives(self, a):
         """``d/da`` and ``d^2/da^2`` of each row's term (both (n, K); the second >= 0)."""
-        a = np.maximum(a, -700.0)
-        eta, sig = np.logaddexp(0.0, a), expit(a)
-        ratio, slope = sig / eta, sig * (1.0 - sig)  # d log eta / da, d sigma / da
-        grad = self.exposure * sig - self.events * ratio
+        eta, sig = self._softplus(a)
+        slope = sig * (1.0 - sig)  # d sigma / da
+        grad, hess = self.exposure * sig, self.exposure * slope
+        # the event terms, at each event's (row, interval) only
+        at = self.event_at
+        ratio = sig[at] / eta[at]  # d log eta / da
+        grad[at] -= ratio
         # -log softplus is convex: ratio^2 >= slope / eta (as log(1 + e^a) <= e^a)
-        hess = self.exposure * slope + self.events * (ratio * ratio - slope / eta)
+        hess[at] += ratio * ratio - slope[at] / eta[at]
         return grad, hess
 
 
@@ -343,15 +402,16 @@ class _RidgeFit:
         self.free = self.lik.events.any(axis=0)  # intervals without events keep their start
         self.b = marginal_logits(time[rows], event[rows], cuts).astype(float)
         self.theta = np.zeros(self.design.shape[1])
-        self.alpha, self._solve = None, None
+        self.penalty, self._solve = None, None
+        self.relaxed = (self.b, 1.0)
 
     def design_of(self, features, covariates, rows):
         """The design (kept codes, then kept covariates) of ``rows``."""
         return sparse.hstack([features[rows][:, self.codes],
                               sparse.csr_matrix(covariates[rows][:, self.covs])], format="csr")
 
-    def _penalty(self, alpha):
-        weights = np.full(self.scale_sq.shape[0], COVARIATE_ALPHA)
+    def _penalty(self, alpha, covariate_alpha):
+        weights = np.full(self.scale_sq.shape[0], covariate_alpha)
         weights[: self.n_codes] = alpha
         return weights * self.scale_sq
 
@@ -359,25 +419,32 @@ class _RidgeFit:
         logits = b[None, :] + (self.design @ theta)[:, None]
         return self.lik.value(logits) + 0.5 * float(penalty @ (theta * theta))
 
-    def fit(self, alpha, tol=1e-7, max_iter=100):
-        """Newton's method at ``alpha``, from the last fit moved along the path's tangent.
+    def fit(self, alpha, covariate_alpha, tol=1e-7, max_iter=100):
+        """The ridge fit at the penalties, then its relaxed scale and baseline (:meth:`relax`).
 
-        The Hessian is factorised at the first step and reused while the steps it gives
-        keep shrinking fast (a chord method); it is refactorised when they do not.
+        Newton's method from the last fit moved along the path's tangent. The Hessian is
+        factorised at the first step and reused while the steps it gives keep shrinking
+        fast (a chord method); it is refactorised when they do not.
         """
-        if self._solve is not None:
-            # d(theta, b)/d alpha at the last solution: H^-1 applied to -(scale^2 theta) on
-            # the codes; a step along it is a good first guess for the new penalty
-            dpen = (alpha - self.alpha) * (self._penalty(1.0) - self._penalty(0.0))
-            d_theta, d_b = self._solve(-dpen * self.theta, np.zeros(int(self.free.sum())))
-            self.theta = self.theta + d_theta
-            self.b = self.b.copy()
-            self.b[self.free] += d_b
-        penalty = self._penalty(alpha)
+        penalty = self._penalty(alpha, covariate_alpha)
         value = self._objective(self.theta, self.b, penalty)
+        if self._solve is not None:
+            # d(theta, b) for a change dP of the (diagonal) penalty at the last solution:
+            # H^-1 applied to -(dP theta); a step along it is a good first guess for a
+            # small change, kept only where it is better than the last solution (a large
+            # one can overshoot into saturated hazards)
+            d_theta, d_b = self._solve(-(penalty - self.penalty) * self.theta,
+                                       np.zeros(int(self.free.sum())))
+            theta, b = self.theta + d_theta, self.b.copy()
+            b[self.free] += d_b
+            guess = self._objective(theta, b, penalty)
+            if guess < value:
+                self.theta, self.b, value = theta, b, guess
         solve, last = None, np.inf
         for _ in range(max_iter):
-            grad, hess = self.lik.derivatives(self.logits(self.design))
+            # the ridge's own logits (``logits`` gives the relaxed fit's)
+            grad, hess = self.lik.derivatives(
+                self.b[None, :] + (self.design @ self.theta)[:, None])
             g_theta = self.design_t @ grad.sum(axis=1) + penalty * self.theta
             g_b = grad.sum(axis=0)[self.free]
             fresh = solve is None
@@ -400,8 +467,47 @@ class _RidgeFit:
             if not fresh and (step < 1.0 or decrement > 0.25 * last):
                 solve = None  # the old factor no longer converges fast: refactorise
             last = decrement
-        self.alpha = alpha
+        self.penalty = penalty
+        self.relax()
         return self
+
+    def relax(self, tol=1e-7, max_iter=50):
+        """The baseline and scale ``s`` of ``b_k + s * eta`` (``eta`` the ridge predictor)
+        that maximise the likelihood on these rows, by Newton's method (``relaxed``)."""
+        eta = self.design @ self.theta
+        free, spread = self.free, float(eta.std())
+        if not spread > 1e-12:  # nothing fitted: the ridge baseline is already the ML one
+            self.relaxed = (self.b.copy(), 1.0)
+            return
+        # Newton on the predictor standardised (a well-conditioned system whatever the
+        # penalty's strength), the factor mapped back at the end. It starts from the
+        # ridge fit (scale 1) or the last relaxed fit on the path, whichever is better
+        eta = eta / spread
+        b, s, value = None, None, np.inf
+        for start_b, start_s in ((self.b, spread), (self.relaxed[0], self.relaxed[1] * spread)):
+            start_value = self.lik.value(start_b[None, :] + start_s * eta[:, None])
+            if start_value < value:
+                b, s, value = start_b.copy(), start_s, start_value
+        for _ in range(max_iter):
+            grad, hess = self.lik.derivatives(b[None, :] + s * eta[:, None])
+            g = np.append(grad.sum(axis=0)[free], (grad.sum(axis=1) * eta).sum())
+            h = np.diag(np.append(hess.sum(axis=0)[free], (hess.sum(axis=1) * eta**2).sum()))
+            h[-1, :-1] = h[:-1, -1] = (hess[:, free] * eta[:, None]).sum(axis=0)
+            d = linalg.solve(h, -g, assume_a="pos", check_finite=False)
+            decrement, step = -(g @ d), 1.0
+            while True:  # backtracking (Armijo) line search
+                b_new = b.copy()
+                b_new[free] += step * d[:-1]
+                s_new = s + step * d[-1]
+                trial = self.lik.value(b_new[None, :] + s_new * eta[:, None])
+                if trial <= value - 1e-4 * step * decrement or step < 1e-10:
+                    break
+                step *= 0.5
+            if trial <= value:
+                b, s, value = b_new, s_new, trial
+            if decrement < tol * eta.shape[0]:
+                break
+        self.relaxed = (b, s / spread)
 
     def _newton_system(self, hess, penalty):
         """A solver of the Newton system at the current point.
@@ -431,11 +537,13 @@ class _RidgeFit:
         return solve
 
     def logits(self, design):
-        """The current fit's logits (n, K) on a design of :meth:`design_of`."""
-        return self.b[None, :] + (design @ self.theta)[:, None]
+        """The current relaxed fit's logits (n, K) on a design of :meth:`design_of`."""
+        b, s = self.relaxed
+        return b[None, :] + s * (design @ self.theta)[:, None]
 
-    def weights(self, n_codes, n_covs):
-        """``beta`` over all codes and ``gamma`` over all covariates (zeros where not fitted)."""
+    def ridge_weights(self, n_codes, n_covs):
+        """The ridge fit's ``beta`` over all codes and ``gamma`` over all covariates (zeros
+        where not fitted; not relaxed)."""
         beta, gamma = np.zeros(n_codes), np.zeros(n_covs)
         beta[self.codes] = self.theta[: self.n_codes]
         gamma[self.covs] = self.theta[self.n_codes :]

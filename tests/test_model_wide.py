@@ -131,8 +131,8 @@ def _weights(out):
 
 
 def test_wide_start_chosen_penalty_is_that_penalty_fit():
-    # no stretch bolted on: what the search returns is the fit at the penalty it chose,
-    # whether the penalty came from the walk, from a list of candidates, or alone
+    # no stretch bolted on: what the search returns is the fit at the penalties it chose,
+    # whether they came from the walks, from lists of candidates, or alone
     from scipy import sparse
 
     from survbehrt.cox_start import fit_wide_start
@@ -140,64 +140,100 @@ def test_wide_start_chosen_penalty_is_that_penalty_fit():
     x, cov, time, event, cuts = _small_cohort()
     feats, kw = sparse.csr_matrix(x), dict(min_rows=1)
     walked = fit_wide_start(feats, cov, time, event, cuts, **kw)
-    alone = fit_wide_start(feats, cov, time, event, cuts, alphas=(walked["alpha"],), **kw)
+    alone = fit_wide_start(feats, cov, time, event, cuts, alphas=(walked["alpha"],),
+                           covariate_alphas=(walked["covariate_alpha"],), **kw)
     np.testing.assert_allclose(_weights(walked), _weights(alone), rtol=1e-3, atol=1e-4)
-    listed = fit_wide_start(feats, cov, time, event, cuts, alphas=(10.0, 1e5), **kw)
-    strong = fit_wide_start(feats, cov, time, event, cuts, alphas=(listed["alpha"],), **kw)
+    listed = fit_wide_start(feats, cov, time, event, cuts, alphas=(10.0, 1e5),
+                            covariate_alphas=(1.0, 100.0), **kw)
+    assert listed["alpha"] in (10.0, 1e5) and listed["covariate_alpha"] in (1.0, 100.0)
+    strong = fit_wide_start(feats, cov, time, event, cuts, alphas=(listed["alpha"],),
+                            covariate_alphas=(listed["covariate_alpha"],), **kw)
     np.testing.assert_allclose(_weights(listed), _weights(strong), rtol=1e-3, atol=1e-4)
-    with pytest.raises(ValueError, match="alphas"):
-        fit_wide_start(feats, cov, time, event, cuts, alphas=(0.0,), **kw)
+    for name in ("alphas", "covariate_alphas"):
+        with pytest.raises(ValueError, match=name):
+            fit_wide_start(feats, cov, time, event, cuts, **{name: (0.0,)}, **kw)
 
 
-def test_wide_start_is_continuous_in_the_penalty():
-    # the fit moves by about eps * |w| when the penalty moves by a factor (1 + eps):
-    # |dw / dlog alpha| <= |w| for a ridge fit; a jump anywhere on the range fails
+def test_wide_start_is_continuous_in_both_penalties():
+    # the fit moves by about eps * |w| when a penalty moves by a factor (1 + eps): a jump
+    # anywhere on the range (the old rule's stretch, bolted on or not) fails
     from scipy import sparse
 
     from survbehrt.cox_start import fit_wide_start
 
     x, cov, time, event, cuts = _small_cohort()
     feats, eps = sparse.csr_matrix(x), 1e-2
-    for alpha in (1.0, 30.0, 1e3, 3e4, 1e6):
-        at, near = (fit_wide_start(feats, cov, time, event, cuts, alphas=(a,), min_rows=1)
-                    for a in (alpha, alpha * (1 + eps)))
-        w_at, w_near = at["beta"].astype(float), near["beta"].astype(float)
-        assert np.abs(w_near - w_at).max() <= 2 * eps * np.abs(w_at).max() + 1e-5
+    for alpha, lam in ((1.0, 1.0), (30.0, 1.0), (1e3, 10.0), (3e4, 1e3), (1e6, 1.0)):
+        at = fit_wide_start(feats, cov, time, event, cuts, alphas=(alpha,),
+                            covariate_alphas=(lam,), min_rows=1)
+        for moved in ((alpha * (1 + eps), lam), (alpha, lam * (1 + eps))):
+            near = fit_wide_start(feats, cov, time, event, cuts, alphas=(moved[0],),
+                                  covariate_alphas=(moved[1],), min_rows=1)
+            w_at, w_near = _weights(at), _weights(near)
+            assert np.abs(w_near - w_at).max() <= 2 * eps * np.abs(w_at).max() + 1e-5
 
 
-def _objective(out, x, cov, time, event, cuts, min_rows=1):
-    """The penalised -log L from the definition: the loop above plus the ridge terms,
-    with each column's standard deviation (codes of fewer than min_rows rows unfitted)."""
-    from survbehrt.cox_start import COVARIATE_ALPHA
-
+def _penalised_objective(alpha, lam, x, cov, time, event, cuts):
+    """The penalised -log L from the definition: the loop above plus the two ridge terms
+    on the columns' standard deviations (every code fitted)."""
     def value(beta, gamma, baseline):
         lp = x @ beta + cov @ gamma
-        pen = out["alpha"] * np.sum((x.std(axis=0) * beta) ** 2)
-        pen += COVARIATE_ALPHA * np.sum((cov.std(axis=0) * gamma) ** 2)
+        pen = alpha * np.sum((x.std(axis=0) * beta) ** 2)
+        pen += lam * np.sum((cov.std(axis=0) * gamma) ** 2)
         return _pc_nll(baseline[None, :] + lp[:, None], cuts, time, event) + 0.5 * pen
 
     return value
 
 
-def test_wide_start_minimises_the_penalised_likelihood():
-    # every parameter (codes, covariates, baseline) moved either way raises the penalised
-    # -log L computed by the loop: the fit is at its minimum, nothing rescaled after it
-    from scipy import sparse
-
-    from survbehrt.cox_start import fit_wide_start
-
-    x, cov, time, event, cuts = _small_cohort(n_codes=6)
-    out = fit_wide_start(sparse.csr_matrix(x), cov, time, event, cuts, min_rows=1)
-    value = _objective(out, x, cov, time, event, cuts)
-    params = [out["beta"].astype(float), out["gamma"].astype(float),
-              out["baseline"].astype(float)]
+def _raised_by_every_move(value, params, step=0.05):
     fitted = value(*params)
     for which, p in enumerate(params):
         for j in range(p.shape[0]):
-            for step in (-0.05, 0.05):
+            for move in (-step, step):
                 moved = [q.copy() for q in params]
-                moved[which][j] += step
-                assert fitted < value(*moved), (which, j, step)
+                moved[which][j] += move
+                assert fitted < value(*moved), (which, j, move)
+    return fitted
+
+
+def test_ridge_fit_minimises_the_penalised_likelihood():
+    # every parameter (codes, covariates, baseline) of the ridge fit moved either way
+    # raises the penalised -log L computed by the loop, for both penalties' sizes
+    from scipy import sparse
+
+    from survbehrt.cox_start import _RidgeFit
+
+    x, cov, time, event, cuts = _small_cohort(n_codes=6)
+    data = (sparse.csr_matrix(x), cov, time, event, cuts)
+    for alpha, lam in ((3.0, 1.0), (300.0, 100.0)):
+        fit = _RidgeFit(data, np.arange(len(x)), min_rows=1).fit(alpha, lam)
+        beta, gamma = fit.ridge_weights(6, 3)
+        value = _penalised_objective(alpha, lam, x, cov, time, event, cuts)
+        _raised_by_every_move(value, [beta, gamma, fit.b.copy()])
+
+
+def test_wide_start_is_the_ridge_direction_at_its_likelihood_scale():
+    # the relaxed start: its weights are the ridge fit's times one factor, and that factor
+    # and the baseline maximise the unpenalised likelihood (the loop) along the direction
+    from scipy import sparse
+
+    from survbehrt.cox_start import _RidgeFit, fit_wide_start
+
+    x, cov, time, event, cuts = _small_cohort(n_codes=6)
+    data = (sparse.csr_matrix(x), cov, time, event, cuts)
+    alpha, lam = 1e3, 100.0  # strong: the ridge alone under-scales the predictor
+    out = fit_wide_start(*data, alphas=(alpha,), covariate_alphas=(lam,), min_rows=1)
+    beta, gamma = _RidgeFit(data, np.arange(len(x)), 1).fit(alpha, lam).ridge_weights(6, 3)
+    assert out["scale"] > 1.5
+    np.testing.assert_allclose(out["beta"], out["scale"] * beta, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(out["gamma"], out["scale"] * gamma, rtol=1e-4, atol=1e-6)
+    eta = x @ beta + cov @ gamma
+
+    def nll(scale, baseline):
+        return _pc_nll(baseline[None, :] + scale * eta[:, None], cuts, time, event)
+
+    _raised_by_every_move(nll, [np.array([out["scale"]]), out["baseline"].astype(float)],
+                          step=0.02)
 
 
 @pytest.mark.parametrize("minimum", [0.05, 7.0, 2e3, 3e6])
@@ -219,10 +255,47 @@ def test_search_walks_until_the_criterion_turns(minimum):
 
 
 def test_search_stops_at_the_range_where_the_criterion_never_turns():
-    from survbehrt.cox_start import ALPHA_RANGE, _search
+    from survbehrt.cox_start import ALPHA_RANGE, COVARIATE_ALPHA_RANGE, _search
 
     assert _search(lambda alpha: -np.log(alpha)) == pytest.approx(ALPHA_RANGE[1])
     assert _search(lambda alpha: np.log(alpha)) == pytest.approx(ALPHA_RANGE[0])
+    # a walk that starts at the range's weak end goes up (the covariates' penalty)
+    lam = _search(lambda a: (np.log10(a) - 2.0) ** 2, 1.0, 10.0, COVARIATE_ALPHA_RANGE)
+    assert lam == pytest.approx(100.0)
+    assert _search(np.log, 1.0, 10.0, COVARIATE_ALPHA_RANGE) == 1.0
+
+
+def test_each_penalty_shrinks_the_part_that_is_noise():
+    # the codes carry the signal and age, its square and the visits none: the held-out
+    # likelihood shrinks the covariates (a penalty above the weak end of their walk). With
+    # the age informative and the codes noise, the codes are shrunk to nothing and the
+    # relaxed scale gives the age the weight an unpenalised fit gives it
+    from scipy import sparse
+
+    from survbehrt.cox_start import fit_wide_start
+    from survbehrt.model.wide import covariate_matrix
+
+    rng = np.random.default_rng(3)
+    n = 600
+    x = np.log1p(rng.poisson(0.5, size=(n, 10)))
+    z, n_visits = rng.normal(size=n), rng.integers(1, 20, n)
+    cov = np.asarray(covariate_matrix(z, n_visits))
+    for lp, noisy in ((x[:, :3] @ [1.0, 0.8, 0.6], "covariates"), (0.9 * z, "codes")):
+        t = rng.exponential(1 / (0.05 * np.exp(lp)))
+        c = rng.uniform(0, 10, n)
+        time, event = np.minimum(t, c), t <= c
+        cuts = np.concatenate([[0.0], np.quantile(time[event], np.linspace(0.25, 1, 4))])
+        out = fit_wide_start(sparse.csr_matrix(x), cov, time, event, cuts, min_rows=1)
+        if noisy == "covariates":
+            assert out["covariate_alpha"] > 10.0, out
+        else:
+            assert out["alpha"] > 1e4 and np.abs(out["beta"]).max() < 0.01, out
+            free = fit_wide_start(sparse.csr_matrix(x), cov, time, event, cuts,
+                                  alphas=(1e-2,), covariate_alphas=(1e-2,), min_rows=1)
+            assert free["gamma"][0] > 0.5
+            ridge = out["gamma"][0] / out["scale"]  # before the relaxed refit
+            assert abs(out["gamma"][0] - free["gamma"][0]) < 0.1
+            assert abs(out["gamma"][0] - free["gamma"][0]) < 0.5 * abs(ridge - free["gamma"][0])
 
 
 def test_wide_start_weak_penalty_for_strong_signal():
@@ -285,7 +358,8 @@ def test_wide_start_folds_see_only_their_training_rows(monkeypatch):
 
     monkeypatch.setattr(cs._RidgeFit, "__init__", spy)
     cs.fit_wide_start(sparse.csr_matrix(x), cov, time, event, cuts, min_rows=3)
-    assert len(seen) == 4  # three folds, then all rows
+    assert len(seen) == 4  # all rows, then three folds
+    seen = seen[1:] + seen[:1]
     for rows, codes, scale_sq in seen:
         part = x[rows]
         kept = [j for j in range(5) if np.count_nonzero(part[:, j]) >= 3]

@@ -164,8 +164,11 @@ def test_a_mis_scaled_model_is_recalibrated_on_the_validation_rows(mis_scaled_fi
     test = {k: calibration_of_logits(v, grid.cuts_, y_test["time"], y_test["event"],
                                      max_time=grid.max_time_) for k, v in logits.items()}
     assert test[False].slope < 0.7 and test[False].intercept < -1  # mis-scaled on new patients...
-    # ... and recovered, up to the sampling error of ~230 validation events (sd ~0.1)
-    assert test[True].slope == pytest.approx(1.0, abs=0.2)
+    # ... and recovered, up to the sampling error of a slope fitted on ~230 validation
+    # events: it varies by about +-0.15 between training samples of the same population
+    # (0.90-1.19 over five of 4,000 patients), as does the model's own slope on new
+    # patients; the mis-scaled one is at about 1/3
+    assert test[True].slope == pytest.approx(1.0, abs=0.25)
     assert test[True].intercept == pytest.approx(0.0, abs=0.15)
     # the ranking is the same: the C-index up to float32 rounding of near-ties
     c = {k: concordance_index_censored(y_test["event"], y_test["time"], f.predict(X_test))[0]

@@ -112,9 +112,10 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         quadratic) and the log number of visits, added to every hazard logit, so
         that the model can always fall back to what a Cox model on code counts does.
         It starts from a penalised proportional-hazards fit on the training rows
-        (the codes' ridge penalty chosen by the held-out likelihood of a 3-fold CV,
-        ``wide_alpha_``; see ``survbehrt.cox_start.fit_wide_start``; nothing rescaled
-        after it), then trains with the transformer (``"joint"``, wide & deep) or stays
+        (a ridge on the codes, ``wide_alpha_``, and another on the dense covariates,
+        both chosen by the held-out likelihood of a 3-fold CV; the predictor's scale
+        and the baseline then refitted by maximum likelihood; see
+        ``survbehrt.cox_start.fit_wide_start``), then trains with the transformer (``"joint"``, wide & deep) or stays
         fixed while the transformer learns what it misses (``"offset"``). None: the
         transformer alone.
     continuous_time : bool, default=True
