@@ -1,13 +1,17 @@
 """The competing-risks estimator on the synthetic competing cohort, against Cox and the oracle.
 
 Run: ``python benchmarks/competing_fit.py [--n 4000] [--epochs 30] [--seed 0]
-[--recipe benchmark] [--wide joint] [--early-stopping loss]``.
+[--recipe benchmark] [--wide joint] [--early-stopping loss] [--pool 0]
+[--pretrain-epochs E]``.
 
 On :func:`survbehrt.datasets.competing.make_synthetic_competing` (``"outcome"`` driven by
 the order and recency of codes in the sequence, ``"death"`` by age, a code's presence and
 the visit tempo), one ``BEHRTCompetingRisksEstimator`` is fitted on 75 % of the patients
 and scored on the rest (``--recipe benchmark``: the single-cause benchmark's BEHRT-full,
 a pretrainer fitted on the training rows, then full fine-tuning at ``lr=5e-4``;
+``--pool N``: the pretrainer also sees N unlabelled patients of the same population,
+another draw of the generator, as a user's unlabelled records; ``--pretrain-epochs``:
+its epochs, the benchmark's by default);
 ``--recipe small``: a small model from scratch; ``--wide``: the wide path, one term per
 cause, as the survival estimator's default ``"joint"``), cause by cause, with Wolbers' cause-specific concordance
 (:func:`survbehrt.competing_metrics.cause_specific_c`, unweighted and with censoring
@@ -23,6 +27,7 @@ import argparse
 import time
 
 import numpy as np
+import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from survbehrt import BEHRTCompetingRisksEstimator
@@ -42,6 +47,9 @@ def main(argv=None):
     parser.add_argument("--recipe", choices=("benchmark", "small"), default="benchmark")
     parser.add_argument("--wide", choices=("joint", "offset", "none"), default="joint")
     parser.add_argument("--early-stopping", choices=("loss", "cindex"), default="loss")
+    parser.add_argument("--pool", type=int, default=0,
+                        help="unlabelled patients of the same population for pre-training")
+    parser.add_argument("--pretrain-epochs", type=int, default=None)
     args = parser.parse_args(argv)
 
     X, y, lp = make_synthetic_competing(n_patients=args.n, random_state=args.seed)
@@ -56,7 +64,16 @@ def main(argv=None):
         params = dict(embedding_dim=32, num_layers=2, num_heads=2, ff_dim=64, lr=1e-3, patience=6)
     else:
         settings = BenchmarkSettings(random_state=args.seed, n_threads=1).resolved()
-        params = dict(pretrained=make_pretrainer(settings).fit(X.iloc[train]), lr=5e-4, patience=8)
+        pretrainer = make_pretrainer(settings)
+        if args.pretrain_epochs is not None:
+            pretrainer.set_params(max_epochs=args.pretrain_epochs)
+        histories = X.iloc[train]
+        if args.pool:  # another draw of the same population (its own seed), X only
+            pool = make_synthetic_competing(n_patients=args.pool, random_state=args.seed + 1000)[0]
+            histories = pd.concat([histories, pool], ignore_index=True)
+        params = dict(pretrained=pretrainer.fit(histories), lr=5e-4, patience=8)
+        print(f"pretrainer: {len(histories)} histories, {pretrainer.max_epochs} epochs, "
+              f"{time.perf_counter() - started:.0f} s")
     est = BEHRTCompetingRisksEstimator(
         max_epochs=args.epochs, random_state=args.seed, n_threads=1,
         wide=None if args.wide == "none" else args.wide, early_stopping=args.early_stopping,

@@ -10,15 +10,17 @@ For each synthetic generator (``make_synthetic_ehr``'s scenarios ``sequence``, `
   labelled cohort of ``max(--sizes)`` patients whose first ``n`` rows are the labelled set
   of size ``n`` (the sets are nested), and an independent test cohort (``--test``, its own
   seed) with the generator's true risk (the ``oracle`` row);
-- two pretrainers, fitted once on the pool plus the labelled cohort's histories (no
+- three pretrainers, fitted once on the pool plus the labelled cohort's histories (no
   outcome is read) and shared by every labelled size and recipe: MLM + next-visit
-  (``objective="both"``) and time-to-event (``objective="tte"``);
+  (``objective="both"``), time-to-event (``objective="tte"``) and the three together
+  (only those the ``--recipes`` chosen use);
 - per labelled size: ``no-pretrain`` (``BEHRTSurvivalEstimator`` defaults, the same
   model size and epochs as the others), ``mlm-nv-full`` and ``mlm-nv-lora`` (full and LoRA
   fine-tuning of the MLM + next-visit encoder: the like-for-like comparison of the two
   objectives), ``tte-frozen``, ``tte-lora`` and ``tte-full`` (the benchmark's
   ``BEHRT-frozen`` / ``-lora`` / ``-full`` recipes of :func:`survbehrt.benchmark.make_models`
-  on the time-to-event encoder), ``cox`` and ``rsf`` (the benchmark's ``CoxPH`` and ``RSF``:
+  on the time-to-event encoder), ``all-lora`` (LoRA on an encoder pre-trained on the
+  three objectives together, ``"mlm+next_visit+tte"``), ``cox`` and ``rsf`` (the benchmark's ``CoxPH`` and ``RSF``:
   log code counts + age, the Cox penalty tuned by inner CV), and ``oracle``.
 
 The vendored Synthea sample (``synthea-sample``, 799 patients, 49 deaths) is too small for
@@ -77,12 +79,14 @@ from survbehrt.datasets import load_synthea_sample, make_synthetic_ehr, make_unl
 from survbehrt.metrics import harrell_c
 
 DATASETS = (*SYNTHETIC, "synthea-sample")
-BEHRT_RECIPES = ("no-pretrain", "mlm-nv-full", "mlm-nv-lora", "tte-frozen", "tte-lora", "tte-full")
+BEHRT_RECIPES = ("no-pretrain", "mlm-nv-full", "mlm-nv-lora", "tte-frozen", "tte-lora", "tte-full",
+                 "all-lora")
 RECIPES = (*BEHRT_RECIPES, "cox", "rsf", "oracle")
 #: The benchmark recipe each fine-tuning recipe uses, and its pretrainer's objective.
 FINE_TUNING = {"mlm-nv-full": ("BEHRT-full", "both"), "mlm-nv-lora": ("BEHRT-lora", "both"),
                "tte-frozen": ("BEHRT-frozen", "tte"),
-               "tte-lora": ("BEHRT-lora", "tte"), "tte-full": ("BEHRT-full", "tte")}
+               "tte-lora": ("BEHRT-lora", "tte"), "tte-full": ("BEHRT-full", "tte"),
+               "all-lora": ("BEHRT-lora", "mlm+next_visit+tte")}
 SMOKE = dict(datasets=["synthetic", "synthetic-latent"], sizes=[100, 200], pool=400, test=300,
              epochs=2, pretrain_epochs=1, synthea_folds=2, embedding_dim=16, num_layers=1,
              max_length=64)
@@ -93,6 +97,8 @@ def parse_args(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     parser.add_argument("--sizes", nargs="+", type=int, default=[250, 500, 1000, 2000, 4000])
+    parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=RECIPES,
+                        help="the recipes to fit (default: all); only their pretrainers are fitted")
     parser.add_argument("--pool", type=int, default=40000, help="unlabelled patients")
     parser.add_argument("--test", type=int, default=4000, help="independent test patients")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
@@ -140,8 +146,12 @@ class Run:
                                  quick=self.args.smoke, random_state=seed,
                                  n_threads=self.args.threads).resolved()
 
+    def objectives(self):
+        """The pretrainers' objectives that the chosen recipes fine-tune."""
+        return sorted({FINE_TUNING[r][1] for r in self.args.recipes if r in FINE_TUNING})
+
     def pretrainer(self, objective, seed):
-        prefix = {"tte_prefix": self.args.tte_prefix} if objective == "tte" else {}
+        prefix = {"tte_prefix": self.args.tte_prefix} if "tte" in objective else {}
         return BEHRTPretrainer(objective=objective, **self.arch, **prefix,
                                max_epochs=self.args.pretrain_epochs, validation_fraction=0.0,
                                random_state=seed, n_threads=self.args.threads)
@@ -154,11 +164,13 @@ class Run:
             **self.arch, max_epochs=s.epochs, random_state=seed, n_threads=s.n_threads,
             **({"early_stopping": None, "validation_fraction": 0.0} if s.quick else {}))}
         for name, (recipe, objective) in FINE_TUNING.items():
-            models[name] = clone(bench[recipe]).set_params(pretrained=pretrainers[objective])
-        if s.quick:  # the wide start's penalty search costs seconds per fit, epochs none
-            for name in BEHRT_RECIPES:
-                models[name].set_params(wide=None)
+            if name in self.args.recipes:
+                models[name] = clone(bench[recipe]).set_params(pretrained=pretrainers[objective])
         models["cox"], models["rsf"] = bench["CoxPH"], bench["RSF"]
+        models = {name: m for name, m in models.items() if name in self.args.recipes}
+        if s.quick:  # the wide start's penalty search costs seconds per fit, epochs none
+            for name in set(BEHRT_RECIPES) & set(models):
+                models[name].set_params(wide=None)
         return models
 
 
@@ -184,7 +196,7 @@ def timed(fit, *args):
 
 def fit_pretrainers(run, X_histories, seed, label):
     pretrainers = {}
-    for objective in ("both", "tte"):
+    for objective in run.objectives():
         pretrainers[objective], secs = timed(run.pretrainer(objective, seed).fit, X_histories)
         print(f"  {label}: pretrainer {objective!r} on {len(X_histories)} histories, "
               f"{secs:.0f} s", flush=True)
@@ -246,12 +258,13 @@ def run_dataset(run, dataset, seed, write):
                     model = same_steps(model, n, largest)
                 c, secs = fit_and_score(model, X, y, groups, seed, X_test, y_test)
                 write(dataset, recipe, n, row_seed, c, secs)
-            if risk is not None:
+            if risk is not None and "oracle" in run.args.recipes:
                 write(dataset, "oracle", n, row_seed, harrell_c(y_test, risk), 0.0)
 
 
 def estimate_cost(run, n=256):
-    """Seconds of one fit: (fixed, per patient-epoch) of pre-training (both objectives) and of fine-tuning.
+    """Seconds of one fit: (fixed, per patient-epoch) of pre-training (the chosen recipes'
+    objectives) and of fine-tuning.
 
     Each is fitted for one and for three epochs on ``n`` patients of ``sequence``: the
     difference is the per-epoch cost, the rest the fixed cost (tokenizing, the wide Cox
@@ -262,7 +275,7 @@ def estimate_cost(run, n=256):
 
     def pretrain(epochs):
         return sum(timed(lambda o=o: BEHRTPretrainer(objective=o, max_epochs=epochs, **common)
-                         .fit(X))[1] for o in ("both", "tte"))
+                         .fit(X))[1] for o in run.objectives())
 
     def fine_tune(epochs):
         return timed(lambda: BEHRTSurvivalEstimator(max_epochs=epochs, early_stopping=None,
@@ -280,7 +293,8 @@ def print_estimate(run, pre, fit):
     """Print the run's BEHRT cost extrapolated from :func:`estimate_cost`."""
     a = run.args
     synthetic = [d for d in a.datasets if d in SYNTHETIC]
-    fits = 6 + 2 / 3  # BEHRT recipes per labelled set, LoRA 4/3 of the epochs
+    # BEHRT recipes per labelled set, LoRA 4/3 of the epochs
+    fits = sum(4 / 3 if r.endswith("lora") else 1.0 for r in a.recipes if r in BEHRT_RECIPES)
     # patient-epochs of fine-tuning: with the epochs scaled (same_steps) every size costs
     # (at most, before early stopping) what the largest does
     rows = sum(a.sizes) if a.fixed_epochs else len(a.sizes) * max(a.sizes)
@@ -292,7 +306,7 @@ def print_estimate(run, pre, fit):
         seconds += a.synthea_folds * (pre[0] + pre[1] * a.pretrain_epochs * 530
                                       + 2 * 6 * fit[0] + fit[1] * a.epochs * fits * 2 * 530 * 3.7)
     print(f"measured per fit: pre-training {pre[0]:.1f} s + {1e3 * pre[1]:.2f} ms per "
-          f"patient-epoch (both objectives), fine-tuning {fit[0]:.1f} s + {1e3 * fit[1]:.2f} ms "
+          f"patient-epoch (the pretrainers), fine-tuning {fit[0]:.1f} s + {1e3 * fit[1]:.2f} ms "
           f"per patient-epoch; estimated run {len(a.seeds) * seconds / 60:.0f} min in one "
           f"process (BEHRT fits, at this machine's current load; --jobs divides it by up "
           f"to the number of free cores)", flush=True)
