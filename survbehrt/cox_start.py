@@ -324,6 +324,23 @@ def _search(criterion, first=FIRST_ALPHA, step=ALPHA_STEP, bounds=ALPHA_RANGE) -
     return float(first * step ** (best + offset))
 
 
+def _backtrack(moved, objective, value, decrement):
+    """Backtracking (Armijo) line search along a Newton direction.
+
+    ``moved(step)`` is the point at that step, ``value`` the objective at step 0 and
+    ``decrement`` the Newton decrement there. Halves the step from 1 until the objective
+    falls by the Armijo fraction of the decrement (or the step is below 1e-10); returns
+    the point, its objective and the step.
+    """
+    step = 1.0
+    while True:
+        point = moved(step)
+        trial = objective(point)
+        if trial <= value - 1e-4 * step * decrement or step < 1e-10:
+            return point, trial, step
+        step *= 0.5
+
+
 class _PiecewiseExp:
     """The model's negative log-likelihood as a function of the logits ``a`` (n, K), in
     numpy with its first and second derivatives (each logit enters one row's term).
@@ -452,14 +469,14 @@ class _RidgeFit:
                 solve = self._solve = self._newton_system(hess, penalty)
             d_theta, d_b = solve(-g_theta, -g_b)
             decrement = -(g_theta @ d_theta + g_b @ d_b)  # > 0: the factor is positive definite
-            step = 1.0
-            while True:  # backtracking (Armijo) line search
-                theta, b = self.theta + step * d_theta, self.b.copy()
+
+            def moved(step, d_theta=d_theta, d_b=d_b):
+                b = self.b.copy()
                 b[self.free] += step * d_b
-                trial = self._objective(theta, b, penalty)
-                if trial <= value - 1e-4 * step * decrement or step < 1e-10:
-                    break
-                step *= 0.5
+                return self.theta + step * d_theta, b
+
+            (theta, b), trial, step = _backtrack(
+                moved, lambda point: self._objective(*point, penalty), value, decrement)
             if trial <= value:
                 self.theta, self.b, value = theta, b, trial
             if decrement < tol * self.design.shape[0]:
@@ -494,15 +511,16 @@ class _RidgeFit:
             h = np.diag(np.append(hess.sum(axis=0)[free], (hess.sum(axis=1) * eta**2).sum()))
             h[-1, :-1] = h[:-1, -1] = (hess[:, free] * eta[:, None]).sum(axis=0)
             d = linalg.solve(h, -g, assume_a="pos", check_finite=False)
-            decrement, step = -(g @ d), 1.0
-            while True:  # backtracking (Armijo) line search
+            decrement = -(g @ d)
+
+            def moved(step, b=b, s=s, d=d):
                 b_new = b.copy()
                 b_new[free] += step * d[:-1]
-                s_new = s + step * d[-1]
-                trial = self.lik.value(b_new[None, :] + s_new * eta[:, None])
-                if trial <= value - 1e-4 * step * decrement or step < 1e-10:
-                    break
-                step *= 0.5
+                return b_new, s + step * d[-1]
+
+            (b_new, s_new), trial, _ = _backtrack(
+                moved, lambda point: self.lik.value(point[0][None, :] + point[1] * eta[:, None]),
+                value, decrement)
             if trial <= value:
                 b, s, value = b_new, s_new, trial
             if decrement < tol * eta.shape[0]:
