@@ -212,28 +212,81 @@ def test_ridge_fit_minimises_the_penalised_likelihood():
         _raised_by_every_move(value, [beta, gamma, fit.b.copy()])
 
 
-def test_wide_start_is_the_ridge_direction_at_its_likelihood_scale():
-    # the relaxed start: its weights are the ridge fit's times one factor, and that factor
-    # and the baseline maximise the unpenalised likelihood (the loop) along the direction
+def test_wide_start_is_the_ridge_direction_at_its_shrunk_likelihood_scale(monkeypatch):
+    # the start: its weights are the ridge fit's times one factor, the factor that with
+    # the baseline maximises the unpenalised likelihood (the loop) along the direction,
+    # times the shrinkage; the baseline then maximises it at that scale
     from scipy import sparse
 
-    from survbehrt.cox_start import _RidgeFit, fit_wide_start
+    import survbehrt.cox_start as cox_start
 
     x, cov, time, event, cuts = _small_cohort(n_codes=6)
     data = (sparse.csr_matrix(x), cov, time, event, cuts)
     alpha, lam = 1e3, 100.0  # strong: the ridge alone under-scales the predictor
-    out = fit_wide_start(*data, alphas=(alpha,), covariate_alphas=(lam,), min_rows=1)
-    beta, gamma = _RidgeFit(data, np.arange(len(x)), 1).fit(alpha, lam).ridge_weights(6, 3)
-    assert out["scale"] > 1.5
-    np.testing.assert_allclose(out["beta"], out["scale"] * beta, rtol=1e-4, atol=1e-6)
-    np.testing.assert_allclose(out["gamma"], out["scale"] * gamma, rtol=1e-4, atol=1e-6)
+    beta, gamma = cox_start._RidgeFit(data, np.arange(len(x)), 1).fit(alpha, lam).ridge_weights(
+        6, 3)
     eta = x @ beta + cov @ gamma
 
     def nll(scale, baseline):
         return _pc_nll(baseline[None, :] + scale * eta[:, None], cuts, time, event)
 
-    _raised_by_every_move(nll, [np.array([out["scale"]]), out["baseline"].astype(float)],
-                          step=0.02)
+    ml_scale = None
+    for shrinkage in (1.0, 0.8):
+        monkeypatch.setattr(cox_start, "_held_out_slope", lambda *args, s=shrinkage: s)
+        out = cox_start.fit_wide_start(*data, alphas=(alpha,), covariate_alphas=(lam,),
+                                       min_rows=1)
+        assert out["shrinkage"] == shrinkage
+        np.testing.assert_allclose(out["beta"], out["scale"] * beta, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(out["gamma"], out["scale"] * gamma, rtol=1e-4, atol=1e-6)
+        baseline = out["baseline"].astype(float)
+        if shrinkage == 1.0:
+            ml_scale = out["scale"]
+            assert ml_scale > 1.5
+            _raised_by_every_move(nll, [np.array([ml_scale]), baseline], step=0.02)
+        else:
+            assert out["scale"] == pytest.approx(shrinkage * ml_scale, rel=1e-6)
+            _raised_by_every_move(lambda b, s=out["scale"]: nll(s, b), [baseline], step=0.02)
+
+
+def _cumulative_hazard_at(logits, cuts, time):
+    """Each row's cumulative hazard at its own time (the grid's end at most), by the loop."""
+    out = np.zeros(len(time))
+    for i, (a, t) in enumerate(zip(logits, time)):
+        t = min(t, cuts[-1])
+        for k in range(len(cuts) - 1):
+            rate = np.log1p(np.exp(a[k])) / (cuts[k + 1] - cuts[k])
+            out[i] += rate * (np.clip(t, cuts[k], cuts[k + 1]) - cuts[k])
+    return out
+
+
+def test_shrinkage_brings_the_starts_slope_on_new_patients_towards_one(monkeypatch):
+    # 60 codes (3 real) for ~120 events: the in-sample scale spreads the risks of new
+    # patients too far (slope well below 1); the held-out shrinkage (below 0.9 here)
+    # brings the slope on an independent cohort of the same population closer to 1
+    from scipy import sparse
+
+    import survbehrt.cox_start as cox_start
+    from survbehrt.recalibration import fit_calibration
+
+    held_out_slope = cox_start._held_out_slope
+    for seed in range(3):
+        x, cov, time, event, cuts = _small_cohort(seed=seed, n=500, n_codes=60)
+        x_new, cov_new, time_new, event_new, _ = _small_cohort(seed=100 + seed, n=5000,
+                                                               n_codes=60)
+        event_new &= time_new <= cuts[-1]
+        slopes = {}
+        for shrunk in (False, True):
+            monkeypatch.setattr(cox_start, "_held_out_slope",
+                                held_out_slope if shrunk else lambda *args: 1.0)
+            out = cox_start.fit_wide_start(sparse.csr_matrix(x), cov, time, event, cuts,
+                                           min_rows=1)
+            lp = x_new @ out["beta"] + cov_new @ out["gamma"]
+            cumhaz = _cumulative_hazard_at(out["baseline"][None, :] + lp[:, None], cuts,
+                                           time_new)
+            slopes[shrunk] = fit_calibration(event_new, cumhaz, lp).slope
+        assert out["shrinkage"] < 0.9
+        assert slopes[False] < 0.9
+        assert abs(slopes[True] - 1.0) < abs(slopes[False] - 1.0) - 0.05, slopes
 
 
 @pytest.mark.parametrize("minimum", [0.05, 7.0, 2e3, 3e6])
@@ -269,7 +322,7 @@ def test_each_penalty_shrinks_the_part_that_is_noise():
     # the codes carry the signal and age, its square and the visits none: the held-out
     # likelihood shrinks the covariates (a penalty above the weak end of their walk). With
     # the age informative and the codes noise, the codes are shrunk to nothing and the
-    # relaxed scale gives the age the weight an unpenalised fit gives it
+    # relaxed scale gives the age the weight an unpenalised (relaxed) fit gives it
     from scipy import sparse
 
     from survbehrt.cox_start import fit_wide_start
@@ -293,9 +346,12 @@ def test_each_penalty_shrinks_the_part_that_is_noise():
             free = fit_wide_start(sparse.csr_matrix(x), cov, time, event, cuts,
                                   alphas=(1e-2,), covariate_alphas=(1e-2,), min_rows=1)
             assert free["gamma"][0] > 0.5
-            ridge = out["gamma"][0] / out["scale"]  # before the relaxed refit
-            assert abs(out["gamma"][0] - free["gamma"][0]) < 0.1
-            assert abs(out["gamma"][0] - free["gamma"][0]) < 0.5 * abs(ridge - free["gamma"][0])
+            # the relaxed fit, before the shrinkage (which both fits have)
+            relaxed = out["gamma"][0] / out["shrinkage"]
+            free_relaxed = free["gamma"][0] / free["shrinkage"]
+            ridge = relaxed / (out["scale"] / out["shrinkage"])  # before the relaxed refit
+            assert abs(relaxed - free_relaxed) < 0.1
+            assert abs(relaxed - free_relaxed) < 0.5 * abs(ridge - free_relaxed)
 
 
 def test_wide_start_weak_penalty_for_strong_signal():

@@ -19,22 +19,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..recalibration import MIN_SLOPE, calibration_of_logits, level_of_logits
+from ..recalibration import (
+    MIN_EVENTS,
+    MIN_SLOPE,
+    PENALTY,
+    calibration_of_logits,
+    level_of_logits,
+)
 from ._training import _last_visit_logits, batched_inference, net_device, net_module
 
 __all__ = ["MIN_EVENTS", "PENALTY", "recalibrate"]
-
-#: Fewest validation events the slope is fitted from; with fewer nothing is refitted. The
-#: slope's standard error is about ``1 / sqrt(events * var(log risk))``: on the Synthea
-#: sample's first two folds (about 5 validation events) the fitted slopes were 1.12 and 1.47
-#: and the level they imply moved the test rows' by factors of e^1.1 and e^4
-#: (``benchmarks/calibration_diagnosis.py --dataset synthea-sample --cv 5``).
-MIN_EVENTS = 50
-
-#: Ridge penalty of the slope's fit towards the identity (intercept 0, slope 1): a prior of
-#: standard deviation 1 on the intercept and on the slope's distance from 1, which
-#: matters only when the validation rows hold few events.
-PENALTY = 1.0
 
 
 def _rows_of(net, dataset):
