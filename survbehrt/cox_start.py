@@ -277,14 +277,16 @@ def fit_wide_start(features, covariates, time, event, cuts, alphas=None, groups=
     # the in-sample scale is optimistic: shrunk by the folds' held-out slope at the pair
     shrink = _held_out_slope(folds, alpha, covariate_alpha) if folds else 1.0
     if folds:
-        # start from the folds' fits at these penalties (a guess: the optimum is the same)
+        # start from the folds' last fits, at or near these penalties (a guess: the
+        # optimum is the same)
         fits = [fold for fold, _, _ in folds]
         thetas = [fold.ridge_weights(features.shape[1], covariates.shape[1]) for fold in fits]
         full.theta = np.concatenate([np.mean([w[0] for w in thetas], axis=0)[full.codes],
                                      np.mean([w[1] for w in thetas], axis=0)[full.covs]])
         full.b = np.mean([fold.b for fold in fits], axis=0)
     full.fit(alpha, covariate_alpha)
-    full.relax(scale=shrink * full.relaxed[1])
+    if shrink != 1.0:  # (at 1 the relaxed baseline is already the one at that scale)
+        full.relax(scale=shrink * full.relaxed[1])
     beta, gamma = full.ridge_weights(features.shape[1], covariates.shape[1])
     baseline, scale = full.relaxed
     return {"beta": (scale * beta).astype(np.float32),
@@ -308,16 +310,15 @@ def _held_out_slope(folds, alpha, covariate_alpha) -> float:
     """The calibration slope of the folds' relaxed fits at the penalties, on their held-out
     rows pooled (:func:`survbehrt.recalibration.fit_calibration`, penalised towards 1 as
     the estimators' recalibration is); 1 with fewer than ``MIN_EVENTS`` held-out events."""
-    event, cumhaz, log_risk = [], [], []
+    event = np.concatenate([lik.events.any(axis=1) for _, _, lik in folds])
+    if event.sum() < MIN_EVENTS:
+        return 1.0
+    cumhaz, log_risk = [], []
     for fold, x, lik in folds:
         fold.fit(alpha, covariate_alpha)
         eta, _ = _PiecewiseExp._softplus(fold.logits(x))
         cumhaz.append((lik.exposure * eta).sum(axis=1))
-        event.append(lik.events.any(axis=1))
         log_risk.append(fold.relaxed[1] * (x @ fold.theta))
-    event = np.concatenate(event)
-    if event.sum() < MIN_EVENTS:
-        return 1.0
     return fit_calibration(event, np.concatenate(cumhaz), np.concatenate(log_risk),
                            penalty=PENALTY, min_slope=MIN_SLOPE).slope
 
@@ -545,7 +546,8 @@ class _RidgeFit:
             start_value = self.lik.value(start_b[None, :] + start_s * eta[:, None])
             if start_value < value:
                 b, s, value = start_b.copy(), start_s, start_value
-        fitted = slice(None) if scale is None else slice(-1)  # the scale's row and column
+        # every parameter, or (the scale given) all but the scale's row and column
+        fitted = slice(None) if scale is None else slice(-1)
         for _ in range(max_iter):
             grad, hess = self.lik.derivatives(b[None, :] + s * eta[:, None])
             g = np.append(grad.sum(axis=0)[free], (grad.sum(axis=1) * eta).sum())
