@@ -200,6 +200,29 @@ def test_both_objective_uses_masked_codes_for_mlm_only():
     assert not torch.allclose(masked["mlm_logits"], plain["mlm_logits"])
 
 
+def test_mlm_decoder_on_the_chosen_tokens_alone_gives_the_same_rows_and_loss():
+    # with ``mlm_chosen`` the decoder runs on the chosen tokens only: its rows are the
+    # full logits at those tokens (row-major), and the loss is the full logits' loss
+    from survbehrt.model import IGNORE_INDEX, pretraining_loss
+
+    seed_everything(0)
+    module = BEHRTPretrainingModule(tiny_config(), objective="mlm").eval()
+    batch = random_batch(6)
+    inp, labels = mask_tokens(batch["codes"], batch["attention_mask"], VOCAB_SIZE, 0.3)
+    chosen = labels != IGNORE_INDEX
+    assert 0 < int(chosen.sum()) < int(batch["attention_mask"].sum())
+    with torch.no_grad():
+        full = module(**batch, masked_codes=inp)["mlm_logits"]
+        rows = module(**batch, masked_codes=inp, mlm_chosen=chosen)["mlm_logits"]
+    assert rows.shape == (int(chosen.sum()), VOCAB_SIZE)
+    torch.testing.assert_close(rows, full[chosen])
+    expected = sum(F.cross_entropy(full[i, j], labels[i, j]) for i, j in chosen.nonzero())
+    expected = expected / int(chosen.sum())
+    for logits in (full, rows):
+        loss = pretraining_loss({"mlm_logits": logits}, mlm_labels=labels)["loss"]
+        torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-6)
+
+
 # --------------------------------------------------------------------------- overfitting
 
 

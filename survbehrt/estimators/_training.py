@@ -325,7 +325,8 @@ class MaskedEHRDataset(EHRDataset):
     """An :class:`EHRDataset` whose batches carry MLM inputs and labels.
 
     Each batch gets ``masked_codes`` (15% of real code tokens chosen, 80/10/10
-    ``[MASK]``/random/kept) in ``X`` and ``mlm_labels`` in ``y``, drawn from a torch
+    ``[MASK]``/random/kept) and ``mlm_chosen`` (those tokens) in ``X`` and ``mlm_labels``
+    in ``y``, drawn from a torch
     generator: fresh masks every epoch in training; with ``reseed_each_pass`` the
     generator restarts from ``seed`` whenever the first batch is drawn again, so a
     validation or scoring pass always sees the same masks.
@@ -358,7 +359,7 @@ class MaskedEHRDataset(EHRDataset):
         self.generator.manual_seed(self.seed)
 
     def __getitems__(self, indices):
-        from ..model import mask_tokens
+        from ..model import IGNORE_INDEX, mask_tokens
 
         X, _ = super().__getitems__(indices)
         if not self.mlm:
@@ -367,6 +368,7 @@ class MaskedEHRDataset(EHRDataset):
             X["codes"], X["attention_mask"], self.vocab_size, self.mask_prob, self.generator
         )
         X["masked_codes"] = masked
+        X["mlm_chosen"] = labels != IGNORE_INDEX  # the MLM decoder runs on these alone
         return X, {"mlm_labels": labels}
 
     def __getstate__(self):

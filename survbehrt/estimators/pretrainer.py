@@ -458,8 +458,8 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
                 if mlm:
                     labels = y_b["mlm_labels"].to(device)
                     chosen = labels != IGNORE_INDEX
-                    pred = out["mlm_logits"].argmax(-1)
-                    correct += int((pred[chosen] == labels[chosen]).sum())
+                    pred = out["mlm_logits"].argmax(-1)  # the chosen tokens' rows
+                    correct += int((pred == labels[chosen]).sum())
                     total += int(chosen.sum())
                 else:
                     loss = PretrainingCriterion(module.tte_cuts)(out, X_b)["loss"]

@@ -599,6 +599,7 @@ class BEHRTPretrainingModule(nn.Module):
         visit_mask: Tensor | None = None,
         masked_codes: Tensor | None = None,
         value_bins: Tensor | None = None,
+        mlm_chosen: Tensor | None = None,
         **kwargs: Any,
     ) -> dict[str, Tensor]:
         """Pre-training logits.
@@ -617,14 +618,20 @@ class BEHRTPretrainingModule(nn.Module):
             Value bins; in the MLM pass they are dropped (set to 0) wherever
             ``masked_codes`` differs from ``codes``, so a masked code's value does not
             hint at the code.
+        mlm_chosen : torch.Tensor of bool, shape (B, L), optional
+            The tokens MLM scores (those with a label). With it, ``mlm_logits`` holds
+            their rows only, ``(n_chosen, vocab)`` in row-major order: the decoder over
+            the vocabulary, which on every token costs more than the encoder, runs on
+            the ~15 % that the loss reads.
         **kwargs
             Other batch keys (``mlm_labels``, ...), ignored.
 
         Returns
         -------
         dict
-            ``mlm_logits`` (B, L, vocab) and/or ``next_visit_logits`` (B, V, vocab),
-            by objective, and ``cls_logits`` (B, vocab) with a ``cls_head``.
+            ``mlm_logits`` (B, L, vocab), or (n_chosen, vocab) with ``mlm_chosen``,
+            and/or ``next_visit_logits`` (B, V, vocab), by objective, and
+            ``cls_logits`` (B, vocab) with a ``cls_head``.
         """
         attention_mask = _bool_mask(codes, attention_mask)
         out: dict[str, Tensor] = {}
@@ -638,7 +645,8 @@ class BEHRTPretrainingModule(nn.Module):
                 mlm_input, age_bins, visits, positions, time_bins, attention_mask, causal=False,
                 value_bins=mlm_values, index_age=kwargs.get("index_age"), visit_times=kwargs.get("visit_times"),
             )
-            out["mlm_logits"] = self.mlm_head(hidden)
+            out["mlm_logits"] = self.mlm_head(hidden if mlm_chosen is None
+                                              else hidden[mlm_chosen])
         if self.cls_head is not None:
             if hidden is None:  # no MLM pass to share: a bidirectional pass of its own
                 hidden = self.encoder(

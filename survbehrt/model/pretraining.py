@@ -201,11 +201,13 @@ def pretraining_loss(
     if "mlm_logits" in outputs:
         if mlm_labels is None:
             raise ValueError("mlm_labels is required when outputs has 'mlm_logits'")
-        logits = outputs["mlm_logits"]
+        logits, labels = outputs["mlm_logits"], mlm_labels.reshape(-1)
+        if logits.dim() == 2:  # the chosen tokens' rows only (``mlm_chosen``)
+            labels = labels[labels != IGNORE_INDEX]
         # sum / count instead of mean: a batch without any chosen token gives 0, not NaN.
         total = F.cross_entropy(
             logits.reshape(-1, logits.shape[-1]),
-            mlm_labels.reshape(-1),
+            labels,
             ignore_index=IGNORE_INDEX,
             reduction="sum",
         )
