@@ -209,6 +209,22 @@ def test_fit_transform_equals_fit_then_transform():
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
 
 
+def test_fit_flat_on_some_rows_equals_fit_on_those_rows():
+    # what the estimators do: flatten the cohort once, fit on the training rows' cut,
+    # tokenize all; the same vocabulary, value bins and tokens as fitting those rows' frame
+    X = with_static_and_values(random_cohort(n=40, seed=7)[0], seed=7)
+    train = np.random.default_rng(7).permutation(len(X))[:25]
+    flat = flatten_ehr(X)
+    a = EHRTokenizer(max_length=12, n_value_bins=4)
+    a.fit_flat(flat.cut(train, flat.n_visits[train]))
+    b = EHRTokenizer(max_length=12, n_value_bins=4).fit(X.iloc[train])
+    assert list(a.codes_) == list(b.codes_)
+    ta, tb = a.transform_flat(flat), b.transform(X)
+    for name in ("codes", "age_bins", "visits", "positions", "time_bins", "offsets",
+                 "value_bins", "visit_times", "visit_offsets"):
+        np.testing.assert_array_equal(getattr(ta, name), getattr(tb, name))
+
+
 # ---------------------------------------------------------------- causal truncation
 
 

@@ -180,6 +180,24 @@ class EHRTokenizer(TransformerMixin, BaseEstimator):
         return self
 
     @plain_pages
+    def fit_flat(self, flat: FlatEHR) -> EHRTokenizer:
+        """Learn the vocabulary and the value bins from an already validated cohort.
+
+        Parameters
+        ----------
+        flat : FlatEHR
+            :func:`~survbehrt.data.flatten_ehr` output, or some of its rows
+            (``flat.cut(rows, flat.n_visits[rows])``): a cohort flattened once can fit on
+            its training rows and then be tokenized whole (:meth:`transform_flat`).
+
+        Returns
+        -------
+        self : EHRTokenizer
+        """
+        self._fit_flat(flat)
+        return self
+
+    @plain_pages
     def fit_transform(self, X, y=None) -> TokenizedEHR:
         """Learn the vocabulary and tokenize ``X``, validating and flattening it once.
 

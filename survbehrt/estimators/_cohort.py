@@ -16,7 +16,7 @@ import numpy as np
 
 from ..data.batching import EHRDataset
 from ..data.tokenizer import EHRTokenizer
-from ..data.validation import check_survival_y, ehr_columns
+from ..data.validation import check_survival_y, ehr_columns, flatten_ehr
 from ._common import check_store_tokenizer, resolve_groups, token_store, validation_split
 
 __all__ = ["Cohort", "FitCohort", "split_and_tokenize", "validate_cohort"]
@@ -159,7 +159,11 @@ def split_and_tokenize(cohort: Cohort, seed: int, validation_fraction: float, *,
             tokens = tokenizer.transform(X)
         else:
             tokenizer = EHRTokenizer(**tokenizer_params)
-            tokens = tokenizer.fit(X.iloc[train_idx]).transform(X)
+            # validated and flattened once (errors name the row and column); the
+            # vocabulary and value bins from the training rows alone
+            flat = flatten_ehr(X)
+            train = np.asarray(train_idx, dtype=np.int64)
+            tokens = tokenizer.fit_flat(flat.cut(train, flat.n_visits[train])).transform_flat(flat)
         rows = np.arange(len(X))
         columns = ehr_columns(X)
     sets = (() if cohort.event is None
