@@ -169,8 +169,9 @@ def pretraining_loss(
     Parameters
     ----------
     outputs : dict
-        Output of ``BEHRTPretrainingModule``: ``mlm_logits`` (B, L, vocab) and/or
-        ``next_visit_logits`` (B, V, vocab).
+        Output of ``BEHRTPretrainingModule``: ``mlm_logits`` (B, L, vocab), or
+        (n_chosen, vocab) for the labelled tokens alone in row-major order (the module's
+        ``mlm_chosen``), and/or ``next_visit_logits`` (B, V, vocab).
     mlm_labels : torch.Tensor of shape (B, L), optional
         From :func:`mask_tokens`; required when ``mlm_logits`` is present.
     next_visit_targets : torch.Tensor of shape (B, V, vocab), optional
