@@ -2,7 +2,7 @@
 
 Run: ``python benchmarks/calibration_diagnosis.py [--dataset synthetic] [--n-train 3200]
 [--n-test 4000] [--recipes full lora frozen defaults] [--epochs 30] [--pretrain-epochs 15]
-[--cv 5] [--params JSON]``.
+[--cv 5] [--params JSON] [--objective OBJ]``.
 
 With ``--cv K`` it runs the benchmark's K folds of ``--n-train`` patients instead (its
 folds, recipes and pooled D-calibration: each fold's bin counts summed) and scores every
@@ -12,7 +12,8 @@ per-fold pretraining, one pretrainer is fitted on an independent unlabelled coho
 the same population (``random_state=7``; X only, never a test fold's). The pooled slope
 and intercept are fitted on all test rows together.
 
-One pretrainer is fitted on a training cohort (the benchmark's, ``make_pretrainer``);
+One pretrainer is fitted on a training cohort (the benchmark's, ``make_pretrainer``, its
+objective replaced by ``--objective`` when given);
 each recipe is the benchmark's (``make_models``: BEHRT-full, -lora, -frozen with the
 pretrainer) or the estimator's defaults without pre-training (``defaults``), or a
 variant (``full-nopre``, ``full-hybrid``: the hybrid loss at its default ranking weight).
@@ -121,6 +122,8 @@ def main():
     parser.add_argument("--params", type=json.loads, default={},
                         help='JSON estimator parameters set on every recipe, e.g. '
                         '\'{"early_stopping": "loss"}\'')
+    parser.add_argument("--objective", help="the pretrainer's objective instead of the "
+                        "benchmark's (e.g. mlm+next_visit+tte)")
     parser.add_argument("--pretrainer", help="a file: loaded when it exists, else written "
                         "after fitting (so that parallel runs share one pretrainer)")
     args = parser.parse_args()
@@ -183,7 +186,10 @@ def fit_pretrainer(args, X):
         return BEHRTPretrainer.load(args.pretrainer)
     t0 = time.perf_counter()
     settings = BenchmarkSettings(pretrain_epochs=args.pretrain_epochs, n_threads=1).resolved()
-    pretrainer = make_pretrainer(settings).fit(X)
+    pretrainer = make_pretrainer(settings)
+    if args.objective:
+        pretrainer.set_params(objective=args.objective)
+    pretrainer.fit(X)
     print(f"pretrainer: {args.pretrain_epochs} epochs in {time.perf_counter() - t0:.0f} s",
           flush=True)
     if args.pretrainer:
