@@ -91,10 +91,11 @@ def make_models(settings: BenchmarkSettings) -> dict:
 
 
 def make_pretrainer(settings: BenchmarkSettings):
-    """The pretrainer fitted on each training fold for the BEHRT variants."""
+    """The pretrainer fitted on each training fold for the BEHRT variants: the default
+    objective (masked codes, next visit and time to event; docs/pretraining.md)."""
     from ..estimators import BEHRTPretrainer
 
-    return BEHRTPretrainer(objective="both", max_epochs=settings.pretrain_epochs,
+    return BEHRTPretrainer(max_epochs=settings.pretrain_epochs,
                            random_state=settings.random_state, validation_fraction=0.0,
                            device=settings.device, n_threads=settings.n_threads)
 
