@@ -243,9 +243,11 @@ def fit_wide_start(features, covariates, time, event, cuts, alphas=None, groups=
     walk = not (alphas is not None and alphas.size == 1 and covariate_alphas is not None
                 and covariate_alphas.size == 1)
     folds = []
-    # the folds choose the penalties (a walk or candidates) and the scale's shrinkage
-    # (which needs MIN_EVENTS events; with fewer the pair alone is fitted without them)
-    if walk or (event & (time <= cuts[-1])).sum() >= MIN_EVENTS:
+    # the folds choose the penalties (a walk or candidates) and the scale's shrinkage,
+    # which needs MIN_EVENTS events (within the grid, which is the horizon); with fewer the
+    # pair alone is fitted without them
+    shrunk = (event & (time <= cuts[-1])).sum() >= MIN_EVENTS
+    if walk or shrunk:
         idx = np.arange(n)
         if groups is not None and len(np.unique(groups)) >= 3:
             splits = GroupKFold(3).split(idx, groups=groups)
@@ -275,7 +277,7 @@ def fit_wide_start(features, covariates, time, event, cuts, alphas=None, groups=
             if abs(np.log(covariate_alpha / previous)) < 0.5 * np.log(COVARIATE_ALPHA_STEP):
                 break
     # the in-sample scale is optimistic: shrunk by the folds' held-out slope at the pair
-    shrink = _held_out_slope(folds, alpha, covariate_alpha) if folds else 1.0
+    shrink = _held_out_slope(folds, alpha, covariate_alpha) if shrunk else 1.0
     if folds:
         # start from the folds' last fits, at or near these penalties (a guess: the
         # optimum is the same)
@@ -309,10 +311,8 @@ def _candidates(values, name):
 def _held_out_slope(folds, alpha, covariate_alpha) -> float:
     """The calibration slope of the folds' relaxed fits at the penalties, on their held-out
     rows pooled (:func:`survbehrt.recalibration.fit_calibration`, penalised towards 1 as
-    the estimators' recalibration is); 1 with fewer than ``MIN_EVENTS`` held-out events."""
+    the estimators' recalibration is)."""
     event = np.concatenate([lik.events.any(axis=1) for _, _, lik in folds])
-    if event.sum() < MIN_EVENTS:
-        return 1.0
     cumhaz, log_risk = [], []
     for fold, x, lik in folds:
         fold.fit(alpha, covariate_alpha)
