@@ -107,6 +107,9 @@ def parse_args(argv=None):
     parser.add_argument("--tte-prefix", type=int, default=None,
                         help="the time-to-event pretrainer's tte_prefix (tasks are code groups "
                         "by their first N characters, where the codes hold a hierarchy)")
+    parser.add_argument("--code-prefix", type=int, default=None,
+                        help="code_prefix of every pretrainer and of no-pretrain (each code's "
+                        "embedding plus its group's: the codes' first N characters)")
     parser.add_argument("--fixed-epochs", action="store_true",
                         help="--epochs at every labelled size (default: the epochs scaled so "
                         "that every size gets the largest size's optimiser steps)")
@@ -136,7 +139,8 @@ class Run:
         self.args = args
         self.arch = dict(embedding_dim=args.embedding_dim, num_layers=args.num_layers,
                          num_heads=4 if args.embedding_dim % 4 == 0 else 2,
-                         ff_dim=4 * args.embedding_dim, max_length=args.max_length)
+                         ff_dim=4 * args.embedding_dim, max_length=args.max_length,
+                         code_prefix=args.code_prefix)
 
     def settings(self, seed):
         # quick (no early stopping, 50 trees) only for the smoke run: a few hundred

@@ -171,7 +171,14 @@ def resolve_groups(X, groups, n: int):
 
 def model_config(estimator, tokenizer):
     """A :class:`~survbehrt.model.BEHRTConfig` from an estimator's architecture parameters."""
+    from ..data.code_groups import code_groups
     from ..model import BEHRTConfig
+    from ..model.config import N_SPECIAL
+
+    groups = None
+    if getattr(estimator, "code_prefix", None) is not None:
+        # the config numbers groups from 1: 0 is the special tokens' (no group)
+        groups = code_groups(tokenizer.codes_, N_SPECIAL, estimator.code_prefix)[0] + 1
 
     return BEHRTConfig(
         vocab_size=tokenizer.vocab_size_,
@@ -186,6 +193,7 @@ def model_config(estimator, tokenizer):
         ff_dim=estimator.ff_dim,
         dropout=estimator.dropout,
         continuous_time=bool(getattr(estimator, "continuous_time", False)),
+        code_groups=groups,
     )
 
 

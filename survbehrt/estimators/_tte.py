@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ..data.batching import collate_tokens
+from ..data.code_groups import code_groups
 from ..model.config import N_SPECIAL
 from ..model.tte import quantile_cuts, tte_rows, tte_targets
 from ..survival import locate, marginal_logits
@@ -54,14 +55,6 @@ def _batches(tokens, rows, batch_size=256):
         yield collate_tokens(tokens, rows[start:start + batch_size])
 
 
-def _groups(codes_, prefix):
-    """Group name of every token id (None for special tokens)."""
-    names = [None] * N_SPECIAL + [str(c) for c in codes_[N_SPECIAL:]]
-    if prefix is not None:
-        names = [n if n is None else n[:prefix] for n in names]
-    return names
-
-
 def fit_tte_tasks(tokens, rows, codes_, n_tasks, prefix, n_bins, seed, sample_rows=2000):
     """Choose the tasks, the grid and the bias start on (a sample of) the fit rows.
 
@@ -94,10 +87,7 @@ def fit_tte_tasks(tokens, rows, codes_, n_tasks, prefix, n_bins, seed, sample_ro
     rows = np.asarray(rows, dtype=np.int64)
     if len(rows) > sample_rows:
         rows = np.sort(rng.choice(rows, sample_rows, replace=False))
-    groups = _groups(codes_, prefix)
-    group_names = sorted({g for g in groups if g is not None})
-    group_id = {g: i for i, g in enumerate(group_names)}
-    group_of_code = np.array([-1 if g is None else group_id[g] for g in groups], dtype=np.int64)
+    group_of_code, group_names = code_groups(codes_, N_SPECIAL, prefix)
     # visits (patient, visit) holding each group, counted once per visit
     counts = np.zeros(len(group_names), dtype=np.int64)
     for batch in _batches(tokens, rows):

@@ -150,6 +150,7 @@ class BEHRTCompetingRisksEstimator(BEHRTSurvivalEstimator):
         max_length=256,
         min_frequency=1,
         n_value_bins=10,
+        code_prefix=None,
         lr=1e-3,
         weight_decay=0.01,
         max_epochs=20,

@@ -159,6 +159,16 @@ class BEHRTSurvivalEstimator(BaseEstimator):
     n_value_bins : int, default=10
         Quantile bins per code for numeric values (a ``values`` column), learned from
         the training rows; 0 ignores values (ignored with ``pretrained``).
+    code_prefix : int, optional
+        Codes that share their first ``code_prefix`` characters form a group (a
+        hierarchy written in the code: ICD-10 ``"I21"`` for ``"I21.4"``; the whole code
+        as written, so ``"ICD10CM//I21"`` is 12 characters), and each code's input
+        embedding is its own plus its group's: the rare codes of one concept share what
+        is learned of any of them. None: no groups. Ignored with ``pretrained`` (the
+        pretrainer's ``code_prefix`` then holds). On the simulated cohort whose risk
+        concepts are spread over rare synonyms, with a pre-trained encoder, it finds the
+        order and recency of the concepts that the codes alone hide (docs/pretraining.md,
+        "Code groups").
     lr : float, default=1e-3
         Peak learning rate of AdamW (after linear warm-up; cosine decay after).
     weight_decay : float, default=0.01
@@ -323,6 +333,7 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         max_length=256,
         min_frequency=1,
         n_value_bins=10,
+        code_prefix=None,
         lr=1e-3,
         weight_decay=0.01,
         max_epochs=20,
@@ -362,6 +373,7 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         self.max_length = max_length
         self.min_frequency = min_frequency
         self.n_value_bins = n_value_bins
+        self.code_prefix = code_prefix
         self.lr = lr
         self.weight_decay = weight_decay
         self.max_epochs = max_epochs
@@ -456,6 +468,8 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         check_positive("rank_weight", self.rank_weight, integer=False, allow_zero=True)
         check_positive("weight_decay", self.weight_decay, integer=False, allow_zero=True)
         check_fraction("validation_fraction", self.validation_fraction)
+        if self.code_prefix is not None:
+            check_positive("code_prefix", self.code_prefix)
         if self.early_stopping is not None and self.validation_fraction == 0:
             raise ValueError(
                 f"early_stopping={self.early_stopping!r} needs a validation set; set "

@@ -100,6 +100,14 @@ class BEHRTConfig:
     initializer_range : float, default=0.02
         Standard deviation of the normal initialisation of linear and embedding
         weights (BERT's choice).
+    code_groups : tuple of int, optional
+        Group of every token id (``vocab_size`` entries; 0 = none, the special tokens'
+        group; groups numbered from 1): each code's input embedding is its own plus its
+        group's, a table of ``max(code_groups) + 1`` rows whose row 0 is zero. Codes of
+        one group (the rare synonyms of a concept, e.g. ICD-10 ``"I21.x"``) then share
+        what the model learns of any of them. None: no group table (and configurations
+        saved before it existed load as such). Built by the estimators from their
+        ``code_prefix`` (:func:`survbehrt.data.code_groups.code_groups`).
 
     Examples
     --------
@@ -127,6 +135,7 @@ class BEHRTConfig:
     tie_mlm_weights: bool = True
     layer_norm_eps: float = 1e-5
     initializer_range: float = 0.02
+    code_groups: tuple[int, ...] | None = dataclasses.field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -181,6 +190,8 @@ class BEHRTConfig:
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
                 raise ValueError(f"{name} must be a positive float, got {value!r}")
             setattr(self, name, float(value))
+        if self.code_groups is not None:
+            self.code_groups = _check_code_groups(self.code_groups, self.vocab_size)
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> BEHRTConfig:
@@ -253,3 +264,15 @@ def _check_int(name: str, value: Any, minimum: int) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
+
+
+def _check_code_groups(groups: Any, vocab_size: int) -> tuple[int, ...]:
+    """``groups`` as a tuple of ``vocab_size`` non-negative ints, 0 for the special tokens."""
+    array = np.asarray(groups)
+    if array.shape != (vocab_size,) or not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(f"code_groups must hold one int per token id ({vocab_size}), "
+                         f"got {array.dtype} of shape {array.shape}")
+    if (array < 0).any() or array[:N_SPECIAL].any():
+        raise ValueError("code_groups must be >= 0, and 0 for the special tokens "
+                         f"(ids < {N_SPECIAL})")
+    return tuple(int(g) for g in array)

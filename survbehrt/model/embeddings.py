@@ -95,6 +95,9 @@ class BEHRTEmbeddings(nn.Module):
         embedding.
     position : torch.nn.Embedding or SinusoidalPositionEmbedding
         Learned or fixed position table.
+    code_group : torch.nn.Embedding or None
+        The code groups' table (``config.code_groups``), row 0 zero; its row for a
+        token's group (buffer ``group_of_code``) is added to the token's code embedding.
     norm : torch.nn.LayerNorm
     dropout : torch.nn.Dropout
     """
@@ -104,6 +107,12 @@ class BEHRTEmbeddings(nn.Module):
         config = as_config(config)
         dim = config.embedding_dim
         self.code = nn.Embedding(config.vocab_size, dim, padding_idx=PAD_ID)
+        self.code_group = None
+        if config.code_groups is not None:
+            groups = torch.tensor(config.code_groups, dtype=torch.long)
+            self.code_group = nn.Embedding(int(groups.max()) + 1, dim, padding_idx=0)
+            # not in the state dict: the configuration holds it
+            self.register_buffer("group_of_code", groups, persistent=False)
         self.age = nn.Embedding(config.n_age_bins, dim, padding_idx=0)
         self.visit = nn.Embedding(config.max_visits, dim)
         if config.position_embedding == "learned":
@@ -168,6 +177,8 @@ class BEHRTEmbeddings(nn.Module):
         # Accumulate in place: embedding backward needs the indices only, not the
         # output, so this is autograd-safe and saves four (B, L, D) temporaries.
         x = self.code(codes)
+        if self.code_group is not None:
+            x += self.code_group(self.group_of_code[codes])
         x += self.age(age_bins.clamp_max(self._max_age))
         x += self.visit(visits.clamp_max(self._max_visit))
         x += self.position(positions.clamp_max(self._max_position))
