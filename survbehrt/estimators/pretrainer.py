@@ -110,10 +110,11 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
         as written, so ``"ICD10CM//I21"`` is 12 characters), and each code's input
         embedding is its own plus its group's: the rare codes of one concept share what
         is learned of any of them. None: no groups. An estimator fine-tuned from this
-        pretrainer keeps its groups. On the simulated cohort whose risk
-        concepts are spread over rare synonyms, with a pre-trained encoder, it finds the
-        order and recency of the concepts that the codes alone hide (docs/pretraining.md,
-        "Code groups").
+        pretrainer keeps its groups. Off by default: set it where the codes hold a
+        hierarchy. On the simulated cohort whose risk concepts are spread over rare
+        synonym codes it raised the pre-trained LoRA recipe's C at 4,000 labels by
+        0.037-0.059 (three seeds); arbitrary groups cost up to 0.010 in the mean
+        (docs/pretraining.md, "Code groups").
     lr : float, default=1e-3
         Peak AdamW learning rate (linear warm-up, cosine decay). A fit that
         diverges stops at the first non-finite loss or weight, warns
