@@ -43,10 +43,10 @@ run keeps its fits), ``label_efficiency.png`` (C against the labelled size, log-
 panel per dataset) and a printed table of recipes by sizes per dataset (mean over seeds).
 ``--from-csv a.csv b.csv`` fits nothing and draws the table and plot of runs joined.
 
-**Cost.** Before fitting, the script fits both pretrainers and one estimator for one and
-for three epochs on 256 patients, and prints the run's cost extrapolated from the fixed
-part (tokenizing, the estimator's wide Cox start) and the per-patient-epoch part (tokens
-per patient differ between generators: an estimate). The defaults — a model of 64
+**Cost.** Before fitting, the script fits the pretrainers and one estimator for two epochs
+on 256 patients, and prints the run's cost extrapolated from the fixed part (tokenizing,
+the estimator's wide Cox start) and the per-patient-epoch part, read from the fits'
+histories (tokens per patient differ between generators: an estimate). The defaults — a model of 64
 dimensions and 2 layers, ``max_length`` 128 (the synthetic histories hold ~25-30 tokens,
 95 % under 70), 2 pre-training epochs over pool + labelled histories (~1,400 steps of 64
 at the full pool), 6 fine-tuning epochs at the largest labelled size and as many
@@ -266,30 +266,30 @@ def run_dataset(run, dataset, seed, write):
                 write(dataset, "oracle", n, row_seed, harrell_c(y_test, risk), 0.0)
 
 
-def estimate_cost(run, n=256):
+def estimate_cost(run, n=256, epochs=2):
     """Seconds of one fit: (fixed, per patient-epoch) of pre-training (the chosen recipes'
     objectives) and of fine-tuning.
 
-    Each is fitted for one and for three epochs on ``n`` patients of ``sequence``: the
-    difference is the per-epoch cost, the rest the fixed cost (tokenizing, the wide Cox
-    start's penalty search, which dominates a small fit).
+    Each is fitted for ``epochs`` epochs on ``n`` patients of ``sequence``; the per-epoch
+    cost is read from the fit's history (skorch's ``dur`` of each epoch), the rest of the
+    fit's time is the fixed cost (tokenizing, the tasks' or the wide Cox start's set-up,
+    which dominates a small fit). Differencing the wall times of fits of one and three
+    epochs instead drowned the pretrainers' epochs in the fixed cost's noise on a busy
+    machine (0.00 ms per patient-epoch printed, a 25-minute run estimated at 7).
     """
     X, y, _ = make_synthetic_ehr(n, "sequence", random_state=123)
-    common = dict(**run.arch, validation_fraction=0.0, random_state=0, n_threads=run.args.threads)
-
-    def pretrain(epochs):
-        return sum(timed(lambda o=o: BEHRTPretrainer(objective=o, max_epochs=epochs, **common)
-                         .fit(X))[1] for o in run.objectives())
-
-    def fine_tune(epochs):
-        return timed(lambda: BEHRTSurvivalEstimator(max_epochs=epochs, early_stopping=None,
-                                                    **common).fit(X, y))[1]
-
+    common = dict(**run.arch, validation_fraction=0.0, random_state=0, n_threads=run.args.threads,
+                  max_epochs=epochs)
+    fits = [lambda o=o: BEHRTPretrainer(objective=o, **common).fit(X) for o in run.objectives()]
     costs = []
-    for fit in (pretrain, fine_tune):
-        one, three = fit(1), fit(3)
-        per_epoch = max(three - one, 0.0) / 2
-        costs.append((max(one - per_epoch, 0.0), per_epoch / n))
+    for kind in (fits, [lambda: BEHRTSurvivalEstimator(early_stopping=None, **common).fit(X, y)]):
+        fixed = per_epoch = 0.0
+        for fit in kind:
+            model, secs = timed(fit)
+            durations = model.history_[:, "dur"]
+            fixed += max(secs - sum(durations), 0.0)
+            per_epoch += float(np.mean(durations))
+        costs.append((fixed, per_epoch / n))
     return costs
 
 
