@@ -26,7 +26,8 @@ features of the generating model (age, D present, A before B, C recent, tempo; a
 ``oracle_gap.py`` does for the single-cause cohort): their weights side by side, the
 share of variance the features explain (R2) and the C-index of the projection. The
 oracle's incidence of one cause also falls with the other cause's risk (the causes
-compete), so its weights are not the ``_CAUSE_EFFECTS``: compare the model's to them.
+compete), so its weights are not the ``_CAUSE_EFFECTS``: compare the model's weights
+with the oracle's.
 """
 
 from __future__ import annotations
