@@ -140,3 +140,8 @@ def pad_columns(batch, extra):
 def token_inputs(batch):
     """The token-level keys of ``batch`` only."""
     return {k: batch[k] for k in TOKEN_KEYS}
+
+
+def embedding_inputs(batch):
+    """The token ids of ``batch`` that ``BEHRTEmbeddings`` takes (no mask)."""
+    return {k: batch[k] for k in ("codes", "age_bins", "visits", "positions", "time_bins")}

@@ -14,7 +14,7 @@ from survbehrt.datasets.competing import make_synthetic_competing
 from survbehrt.model import N_SPECIAL, BEHRTConfig, BEHRTEmbeddings
 
 from helpers import tiny_estimator, tiny_pretrainer
-from model_helpers import VOCAB_SIZE, random_batch, seed_everything, tiny_config
+from model_helpers import VOCAB_SIZE, embedding_inputs, random_batch, seed_everything, tiny_config
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -74,10 +74,6 @@ def test_config_refuses_bad_code_groups(groups, message):
 # --------------------------------------------------------------------------- the embedding
 
 
-def _inputs(batch):
-    return {k: batch[k] for k in ("codes", "age_bins", "visits", "positions", "time_bins")}
-
-
 def test_group_embedding_is_the_code_table_plus_each_codes_group_row():
     """From the definition: a grouped embedding equals an ungrouped one whose code table
     is replaced, row by row, by the code's row plus its group's row."""
@@ -92,11 +88,11 @@ def test_group_embedding_is_the_code_table_plus_each_codes_group_row():
             plain.code.weight[token] = (grouped.code.weight[token]
                                         + grouped.code_group.weight[groups[token]])
     batch = random_batch(5)
-    assert torch.allclose(grouped(**_inputs(batch)), plain(**_inputs(batch)), atol=1e-6)
+    assert torch.allclose(grouped(**embedding_inputs(batch)), plain(**embedding_inputs(batch)), atol=1e-6)
     # and the group rows matter: without them the output differs
     with torch.no_grad():
         grouped.code_group.weight.zero_()
-    assert not torch.allclose(grouped(**_inputs(batch)), plain(**_inputs(batch)), atol=1e-3)
+    assert not torch.allclose(grouped(**embedding_inputs(batch)), plain(**embedding_inputs(batch)), atol=1e-3)
 
 
 def test_a_gradient_through_one_code_reaches_its_group_only():

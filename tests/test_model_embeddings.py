@@ -16,20 +16,16 @@ from survbehrt.model import (
     sinusoidal_table,
 )
 
-from model_helpers import random_batch, seed_everything, tiny_config
+from model_helpers import embedding_inputs, random_batch, seed_everything, tiny_config
 
 pytestmark = pytest.mark.usefixtures("single_thread")
-
-
-def _inputs(batch):
-    return {k: batch[k] for k in ("codes", "age_bins", "visits", "positions", "time_bins")}
 
 
 def test_output_shape_and_layer_norm():
     seed_everything(0)
     batch = random_batch(5)
     emb = BEHRTEmbeddings(tiny_config())
-    out = emb(**_inputs(batch))
+    out = emb(**embedding_inputs(batch))
     assert out.shape == (*batch["codes"].shape, 16)
     # LayerNorm at init (weight 1, bias 0): each token is standardised
     assert torch.allclose(out.mean(-1), torch.zeros(()), atol=1e-5)
@@ -57,27 +53,27 @@ def test_padding_rows_zero_at_init_and_after_training():
 def test_time_embedding_changes_output_only_when_enabled():
     seed_everything(0)
     batch = random_batch(4)
-    shifted = dict(_inputs(batch))
+    shifted = dict(embedding_inputs(batch))
     shifted["time_bins"] = torch.where(batch["attention_mask"], batch["time_bins"] % 9 + 1, 0)
     emb = BEHRTEmbeddings(tiny_config()).eval()
-    assert not torch.allclose(emb(**_inputs(batch)), emb(**shifted))
+    assert not torch.allclose(emb(**embedding_inputs(batch)), emb(**shifted))
     with pytest.raises(ValueError, match="time_bins"):
-        emb(**{**_inputs(batch), "time_bins": None})
+        emb(**{**embedding_inputs(batch), "time_bins": None})
 
     off = BEHRTEmbeddings(tiny_config(use_time_embedding=False)).eval()
     assert off.time is None
-    torch.testing.assert_close(off(**_inputs(batch)), off(**shifted))
-    torch.testing.assert_close(off(**_inputs(batch)), off(**{**_inputs(batch), "time_bins": None}))
+    torch.testing.assert_close(off(**embedding_inputs(batch)), off(**shifted))
+    torch.testing.assert_close(off(**embedding_inputs(batch)), off(**{**embedding_inputs(batch), "time_bins": None}))
 
 
 def test_each_feature_contributes():
     seed_everything(1)
     batch = random_batch(4)
     emb = BEHRTEmbeddings(tiny_config()).eval()
-    ref = emb(**_inputs(batch))
+    ref = emb(**embedding_inputs(batch))
     real = batch["attention_mask"]
     for key in ("age_bins", "visits", "positions"):
-        changed = dict(_inputs(batch))
+        changed = dict(embedding_inputs(batch))
         changed[key] = torch.where(real, batch[key] + 1, batch[key])
         assert not torch.allclose(emb(**changed)[real], ref[real]), key
 
@@ -102,8 +98,8 @@ def test_out_of_range_ids_are_clipped_to_last_row():
     cfg = tiny_config()
     emb = BEHRTEmbeddings(cfg).eval()
     batch = random_batch(3)
-    big = dict(_inputs(batch))
-    capped = dict(_inputs(batch))
+    big = dict(embedding_inputs(batch))
+    capped = dict(embedding_inputs(batch))
     for key, size in (
         ("age_bins", cfg.n_age_bins),
         ("visits", cfg.max_visits),
@@ -134,7 +130,7 @@ def test_value_bin_table_is_optional_and_sums_with_the_code():
     seed_everything(2)
     batch = random_batch(4)
     real = batch["attention_mask"]
-    inputs = _inputs(batch)
+    inputs = embedding_inputs(batch)
     values = torch.where(real & (batch["codes"] >= N_SPECIAL), batch["positions"] % 4, 0)
     # no table by default: value bins are ignored, configurations without the field load
     off = BEHRTEmbeddings(tiny_config()).eval()
