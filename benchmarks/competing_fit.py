@@ -64,6 +64,8 @@ def main(argv=None):
     parser.add_argument("--pool", type=int, default=0,
                         help="unlabelled patients of the same population for pre-training")
     parser.add_argument("--pretrain-epochs", type=int, default=None)
+    parser.add_argument("--decay-scales", nargs="+", type=float, default=None, metavar="YEARS",
+                        help="the estimator's decay_scales (decayed sums of the visits so far)")
     parser.add_argument("--project", action="store_true",
                         help="project each cause's log incidence, the model's and the oracle's, "
                         "on the generating features")
@@ -95,7 +97,7 @@ def main(argv=None):
     est = BEHRTCompetingRisksEstimator(
         max_epochs=args.epochs, random_state=args.seed, n_threads=1,
         wide=None if args.wide == "none" else args.wide, early_stopping=args.early_stopping,
-        **params,
+        decay_scales=args.decay_scales, **params,
     ).fit(X.iloc[train], y[train])
     fit_s = time.perf_counter() - started
     cif = est.predict_cumulative_incidence(X.iloc[test], return_array=False)

@@ -117,6 +117,9 @@ def parse_args(argv=None):
     parser.add_argument("--code-prefix", type=int, default=None,
                         help="code_prefix of every pretrainer and of no-pretrain (each code's "
                         "embedding plus its group's: the codes' first N characters)")
+    parser.add_argument("--decay-scales", nargs="+", type=float, default=None, metavar="YEARS",
+                        help="decay_scales of every BEHRT recipe (decayed sums of the visits "
+                        "so far at these time scales, beside the visit representations)")
     parser.add_argument("--fixed-epochs", action="store_true",
                         help="--epochs at every labelled size (default: the epochs scaled so "
                         "that every size gets the largest size's optimiser steps)")
@@ -179,6 +182,9 @@ class Run:
                 models[name] = clone(bench[recipe]).set_params(pretrained=pretrainers[objective])
         models["cox"], models["rsf"] = bench["CoxPH"], bench["RSF"]
         models = {name: m for name, m in models.items() if name in self.args.recipes}
+        if self.args.decay_scales:
+            for name in set(BEHRT_RECIPES) & set(models):
+                models[name].set_params(decay_scales=tuple(self.args.decay_scales))
         if s.quick:  # the wide start's penalty search costs seconds per fit, epochs none
             for name in set(BEHRT_RECIPES) & set(models):
                 models[name].set_params(wide=None)

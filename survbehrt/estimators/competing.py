@@ -28,6 +28,7 @@ from ..cox_start import HazardStart, hazard_start
 from ..data.competing import cause_names, cause_number, check_competing_y
 from ..data.tokenizer import N_SPECIAL
 from ..model import BEHRTCompetingModule, BEHRTConfig
+from ..model.decayed_history import check_decay_scales, decay_scales_of
 from ._cohort import Cohort, validate_cohort
 from ._common import check_choice, check_positive, token_store
 from .survival import BEHRTSurvivalEstimator
@@ -151,6 +152,7 @@ class BEHRTCompetingRisksEstimator(BEHRTSurvivalEstimator):
         min_frequency=1,
         n_value_bins=10,
         code_prefix=None,
+        decay_scales=None,
         lr=1e-3,
         weight_decay=0.01,
         max_epochs=20,
@@ -212,7 +214,8 @@ class BEHRTCompetingRisksEstimator(BEHRTSurvivalEstimator):
         time, event = cohort.time[train_idx], cohort.event[train_idx]
         if self.wide is None:
             baseline = marginal_competing_logits(time, event, grid.cuts_, n_causes=self.n_causes_)
-            module = BEHRTCompetingModule(config, grid.n_bins_, self.n_causes_)
+            module = BEHRTCompetingModule(config, grid.n_bins_, self.n_causes_,
+                                          decay_scales=check_decay_scales(self.decay_scales))
             module.start_from(baseline)
             return module, HazardStart(baseline, 0.0, 1.0)  # alpha: None
         # the survival estimator's Cox start on each cause's y (the others censored): the
@@ -225,7 +228,8 @@ class BEHRTCompetingRisksEstimator(BEHRTSurvivalEstimator):
         ) for c in range(1, self.n_causes_ + 1)]
         first = starts[0]
         module = BEHRTCompetingModule(config, grid.n_bins_, self.n_causes_, wide=True,
-                                      age_mean=first.age_mean, age_scale=first.age_scale)
+                                      age_mean=first.age_mean, age_scale=first.age_scale,
+                                      decay_scales=check_decay_scales(self.decay_scales))
         start = HazardStart(
             np.stack([s.baseline for s in starts]), first.age_mean, first.age_scale,
             beta=np.stack([s.beta for s in starts], axis=1),
@@ -240,12 +244,14 @@ class BEHRTCompetingRisksEstimator(BEHRTSurvivalEstimator):
 
     def _module_args(self, module) -> dict:
         return {"config": module.config.to_dict(), "n_bins": module.num_bins,
-                "n_causes": module.n_causes, "wide": module.wide is not None}
+                "n_causes": module.n_causes, "wide": module.wide is not None,
+                "decay_scales": decay_scales_of(module)}
 
     @staticmethod
     def _rebuild_module(args):
         return BEHRTCompetingModule(BEHRTConfig(**args["config"]), args["n_bins"],
-                                    args["n_causes"], wide=args["wide"])
+                                    args["n_causes"], wide=args["wide"],
+                                    decay_scales=args.get("decay_scales"))
 
     def _cause_number(self, cause=None) -> int:
         return cause_number(self.cause_names_, self.cause if cause is None else cause)

@@ -34,6 +34,7 @@ from ..data.validation import check_predict_columns, check_survival_y, flatten_e
 from ..explain import explain
 from ..losses import HybridSurvivalLoss, PairwiseRankingLoss, SurvivalNLL
 from ..model import BEHRTConfig, BEHRTSurvivalModule, apply_lora, configure_trainable
+from ..model.decayed_history import check_decay_scales, decay_scales_of
 from ..survival import (
     TimeGrid,
     evaluate_on_times,
@@ -170,6 +171,16 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         synonym codes it raised the pre-trained LoRA recipe's C at 4,000 labels by
         0.037-0.059 (three seeds); arbitrary groups cost up to 0.010 in the mean
         (docs/pretraining.md, "Code groups").
+    decay_scales : sequence of float, optional
+        Time scales in years (e.g. ``(0.25, 1, 4)``) of decayed sums of the visits so
+        far, added to each visit's representation before the hazard head
+        (:class:`~survbehrt.model.decayed_history.DecayedHistory`): for each scale
+        ``tau``, ``sum_v exp(-r_v / tau) [u(h_v), 1]`` over the visits up to it, ``r_v``
+        the years from visit ``v`` to the prediction time and ``u`` a learned
+        projection of its representation, so the head reads how often and how recently
+        things happened (visit tempo, recent episodes), which attention and mean
+        pooling average away. Part of the head: it trains under every ``strategy``,
+        and with ``pretrained`` too. It starts as the identity. None: no sums.
     lr : float, default=1e-3
         Peak learning rate of AdamW (after linear warm-up; cosine decay after).
     weight_decay : float, default=0.01
@@ -335,6 +346,7 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         min_frequency=1,
         n_value_bins=10,
         code_prefix=None,
+        decay_scales=None,
         lr=1e-3,
         weight_decay=0.01,
         max_epochs=20,
@@ -375,6 +387,7 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         self.min_frequency = min_frequency
         self.n_value_bins = n_value_bins
         self.code_prefix = code_prefix
+        self.decay_scales = decay_scales
         self.lr = lr
         self.weight_decay = weight_decay
         self.max_epochs = max_epochs
@@ -471,6 +484,7 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         check_fraction("validation_fraction", self.validation_fraction)
         if self.code_prefix is not None:
             check_positive("code_prefix", self.code_prefix)
+        check_decay_scales(self.decay_scales)
         if self.early_stopping is not None and self.validation_fraction == 0:
             raise ValueError(
                 f"early_stopping={self.early_stopping!r} needs a validation set; set "
@@ -608,7 +622,8 @@ class BEHRTSurvivalEstimator(BaseEstimator):
             random_state=seed,
         )
         module = BEHRTSurvivalModule(config, grid.n_bins_, wide=self.wide is not None,
-                                     age_mean=start.age_mean, age_scale=start.age_scale)
+                                     age_mean=start.age_mean, age_scale=start.age_scale,
+                                     decay_scales=check_decay_scales(self.decay_scales))
         module.start_from(start.baseline, start.beta, start.gamma)
         if task is not None:
             start_head_from_task(module.head, pre.module_.tte_head, task, pre.module_.tte_cuts,
@@ -619,11 +634,12 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         """What ``save`` keeps to rebuild the module (``_rebuild_module`` reads it)."""
         # the wide term's age centring is a buffer: the state dict restores it
         return {"config": module.config.to_dict(), "n_bins": int(module.head.num_bins),
-                "wide": module.wide is not None}
+                "wide": module.wide is not None, "decay_scales": decay_scales_of(module)}
 
     @staticmethod
     def _rebuild_module(args):
-        return BEHRTSurvivalModule(BEHRTConfig(**args["config"]), args["n_bins"], wide=args["wide"])
+        return BEHRTSurvivalModule(BEHRTConfig(**args["config"]), args["n_bins"], wide=args["wide"],
+                                   decay_scales=args.get("decay_scales"))
 
     def _set_fitted(self, data, grid, start, net, counts):
         self.tokenizer_ = data.tokenizer

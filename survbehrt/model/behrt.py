@@ -9,7 +9,7 @@ logic lives in :mod:`.pretraining` and :mod:`.tte`.)
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -18,6 +18,7 @@ from torch import Tensor, as_tensor, nn
 
 from ..recalibration import recalibrate_logits
 from .config import N_SPECIAL, PAD_ID, BEHRTConfig, as_config
+from .decayed_history import DecayedHistory
 from .embeddings import BEHRTEmbeddings
 from .encoder import TransformerEncoderLayer, build_attention_mask
 from .heads import HazardHead, MLMHead, NextVisitHead
@@ -312,11 +313,17 @@ class BEHRTSurvivalModule(nn.Module):
         log-count and age-at-prediction term on every visit's logits.
     age_mean, age_scale : float, default=60.0, 15.0
         Standardisation of the age at prediction for the wide path.
+    decay_scales : sequence of float, optional
+        Add :class:`~survbehrt.model.decayed_history.DecayedHistory` at these time
+        scales (years) between the visit representations and the head: decayed counts
+        and sums of the visits so far. None: the representations go to the head as
+        they are.
 
     Attributes
     ----------
     encoder : BEHRTEncoder
     head : HazardHead
+    history : DecayedHistory or None
     wide : WideTerm or None
     calibration : tuple of float or None
         ``(intercept, slope, center)`` applied to the logits of every visit
@@ -335,6 +342,7 @@ class BEHRTSurvivalModule(nn.Module):
         wide: bool = False,
         age_mean: float = 60.0,
         age_scale: float = 15.0,
+        decay_scales: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         config = as_config(config)
@@ -352,6 +360,11 @@ class BEHRTSurvivalModule(nn.Module):
         # than PyTorch's default Kaiming init.
         for m in self.head.modules():
             init_weights(m, config.initializer_range)
+        # outside the encoder: it trains under every strategy, as the head does
+        self.history = (None if decay_scales is None
+                        else DecayedHistory(config.embedding_dim, decay_scales))
+        if self.history is not None:
+            init_weights(self.history.project, config.initializer_range)
         self.wide = (WideTerm(config.vocab_size, N_SPECIAL, age_mean, age_scale)
                      if wide else None)
         self.calibration = None
@@ -460,7 +473,7 @@ class BEHRTSurvivalModule(nn.Module):
         torch.Tensor
             Logits of shape ``(B, V, K)``; finite but meaningless at padding visits.
         """
-        reps, _ = self.encoder.visit_representations(
+        reps, real_visits = self.encoder.visit_representations(
             codes,
             age_bins,
             visits,
@@ -472,6 +485,8 @@ class BEHRTSurvivalModule(nn.Module):
             value_bins=value_bins,
             index_age=kwargs.get("index_age"), visit_times=kwargs.get("visit_times"),
         )
+        if getattr(self, "history", None) is not None:
+            reps = self.history(reps, real_visits, kwargs["visit_times"])
         logits = self._shape_logits(self.head(reps))
         if self.wide is not None:
             logits = logits + self.wide(codes, visits, _bool_mask(codes, attention_mask),
