@@ -23,6 +23,7 @@ from .config import (
     BEHRTConfig,
     as_config,
 )
+from .decayed_history import DecayedHistory
 from .embeddings import BEHRTEmbeddings, SinusoidalPositionEmbedding, sinusoidal_table
 from .encoder import MultiHeadSelfAttention, TransformerEncoderLayer, build_attention_mask
 from .heads import HazardHead, MLMHead, NextVisitHead
@@ -68,6 +69,7 @@ __all__ = [
     "BEHRTPretrainingModule",
     "BEHRTSurvivalModule",
     "HazardHead",
+    "DecayedHistory",
     "LoRALinear",
     "MLMHead",
     "MultiHeadSelfAttention",
