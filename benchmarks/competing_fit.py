@@ -65,7 +65,10 @@ def main(argv=None):
                         help="unlabelled patients of the same population for pre-training")
     parser.add_argument("--pretrain-epochs", type=int, default=None)
     parser.add_argument("--decay-scales", nargs="+", type=float, default=None, metavar="YEARS",
-                        help="the estimator's decay_scales (decayed sums of the visits so far)")
+                        help="the estimator's decay_scales (decayed sums of the visits so far; "
+                        "default: the estimator's)")
+    parser.add_argument("--no-decay-sums", action="store_true",
+                        help="the estimator without decayed sums (decay_scales=None)")
     parser.add_argument("--project", action="store_true",
                         help="project each cause's log incidence, the model's and the oracle's, "
                         "on the generating features")
@@ -97,8 +100,11 @@ def main(argv=None):
     est = BEHRTCompetingRisksEstimator(
         max_epochs=args.epochs, random_state=args.seed, n_threads=1,
         wide=None if args.wide == "none" else args.wide, early_stopping=args.early_stopping,
-        decay_scales=args.decay_scales, **params,
-    ).fit(X.iloc[train], y[train])
+        **params,
+    )
+    if args.decay_scales or args.no_decay_sums:
+        est.set_params(decay_scales=None if args.no_decay_sums else tuple(args.decay_scales))
+    est.fit(X.iloc[train], y[train])
     fit_s = time.perf_counter() - started
     cif = est.predict_cumulative_incidence(X.iloc[test], return_array=False)
     for c, name in enumerate(names, start=1):

@@ -119,7 +119,9 @@ def parse_args(argv=None):
                         "embedding plus its group's: the codes' first N characters)")
     parser.add_argument("--decay-scales", nargs="+", type=float, default=None, metavar="YEARS",
                         help="decay_scales of every BEHRT recipe (decayed sums of the visits "
-                        "so far at these time scales, beside the visit representations)")
+                        "so far at these time scales; default: the estimator's)")
+    parser.add_argument("--no-decay-sums", action="store_true",
+                        help="every BEHRT recipe without decayed sums (decay_scales=None)")
     parser.add_argument("--fixed-epochs", action="store_true",
                         help="--epochs at every labelled size (default: the epochs scaled so "
                         "that every size gets the largest size's optimiser steps)")
@@ -182,9 +184,10 @@ class Run:
                 models[name] = clone(bench[recipe]).set_params(pretrained=pretrainers[objective])
         models["cox"], models["rsf"] = bench["CoxPH"], bench["RSF"]
         models = {name: m for name, m in models.items() if name in self.args.recipes}
-        if self.args.decay_scales:
+        if self.args.decay_scales or self.args.no_decay_sums:
+            scales = None if self.args.no_decay_sums else tuple(self.args.decay_scales)
             for name in set(BEHRT_RECIPES) & set(models):
-                models[name].set_params(decay_scales=tuple(self.args.decay_scales))
+                models[name].set_params(decay_scales=scales)
         if s.quick:  # the wide start's penalty search costs seconds per fit, epochs none
             for name in set(BEHRT_RECIPES) & set(models):
                 models[name].set_params(wide=None)

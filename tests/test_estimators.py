@@ -130,9 +130,11 @@ def test_every_strategy_and_loss_fits(strategy, loss, data, pretrainer):
     assert np.isfinite(est.predict(X)).all()
     module = est.net_.module_
     trainable = {n for n, p in module.named_parameters() if p.requires_grad}
-    # the hazard head and the wide path sit outside the encoder: they train in every strategy
-    head = {n for n, _ in module.named_parameters() if n.startswith(("head.", "wide."))}
-    assert any(n.startswith("wide.") for n in head)
+    # the hazard head, the decayed sums and the wide path sit outside the encoder: they
+    # train in every strategy
+    head = {n for n, _ in module.named_parameters()
+            if n.startswith(("head.", "history.", "wide."))}
+    assert any(n.startswith("wide.") for n in head) and any(n.startswith("history.") for n in head)
     if strategy == "frozen":
         assert trainable == head
     elif strategy == "lora":

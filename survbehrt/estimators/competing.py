@@ -152,7 +152,7 @@ class BEHRTCompetingRisksEstimator(BEHRTSurvivalEstimator):
         min_frequency=1,
         n_value_bins=10,
         code_prefix=None,
-        decay_scales=None,
+        decay_scales=(0.25, 1.0, 4.0),
         lr=1e-3,
         weight_decay=0.01,
         max_epochs=20,

@@ -171,16 +171,21 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         synonym codes it raised the pre-trained LoRA recipe's C at 4,000 labels by
         0.037-0.059 (three seeds); arbitrary groups cost up to 0.010 in the mean
         (docs/pretraining.md, "Code groups").
-    decay_scales : sequence of float, optional
-        Time scales in years (e.g. ``(0.25, 1, 4)``) of decayed sums of the visits so
-        far, added to each visit's representation before the hazard head
+    decay_scales : sequence of float or None, default=(0.25, 1.0, 4.0)
+        Time scales in years of decayed sums of the visits so far, added to each visit's
+        representation before the hazard head
         (:class:`~survbehrt.model.decayed_history.DecayedHistory`): for each scale
         ``tau``, ``sum_v exp(-r_v / tau) [u(h_v), 1]`` over the visits up to it, ``r_v``
         the years from visit ``v`` to the prediction time and ``u`` a learned
         projection of its representation, so the head reads how often and how recently
         things happened (visit tempo, recent episodes), which attention and mean
         pooling average away. Part of the head: it trains under every ``strategy``,
-        and with ``pretrained`` too. It starts as the identity. None: no sums.
+        and with ``pretrained`` too. It starts as the identity. None: no sums. Measured
+        on every cohort (docs/pretraining.md, "Decayed sums of the visits", three seeds):
+        a head on a frozen pre-trained encoder gained 0.059-0.071 in C on the sequence
+        cohort and 0.006-0.066 on the synonyms cohort, LoRA 0.006-0.020 on the sequence
+        cohort; the counts and latent cohorts moved by 0.005 or less, the Synthea
+        sample's pre-trained recipes lost 0.016-0.025 on one fold of three.
     lr : float, default=1e-3
         Peak learning rate of AdamW (after linear warm-up; cosine decay after).
     weight_decay : float, default=0.01
@@ -346,7 +351,7 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         min_frequency=1,
         n_value_bins=10,
         code_prefix=None,
-        decay_scales=None,
+        decay_scales=(0.25, 1.0, 4.0),
         lr=1e-3,
         weight_decay=0.01,
         max_epochs=20,
