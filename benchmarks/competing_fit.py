@@ -2,7 +2,7 @@
 
 Run: ``python benchmarks/competing_fit.py [--n 4000] [--epochs 30] [--seed 0]
 [--recipe benchmark] [--wide joint] [--early-stopping loss] [--pool 0]
-[--pretrain-epochs E] [--project]``.
+[--pretrain-epochs E] [--project] [--decay-scales YEARS ... | --no-decay-sums]``.
 
 On :func:`survbehrt.datasets.competing.make_synthetic_competing` (``"outcome"`` driven by
 the order and recency of codes in the sequence, ``"death"`` by age, a code's presence and
@@ -11,7 +11,8 @@ and scored on the rest (``--recipe benchmark``: the single-cause benchmark's BEH
 a pretrainer fitted on the training rows, then full fine-tuning at ``lr=5e-4``;
 ``--pool N``: the pretrainer also sees N unlabelled patients of the same population,
 another draw of the generator, as a user's unlabelled records; ``--pretrain-epochs``:
-its epochs, the benchmark's by default);
+its epochs, the benchmark's by default; ``--decay-scales`` / ``--no-decay-sums``: the
+estimator's ``decay_scales``, other scales or none);
 ``--recipe small``: a small model from scratch; ``--wide``: the wide path, one term per
 cause, as the survival estimator's default ``"joint"``), cause by cause, with Wolbers' cause-specific concordance
 (:func:`survbehrt.competing_metrics.cause_specific_c`, unweighted and with censoring

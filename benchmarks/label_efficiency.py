@@ -1,7 +1,8 @@
 """Label efficiency: how many labelled patients each recipe needs, with and without pre-training.
 
 Run: ``OMP_NUM_THREADS=1 python benchmarks/label_efficiency.py [--datasets ...] [--sizes ...]
-[--pool N] [--test N] [--epochs E] [--pretrain-epochs E] [--jobs J] [--out DIR] [--smoke]``.
+[--pool N] [--test N] [--epochs E] [--pretrain-epochs E] [--code-prefix N] [--decay-scales
+YEARS ... | --no-decay-sums] [--jobs J] [--out DIR] [--smoke]``.
 
 For each synthetic generator (``make_synthetic_ehr``'s scenarios ``sequence``, ``counts``,
 ``latent`` and ``synonyms``; dataset names as in ``survbehrt benchmark``) and seed:

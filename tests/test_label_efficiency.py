@@ -114,3 +114,21 @@ def test_every_labelled_size_gets_the_largest_sizes_optimiser_steps(bench):
         assert est.max_epochs == 6  # the recipe itself is left as it was
     cox = CoxPHSurvivalAnalysis()
     assert bench.same_steps(cox, 250, 4000) is cox  # count baselines have no epochs
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ([], (0.25, 1.0, 4.0)),  # the estimator's default
+    (["--decay-scales", "0.5", "2"], (0.5, 2.0)),
+    (["--no-decay-sums"], None),
+])
+def test_decay_flags_reach_every_behrt_recipe_and_no_count_model(bench, flags, expected):
+    from survbehrt import BEHRTPretrainer, BEHRTSurvivalEstimator
+
+    run = bench.Run(bench.parse_args(["--recipes", *bench.RECIPES, *flags]))
+    pretrainers = {objective: BEHRTPretrainer() for objective in run.objectives()}
+    models = run.recipes(0, pretrainers)
+    behrt = {name: m for name, m in models.items() if isinstance(m, BEHRTSurvivalEstimator)}
+    assert set(behrt) == set(bench.BEHRT_RECIPES)
+    assert all(m.decay_scales == expected for m in behrt.values())
+    assert not any("decay_scales" in m.get_params() for name, m in models.items()
+                   if name not in behrt)
