@@ -1,7 +1,7 @@
 """The competing-risks estimator on the synthetic competing cohort, against Cox and the oracle.
 
 Run: ``python benchmarks/competing_fit.py [--n 4000] [--epochs 30] [--seed 0]
-[--recipe benchmark] [--wide joint] [--early-stopping loss] [--pool 0]
+[--recipe benchmark|lora|frozen|small] [--wide joint] [--early-stopping loss] [--pool 0]
 [--pretrain-epochs E] [--project] [--decay-scales YEARS ... | --no-decay-sums]``.
 
 On :func:`survbehrt.datasets.competing.make_synthetic_competing` (``"outcome"`` driven by
@@ -13,6 +13,8 @@ a pretrainer fitted on the training rows, then full fine-tuning at ``lr=5e-4``;
 another draw of the generator, as a user's unlabelled records; ``--pretrain-epochs``:
 its epochs, the benchmark's by default; ``--decay-scales`` / ``--no-decay-sums``: the
 estimator's ``decay_scales``, other scales or none);
+``--recipe lora`` / ``frozen``: the benchmark's BEHRT-lora / BEHRT-frozen fine-tuning
+instead (strategy, learning rate, adapters) on the same pretrainer;
 ``--recipe small``: a small model from scratch; ``--wide``: the wide path, one term per
 cause, as the survival estimator's default ``"joint"``), cause by cause, with Wolbers' cause-specific concordance
 (:func:`survbehrt.competing_metrics.cause_specific_c`, unweighted and with censoring
@@ -52,6 +54,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from oracle_gap import projection  # noqa: E402
 
 HORIZON = 5.0
+#: ``--recipe``: the single-cause benchmark's BEHRT model whose fine-tuning it takes
+RECIPES = {"benchmark": "BEHRT-full", "lora": "BEHRT-lora", "frozen": "BEHRT-frozen"}
 
 
 def main(argv=None):
@@ -59,7 +63,8 @@ def main(argv=None):
     parser.add_argument("--n", type=int, default=4000)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--recipe", choices=("benchmark", "small"), default="benchmark")
+    parser.add_argument("--recipe", choices=("benchmark", "lora", "frozen", "small"),
+                        default="benchmark")
     parser.add_argument("--wide", choices=("joint", "offset", "none"), default="joint")
     parser.add_argument("--early-stopping", choices=("loss", "cindex"), default="loss")
     parser.add_argument("--pool", type=int, default=0,
@@ -95,7 +100,12 @@ def main(argv=None):
         if args.pool:  # another draw of the same population (its own seed), X only
             pool = make_synthetic_competing(n_patients=args.pool, random_state=args.seed + 1000)[0]
             histories = pd.concat([histories, pool], ignore_index=True)
-        params = dict(pretrained=pretrainer.fit(histories), lr=5e-4, patience=8)
+        # the single-cause benchmark's fine-tuning recipe of that name (its strategy,
+        # learning rate and adapters), on the competing-risks estimator
+        recipe = make_models(settings)[RECIPES[args.recipe]].get_params()
+        params = {k: recipe[k] for k in ("strategy", "lr", "lora_rank", "lora_feedforward",
+                                         "patience")}
+        params["pretrained"] = pretrainer.fit(histories)
         print(f"pretrainer: {len(histories)} histories, {pretrainer.max_epochs} epochs, "
               f"{time.perf_counter() - started:.0f} s")
     est = BEHRTCompetingRisksEstimator(
