@@ -95,6 +95,30 @@ def test_survival_module_starts_with_the_same_hazards():
     assert plain.history is None and isinstance(decayed.history, DecayedHistory)
 
 
+def test_bf16_model_sums_in_float32_with_exact_times():
+    seed_everything(0)
+    module = DecayedHistory(6, SCALES, channels=3)
+    reps, mask, before = _visits()
+    before = before + 10.3  # 10.3 years back: bf16 would read 10.3125
+    reference = _reference_sums(module, reps.bfloat16().float(), mask, before)
+    half = module.to(torch.bfloat16)
+    sums = half.sums(reps.bfloat16(), mask, before)
+    assert sums.dtype == torch.float32
+    # u(h) is computed in bf16 (the model's precision), the decay and the sums are not
+    assert torch.allclose(sums, reference, rtol=2e-2, atol=5e-3)
+    counts = sums[..., -1]  # the constant channel: exact
+    assert torch.allclose(counts, reference[..., -1], rtol=1e-6, atol=1e-9)
+    assert half(reps.bfloat16(), mask, before).dtype == torch.bfloat16
+
+
+def test_survival_module_needs_visit_times_for_the_sums():
+    batch = random_batch(n=2, seed=1)
+    del batch["visit_times"]
+    module = BEHRTSurvivalModule(tiny_config(), num_bins=4, decay_scales=SCALES)
+    with pytest.raises(ValueError, match="visit_times"):
+        module(**batch)
+
+
 @pytest.mark.parametrize("scales", [(), (1.0, 0.0), (-1.0,), ("a",), (float("inf"),), 3.0, "14"])
 def test_bad_scales_are_refused(scales):
     with pytest.raises(ValueError, match="decay_scales"):

@@ -466,7 +466,8 @@ class BEHRTSurvivalModule(nn.Module):
             Fixes the number of visit slots ``V``.
         **kwargs
             Other batch keys; ``index_age`` and ``visit_times`` are used by the
-            continuous time encoding and the wide path.
+            continuous time encoding, the wide path and the decayed sums (which need
+            ``visit_times``).
 
         Returns
         -------
@@ -486,6 +487,9 @@ class BEHRTSurvivalModule(nn.Module):
             index_age=kwargs.get("index_age"), visit_times=kwargs.get("visit_times"),
         )
         if getattr(self, "history", None) is not None:
+            if kwargs.get("visit_times") is None:
+                raise ValueError("the decayed sums (decay_scales) need the batch's visit_times: "
+                                 "the years from each visit to the prediction time")
             reps = self.history(reps, real_visits, kwargs["visit_times"])
         logits = self._shape_logits(self.head(reps))
         if self.wide is not None:

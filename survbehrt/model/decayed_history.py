@@ -20,7 +20,7 @@ sums are a cumulative sum over the visits, so every visit gets its own causal va
 no more than the cost of the pooling. ``asinh`` of the sums (log-like for large counts,
 linear near zero, signed) goes through a linear map, initialised at zero, to a vector
 added to the visit's representation before the hazard head: the module starts as the
-identity, and the model can only gain what the data asks for.
+identity, and training moves it only as far as the data asks.
 """
 
 from __future__ import annotations
@@ -109,11 +109,14 @@ class DecayedHistory(nn.Module):
         visit_times : torch.Tensor of shape (B, V)
             Years from each visit to the prediction time.
         """
-        u = self.project(visit_repr)
+        # in float32 whatever the model's precision: the times exact (bf16 would round a
+        # visit 10.3 years back to 10.3125) and the running sums without bf16's 8-bit
+        # mantissa
+        u = self.project(visit_repr).float()
         u = torch.cat([u, torch.ones_like(u[..., :1])], dim=-1)  # (B, V, C + 1)
-        before = visit_times.to(u.dtype).clamp_min(0.0)
-        weight = torch.exp(-before[..., None] / self.scales.to(u.dtype))  # (B, V, S)
-        weight = weight * visit_mask[..., None].to(u.dtype)
+        before = visit_times.float().clamp_min(0.0)
+        weight = torch.exp(-before[..., None] / self.scales.float())  # (B, V, S)
+        weight = weight * visit_mask[..., None].float()
         return torch.cumsum(weight[..., None] * u[..., None, :], dim=1)
 
     def forward(self, visit_repr: Tensor, visit_mask: Tensor, visit_times: Tensor) -> Tensor:
@@ -128,5 +131,5 @@ class DecayedHistory(nn.Module):
         -------
         torch.Tensor of shape (B, V, D)
         """
-        feats = torch.asinh(self.sums(visit_repr, visit_mask, visit_times))
-        return visit_repr + self.output(feats.flatten(-2))
+        feats = torch.asinh(self.sums(visit_repr, visit_mask, visit_times)).flatten(-2)
+        return visit_repr + self.output(feats.to(self.output.weight.dtype))
