@@ -51,6 +51,7 @@ from survbehrt.data import cause_names, cause_specific_y
 from survbehrt.datasets.competing import make_synthetic_competing, true_cumulative_incidence
 
 sys.path.insert(0, str(Path(__file__).parent))
+from label_efficiency import add_decay_arguments, decay_params  # noqa: E402
 from oracle_gap import projection  # noqa: E402
 
 HORIZON = 5.0
@@ -70,11 +71,7 @@ def main(argv=None):
     parser.add_argument("--pool", type=int, default=0,
                         help="unlabelled patients of the same population for pre-training")
     parser.add_argument("--pretrain-epochs", type=int, default=None)
-    parser.add_argument("--decay-scales", nargs="+", type=float, default=None, metavar="YEARS",
-                        help="the estimator's decay_scales (decayed sums of the visits so far; "
-                        "default: the estimator's)")
-    parser.add_argument("--no-decay-sums", action="store_true",
-                        help="the estimator without decayed sums (decay_scales=None)")
+    add_decay_arguments(parser, "the estimator")
     parser.add_argument("--project", action="store_true",
                         help="project each cause's log incidence, the model's and the oracle's, "
                         "on the generating features")
@@ -111,11 +108,8 @@ def main(argv=None):
     est = BEHRTCompetingRisksEstimator(
         max_epochs=args.epochs, random_state=args.seed, n_threads=1,
         wide=None if args.wide == "none" else args.wide, early_stopping=args.early_stopping,
-        **params,
-    )
-    if args.decay_scales or args.no_decay_sums:
-        est.set_params(decay_scales=None if args.no_decay_sums else tuple(args.decay_scales))
-    est.fit(X.iloc[train], y[train])
+        **params, **decay_params(args),
+    ).fit(X.iloc[train], y[train])
     fit_s = time.perf_counter() - started
     cif = est.predict_cumulative_incidence(X.iloc[test], return_array=False)
     for c, name in enumerate(names, start=1):

@@ -99,6 +99,24 @@ SMOKE = dict(datasets=["synthetic", "synthetic-latent"], sizes=[100, 200], pool=
              max_length=64)
 
 
+def add_decay_arguments(parser, who):
+    """``--decay-scales YEARS ...`` and ``--no-decay-sums``: the ``decay_scales`` of ``who``."""
+    parser.add_argument("--decay-scales", nargs="+", type=float, default=None, metavar="YEARS",
+                        help=f"decay_scales of {who} (decayed sums of the visits so far at "
+                        "these time scales; default: the estimator's)")
+    parser.add_argument("--no-decay-sums", action="store_true",
+                        help=f"{who} without decayed sums (decay_scales=None)")
+
+
+def decay_params(args):
+    """The estimator parameters those flags ask for: ``{"decay_scales": ...}``, or ``{}``."""
+    if args.no_decay_sums:
+        return {"decay_scales": None}
+    if args.decay_scales:
+        return {"decay_scales": tuple(args.decay_scales)}
+    return {}
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -118,11 +136,7 @@ def parse_args(argv=None):
     parser.add_argument("--code-prefix", type=int, default=None,
                         help="code_prefix of every pretrainer and of no-pretrain (each code's "
                         "embedding plus its group's: the codes' first N characters)")
-    parser.add_argument("--decay-scales", nargs="+", type=float, default=None, metavar="YEARS",
-                        help="decay_scales of every BEHRT recipe (decayed sums of the visits "
-                        "so far at these time scales; default: the estimator's)")
-    parser.add_argument("--no-decay-sums", action="store_true",
-                        help="every BEHRT recipe without decayed sums (decay_scales=None)")
+    add_decay_arguments(parser, "every BEHRT recipe")
     parser.add_argument("--fixed-epochs", action="store_true",
                         help="--epochs at every labelled size (default: the epochs scaled so "
                         "that every size gets the largest size's optimiser steps)")
@@ -185,13 +199,11 @@ class Run:
                 models[name] = clone(bench[recipe]).set_params(pretrained=pretrainers[objective])
         models["cox"], models["rsf"] = bench["CoxPH"], bench["RSF"]
         models = {name: m for name, m in models.items() if name in self.args.recipes}
-        if self.args.decay_scales or self.args.no_decay_sums:
-            scales = None if self.args.no_decay_sums else tuple(self.args.decay_scales)
-            for name in set(BEHRT_RECIPES) & set(models):
-                models[name].set_params(decay_scales=scales)
+        overrides = decay_params(self.args)
         if s.quick:  # the wide start's penalty search costs seconds per fit, epochs none
-            for name in set(BEHRT_RECIPES) & set(models):
-                models[name].set_params(wide=None)
+            overrides["wide"] = None
+        for name in set(BEHRT_RECIPES) & set(models):
+            models[name].set_params(**overrides)
         return models
 
 
