@@ -28,7 +28,7 @@ from ..cox_start import HazardStart, hazard_start
 from ..data.competing import cause_names, cause_number, check_competing_y
 from ..data.tokenizer import N_SPECIAL
 from ..model import BEHRTCompetingModule, BEHRTConfig
-from ..model.decayed_history import check_decay_scales, decay_scales_of
+from ..model.decayed_history import decay_scales_of
 from ._cohort import Cohort, validate_cohort
 from ._common import check_choice, check_positive, token_store
 from .survival import BEHRTSurvivalEstimator
@@ -215,7 +215,7 @@ class BEHRTCompetingRisksEstimator(BEHRTSurvivalEstimator):
         if self.wide is None:
             baseline = marginal_competing_logits(time, event, grid.cuts_, n_causes=self.n_causes_)
             module = BEHRTCompetingModule(config, grid.n_bins_, self.n_causes_,
-                                          decay_scales=check_decay_scales(self.decay_scales))
+                                          decay_scales=self.decay_scales)
             module.start_from(baseline)
             return module, HazardStart(baseline, 0.0, 1.0)  # alpha: None
         # the survival estimator's Cox start on each cause's y (the others censored): the
@@ -229,7 +229,7 @@ class BEHRTCompetingRisksEstimator(BEHRTSurvivalEstimator):
         first = starts[0]
         module = BEHRTCompetingModule(config, grid.n_bins_, self.n_causes_, wide=True,
                                       age_mean=first.age_mean, age_scale=first.age_scale,
-                                      decay_scales=check_decay_scales(self.decay_scales))
+                                      decay_scales=self.decay_scales)
         start = HazardStart(
             np.stack([s.baseline for s in starts]), first.age_mean, first.age_scale,
             beta=np.stack([s.beta for s in starts], axis=1),

@@ -631,7 +631,7 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         )
         module = BEHRTSurvivalModule(config, grid.n_bins_, wide=self.wide is not None,
                                      age_mean=start.age_mean, age_scale=start.age_scale,
-                                     decay_scales=check_decay_scales(self.decay_scales))
+                                     decay_scales=self.decay_scales)
         module.start_from(start.baseline, start.beta, start.gamma)
         if task is not None:
             start_head_from_task(module.head, pre.module_.tte_head, task, pre.module_.tte_cuts,
