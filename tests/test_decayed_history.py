@@ -23,7 +23,7 @@ from model_helpers import random_batch, seed_everything, tiny_config
 SCALES = (0.25, 1.0, 4.0)
 
 
-def _reference_sums(module, reps, mask, before):
+def _reference_sums(module, reps, mask, before, scales=SCALES):
     """``s_tau(t) = sum_{v <= t, real} exp(-r_v / tau) [u(h_v), 1]`` by plain loops."""
     b, v, _ = reps.shape
     u = module.project(reps).detach()
@@ -31,7 +31,7 @@ def _reference_sums(module, reps, mask, before):
     out = torch.zeros(b, v, len(SCALES), channels)
     for i in range(b):
         for t in range(v):
-            for s, tau in enumerate(SCALES):
+            for s, tau in enumerate(scales):
                 for j in range(t + 1):
                     if not mask[i, j]:
                         continue
@@ -95,13 +95,15 @@ def test_survival_module_starts_with_the_same_hazards():
     assert plain.history is None and isinstance(decayed.history, DecayedHistory)
 
 
-def test_bf16_model_sums_in_float32_with_exact_times():
+def test_bf16_model_sums_in_float32_with_exact_times_and_scales():
     seed_everything(0)
-    module = DecayedHistory(6, SCALES, channels=3)
+    scales = (0.3, 1.0, 4.0)  # 0.3 in bf16 is 0.30078
+    module = DecayedHistory(6, scales, channels=3)
     reps, mask, before = _visits()
     before = before + 10.3  # 10.3 years back: bf16 would read 10.3125
-    reference = _reference_sums(module, reps.bfloat16().float(), mask, before)
+    reference = _reference_sums(module, reps.bfloat16().float(), mask, before, scales)
     half = module.to(torch.bfloat16)
+    assert half.scales == scales
     sums = half.sums(reps.bfloat16(), mask, before)
     assert sums.dtype == torch.float32
     # u(h) is computed in bf16 (the model's precision), the decay and the sums are not
@@ -145,7 +147,11 @@ def test_estimator_survives_pickle_and_save_load(cohort, tmp_path):
     est.save(tmp_path / "model.pt")
     loaded = type(est).load(tmp_path / "model.pt")
     assert np.allclose(loaded.predict(X), expected)
-    assert torch.equal(loaded.net_.module_.history.scales, torch.tensor(SCALES))
+    assert loaded.net_.module_.history.scales == SCALES
+    # a file of the first format, whose state dict held the scales as a buffer, loads
+    state = {**est.net_.module_.state_dict(), "history.scales": torch.tensor(SCALES)}
+    loaded.net_.module_.load_state_dict(state)
+    assert np.allclose(loaded.predict(X), expected)
 
 
 def test_frozen_strategy_trains_the_decayed_sums(cohort):

@@ -79,8 +79,9 @@ class DecayedHistory(nn.Module):
 
     Attributes
     ----------
-    scales : torch.Tensor
-        Buffer of shape (S,).
+    scales : tuple of float
+        The time scales, plain floats: not a tensor, so that moving the module to
+        bf16 cannot round them (0.3 would become 0.30078).
     project : torch.nn.Linear
         ``u``: from ``dim`` to ``channels``.
     output : torch.nn.Linear
@@ -92,7 +93,7 @@ class DecayedHistory(nn.Module):
         scales = check_decay_scales(scales)
         if scales is None:
             raise ValueError("DecayedHistory needs at least one time scale")
-        self.register_buffer("scales", torch.tensor(scales, dtype=torch.float32))
+        self.scales = scales
         self.project = nn.Linear(dim, channels)
         self.output = nn.Linear(len(scales) * (channels + 1), dim)
         nn.init.zeros_(self.output.weight)
@@ -115,9 +116,16 @@ class DecayedHistory(nn.Module):
         u = self.project(visit_repr).float()
         u = torch.cat([u, torch.ones_like(u[..., :1])], dim=-1)  # (B, V, C + 1)
         before = visit_times.float().clamp_min(0.0)
-        weight = torch.exp(-before[..., None] / self.scales.float())  # (B, V, S)
+        taus = torch.tensor(self.scales, dtype=torch.float32, device=before.device)
+        weight = torch.exp(-before[..., None] / taus)  # (B, V, S)
         weight = weight * visit_mask[..., None].float()
         return torch.cumsum(weight[..., None] * u[..., None, :], dim=1)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # files saved before the scales left the state dict hold them as a buffer; the
+        # module's own (the saved decay_scales) are the same values, unrounded
+        state_dict.pop(prefix + "scales", None)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, visit_repr: Tensor, visit_mask: Tensor, visit_times: Tensor) -> Tensor:
         """``visit_repr`` plus the projected decayed sums of the visits up to each visit.
