@@ -139,3 +139,32 @@ def test_groups_keep_a_patients_rows_in_one_fold(sequence):
     est = _folded(max_epochs=1).fit(X2, Surv.from_arrays(y["event"][:200], y["time"][:200]),
                                      groups=groups)
     assert est.epoch_choice_["fold_curves"].shape[0] == 4
+
+
+def test_choose_epochs_by_hand():
+    from survbehrt.estimators._epoch_choice import FoldScores, choose_epochs
+
+    def fold(scores, n, tag):
+        logits = [np.full((n, 2), 10 * tag + e, dtype=float) for e in range(len(scores))]
+        return FoldScores(scores, n, logits, np.arange(n, dtype=float), np.ones(n, dtype=int))
+
+    # fold a: best at 2; fold b: stopped after epoch 1, NaN start (the worst)
+    a = fold([1.0, 0.8, 0.5, 0.9], 3, 1)
+    b = fold([float("nan"), 0.6], 1, 2)
+    choice = choose_epochs([a, b], lower_is_better=True, max_epochs=4)
+    # by hand: b carried at 0.6; rows weigh 3:1; epoch 0 infinite
+    expected = [np.inf, (3 * 0.8 + 0.6) / 4, (3 * 0.5 + 0.6) / 4, (3 * 0.9 + 0.6) / 4,
+                (3 * 0.9 + 0.6) / 4]
+    np.testing.assert_allclose(choice.curve, expected)
+    assert choice.epochs == 2 and list(choice.fold_stops) == [3, 1]
+    logits, time, event = choice.held_out
+    # each fold's logits at the chosen epoch, b's at its last (epoch 1)
+    np.testing.assert_array_equal(logits[:, 0], [12, 12, 12, 21])
+    assert event.dtype == bool and event.all()
+    # ties go to the fewest epochs; a C-index is higher-better and unweighted
+    flat = choose_epochs([fold([0.7, 0.7, 0.6], 2, 1)], lower_is_better=False, max_epochs=2)
+    assert flat.epochs == 0
+    cindex = choose_epochs([fold([0.5, 0.6], 100, 1), fold([0.5, 0.4, 0.9], 1, 2)],
+                           lower_is_better=False, max_epochs=2, weigh_rows=False)
+    np.testing.assert_allclose(cindex.curve, [0.5, 0.5, 0.75])
+    assert cindex.epochs == 2

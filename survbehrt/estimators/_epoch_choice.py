@@ -25,7 +25,7 @@ from skorch.callbacks import Callback
 
 from ._training import _last_visit_logits, batched_inference, net_device, net_module
 
-__all__ = ["EpochChoice", "ValidationLogits", "choose_epochs"]
+__all__ = ["EpochChoice", "FoldScores", "ValidationLogits", "choose_epochs", "fold_scores"]
 
 
 class ValidationLogits(Callback):
@@ -56,6 +56,44 @@ class ValidationLogits(Callback):
 
     def on_epoch_end(self, net, **kwargs):
         self._record(net)
+
+
+@dataclass(frozen=True)
+class FoldScores:
+    """What choosing the epochs keeps of one fold's fit (the net itself is let go).
+
+    Attributes
+    ----------
+    scores : list of float
+        The validation score at the start and after each epoch the fold ran.
+    n_rows : int
+        The fold's validation rows.
+    logits : list of ndarray or None
+        Their last-visit logits at the same epochs (``validation_logits``), if kept.
+    time, event : ndarray
+        Their outcome.
+    """
+
+    scores: list
+    n_rows: int
+    logits: list | None
+    time: np.ndarray
+    event: np.ndarray
+
+
+def fold_scores(net, valid, monitor: str) -> FoldScores:
+    """The :class:`FoldScores` of a fold's trained ``net`` on its validation rows ``valid``.
+
+    The start's score is the ``early_stopping`` callback's measurement before the first
+    epoch (NaN if it could not be measured).
+    """
+    callbacks = dict(net.callbacks_)
+    start = getattr(callbacks["early_stopping"], "start_score_", np.nan)
+    keeper = callbacks.get("validation_logits")
+    return FoldScores([start, *net.history[:, monitor]], len(valid),
+                      None if keeper is None else keeper.logits_,
+                      np.asarray(valid.targets["time"], dtype=float),
+                      np.asarray(valid.targets["event"]))
 
 
 @dataclass(frozen=True)
@@ -97,45 +135,34 @@ def _carried(values: list, length: int) -> np.ndarray:
     return out
 
 
-def choose_epochs(fold_nets, monitor: str, lower_is_better: bool, max_epochs: int) -> EpochChoice:
+def choose_epochs(folds, lower_is_better: bool, max_epochs: int,
+                  weigh_rows: bool = True) -> EpochChoice:
     """The epoch count whose mean validation score over the folds is best.
 
     Parameters
     ----------
-    fold_nets : list of (SurvivalNet, EHRDataset)
-        Each fold's trained net (with an ``early_stopping`` callback that measured the
-        start, and optionally a ``validation_logits`` one) and its validation rows.
-    monitor : {"valid_loss", "valid_cindex"}
+    folds : list of FoldScores
     lower_is_better : bool
     max_epochs : int
+    weigh_rows : bool, default=True
+        Weigh each fold by its rows (a loss, a mean over rows); else equally (a C-index).
 
     Returns
     -------
     EpochChoice
-        Ties go to the fewest epochs. A start score that is not finite (a fold's C-index
+        Ties go to the fewest epochs. A score that is not finite (a fold's C-index
         without a comparable pair) counts as the worst.
     """
     worst = np.inf if lower_is_better else -np.inf
-    curves, weights, stops, logits = [], [], [], []
-    for net, valid in fold_nets:
-        callbacks = dict(net.callbacks_)
-        start = getattr(callbacks["early_stopping"], "start_score_", np.nan)
-        scores = [start, *net.history[:, monitor]]
-        scores = [s if np.isfinite(s) else worst for s in scores]
-        curves.append(_carried(scores, max_epochs + 1))
-        weights.append(len(valid) if monitor == "valid_loss" else 1)
-        stops.append(len(scores) - 1)
-        if "validation_logits" in callbacks:
-            logits.append(callbacks["validation_logits"].logits_)
-    curves = np.vstack(curves)
+    curves = np.vstack([_carried([s if np.isfinite(s) else worst for s in fold.scores],
+                                 max_epochs + 1) for fold in folds])
+    weights = [fold.n_rows if weigh_rows else 1 for fold in folds]
     curve = np.average(curves, axis=0, weights=weights)
-    # an epoch where some fold is at its worst (infinite) cannot win, unless all are
     epochs = int(np.argmin(curve) if lower_is_better else np.argmax(curve))
     held_out = None
-    if len(logits) == len(fold_nets):
-        held_out = tuple(np.concatenate(parts) for parts in zip(*(
-            (fold[min(epochs, len(fold) - 1)],
-             np.asarray(valid.targets["time"], dtype=float),
-             np.asarray(valid.targets["event"], dtype=bool))
-            for fold, (_, valid) in zip(logits, fold_nets))))
-    return EpochChoice(epochs, curve, curves, np.asarray(stops), held_out)
+    if all(fold.logits is not None for fold in folds):
+        held_out = (np.concatenate([f.logits[min(epochs, len(f.logits) - 1)] for f in folds]),
+                    np.concatenate([f.time for f in folds]),
+                    np.concatenate([f.event for f in folds]) > 0)
+    stops = np.array([len(fold.scores) - 1 for fold in folds])
+    return EpochChoice(epochs, curve, curves, stops, held_out)

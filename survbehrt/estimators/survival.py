@@ -55,7 +55,7 @@ from ._common import (
     token_store,
     torch_threads,
 )
-from ._epoch_choice import choose_epochs
+from ._epoch_choice import choose_epochs, fold_scores
 from ._nets import EARLY_STOPPING_MONITOR, survival_net, train
 from ._persistence import read_estimator, write_estimator
 from ._pretrained import is_fitted_pretrainer, resolve_pretrained
@@ -626,12 +626,13 @@ class BEHRTSurvivalEstimator(BaseEstimator):
             # choose epochs (validation_folds): k fits, each early-stopped on its fold
             choice = None
             if self.validation_folds:
+                monitor, lower_is_better = EARLY_STOPPING_MONITOR[self.early_stopping]
                 with fitting(self, seed):  # RNG forked: the final fit draws as without folds
-                    choice = choose_epochs(
-                        [(self._train(fold, grid, config, seed, pre, task, fold=True)[0],
-                          fold.valid_set)
-                         for fold in cross_fitting_folds(data, self.validation_folds, seed)],
-                        *EARLY_STOPPING_MONITOR[self.early_stopping], self.max_epochs)
+                    folds = [fold_scores(self._train(fold, grid, config, seed, pre, task,
+                                                     fold=True)[0], fold.valid_set, monitor)
+                             for fold in cross_fitting_folds(data, self.validation_folds, seed)]
+                choice = choose_epochs(folds, lower_is_better, self.max_epochs,
+                                       weigh_rows=monitor == "valid_loss")
             # train
             net, start, counts = self._train(data, grid, config, seed, pre, task,
                                              epochs=None if choice is None else choice.epochs)
