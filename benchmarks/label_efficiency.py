@@ -124,8 +124,9 @@ def estimator_params(args):
     return params
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__,
+def build_parser(description=__doc__):
+    """The run's flags (cohorts, sizes, recipes, model, pool; also ``ensemble_gain.py``'s)."""
+    parser = argparse.ArgumentParser(description=description,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     parser.add_argument("--sizes", nargs="+", type=int, default=[250, 500, 1000, 2000, 4000])
@@ -159,11 +160,20 @@ def parse_args(argv=None):
                         help="fit nothing: the table and plot of these result files (runs joined)")
     parser.add_argument("--no-plot", action="store_true")
     parser.add_argument("--smoke", action="store_true", help="a tiny CI run (see above)")
-    if parser.parse_args(argv).smoke:  # the smoke settings, where no flag says otherwise
+    return parser
+
+
+def finish_args(parser, argv=None):
+    """Parse ``argv``: ``--smoke``'s settings where no flag says otherwise, sizes sorted."""
+    if parser.parse_args(argv).smoke:
         parser.set_defaults(**SMOKE)
     args = parser.parse_args(argv)
     args.sizes = sorted(set(args.sizes))
     return args
+
+
+def parse_args(argv=None):
+    return finish_args(build_parser(), argv)
 
 
 class Run:

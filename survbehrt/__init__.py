@@ -1,6 +1,11 @@
 """survbehrt: BEHRT transformer survival models for EHR sequences, as scikit-learn estimators."""
 
 from ._version import __version__
-from .estimators import BEHRTCompetingRisksEstimator, BEHRTPretrainer, BEHRTSurvivalEstimator
+from .estimators import (
+    BEHRTCompetingRisksEstimator,
+    BEHRTEnsemble,
+    BEHRTPretrainer,
+    BEHRTSurvivalEstimator,
+)
 
-__all__ = ["BEHRTCompetingRisksEstimator", "BEHRTPretrainer", "BEHRTSurvivalEstimator", "__version__"]
+__all__ = ["BEHRTCompetingRisksEstimator", "BEHRTEnsemble", "BEHRTPretrainer", "BEHRTSurvivalEstimator", "__version__"]

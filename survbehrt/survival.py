@@ -45,6 +45,8 @@ from sksurv.nonparametric import kaplan_meier_estimator
 from sksurv.util import check_y_survival
 
 __all__ = [
+    "ExactCurve",
+    "MixtureCurve",
     "SurvivalCurve",
     "TimeGrid",
     "bin_cumulative_hazards",
@@ -647,7 +649,43 @@ def evaluate_on_times(logits, cuts, times, kind="survival"):
     return np.exp(-cumhaz) if kind == "survival" else cumhaz
 
 
-class SurvivalCurve(StepFunction):
+class ExactCurve(StepFunction):
+    """A scikit-survival :class:`~sksurv.functions.StepFunction` that is exact between its knots.
+
+    ``x`` / ``y`` hold the curve on a grid of knots (for plotting and inspection); the
+    call evaluates the subclass's ``_values(t)`` at any time in the domain: no step
+    between knots.
+    """
+
+    def _values(self, t):
+        raise NotImplementedError
+
+    def __call__(self, x):
+        """Evaluate the curve at ``x`` (inside the domain).
+
+        Parameters
+        ----------
+        x : float or array-like of shape (n_values,)
+
+        Returns
+        -------
+        float or ndarray of shape (n_values,)
+
+        Raises
+        ------
+        ValueError
+            If ``x`` is not finite or lies outside the domain.
+        """
+        x = np.atleast_1d(np.asarray(x, dtype=float))
+        if not np.isfinite(x).all():
+            raise ValueError("x must be finite")
+        if np.min(x) < self.domain[0] or np.max(x) > self.domain[1]:
+            raise ValueError(f"x must be within [{self.domain[0]:f}; {self.domain[1]:f}]")
+        value = self.a * self._values(x) + self.b
+        return value[0] if value.shape[0] == 1 else value
+
+
+class SurvivalCurve(ExactCurve):
     """A patient's survival (or cumulative hazard) curve, exact between the grid's edges.
 
     A :class:`sksurv.functions.StepFunction` (so scikit-survival and this
@@ -686,32 +724,48 @@ class SurvivalCurve(StepFunction):
         cumhaz = _cumhaz_from_eta(self.eta[None, :], self.cuts, np.atleast_1d(t))[0]
         return np.exp(-cumhaz) if self.kind == "survival" else cumhaz
 
-    def __call__(self, x):
-        """Evaluate the curve at ``x`` (inside the domain).
-
-        Parameters
-        ----------
-        x : float or array-like of shape (n_values,)
-
-        Returns
-        -------
-        float or ndarray of shape (n_values,)
-
-        Raises
-        ------
-        ValueError
-            If ``x`` is not finite or lies outside the domain.
-        """
-        x = np.atleast_1d(np.asarray(x, dtype=float))
-        if not np.isfinite(x).all():
-            raise ValueError("x must be finite")
-        if np.min(x) < self.domain[0] or np.max(x) > self.domain[1]:
-            raise ValueError(f"x must be within [{self.domain[0]:f}; {self.domain[1]:f}]")
-        value = self.a * self._values(x) + self.b
-        return value[0] if value.shape[0] == 1 else value
-
     def __repr__(self):
         return f"SurvivalCurve(kind={self.kind!r}, cuts={self.cuts!r}, eta={self.eta!r})"
+
+
+class MixtureCurve(ExactCurve):
+    """The mean of several survival curves (a mixture), or its cumulative hazard.
+
+    The survival of a patient under an ensemble whose members are equally likely:
+    ``S(t) = mean_m S_m(t)``, a survival function (an ``H(t) = -log S(t)`` with
+    ``kind="cumhaz"``). Exact between knots as the members are.
+
+    Parameters
+    ----------
+    curves : sequence of SurvivalCurve
+        The members' survival curves (``kind="survival"``).
+    kind : {"survival", "cumhaz"}, default="survival"
+
+    Notes
+    -----
+    The domain is the members' common one, ``[0, min upper]``; the knots are the
+    members' knots in it.
+    """
+
+    def __init__(self, curves, kind="survival"):
+        if kind not in _KINDS:
+            raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
+        self.curves = list(curves)
+        if not self.curves or any(getattr(c, "kind", None) != "survival" for c in self.curves):
+            raise ValueError("MixtureCurve needs one or more survival curves (kind='survival')")
+        self.kind = kind
+        upper = min(float(c.domain[1]) for c in self.curves)
+        x = np.unique(np.concatenate([c.x for c in self.curves] + [[upper]]))
+        x = x[x <= upper]
+        super().__init__(x=x, y=self._values(x), domain=(0.0, upper))
+
+    def _values(self, t):
+        t = np.atleast_1d(t)
+        survival = np.mean([np.atleast_1d(c._values(t)) for c in self.curves], axis=0)
+        return survival if self.kind == "survival" else -np.log(survival)
+
+    def __repr__(self):
+        return f"MixtureCurve(kind={self.kind!r}, n_curves={len(self.curves)})"
 
 
 def survival_curves(logits, cuts, max_time, kind="survival"):

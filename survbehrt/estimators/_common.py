@@ -9,6 +9,10 @@ import pandas as pd
 import torch
 from sklearn.model_selection import KFold, StratifiedGroupKFold, StratifiedKFold, train_test_split
 from sklearn.utils import check_random_state
+from sksurv.exceptions import NoComparablePairException
+from sksurv.metrics import concordance_index_censored
+
+from ..data.validation import check_survival_y
 
 __all__ = [
     "check_choice",
@@ -25,6 +29,7 @@ __all__ = [
     "model_config",
     "token_store",
     "check_store_tokenizer",
+    "harrell_score",
 ]
 
 
@@ -250,3 +255,21 @@ def check_store_tokenizer(store, tokenizer, whose: str) -> None:
             f"{whose}'s (vocabulary, value bins or parameters differ); write the store "
             f"with {whose}'s tokenizer (survbehrt.data.write_tokens)."
         )
+
+
+def harrell_score(predict, X, y) -> float:
+    """Harrell's C of ``predict(X)`` against ``y``: the estimators' ``score``.
+
+    NaN when ``y`` has no events or no comparable pair (the C-index is undefined), so
+    that a cross-validation fold without events does not abort a search.
+    """
+    store = token_store(X)
+    X = X if store is None else store
+    event, time = check_survival_y(y, n_samples=len(X), require_events=False)
+    risk = predict(X)
+    if not event.any():  # e.g. a CV test fold without events: undefined, not an error
+        return float("nan")
+    try:
+        return concordance_index_censored(event, time, risk)[0]
+    except NoComparablePairException:
+        return float("nan")

@@ -24,13 +24,11 @@ import torch
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
 from skorch.history import History
-from sksurv.exceptions import NoComparablePairException
-from sksurv.metrics import concordance_index_censored
 from sksurv.util import Surv
 
 from ..cox_start import hazard_start
 from ..data.tokenizer import N_SPECIAL, EHRTokenizer
-from ..data.validation import check_predict_columns, check_survival_y, flatten_ehr
+from ..data.validation import check_predict_columns, flatten_ehr
 from ..explain import explain
 from ..losses import HybridSurvivalLoss, PairwiseRankingLoss, SurvivalNLL
 from ..model import BEHRTConfig, BEHRTSurvivalModule, apply_lora, configure_trainable
@@ -50,6 +48,7 @@ from ._common import (
     check_store_tokenizer,
     draw_seed,
     fitting,
+    harrell_score,
     model_config,
     seeded_torch,
     token_store,
@@ -980,16 +979,7 @@ class BEHRTSurvivalEstimator(BaseEstimator):
             undefined), so that a cross-validation fold without events does not
             abort a search.
         """
-        store = token_store(X)
-        X = X if store is None else store
-        event, time = check_survival_y(y, n_samples=len(X), require_events=False)
-        risk = self.predict(X)
-        if not event.any():  # e.g. a CV test fold without events: undefined, not an error
-            return float("nan")
-        try:
-            return concordance_index_censored(event, time, risk)[0]
-        except NoComparablePairException:
-            return float("nan")
+        return harrell_score(self.predict, X, y)
 
     def explain(self, X, **kwargs):
         """Attributions of the log risk to each code, value and visit (see :func:`survbehrt.explain.explain`).
