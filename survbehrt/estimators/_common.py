@@ -30,6 +30,7 @@ __all__ = [
     "token_store",
     "check_store_tokenizer",
     "harrell_score",
+    "history_tags",
 ]
 
 
@@ -273,3 +274,16 @@ def harrell_score(predict, X, y) -> float:
         return concordance_index_censored(event, time, risk)[0]
     except NoComparablePairException:
         return float("nan")
+
+
+def history_tags(tags, random_state, supervised: bool):
+    """scikit-learn tags of an estimator of patient histories.
+
+    ``X`` is one row per patient, not a 2-D numeric array; ``y`` is required when
+    ``supervised``; the fit is non-deterministic without a ``random_state``.
+    """
+    tags.input_tags.two_d_array = False
+    if supervised:
+        tags.target_tags.required = True
+    tags.non_deterministic = random_state is None
+    return tags

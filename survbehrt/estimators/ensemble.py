@@ -20,7 +20,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..data.validation import check_survival_y
 from ..survival import MixtureCurve, evaluate_on_times
-from ._common import check_positive, harrell_score, token_store
+from ._common import check_positive, harrell_score, history_tags, token_store
 from .competing import BEHRTCompetingRisksEstimator
 from .survival import BEHRTSurvivalEstimator
 
@@ -96,11 +96,7 @@ class BEHRTEnsemble(BaseEstimator):
         self.n_jobs = n_jobs
 
     def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = False
-        tags.target_tags.required = True
-        tags.non_deterministic = self.random_state is None
-        return tags
+        return history_tags(super().__sklearn_tags__(), self.random_state, supervised=True)
 
     def _recipe(self):
         estimator = BEHRTSurvivalEstimator() if self.estimator is None else self.estimator

@@ -21,6 +21,7 @@ from ._common import (
     check_store_tokenizer,
     draw_seed,
     fitting,
+    history_tags,
     model_config,
     seeded_torch,
     token_store,
@@ -277,10 +278,7 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
         self.checkpoint_dir = checkpoint_dir
 
     def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = False
-        tags.non_deterministic = self.random_state is None
-        return tags
+        return history_tags(super().__sklearn_tags__(), self.random_state, supervised=False)
 
     def _check_params(self):
         objective_parts(self.objective)

@@ -49,6 +49,7 @@ from ._common import (
     draw_seed,
     fitting,
     harrell_score,
+    history_tags,
     model_config,
     seeded_torch,
     token_store,
@@ -484,11 +485,7 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         return super().set_params(**params)
 
     def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = False
-        tags.target_tags.required = True
-        tags.non_deterministic = self.random_state is None
-        return tags
+        return history_tags(super().__sklearn_tags__(), self.random_state, supervised=True)
 
     # ------------------------------------------------------------------ fitting
 
