@@ -97,3 +97,14 @@ def test_search_clone_pickle_and_errors(fitted):
 def test_mixture_curve_checks_its_members():
     with pytest.raises(ValueError, match="survival curves"):
         MixtureCurve([])
+
+
+def test_members_share_a_fitted_pretrainer(fitted):
+    from helpers import tiny_pretrainer
+
+    _, X, y = fitted
+    pre = tiny_pretrainer().fit(X)
+    ens = BEHRTEnsemble(tiny_estimator(pretrained=pre, strategy="lora"), n_members=2,
+                        random_state=0).fit(X, y)
+    assert all(m.pretrained is pre for m in ens.estimators_)
+    assert clone(ens).estimator.pretrained is pre
