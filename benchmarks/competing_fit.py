@@ -2,8 +2,7 @@
 
 Run: ``python benchmarks/competing_fit.py [--n 4000] [--epochs 30] [--seed 0]
 [--recipe benchmark|lora|frozen|small] [--wide joint] [--early-stopping loss] [--pool 0]
-[--pretrain-epochs E] [--project] [--decay-scales YEARS ... | --no-decay-sums]
-[--validation-folds K]``.
+[--pretrain-epochs E] [--project] [--decay-scales YEARS ... | --no-decay-sums]``.
 
 On :func:`survbehrt.datasets.competing.make_synthetic_competing` (``"outcome"`` driven by
 the order and recency of codes in the sequence, ``"death"`` by age, a code's presence and
@@ -13,8 +12,7 @@ a pretrainer fitted on the training rows, then full fine-tuning at ``lr=5e-4``;
 ``--pool N``: the pretrainer also sees N unlabelled patients of the same population,
 another draw of the generator, as a user's unlabelled records; ``--pretrain-epochs``:
 its epochs, the benchmark's by default; ``--decay-scales`` / ``--no-decay-sums``: the
-estimator's ``decay_scales``, other scales or none; ``--validation-folds``: its
-``validation_folds``);
+estimator's ``decay_scales``, other scales or none);
 ``--recipe lora`` / ``frozen``: the benchmark's BEHRT-lora / BEHRT-frozen fine-tuning
 instead (strategy, learning rate, adapters) on the same pretrainer;
 ``--recipe small``: a small model from scratch; ``--wide``: the wide path, one term per
@@ -53,7 +51,7 @@ from survbehrt.data import cause_names, cause_specific_y
 from survbehrt.datasets.competing import make_synthetic_competing, true_cumulative_incidence
 
 sys.path.insert(0, str(Path(__file__).parent))
-from label_efficiency import add_estimator_arguments, estimator_params  # noqa: E402
+from label_efficiency import add_decay_arguments, decay_params  # noqa: E402
 from oracle_gap import projection  # noqa: E402
 
 HORIZON = 5.0
@@ -73,7 +71,7 @@ def main(argv=None):
     parser.add_argument("--pool", type=int, default=0,
                         help="unlabelled patients of the same population for pre-training")
     parser.add_argument("--pretrain-epochs", type=int, default=None)
-    add_estimator_arguments(parser, "the estimator")
+    add_decay_arguments(parser, "the estimator")
     parser.add_argument("--project", action="store_true",
                         help="project each cause's log incidence, the model's and the oracle's, "
                         "on the generating features")
@@ -110,7 +108,7 @@ def main(argv=None):
     est = BEHRTCompetingRisksEstimator(
         max_epochs=args.epochs, random_state=args.seed, n_threads=1,
         wide=None if args.wide == "none" else args.wide, early_stopping=args.early_stopping,
-        **params, **estimator_params(args),
+        **params, **decay_params(args),
     ).fit(X.iloc[train], y[train])
     fit_s = time.perf_counter() - started
     cif = est.predict_cumulative_incidence(X.iloc[test], return_array=False)

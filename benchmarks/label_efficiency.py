@@ -2,7 +2,7 @@
 
 Run: ``OMP_NUM_THREADS=1 python benchmarks/label_efficiency.py [--datasets ...] [--sizes ...]
 [--pool N] [--test N] [--epochs E] [--pretrain-epochs E] [--code-prefix N] [--decay-scales
-YEARS ... | --no-decay-sums] [--validation-folds K] [--jobs J] [--out DIR] [--smoke]``.
+YEARS ... | --no-decay-sums] [--jobs J] [--out DIR] [--smoke]``.
 
 For each synthetic generator (``make_synthetic_ehr``'s scenarios ``sequence``, ``counts``,
 ``latent`` and ``synonyms``; dataset names as in ``survbehrt benchmark``) and seed:
@@ -99,29 +99,22 @@ SMOKE = dict(datasets=["synthetic", "synthetic-latent"], sizes=[100, 200], pool=
              max_length=64)
 
 
-def add_estimator_arguments(parser, who):
-    """``--decay-scales YEARS ...``, ``--no-decay-sums`` and ``--validation-folds K``: the
-    ``decay_scales`` and ``validation_folds`` of ``who``."""
+def add_decay_arguments(parser, who):
+    """``--decay-scales YEARS ...`` and ``--no-decay-sums``: the ``decay_scales`` of ``who``."""
     parser.add_argument("--decay-scales", nargs="+", type=float, default=None, metavar="YEARS",
                         help=f"decay_scales of {who} (decayed sums of the visits so far at "
                         "these time scales; default: the estimator's)")
     parser.add_argument("--no-decay-sums", action="store_true",
                         help=f"{who} without decayed sums (decay_scales=None)")
-    parser.add_argument("--validation-folds", type=int, default=None, metavar="K",
-                        help=f"validation_folds of {who} (the epochs chosen by K-fold "
-                        "cross-fitting, then every row trains; default: the estimator's)")
 
 
-def estimator_params(args):
-    """The estimator parameters those flags ask for (``decay_scales``, ``validation_folds``)."""
-    params = {}
+def decay_params(args):
+    """The estimator parameters those flags ask for: ``{"decay_scales": ...}``, or ``{}``."""
     if args.no_decay_sums:
-        params["decay_scales"] = None
-    elif args.decay_scales:
-        params["decay_scales"] = tuple(args.decay_scales)
-    if args.validation_folds is not None:
-        params["validation_folds"] = args.validation_folds
-    return params
+        return {"decay_scales": None}
+    if args.decay_scales:
+        return {"decay_scales": tuple(args.decay_scales)}
+    return {}
 
 
 def build_parser(description=__doc__):
@@ -144,7 +137,7 @@ def build_parser(description=__doc__):
     parser.add_argument("--code-prefix", type=int, default=None,
                         help="code_prefix of every pretrainer and of no-pretrain (each code's "
                         "embedding plus its group's: the codes' first N characters)")
-    add_estimator_arguments(parser, "every BEHRT recipe")
+    add_decay_arguments(parser, "every BEHRT recipe")
     parser.add_argument("--fixed-epochs", action="store_true",
                         help="--epochs at every labelled size (default: the epochs scaled so "
                         "that every size gets the largest size's optimiser steps)")
@@ -216,7 +209,7 @@ class Run:
                 models[name] = clone(bench[recipe]).set_params(pretrained=pretrainers[objective])
         models["cox"], models["rsf"] = bench["CoxPH"], bench["RSF"]
         models = {name: m for name, m in models.items() if name in self.args.recipes}
-        overrides = estimator_params(self.args)
+        overrides = decay_params(self.args)
         if s.quick:  # the wide start's penalty search costs seconds per fit, epochs none
             overrides["wide"] = None
         for name in set(BEHRT_RECIPES) & set(models):

@@ -38,7 +38,7 @@ def _rows_of(net, dataset):
             np.asarray(dataset.targets["event"], dtype=bool))
 
 
-def recalibrate(net, train_dataset, valid_dataset, cuts, max_time, held_out=None):
+def recalibrate(net, train_dataset, valid_dataset, cuts, max_time):
     """Fit the calibration slope and level and set them on ``net``'s module.
 
     Parameters
@@ -53,30 +53,23 @@ def recalibrate(net, train_dataset, valid_dataset, cuts, max_time, held_out=None
         The grid's edges.
     max_time : float
         Follow-up is censored here, where the estimator's curves end.
-    held_out : tuple of ndarray, optional
-        ``(logits, time, event)`` of rows predicted by models that did not train on
-        them (``validation_folds``' out-of-fold predictions): the slope is fitted on
-        these instead of on ``net``'s predictions of ``valid_dataset``.
 
     Returns
     -------
     survbehrt.recalibration.CalibrationFit or None
-        The slope from the held-out rows, the intercept from all fitted rows; None (and
-        the module left as it is) without held-out rows or with fewer than
+        The slope from the validation rows, the intercept from all rows; None (and the
+        module left as it is) without validation rows or with fewer than
         :data:`MIN_EVENTS` events among them.
     """
-    if held_out is None:
-        if valid_dataset is None:
-            return None
-        held_out = _rows_of(net, valid_dataset)
-    logits, time, event = held_out
+    if valid_dataset is None:
+        return None
+    logits, time, event = _rows_of(net, valid_dataset)
     if (event & (time <= max_time)).sum() < MIN_EVENTS:
         return None
     fit = calibration_of_logits(logits, cuts, time, event, max_time=max_time, penalty=PENALTY,
                                 min_slope=MIN_SLOPE)
-    # the level on every fitted row, predicted by the net itself
-    fitted = [_rows_of(net, d) for d in (train_dataset, valid_dataset) if d is not None]
-    logits, time, event = (np.concatenate(parts) for parts in zip(*fitted))
+    train = _rows_of(net, train_dataset)
+    logits, time, event = (np.concatenate([a, b]) for a, b in zip(train, (logits, time, event)))
     level = level_of_logits(logits, cuts, time, event, fit.slope, fit.center, max_time=max_time)
     fit = fit._replace(intercept=level, n_events=int((event & (time <= max_time)).sum()))
     net_module(net).set_calibration(fit.intercept, fit.slope, fit.center)

@@ -10,7 +10,6 @@ training and early-stopping sets (``train_set``, ``valid_set``).
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,15 +17,9 @@ import numpy as np
 from ..data.batching import EHRDataset
 from ..data.tokenizer import EHRTokenizer
 from ..data.validation import check_survival_y, ehr_columns, flatten_ehr
-from ._common import (
-    check_store_tokenizer,
-    resolve_groups,
-    token_store,
-    validation_folds,
-    validation_split,
-)
+from ._common import check_store_tokenizer, resolve_groups, token_store, validation_split
 
-__all__ = ["Cohort", "FitCohort", "cross_fitting_folds", "split_and_tokenize", "validate_cohort"]
+__all__ = ["Cohort", "FitCohort", "split_and_tokenize", "validate_cohort"]
 
 
 @dataclass(frozen=True)
@@ -176,34 +169,3 @@ def split_and_tokenize(cohort: Cohort, seed: int, validation_fraction: float, *,
     sets = (() if cohort.event is None
             else _survival_sets(cohort, tokens, rows, train_idx, valid_idx))
     return FitCohort(cohort, tokenizer, tokens, rows, train_idx, valid_idx, columns, *sets)
-
-
-def cross_fitting_folds(data: FitCohort, k: int, seed: int) -> list:
-    """``k`` folds of ``data``'s training rows, each a :class:`FitCohort` of its own.
-
-    A fold's ``valid_idx`` / ``valid_set`` are its held-out rows and ``train_idx`` /
-    ``train_set`` the other folds' (patients kept whole, stratified on the event); the
-    tokenizer and tokens are ``data``'s, shared.
-
-    Parameters
-    ----------
-    data : FitCohort
-        With an outcome.
-    k : int
-    seed : int
-        Seeds the folds.
-
-    Returns
-    -------
-    list of FitCohort
-    """
-    cohort, rows = data.cohort, data.train_idx
-    groups = None if cohort.groups is None else cohort.groups[rows]
-    folds = []
-    for tr, va in validation_folds(len(rows), k, seed, stratify=cohort.event[rows] > 0,
-                                   groups=groups):
-        train_idx, valid_idx = rows[tr], rows[va]
-        sets = _survival_sets(cohort, data.tokens, data.rows, train_idx, valid_idx)
-        folds.append(dataclasses.replace(data, train_idx=train_idx, valid_idx=valid_idx,
-                                         train_set=sets[0], valid_set=sets[1]))
-    return folds

@@ -7,7 +7,7 @@ import contextlib
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.model_selection import KFold, StratifiedGroupKFold, StratifiedKFold, train_test_split
+from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 from sklearn.utils import check_random_state
 from sksurv.exceptions import NoComparablePairException
 from sksurv.metrics import concordance_index_censored
@@ -24,7 +24,6 @@ __all__ = [
     "fitting",
     "torch_threads",
     "validation_split",
-    "validation_folds",
     "resolve_groups",
     "model_config",
     "token_store",
@@ -137,31 +136,6 @@ def validation_split(n: int, fraction: float, seed: int, stratify=None, groups=N
             return np.sort(tr), np.sort(va)
     tr, va = train_test_split(idx, test_size=fraction, random_state=seed, stratify=strat)
     return np.sort(tr), np.sort(va)
-
-
-def validation_folds(n: int, k: int, seed: int, stratify=None, groups=None) -> list:
-    """``k`` folds of ``n`` rows for cross-fitting: ``[(train_idx, valid_idx), ...]``.
-
-    Every row is in exactly one ``valid_idx``. Stratified on ``stratify`` when each of
-    its values has at least ``k`` rows; with ``groups``, no group has rows on both sides
-    of a fold (as :func:`validation_split`).
-    """
-    idx = np.arange(n)
-    labels = np.zeros(n, dtype=int)
-    if stratify is not None:
-        _, counts = np.unique(stratify, return_counts=True)
-        if len(counts) > 1 and counts.min() >= k:
-            labels = np.asarray(stratify)
-    if groups is not None and np.unique(groups).shape[0] < n:
-        if np.unique(groups).shape[0] < k:
-            raise ValueError(f"validation_folds={k} needs at least {k} patients")
-        splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-        splits = splitter.split(idx, labels, np.asarray(groups))
-    elif labels.any():
-        splits = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(idx, labels)
-    else:
-        splits = KFold(n_splits=k, shuffle=True, random_state=seed).split(idx)
-    return [(np.sort(tr), np.sort(va)) for tr, va in splits]
 
 
 def resolve_groups(X, groups, n: int):

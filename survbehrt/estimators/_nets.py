@@ -15,7 +15,6 @@ from skorch.helper import predefined_split
 from ..model.tte import objective_parts
 from ._checkpoint import checkpoint_callbacks
 from ._common import resolve_device
-from ._epoch_choice import ValidationLogits
 from ._training import (
     BucketedLoader,
     EarlyStoppingFromStart,
@@ -28,11 +27,7 @@ from ._training import (
     standard_callbacks,
 )
 
-__all__ = ["EARLY_STOPPING_MONITOR", "net_arguments", "pretraining_net", "survival_callbacks",
-           "survival_net", "train"]
-
-#: ``early_stopping`` -> the history column it watches and whether lower is better
-EARLY_STOPPING_MONITOR = {"loss": ("valid_loss", True), "cindex": ("valid_cindex", False)}
+__all__ = ["net_arguments", "pretraining_net", "survival_callbacks", "survival_net", "train"]
 
 
 def net_arguments(estimator, seed: int, callbacks: list, train_split=None) -> dict:
@@ -80,13 +75,11 @@ def net_arguments(estimator, seed: int, callbacks: list, train_split=None) -> di
     return args
 
 
-def survival_callbacks(estimator, n_train: int, valid_dataset=None, fold: bool = False,
-                       keep_logits: bool = False) -> list:
+def survival_callbacks(estimator, n_train: int, valid_dataset=None) -> list:
     """The survival estimator's callbacks, in the order they run.
 
     The standard ones (:func:`~survbehrt.estimators._training.standard_callbacks`), the
-    validation C-index, the user's ``callbacks``, early stopping (with validation rows),
-    the progress bar.
+    validation C-index, the user's ``callbacks``, early stopping, the progress bar.
 
     Parameters
     ----------
@@ -96,12 +89,6 @@ def survival_callbacks(estimator, n_train: int, valid_dataset=None, fold: bool =
     n_train : int
         Training rows (the schedule's length).
     valid_dataset : EHRDataset, optional
-    fold : bool, default=False
-        A fit of ``validation_folds`` that chooses the epochs: the user's callbacks are
-        left to the final fit (they would see every fold's epochs as one run's).
-    keep_logits : bool, default=False
-        Keep the validation rows' logits per epoch (``validation_logits``, for the
-        cross-fitted recalibration).
 
     Returns
     -------
@@ -113,27 +100,24 @@ def survival_callbacks(estimator, n_train: int, valid_dataset=None, fold: bool =
                                    estimator.gradient_clip, parts, has_valid)
     if has_valid:
         callbacks.append(("valid_cindex", ValidationConcordance()))
-    if keep_logits and has_valid:
-        callbacks.append(("validation_logits", ValidationLogits(valid_dataset)))
-    for i, cb in enumerate([] if fold else estimator.callbacks or []):
+    for i, cb in enumerate(estimator.callbacks or []):
         # After the validation C-index (so they can read it), before early stopping
         # (so they see the epoch that stops training). Used as given: skorch
         # re-initialises callbacks each fit, and one may hold a live Optuna trial.
         callbacks.append(cb if isinstance(cb, tuple) else (f"user_{i}", cb))
-    if estimator.early_stopping is not None and estimator.max_epochs > 0 and has_valid:
-        monitor, lower_is_better = EARLY_STOPPING_MONITOR[estimator.early_stopping]
+    if estimator.early_stopping is not None and estimator.max_epochs > 0:
+        cindex = estimator.early_stopping == "cindex"
         callbacks.append(("early_stopping", EarlyStoppingFromStart(
             valid_dataset=valid_dataset,
-            monitor=monitor,
-            lower_is_better=lower_is_better,
+            monitor="valid_cindex" if cindex else "valid_loss",
+            lower_is_better=not cindex,
             patience=estimator.patience,
             load_best=True,
         )))
     return callbacks + progress_callbacks(estimator.verbose)
 
 
-def survival_net(estimator, module, criterion, seed: int, n_train: int = 1, valid_dataset=None,
-                 epochs=None, fold: bool = False, keep_logits: bool = False):
+def survival_net(estimator, module, criterion, seed: int, n_train: int = 1, valid_dataset=None):
     """The survival estimator's skorch net (accelerated with an ``accelerator``).
 
     Parameters
@@ -147,11 +131,6 @@ def survival_net(estimator, module, criterion, seed: int, n_train: int = 1, vali
     n_train : int, default=1
     valid_dataset : EHRDataset, optional
         The early-stopping rows.
-    epochs : int, optional
-        Train this many epochs of ``max_epochs``' schedule (the cross-fitted choice)
-        instead of ``max_epochs``.
-    fold, keep_logits : bool, default=False
-        See :func:`survival_callbacks`.
 
     Returns
     -------
@@ -160,13 +139,15 @@ def survival_net(estimator, module, criterion, seed: int, n_train: int = 1, vali
     net_class = SurvivalNet
     if estimator.accelerator is not None:
         from ._accelerate import AcceleratedSurvivalNet as net_class  # accelerate is optional
-    args = net_arguments(
-        estimator, seed, survival_callbacks(estimator, n_train, valid_dataset, fold, keep_logits),
-        predefined_split(valid_dataset) if valid_dataset is not None else None,
+    return net_class(
+        module=module,
+        criterion=criterion,
+        landmarks=estimator.landmarks,
+        **net_arguments(
+            estimator, seed, survival_callbacks(estimator, n_train, valid_dataset),
+            predefined_split(valid_dataset) if valid_dataset is not None else None,
+        ),
     )
-    if epochs is not None:
-        args["max_epochs"] = epochs
-    return net_class(module=module, criterion=criterion, landmarks=estimator.landmarks, **args)
 
 
 def pretraining_net(estimator, module, seed: int, valid_dataset=None, n_train: int = 1,

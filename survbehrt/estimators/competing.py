@@ -91,9 +91,8 @@ class BEHRTCompetingRisksEstimator(BEHRTSurvivalEstimator):
         ``C``.
     cause_names_ : tuple of str
         The names of causes 1..C (:func:`survbehrt.data.cause_names` of ``y``).
-    time_grid_, unique_times_, is_event_time_, net_, history_, tokenizer_, vocabulary_, epoch_choice_
-        As the survival estimator's, on all-cause events (with ``validation_folds``, the
-        folds' scores are the competing-risks likelihood's or that mean C); ``history_``'s
+    time_grid_, unique_times_, is_event_time_, net_, history_, tokenizer_, vocabulary_
+        As the survival estimator's, on all-cause events; ``history_``'s
         ``valid_cindex`` is the mean over causes of each cause's concordance (Wolbers),
         what ``early_stopping="cindex"`` monitors.
 
@@ -161,7 +160,6 @@ class BEHRTCompetingRisksEstimator(BEHRTSurvivalEstimator):
         early_stopping="loss",
         patience=5,
         validation_fraction=0.1,
-        validation_folds=None,
         gradient_clip=1.0,
         random_state=None,
         device="cpu",

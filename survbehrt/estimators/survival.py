@@ -9,7 +9,7 @@ written into the module by ``BEHRTSurvivalModule.start_from``), train (``_nets.s
 
 Over 600 lines as one unit: this is the public class alone, and half of it is what a
 user reads -- the class docstring (about 180 lines, every parameter and attribute)
-and the 39-parameter constructor (78 lines) that scikit-learn requires to be spelled
+and the 38-parameter constructor (77 lines) that scikit-learn requires to be spelled
 out. What is left are the scikit-learn / scikit-survival methods (each short); the
 helpers live in the modules named above.
 """
@@ -40,7 +40,7 @@ from ..survival import (
     survival_curves,
 )
 from ._calibration import recalibrate
-from ._cohort import cross_fitting_folds, split_and_tokenize, validate_cohort
+from ._cohort import split_and_tokenize, validate_cohort
 from ._common import (
     check_choice,
     check_fraction,
@@ -55,8 +55,7 @@ from ._common import (
     token_store,
     torch_threads,
 )
-from ._epoch_choice import choose_epochs, fold_scores
-from ._nets import EARLY_STOPPING_MONITOR, survival_net, train
+from ._nets import survival_net, train
 from ._persistence import read_estimator, write_estimator
 from ._pretrained import is_fitted_pretrainer, resolve_pretrained
 from ._training import _last_visit_logits, batched_inference, net_device
@@ -213,17 +212,6 @@ class BEHRTSurvivalEstimator(BaseEstimator):
     validation_fraction : float, default=0.1
         Share of the training rows held out (stratified on the event) for early
         stopping and the per-epoch validation C-index.
-    validation_folds : int, optional
-        Choose the epochs by ``k``-fold cross-fitting instead of one held-out split
-        (``validation_fraction`` is then not used): ``k`` fits, each early-stopped on
-        its fold (patients kept whole, stratified on the event), their per-epoch
-        validation scores averaged (epoch 0 is the start); the model is then trained on
-        every row for the epoch count that scores best (0: the start is kept), on
-        ``max_epochs``' learning-rate schedule. The recalibration's slope is fitted on
-        the folds' out-of-fold predictions at that epoch (every row, not a tenth).
-        Costs up to ``k + 1`` fits; meant for small cohorts, where a tenth of the rows
-        decides on a few events whether training beats its start. ``callbacks`` run in
-        the final fit only. Needs ``early_stopping``.
     gradient_clip : float, default=1.0
         Maximum gradient norm.
     random_state : int, RandomState or None, default=None
@@ -289,10 +277,6 @@ class BEHRTSurvivalEstimator(BaseEstimator):
     wide_alpha_ : float or None
         Ridge penalty on the codes of the wide path's starting fit (see
         ``survbehrt.cox_start.fit_wide_start``; None without the wide path).
-    epoch_choice_ : dict or None
-        With ``validation_folds``: the ``epochs`` chosen, the averaged score per epoch
-        (``curve``, epoch 0 first), each fold's (``fold_curves``, a fold's last score
-        carried past the epoch it stopped at, ``fold_stops``). None otherwise.
     calibration_ : dict or None
         The calibration refitted after training (``recalibrate``): its ``intercept``
         (the level, from all fitted rows), ``slope`` (from the validation rows),
@@ -378,7 +362,6 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         early_stopping="loss",
         patience=5,
         validation_fraction=0.1,
-        validation_folds=None,
         gradient_clip=1.0,
         random_state=None,
         device="cpu",
@@ -420,7 +403,6 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         self.early_stopping = early_stopping
         self.patience = patience
         self.validation_fraction = validation_fraction
-        self.validation_folds = validation_folds
         self.gradient_clip = gradient_clip
         self.random_state = random_state
         self.device = device
@@ -507,18 +489,10 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         if self.code_prefix is not None:
             check_positive("code_prefix", self.code_prefix)
         check_decay_scales(self.decay_scales)
-        if self.validation_folds is not None:
-            check_positive("validation_folds", self.validation_folds)
-            if self.validation_folds < 2:
-                raise ValueError(f"validation_folds must be None or at least 2; got "
-                                 f"{self.validation_folds!r}.")
-            if self.early_stopping is None:
-                raise ValueError("validation_folds chooses the epochs by early_stopping's "
-                                 "score; set early_stopping='loss' (or 'cindex').")
-        elif self.early_stopping is not None and self.validation_fraction == 0:
+        if self.early_stopping is not None and self.validation_fraction == 0:
             raise ValueError(
                 f"early_stopping={self.early_stopping!r} needs a validation set; set "
-                f"validation_fraction > 0, validation_folds, or early_stopping=None."
+                f"validation_fraction > 0 or early_stopping=None."
             )
 
     def _make_criterion(self, cuts):
@@ -589,10 +563,8 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         cohort = self._validate_cohort(X, y, groups)
         seed = draw_seed(self.random_state)
         # tokenize and split
-        # with validation_folds the folds are the validation rows: every row trains
         data = split_and_tokenize(
-            cohort, seed, 0.0 if self.validation_folds else self.validation_fraction,
-            stratify=True,
+            cohort, seed, self.validation_fraction, stratify=True,
             tokenizer_params=dict(max_length=self.max_length, min_frequency=self.min_frequency,
                                   n_value_bins=self.n_value_bins),
             pretrained=None if pre is None else pre.tokenizer_,
@@ -619,44 +591,20 @@ class BEHRTSurvivalEstimator(BaseEstimator):
                 config = dataclasses.replace(pre.module_.encoder.config, dropout=self.dropout)
             else:
                 config = model_config(self, data.tokenizer)
-            # choose epochs (validation_folds): k fits, each early-stopped on its fold
-            choice = None
-            if self.validation_folds:
-                monitor, lower_is_better = EARLY_STOPPING_MONITOR[self.early_stopping]
-                with fitting(self, seed):  # RNG forked: the final fit draws as without folds
-                    folds = [fold_scores(self._train(fold, grid, config, seed, pre, task,
-                                                     fold=True)[0], fold.valid_set, monitor)
-                             for fold in cross_fitting_folds(data, self.validation_folds, seed)]
-                choice = choose_epochs(folds, lower_is_better, self.max_epochs,
-                                       weigh_rows=monitor == "valid_loss")
+            module, start = self._start_module(data, grid, config, seed, pre, task)
+            counts = self._adapt_module(module, None if pre is None else pre.encoder_state_dict())
             # train
-            net, start, counts = self._train(data, grid, config, seed, pre, task,
-                                             epochs=None if choice is None else choice.epochs)
+            net = survival_net(self, module, self._make_criterion(grid.cuts_), seed,
+                               len(train_idx), data.valid_set)
+            train(net, data.train_set, self.accelerator)
             # recalibrate: the hazards' scale refitted on the held-out rows
             calibration = (recalibrate(net, data.train_set, data.valid_set, grid.cuts_,
-                                       grid.max_time_,
-                                       held_out=None if choice is None else choice.held_out)
+                                       grid.max_time_)
                            if self.recalibrate else None)
         # finish
         self._set_fitted(data, grid, start, net, counts)
         self.calibration_ = None if calibration is None else calibration._asdict()
-        self.epoch_choice_ = None if choice is None else choice.as_dict()
         return self
-
-    def _train(self, data, grid, config, seed, pre, task, epochs=None, fold=False):
-        """The ``train`` step: a module at its start, adapted to ``strategy``, trained.
-
-        ``epochs`` (the cross-fitted choice) stops training there, without early
-        stopping; ``fold`` trains one of the folds that choose it. Returns the net, the
-        :class:`~survbehrt.cox_start.HazardStart` and the parameter counts.
-        """
-        module, start = self._start_module(data, grid, config, seed, pre, task)
-        counts = self._adapt_module(module, None if pre is None else pre.encoder_state_dict())
-        net = survival_net(self, module, self._make_criterion(grid.cuts_), seed,
-                           len(data.train_idx), data.valid_set, epochs=epochs,
-                           fold=fold, keep_logits=fold and self.recalibrate)
-        train(net, data.train_set, self.accelerator)
-        return net, start, counts
 
     def _validate_cohort(self, X, y, groups):
         """The ``validate`` step's outcome check (the competing-risks estimator's differs)."""
