@@ -655,6 +655,15 @@ class ExactCurve(StepFunction):
     ``x`` / ``y`` hold the curve on a grid of knots (for plotting and inspection); the
     call evaluates the subclass's ``_values(t)`` at any time in the domain: no step
     between knots.
+
+    Parameters
+    ----------
+    x, y : ndarray
+        The knots and the curve's values at them.
+    a, b : float, default=1.0, 0.0
+        The call returns ``a * value + b`` (as scikit-survival's step functions).
+    domain : tuple of float, default=(0, None)
+        The interval the curve is defined on.
     """
 
     def _values(self, t):
