@@ -666,6 +666,9 @@ class ExactCurve(StepFunction):
         The interval the curve is defined on.
     """
 
+    def __init__(self, x, y, *, a=1.0, b=0.0, domain=(0, None)):
+        super().__init__(x, y, a=a, b=b, domain=domain)
+
     def _values(self, t):
         raise NotImplementedError
 
