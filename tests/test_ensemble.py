@@ -108,3 +108,10 @@ def test_members_share_a_fitted_pretrainer(fitted):
                         random_state=0).fit(X, y)
     assert all(m.pretrained is pre for m in ens.estimators_)
     assert clone(ens).estimator.pretrained is pre
+
+
+def test_members_fitted_in_parallel_equal_those_fitted_in_turn(fitted):
+    _, X, y = fitted
+    parallel = BEHRTEnsemble(tiny_estimator(), n_members=2, random_state=0, n_jobs=2).fit(X, y)
+    in_turn = BEHRTEnsemble(tiny_estimator(), n_members=2, random_state=0).fit(X, y)
+    np.testing.assert_allclose(parallel.predict(X), in_turn.predict(X), rtol=1e-6)
