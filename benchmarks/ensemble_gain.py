@@ -39,40 +39,38 @@ def parse_args(argv=None):
     return le.finish_args(parser, argv)
 
 
+def ensemble_row(model, members: int, labelled, dataset: str, recipe: str, seed: int) -> dict:
+    """Fit one ensemble of ``model`` on a labelled set (``le.LabelledSet``); score it and
+    each of its members on the set's test rows."""
+    ens = BEHRTEnsemble(model, n_members=members, random_state=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ens.fit(labelled.X, labelled.y, groups=labelled.groups)
+    scores = [harrell_c(labelled.y_test, m.predict(labelled.X_test)) for m in ens.estimators_]
+    c = harrell_c(labelled.y_test, ens.predict(labelled.X_test))
+    return dict(dataset=dataset, seed=labelled.where, n_labelled=labelled.n, recipe=recipe,
+                members_mean=np.mean(scores), members_min=min(scores),
+                members_max=max(scores), ensemble=c, gain=c - np.mean(scores),
+                members=" ".join(f"{m:.3f}" for m in scores))
+
+
 def main(argv=None) -> pd.DataFrame:
     args = parse_args(argv)
     run = le.Run(args)
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
     for dataset in args.datasets:
-        source = le.synthea_runs if dataset == "synthea-sample" else le.synthetic_runs
         for seed in args.seeds:
-            for label, histories, labelled, X_test, y_test, _ in source(run, dataset, seed):
-                pretrainers = le.fit_pretrainers(run, histories, seed, str(label))
-                models = run.recipes(seed, pretrainers)
-                largest = max(n for n, *_ in labelled)
-                for n, X, y, groups in labelled:
-                    for recipe, model in models.items():
-                        if recipe not in le.BEHRT_RECIPES:
-                            continue
-                        if not args.fixed_epochs:
-                            model = le.same_steps(model, n, largest)
-                        ens = BEHRTEnsemble(model, n_members=args.members, random_state=seed)
-                        with warnings.catch_warnings():
-                            warnings.simplefilter("ignore")
-                            ens.fit(X, y, groups=groups)
-                        members = [harrell_c(y_test, m.predict(X_test)) for m in ens.estimators_]
-                        c = harrell_c(y_test, ens.predict(X_test))
-                        where = label if dataset == "synthea-sample" else seed
-                        rows.append(dict(dataset=dataset, seed=where, n_labelled=n, recipe=recipe,
-                                         members_mean=np.mean(members), members_min=min(members),
-                                         members_max=max(members), ensemble=c,
-                                         gain=c - np.mean(members),
-                                         members=" ".join(f"{m:.3f}" for m in members)))
-                        print(f"{dataset} {where} n={n} {recipe}: members "
-                              f"{rows[-1]['members']} (mean {np.mean(members):.3f}), ensemble "
-                              f"{c:.3f}, gain {c - np.mean(members):+.3f}", flush=True)
-                        pd.DataFrame(rows).to_csv(args.out / "ensemble_gain.csv", index=False)
+            for labelled in le.labelled_sets(run, dataset, seed):
+                for recipe, model in labelled.models.items():
+                    if recipe not in le.BEHRT_RECIPES:
+                        continue
+                    row = ensemble_row(model, args.members, labelled, dataset, recipe, seed)
+                    rows.append(row)
+                    print(f"{dataset} {row['seed']} n={row['n_labelled']} {recipe}: members "
+                          f"{row['members']} (mean {row['members_mean']:.3f}), ensemble "
+                          f"{row['ensemble']:.3f}, gain {row['gain']:+.3f}", flush=True)
+                    pd.DataFrame(rows).to_csv(args.out / "ensemble_gain.csv", index=False)
     return pd.DataFrame(rows)
 
 

@@ -69,6 +69,7 @@ import argparse
 import time
 import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -287,22 +288,50 @@ def synthea_runs(run, dataset, seed):
         yield fold, X_tr[latest], labelled, X.iloc[test], y[test], None
 
 
-def run_dataset(run, dataset, seed, write):
-    source = synthea_runs if dataset == "synthea-sample" else synthetic_runs
+class LabelledSet(NamedTuple):
+    """One labelled size of one cohort, with the recipes to fit on it."""
+
+    where: object  # the seed; the fold on the Synthea sample
+    n: int
+    models: dict  # recipe name -> unfitted model, its epochs scaled to ``n``
+    X: pd.DataFrame
+    y: np.ndarray
+    groups: np.ndarray | None
+    X_test: pd.DataFrame
+    y_test: np.ndarray
+    risk: np.ndarray | None  # the generator's true risk of the test rows (None on Synthea)
+
+
+def labelled_sets(run, dataset, seed):
+    """Every labelled size of ``dataset`` at ``seed``, its pretrainers fitted once per cohort.
+
+    Yields
+    ------
+    LabelledSet
+        The recipes' epochs scaled so that every size gets the largest size's optimiser
+        steps (``same_steps``), unless ``--fixed-epochs``.
+    """
+    synthea = dataset == "synthea-sample"
+    source = synthea_runs if synthea else synthetic_runs
     for label, histories, labelled, X_test, y_test, risk in source(run, dataset, seed):
-        row_seed = label if dataset == "synthea-sample" else seed
-        label = f"{dataset} fold {label}" if dataset == "synthea-sample" else label
-        pretrainers = fit_pretrainers(run, histories, seed, label)
+        pretrainers = fit_pretrainers(run, histories, seed,
+                                      f"{dataset} fold {label}" if synthea else label)
         models = run.recipes(seed, pretrainers)
         largest = max(n for n, *_ in labelled)
         for n, X, y, groups in labelled:
-            for recipe, model in models.items():
-                if not run.args.fixed_epochs:
-                    model = same_steps(model, n, largest)
-                c, secs = fit_and_score(model, X, y, groups, seed, X_test, y_test)
-                write(dataset, recipe, n, row_seed, c, secs)
-            if risk is not None and "oracle" in run.args.recipes:
-                write(dataset, "oracle", n, row_seed, harrell_c(y_test, risk), 0.0)
+            scaled = {recipe: model if run.args.fixed_epochs else same_steps(model, n, largest)
+                      for recipe, model in models.items()}
+            yield LabelledSet(label if synthea else seed, n, scaled, X, y, groups, X_test,
+                              y_test, risk)
+
+
+def run_dataset(run, dataset, seed, write):
+    for s in labelled_sets(run, dataset, seed):
+        for recipe, model in s.models.items():
+            c, secs = fit_and_score(model, s.X, s.y, s.groups, seed, s.X_test, s.y_test)
+            write(dataset, recipe, s.n, s.where, c, secs)
+        if s.risk is not None and "oracle" in run.args.recipes:
+            write(dataset, "oracle", s.n, s.where, harrell_c(s.y_test, s.risk), 0.0)
 
 
 def estimate_cost(run, n=256, epochs=2):
