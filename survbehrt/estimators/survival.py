@@ -187,8 +187,10 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         cohort; the counts and latent cohorts moved by 0.005 or less, the Synthea
         sample's pre-trained recipes lost 0.016-0.025 on one fold of three. At 250
         labelled patients (25 validation rows choosing the epoch) they cost the sequence
-        cohort's LoRA recipe 0.068 on one seed of two: with so few labels, None is the
-        safer setting.
+        cohort's LoRA recipe 0.068 on one seed of two, a single fit against a single
+        fit where five seeds of one recipe spread by up to 0.10 (docs/pretraining.md,
+        "Small labelled sets"): with so few labels, pool seeds
+        (:class:`~survbehrt.BEHRTEnsemble`), or set None.
     lr : float, default=1e-3
         Peak learning rate of AdamW (after linear warm-up; cosine decay after).
     weight_decay : float, default=0.01
