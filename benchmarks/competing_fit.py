@@ -2,7 +2,8 @@
 
 Run: ``python benchmarks/competing_fit.py [--n 4000] [--epochs 30] [--seed 0]
 [--recipe benchmark|lora|frozen|small] [--wide joint] [--early-stopping loss] [--pool 0]
-[--pretrain-epochs E] [--project] [--decay-scales YEARS ... | --no-decay-sums]``.
+[--pretrain-epochs E] [--members M] [--project] [--decay-scales YEARS ... |
+--no-decay-sums]``.
 
 On :func:`survbehrt.datasets.competing.make_synthetic_competing` (``"outcome"`` driven by
 the order and recency of codes in the sequence, ``"death"`` by age, a code's presence and
@@ -15,7 +16,9 @@ its epochs, the benchmark's by default; ``--decay-scales`` / ``--no-decay-sums``
 estimator's ``decay_scales``, other scales or none);
 ``--recipe lora`` / ``frozen``: the benchmark's BEHRT-lora / BEHRT-frozen fine-tuning
 instead (strategy, learning rate, adapters) on the same pretrainer;
-``--recipe small``: a small model from scratch; ``--wide``: the wide path, one term per
+``--recipe small``: a small model from scratch; ``--members M``: a
+:class:`survbehrt.BEHRTEnsemble` of M seeds of the recipe instead of one fit (each
+member's C printed beside the ensemble's); ``--wide``: the wide path, one term per
 cause, as the survival estimator's default ``"joint"``), cause by cause, with Wolbers' cause-specific concordance
 (:func:`survbehrt.competing_metrics.cause_specific_c`, unweighted and with censoring
 weights). Beside it: the cause-specific Cox model on code counts (the benchmark's
@@ -44,7 +47,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from survbehrt import BEHRTCompetingRisksEstimator
+from survbehrt import BEHRTCompetingRisksEstimator, BEHRTEnsemble
 from survbehrt.benchmark import BenchmarkSettings, make_models, make_pretrainer
 from survbehrt.competing_metrics import cause_specific_c
 from survbehrt.data import cause_names, cause_specific_y
@@ -72,6 +75,8 @@ def main(argv=None):
                         help="unlabelled patients of the same population for pre-training")
     parser.add_argument("--pretrain-epochs", type=int, default=None)
     add_decay_arguments(parser, "the estimator")
+    parser.add_argument("--members", type=int, default=1,
+                        help="fit a BEHRTEnsemble of this many seeds of the recipe")
     parser.add_argument("--project", action="store_true",
                         help="project each cause's log incidence, the model's and the oracle's, "
                         "on the generating features")
@@ -109,19 +114,29 @@ def main(argv=None):
         max_epochs=args.epochs, random_state=args.seed, n_threads=1,
         wide=None if args.wide == "none" else args.wide, early_stopping=args.early_stopping,
         **params, **decay_params(args),
-    ).fit(X.iloc[train], y[train])
+    )
+    if args.members > 1:  # the same recipe, pooled over seeds drawn from --seed
+        est = BEHRTEnsemble(est, n_members=args.members, random_state=args.seed)
+    est.fit(X.iloc[train], y[train])
     fit_s = time.perf_counter() - started
     cif = est.predict_cumulative_incidence(X.iloc[test], return_array=False)
     for c, name in enumerate(names, start=1):
-        risks[("BEHRT", name)] = est.set_params(cause=c).predict(X.iloc[test])
+        risks[("BEHRT", name)] = _cause_risk(est, c, X.iloc[test])
         risks[("BEHRT F(5y)", name)] = np.array([f(HORIZON) for f in cif[:, c - 1]])
         cox = make_models(BenchmarkSettings(models=["CoxPH"], random_state=args.seed).resolved())["CoxPH"]
         cox.fit(X.iloc[train], cause_specific_y(y[train], c))
         risks[("Cox counts", name)] = cox.predict(X.iloc[test])
         risks[("oracle F(5y)", name)] = true_cumulative_incidence(lp[test], [HORIZON])[:, c - 1, 0]
-    epochs = len(est.history_)
-    print(f"BEHRT fit {fit_s:.0f} s, {epochs} epochs (valid C by epoch "
-          f"{np.round(est.history_[:, 'valid_cindex'], 3).tolist()})")
+    for member in getattr(est, "estimators_", [est]):
+        print(f"BEHRT fit: {len(member.history_)} epochs (valid C by epoch "
+              f"{np.round(member.history_[:, 'valid_cindex'], 3).tolist()})")
+    print(f"BEHRT fit(s) {fit_s:.0f} s")
+    if args.members > 1:  # each member alone: what one fit of the recipe gives
+        for c, name in enumerate(names, start=1):
+            single = [cause_specific_c(y[test], _cause_risk(m, c, X.iloc[test]), c)
+                      for m in est.estimators_]
+            print(f"{name}: members' C {np.round(single, 3).tolist()}, mean {np.mean(single):.3f}"
+                  f" -> ensemble {cause_specific_c(y[test], risks[('BEHRT', name)], c):.3f}")
     print(f"{'model':<14}" + "".join(f"{n + ' C':>14}{n + ' C ipcw':>16}" for n in names))
     for model in ("BEHRT", "BEHRT F(5y)", "Cox counts", "oracle F(5y)"):
         cells = []
@@ -132,6 +147,13 @@ def main(argv=None):
         print(f"{model:<14}" + "".join(cells))
     if args.project:
         print_projections(y[test], risks, info["features"].iloc[test], names)
+
+
+def _cause_risk(model, cause, X):
+    """``predict`` of one cause, for an estimator or an ensemble of them."""
+    if isinstance(model, BEHRTEnsemble):
+        return model.set_params(estimator__cause=cause).predict(X)
+    return model.set_params(cause=cause).predict(X)
 
 
 def print_projections(y_test, risks, features, names):

@@ -264,6 +264,7 @@ class IncidenceCurve(SurvivalCurve):
         # the all-cause curve's knots; ``_values`` (below) gives them the incidence
         super().__init__(_softplus(self.logits).sum(axis=0), cuts, upper, kind="cumhaz",
                          knots_per_bin=knots_per_bin)
+        self.kind = "incidence"  # what it measures (the knots above are the all-cause curve's)
 
     def _values(self, t):
         return cumulative_incidence_at(self.logits[None], self.cuts, np.atleast_1d(t))[

@@ -741,17 +741,21 @@ class SurvivalCurve(ExactCurve):
 
 
 class MixtureCurve(ExactCurve):
-    """The mean of several survival curves (a mixture), or its cumulative hazard.
+    """The mean of several survival (or incidence) curves: a mixture, or its cumulative hazard.
 
     The survival of a patient under an ensemble whose members are equally likely:
     ``S(t) = mean_m S_m(t)``, a survival function (an ``H(t) = -log S(t)`` with
-    ``kind="cumhaz"``). Exact between knots as the members are.
+    ``kind="cumhaz"``); with ``kind="incidence"``, one cause's cumulative incidence
+    ``F(t) = mean_m F_m(t)`` of incidence curves (``kind="incidence"``, as
+    :class:`~survbehrt.competing_hazards.IncidenceCurve`). Exact between knots as the
+    members are.
 
     Parameters
     ----------
-    curves : sequence of SurvivalCurve
-        The members' survival curves (``kind="survival"``).
-    kind : {"survival", "cumhaz"}, default="survival"
+    curves : sequence of SurvivalCurve or IncidenceCurve
+        The members' curves: survival curves (``kind="survival"``) for ``kind``
+        ``"survival"`` or ``"cumhaz"``, incidence curves for ``"incidence"``.
+    kind : {"survival", "cumhaz", "incidence"}, default="survival"
 
     Notes
     -----
@@ -760,11 +764,13 @@ class MixtureCurve(ExactCurve):
     """
 
     def __init__(self, curves, kind="survival"):
-        if kind not in _KINDS:
-            raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
+        if kind not in _MIXTURE_KINDS:
+            raise ValueError(f"kind must be one of {_MIXTURE_KINDS}, got {kind!r}")
         self.curves = list(curves)
-        if not self.curves or any(getattr(c, "kind", None) != "survival" for c in self.curves):
-            raise ValueError("MixtureCurve needs one or more survival curves (kind='survival')")
+        member_kind = "incidence" if kind == "incidence" else "survival"
+        if not self.curves or any(getattr(c, "kind", None) != member_kind for c in self.curves):
+            raise ValueError(f"MixtureCurve(kind={kind!r}) needs one or more curves of "
+                             f"kind={member_kind!r}")
         self.kind = kind
         upper = min(float(c.domain[1]) for c in self.curves)
         x = np.unique(np.concatenate([c.x for c in self.curves] + [[upper]]))
@@ -773,11 +779,14 @@ class MixtureCurve(ExactCurve):
 
     def _values(self, t):
         t = np.atleast_1d(t)
-        survival = np.mean([np.atleast_1d(c._values(t)) for c in self.curves], axis=0)
-        return survival if self.kind == "survival" else -np.log(survival)
+        mean = np.mean([np.atleast_1d(c._values(t)) for c in self.curves], axis=0)
+        return -np.log(mean) if self.kind == "cumhaz" else mean
 
     def __repr__(self):
         return f"MixtureCurve(kind={self.kind!r}, n_curves={len(self.curves)})"
+
+
+_MIXTURE_KINDS = _KINDS + ("incidence",)
 
 
 def survival_curves(logits, cuts, max_time, kind="survival"):

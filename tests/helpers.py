@@ -25,6 +25,20 @@ def random_cohort(n=40, n_codes=12, max_visits=8, seed=0):
     return X, y
 
 
+def no_signal_competing(n, seed):
+    """Histories unrelated to the outcome; two causes (rates 0.10, 0.05), uniform censoring."""
+    from survbehrt.data import competing_y
+
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame({"codes": [[["A", "B"]]] * n, "ages": [[60.0]] * n,
+                      "index_age": np.full(n, 60.5)})
+    latent = rng.exponential([10.0, 20.0], size=(n, 2))
+    censor = rng.uniform(0, 10, size=n)
+    first = latent.min(axis=1)
+    event = np.where(first <= censor, 1 + latent.argmin(axis=1), 0)
+    return X, competing_y(event, np.minimum(first, censor), causes=["a", "b"])
+
+
 def as_arrow(X, dictionary=False):
     """``X`` with its list columns Arrow-backed (``pd.ArrowDtype``), as a user may build it.
 

@@ -5,7 +5,6 @@ import pickle
 import warnings
 
 import numpy as np
-import pandas as pd
 import pytest
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, KFold
@@ -23,7 +22,7 @@ from survbehrt.competing_metrics import cause_specific_c
 from survbehrt.data import competing_y
 from survbehrt.datasets.competing import make_synthetic_competing
 
-from helpers import random_cohort
+from helpers import no_signal_competing, random_cohort
 
 TINY = dict(embedding_dim=16, num_layers=1, num_heads=2, ff_dim=32, max_epochs=2, batch_size=32,
             time_bins=5, early_stopping=None, validation_fraction=0, random_state=0, n_threads=1,
@@ -68,20 +67,8 @@ def test_one_cause_is_the_survival_estimator(data, wide):
     np.testing.assert_allclose(one.predict(X), expected, rtol=1e-6)
 
 
-def _no_signal(n, seed):
-    """Histories unrelated to the outcome; two causes (rates 0.10, 0.05), uniform censoring."""
-    rng = np.random.default_rng(seed)
-    X = pd.DataFrame({"codes": [[["A", "B"]]] * n, "ages": [[60.0]] * n,
-                      "index_age": np.full(n, 60.5)})
-    latent = rng.exponential([10.0, 20.0], size=(n, 2))
-    censor = rng.uniform(0, 10, size=n)
-    first = latent.min(axis=1)
-    event = np.where(first <= censor, 1 + latent.argmin(axis=1), 0)
-    return X, competing_y(event, np.minimum(first, censor), causes=["a", "b"])
-
-
 def _aalen_johansen_gap(n, seed):
-    X, y = _no_signal(n, seed)
+    X, y = no_signal_competing(n, seed)
     est = tiny(max_epochs=0, time_bins=10).fit(X, y)
     times, aj = cumulative_incidence_competing_risks(y["event"], y["time"])
     at = np.linspace(0.2, 9.5, 40)

@@ -11,8 +11,9 @@ from sksurv.nonparametric import kaplan_meier_estimator
 from sksurv.util import Surv
 
 from survbehrt import BEHRTCompetingRisksEstimator, BEHRTEnsemble
+from survbehrt.competing_hazards import IncidenceCurve
 from survbehrt.datasets import make_synthetic_ehr
-from survbehrt.survival import MixtureCurve
+from survbehrt.survival import MixtureCurve, SurvivalCurve
 
 from helpers import tiny_estimator
 
@@ -88,15 +89,26 @@ def test_search_clone_pickle_and_errors(fitted):
     search.fit(X, y)
     assert np.isfinite(search.best_score_)
     assert isinstance(search.best_estimator_.predict_survival_function(X.iloc[:2])[0], MixtureCurve)
-    with pytest.raises(TypeError, match="competing causes"):
-        BEHRTEnsemble(BEHRTCompetingRisksEstimator()).fit(X, y)
+    with pytest.raises(TypeError, match="boolean event field"):  # the recipe decides what y means
+        BEHRTEnsemble(BEHRTCompetingRisksEstimator(), n_members=1).fit(X, y)
     with pytest.raises(ValueError, match="n_members"):
         BEHRTEnsemble(tiny_estimator(), n_members=0).fit(X, y)
 
 
 def test_mixture_curve_checks_its_members():
-    with pytest.raises(ValueError, match="survival curves"):
+    with pytest.raises(ValueError, match="kind='survival'"):
         MixtureCurve([])
+    cuts = np.array([0.0, 1.0, 2.0])
+    survival = SurvivalCurve(np.array([0.1, 0.2]), cuts, 2.0)
+    incidence = IncidenceCurve(np.zeros((2, 2)), 1, cuts, 2.0)
+    with pytest.raises(ValueError, match="kind='incidence'"):  # a survival curve is not one
+        MixtureCurve([survival], kind="incidence")
+    with pytest.raises(ValueError, match="kind='survival'"):
+        MixtureCurve([incidence])
+    # an incidence mixture is the mean of its members' incidences
+    other = IncidenceCurve(np.ones((2, 2)), 1, cuts, 2.0)
+    assert MixtureCurve([incidence, other], kind="incidence")(1.5) == pytest.approx(
+        (incidence(1.5) + other(1.5)) / 2)
 
 
 def test_members_share_a_fitted_pretrainer(fitted):

@@ -12,6 +12,8 @@ from sklearn.utils import check_random_state
 from sksurv.exceptions import NoComparablePairException
 from sksurv.metrics import concordance_index_censored
 
+from ..competing_hazards import cause_specific_concordance
+from ..data.competing import check_competing_y
 from ..data.validation import check_survival_y
 
 __all__ = [
@@ -248,6 +250,18 @@ def harrell_score(predict, X, y) -> float:
         return concordance_index_censored(event, time, risk)[0]
     except NoComparablePairException:
         return float("nan")
+
+
+def cause_specific_score(predict, X, y, cause: int) -> float:
+    """Wolbers' concordance of ``predict(X)`` for ``cause``: the competing-risks ``score``.
+
+    Unweighted (Harrell-type); NaN without a case of ``cause`` or a comparable pair,
+    as :func:`harrell_score`.
+    """
+    store = token_store(X)
+    X = X if store is None else store
+    event, time, _ = check_competing_y(y, n_samples=len(X))
+    return cause_specific_concordance(event, time, predict(X), cause)
 
 
 def history_tags(tags, random_state, supervised: bool):

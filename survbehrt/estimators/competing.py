@@ -18,7 +18,6 @@ from sklearn.utils.validation import check_is_fitted
 from ..competing_hazards import (
     CompetingNLL,
     all_cause_logits,
-    cause_specific_concordance,
     cumulative_incidence_at,
     incidence_curves,
     incidence_risk,
@@ -30,7 +29,7 @@ from ..data.tokenizer import N_SPECIAL
 from ..model import BEHRTCompetingModule, BEHRTConfig
 from ..model.decayed_history import decay_scales_of
 from ._cohort import Cohort, validate_cohort
-from ._common import check_choice, check_positive, token_store
+from ._common import cause_specific_score, check_choice, check_positive
 from .survival import BEHRTSurvivalEstimator
 
 __all__ = ["BEHRTCompetingRisksEstimator"]
@@ -271,9 +270,13 @@ class BEHRTCompetingRisksEstimator(BEHRTSurvivalEstimator):
         risk : ndarray of float, shape (n_samples,)
             Higher = cause ``cause`` more likely and earlier.
         """
+        return self._cause_risk(X, self.cause, self.horizon)
+
+    def _cause_risk(self, X, cause, horizon):
+        # ``predict`` for a given cause and horizon (an ensemble asks its members with its own)
         logits = self._last_visit_logits(X)
-        return incidence_risk(logits, self.time_grid_.cuts_, self.horizon)[
-            :, self._cause_number() - 1]
+        return incidence_risk(logits, self.time_grid_.cuts_, horizon)[
+            :, self._cause_number(cause) - 1]
 
     def predict_cumulative_incidence(self, X, cause=None, return_array=False):
         """Cumulative incidence functions ``F_c(t)``: the probability of cause ``c`` by ``t``.
@@ -390,7 +393,4 @@ class BEHRTCompetingRisksEstimator(BEHRTSurvivalEstimator):
             without one does not abort a search.
         """
         check_is_fitted(self, "net_")
-        store = token_store(X)
-        X = X if store is None else store
-        event, time, _ = check_competing_y(y, n_samples=len(X))
-        return cause_specific_concordance(event, time, self.predict(X), self._cause_number())
+        return cause_specific_score(self.predict, X, y, self._cause_number())
