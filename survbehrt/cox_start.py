@@ -69,7 +69,7 @@ class HazardStart:
 
 
 def hazard_start(tokens, rows, time, event, cuts, *, wide: bool, n_special: int,
-                 vocab_size: int, groups=None, random_state=0) -> HazardStart:
+                 vocab_size: int, groups=None, random_state=0, tempo_scales=None) -> HazardStart:
     """The starting point of a survival fit on the training rows.
 
     Parameters
@@ -91,6 +91,9 @@ def hazard_start(tokens, rows, time, event, cuts, *, wide: bool, n_special: int,
         Patient of each row (the Cox fit's cross-validation folds keep them whole).
     random_state : int, default=0
         Seeds the Cox fit's folds.
+    tempo_scales : sequence of float, optional
+        The wide path's tempo covariates at these time scales (years), beside the age
+        and the visit count (:class:`~survbehrt.model.wide.WideTerm`'s ``scales``).
 
     Returns
     -------
@@ -105,7 +108,9 @@ def hazard_start(tokens, rows, time, event, cuts, *, wide: bool, n_special: int,
     # transformer then has to add to what Cox does
     start = fit_wide_start(
         count_features(tokens, n_special, vocab_size, rows=rows),
-        covariate_matrix((train_age - age_mean) / age_scale, tokens.n_visits_at(rows)),
+        covariate_matrix((train_age - age_mean) / age_scale, tokens.n_visits_at(rows),
+                         None if not tempo_scales
+                         else tokens.decayed_visit_counts_at(rows, tempo_scales)),
         time, event, cuts, groups=groups, random_state=random_state,
     )
     return HazardStart(start["baseline"], age_mean, age_scale, beta=start["beta"],

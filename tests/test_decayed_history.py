@@ -5,10 +5,8 @@ import math
 import pickle
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
-from sksurv.util import Surv
 
 from survbehrt import BEHRTCompetingRisksEstimator
 from survbehrt.datasets import make_synthetic_ehr
@@ -17,7 +15,7 @@ from survbehrt.metrics import harrell_c
 from survbehrt.model import BEHRTSurvivalModule
 from survbehrt.model.decayed_history import DecayedHistory, check_decay_scales
 
-from helpers import tiny_estimator
+from helpers import tempo_cohort, tiny_estimator
 from model_helpers import random_batch, seed_everything, tiny_config
 
 SCALES = (0.25, 1.0, 4.0)
@@ -183,31 +181,12 @@ def test_bad_decay_scales_are_named(cohort):
         tiny_estimator(decay_scales=(0.0,)).fit(X, y)
 
 
-def _tempo_cohort(n, seed):
-    """Six visits of random codes over 0.3 to 8 years; the hazard is 7.4 times higher with
-    three visits or more in the year before the prediction time (the tempo, alone)."""
-    rng = np.random.default_rng(seed)
-    rows, risk = [], []
-    for _ in range(n):
-        span = rng.uniform(0.3, 8.0)
-        ages = np.sort(rng.uniform(0, span, 6))
-        ages = 60 + ages - ages[-1] + span
-        codes = [[f"C{c}" for c in rng.integers(0, 20, 2)] for _ in range(6)]
-        index = ages[-1] + 0.01
-        rows.append({"codes": codes, "ages": ages.tolist(), "index_age": index})
-        risk.append(2.0 * (np.sum(index - ages <= 1.0) >= 3))
-    risk = np.array(risk)
-    time = rng.exponential(1 / (0.2 * np.exp(risk)))
-    censor = rng.uniform(0, 8, n)
-    return pd.DataFrame(rows), Surv.from_arrays(time <= censor, np.minimum(time, censor)), risk
-
-
 def test_decayed_sums_find_the_visit_tempo_on_a_frozen_random_encoder():
     # every patient has six visits, so the tempo is in the visits' times only; a frozen,
     # randomly initialised encoder passes them on through its time embeddings, the head
     # cannot count them, the decayed visit count can
-    X, y, _ = _tempo_cohort(1200, 0)
-    X_test, y_test, true_risk = _tempo_cohort(2000, 1)
+    X, y, _ = tempo_cohort(1200, 0)
+    X_test, y_test, true_risk = tempo_cohort(2000, 1)
     oracle = harrell_c(y_test, true_risk)
     scores = {}
     for scales in (None, SCALES):

@@ -131,6 +131,35 @@ class TokenizedEHR:
         rows = np.asarray(rows, dtype=np.int64)
         return (self.visit_offsets[rows + 1] - self.visit_offsets[rows]).astype(np.int64)
 
+    def decayed_visit_counts_at(self, rows, scales) -> np.ndarray:
+        """The kept visits of the given patients, each weighted ``exp(-r / tau)``.
+
+        ``r`` is the years from the visit to the prediction time (``visit_times``,
+        negative values counted as 0); one column per time scale ``tau``: the visit
+        tempo at that scale, as the wide path's tempo covariates read it at the last
+        visit.
+
+        Parameters
+        ----------
+        rows : array-like of int
+            Patient positions.
+        scales : sequence of float
+            Time scales ``tau`` in years.
+
+        Returns
+        -------
+        ndarray of float64, shape (len(rows), len(scales))
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        starts, counts = self.visit_offsets[rows], self.n_visits_at(rows)
+        owner = np.repeat(np.arange(len(rows)), counts)
+        # each visit's position in the flat arrays: its row's start plus its rank there
+        first_of_owner = np.repeat(np.cumsum(counts) - counts, counts)
+        visit = np.repeat(starts, counts) + np.arange(counts.sum()) - first_of_owner
+        before = np.maximum(self.visit_times[visit].astype(np.float64), 0.0)
+        return np.stack([np.bincount(owner, weights=np.exp(-before / float(tau)),
+                                     minlength=len(rows)) for tau in scales], axis=1)
+
     def truncation(self, rows=None) -> dict:
         """Counts of what truncation to ``max_length`` cut.
 

@@ -33,6 +33,7 @@ from ..explain import explain
 from ..losses import HybridSurvivalLoss, PairwiseRankingLoss, SurvivalNLL
 from ..model import BEHRTConfig, BEHRTSurvivalModule, apply_lora, configure_trainable
 from ..model.decayed_history import check_decay_scales, decay_scales_of
+from ..model.wide import wide_scales_of
 from ..survival import (
     TimeGrid,
     evaluate_on_times,
@@ -625,11 +626,11 @@ class BEHRTSurvivalEstimator(BaseEstimator):
             grid.cuts_, wide=self.wide is not None and task is None, n_special=N_SPECIAL,
             vocab_size=config.vocab_size,
             groups=None if cohort.groups is None else cohort.groups[train_idx],
-            random_state=seed,
+            random_state=seed, tempo_scales=self.decay_scales,
         )
         module = BEHRTSurvivalModule(config, grid.n_bins_, wide=self.wide is not None,
                                      age_mean=start.age_mean, age_scale=start.age_scale,
-                                     decay_scales=self.decay_scales)
+                                     decay_scales=self.decay_scales, wide_scales=self.decay_scales)
         module.start_from(start.baseline, start.beta, start.gamma)
         if task is not None:
             start_head_from_task(module.head, pre.module_.tte_head, task, pre.module_.tte_cuts,
@@ -640,12 +641,15 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         """What ``save`` keeps to rebuild the module (``_rebuild_module`` reads it)."""
         # the wide term's age centring is a buffer: the state dict restores it
         return {"config": module.config.to_dict(), "n_bins": int(module.head.num_bins),
-                "wide": module.wide is not None, "decay_scales": decay_scales_of(module)}
+                "wide": module.wide is not None, "decay_scales": decay_scales_of(module),
+                "wide_scales": wide_scales_of(module)}
 
     @staticmethod
     def _rebuild_module(args):
+        # files saved before the wide path's tempo covariates have no "wide_scales": none
         return BEHRTSurvivalModule(BEHRTConfig(**args["config"]), args["n_bins"], wide=args["wide"],
-                                   decay_scales=args.get("decay_scales"))
+                                   decay_scales=args.get("decay_scales"),
+                                   wide_scales=args.get("wide_scales"))
 
     def _set_fitted(self, data, grid, start, net, counts):
         self.tokenizer_ = data.tokenizer

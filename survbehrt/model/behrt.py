@@ -318,6 +318,10 @@ class BEHRTSurvivalModule(nn.Module):
         scales (years) between the visit representations and the head: decayed counts
         and sums of the visits so far. None: the representations go to the head as
         they are.
+    wide_scales : sequence of float, optional
+        The wide path's tempo covariates at these time scales (years): the decayed
+        visit counts ``asinh(m_s(t))`` (:class:`~survbehrt.model.wide.WideTerm`'s
+        ``scales``). None: none, as in files saved before them.
 
     Attributes
     ----------
@@ -343,6 +347,7 @@ class BEHRTSurvivalModule(nn.Module):
         age_mean: float = 60.0,
         age_scale: float = 15.0,
         decay_scales: Sequence[float] | None = None,
+        wide_scales: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         config = as_config(config)
@@ -365,8 +370,8 @@ class BEHRTSurvivalModule(nn.Module):
                         else DecayedHistory(config.embedding_dim, decay_scales))
         if self.history is not None:
             init_weights(self.history.project, config.initializer_range)
-        self.wide = (WideTerm(config.vocab_size, N_SPECIAL, age_mean, age_scale)
-                     if wide else None)
+        self.wide = (WideTerm(config.vocab_size, N_SPECIAL, age_mean, age_scale,
+                              scales=wide_scales) if wide else None)
         self.calibration = None
 
     def set_calibration(self, intercept: float, slope: float, center: float) -> None:
@@ -395,7 +400,7 @@ class BEHRTSurvivalModule(nn.Module):
         baseline : array-like of shape (num_bins,)
             The hazard logits every patient starts at (the head's output bias).
         code_weight, covariate_weight : array-like, optional
-            The wide term's ``beta`` (vocab_size,) and ``gamma`` (3,); need ``wide``.
+            The wide term's ``beta`` (vocab_size,) and ``gamma`` (3 + S,); need ``wide``.
         """
         if code_weight is not None:
             self.wide.code_weight.weight.data[:, 0] = as_tensor(code_weight)
@@ -494,7 +499,8 @@ class BEHRTSurvivalModule(nn.Module):
         logits = self._shape_logits(self.head(reps))
         if self.wide is not None:
             logits = logits + self.wide(codes, visits, _bool_mask(codes, attention_mask),
-                                        logits.shape[1], kwargs.get("index_age"))[..., None]
+                                        logits.shape[1], kwargs.get("index_age"),
+                                        kwargs.get("visit_times"), real_visits)[..., None]
         if getattr(self, "calibration", None) is not None:
             logits = recalibrate_logits(logits, *self.calibration)
         return logits

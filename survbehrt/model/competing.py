@@ -11,7 +11,7 @@ each added to its cause's ``K`` logits.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from torch import Tensor, as_tensor
@@ -40,6 +40,8 @@ class BEHRTCompetingModule(BEHRTSurvivalModule):
         its cause's logits.
     age_mean, age_scale : float, default=60.0, 15.0
         Standardisation of the age at prediction for the wide path.
+    wide_scales : sequence of float, optional
+        The wide terms' tempo covariates, as :class:`~survbehrt.model.BEHRTSurvivalModule`'s.
     **kwargs
         ``encoder_state_dict``, ``head_hidden_dim``, ``head_dropout`` as
         :class:`~survbehrt.model.BEHRTSurvivalModule`.
@@ -53,7 +55,7 @@ class BEHRTCompetingModule(BEHRTSurvivalModule):
 
     def __init__(self, config: BEHRTConfig | Mapping[str, Any], num_bins: int, n_causes: int,
                  wide: bool = False, age_mean: float = 60.0, age_scale: float = 15.0,
-                 **kwargs: Any) -> None:
+                 wide_scales: Sequence[float] | None = None, **kwargs: Any) -> None:
         if isinstance(n_causes, bool) or int(n_causes) != n_causes or n_causes < 1:
             raise ValueError(f"n_causes must be a positive int, got {n_causes!r}")
         super().__init__(config, int(num_bins) * int(n_causes), **kwargs)
@@ -61,7 +63,7 @@ class BEHRTCompetingModule(BEHRTSurvivalModule):
         self.num_bins = int(num_bins)
         if wide:  # registered after the head, as the survival module's
             self.wide = WideTerm(self.config.vocab_size, N_SPECIAL, age_mean, age_scale,
-                                 n_outputs=self.n_causes)
+                                 n_outputs=self.n_causes, scales=wide_scales)
 
     def start_from(self, baseline, code_weight=None, covariate_weight=None) -> None:
         """Set the starting hazards: the head's output bias and the wide terms' weights.
@@ -73,7 +75,7 @@ class BEHRTCompetingModule(BEHRTSurvivalModule):
             untrained model then answers the Aalen–Johansen incidence.
         code_weight : array-like of shape (vocab_size, n_causes), optional
             Each cause's ``beta``; needs ``wide``.
-        covariate_weight : array-like of shape (n_causes, 3), optional
+        covariate_weight : array-like of shape (n_causes, 3 + S), optional
             Each cause's ``gamma``; needs ``wide``.
         """
         baseline = as_tensor(baseline)

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-__all__ = ["DecayedHistory", "check_decay_scales", "decay_scales_of"]
+__all__ = ["DecayedHistory", "check_decay_scales", "decay_scales_of", "decay_weights"]
 
 
 def check_decay_scales(scales) -> tuple[float, ...] | None:
@@ -63,6 +63,29 @@ def decay_scales_of(module: nn.Module) -> list[float] | None:
     """The time scales of ``module.history`` (a list, as saved with a model), or None."""
     history = getattr(module, "history", None)
     return None if history is None else [float(s) for s in history.scales]
+
+
+def decay_weights(visit_times: Tensor, visit_mask: Tensor, scales: Sequence[float]) -> Tensor:
+    """Each visit's weight ``exp(-r_v / tau)`` at each time scale, 0 at padding visits.
+
+    Parameters
+    ----------
+    visit_times : torch.Tensor of shape (B, V)
+        Years ``r_v`` from each visit to the prediction time (negative ones count as 0).
+    visit_mask : torch.Tensor of shape (B, V), bool
+        Real visits.
+    scales : sequence of float
+        Time scales ``tau`` in years.
+
+    Returns
+    -------
+    torch.Tensor of shape (B, V, S), float32
+        In float32 whatever the model's precision: the times exact (bf16 would round a
+        visit 10.3 years back to 10.3125).
+    """
+    before = visit_times.float().clamp_min(0.0)
+    taus = torch.tensor([float(s) for s in scales], dtype=torch.float32, device=before.device)
+    return torch.exp(-before[..., None] / taus) * visit_mask[..., None].float()
 
 
 class DecayedHistory(nn.Module):
@@ -110,15 +133,11 @@ class DecayedHistory(nn.Module):
         visit_times : torch.Tensor of shape (B, V)
             Years from each visit to the prediction time.
         """
-        # in float32 whatever the model's precision: the times exact (bf16 would round a
-        # visit 10.3 years back to 10.3125) and the running sums without bf16's 8-bit
-        # mantissa
+        # in float32 whatever the model's precision (see decay_weights); the running
+        # sums without bf16's 8-bit mantissa
         u = self.project(visit_repr).float()
         u = torch.cat([u, torch.ones_like(u[..., :1])], dim=-1)  # (B, V, C + 1)
-        before = visit_times.float().clamp_min(0.0)
-        taus = torch.tensor(self.scales, dtype=torch.float32, device=before.device)
-        weight = torch.exp(-before[..., None] / taus)  # (B, V, S)
-        weight = weight * visit_mask[..., None].float()
+        weight = decay_weights(visit_times, visit_mask, self.scales)  # (B, V, S)
         return torch.cumsum(weight[..., None] * u[..., None, :], dim=1)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):

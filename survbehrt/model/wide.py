@@ -5,11 +5,16 @@ a constant", which is what a Cox model on code counts exploits on small cohorts.
 :class:`WideTerm` adds exactly that, learned jointly with the transformer (wide &
 deep): for the history up to visit ``t``,
 
-``w(t) = sum_c beta_c log(1 + n_c(t)) + gamma_1 z + gamma_2 z^2 + gamma_3 log(1 + t)``,
+``w(t) = sum_c beta_c log(1 + n_c(t)) + gamma_1 z + gamma_2 z^2 + gamma_3 log(1 + t)
++ sum_s gamma_{3+s} asinh(m_s(t))``,
 
 with ``n_c(t)`` the number of times code ``c`` occurred up to visit ``t``, ``z`` the
-standardised age at the prediction time and ``1 + t`` the number of (kept) visits up
-to visit ``t`` (history length is a strong risk signal in EHR data). ``w(t)`` is added to every one of the
+standardised age at the prediction time, ``1 + t`` the number of (kept) visits up
+to visit ``t`` (history length is a strong risk signal in EHR data) and, with time
+scales ``tau_s`` (``scales``), ``m_s(t) = sum_{v <= t} exp(-r_v / tau_s)`` the visits
+counted with a weight that decays with ``r_v``, the years from visit ``v`` to the
+prediction time: the visit tempo, at each scale (how often the patient has been seen
+lately), which the count of all visits does not tell. ``w(t)`` is added to every one of the
 visit's ``K`` hazard logits; since ``softplus(a + w) ~ e^w softplus(a)`` for small
 hazards, it acts as a proportional-hazards shift. All weights start at zero, so the
 model starts as the transformer alone, and they are regularised by the optimiser's
@@ -27,17 +32,21 @@ is statistics, not a module, and lives in :mod:`survbehrt.cox_start` (which read
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-__all__ = ["WideTerm", "covariate_matrix", "occurrence_rank"]
+from .decayed_history import check_decay_scales, decay_weights
+
+__all__ = ["WideTerm", "covariate_matrix", "occurrence_rank", "wide_scales_of"]
 
 N_COVARIATES = 3
 
 
-def covariate_matrix(z, n_visits):
-    """The wide path's dense covariates ``(z, z^2, log(1 + n_visits))`` (numpy or torch).
+def covariate_matrix(z, n_visits, tempo=None):
+    """The wide path's dense covariates ``(z, z^2, log(1 + n_visits)[, asinh(tempo)])`` (numpy or torch).
 
     Parameters
     ----------
@@ -45,15 +54,21 @@ def covariate_matrix(z, n_visits):
         Standardised age at the prediction time.
     n_visits : ndarray or Tensor of shape (...)
         Number of visits in the history so far.
+    tempo : ndarray or Tensor of shape (..., S), optional
+        The decayed visit counts ``m_s`` at each time scale (see the module docstring).
 
     Returns
     -------
-    ndarray or Tensor of shape (..., 3)
+    ndarray or Tensor of shape (..., 3 + S)
     """
     if isinstance(z, torch.Tensor):
-        return torch.stack([z, z * z, torch.log1p(n_visits)], dim=-1)
+        dense = torch.stack([z, z * z, torch.log1p(n_visits)], dim=-1)
+        return dense if tempo is None else torch.cat([dense, torch.asinh(tempo)], dim=-1)
     z = np.asarray(z, dtype=float)
-    return np.stack([z, z * z, np.log1p(np.asarray(n_visits, dtype=float))], axis=-1)
+    dense = np.stack([z, z * z, np.log1p(np.asarray(n_visits, dtype=float))], axis=-1)
+    if tempo is None:
+        return dense
+    return np.concatenate([dense, np.arcsinh(np.asarray(tempo, dtype=float))], axis=-1)
 
 
 def occurrence_rank(codes: Tensor, counted: Tensor) -> Tensor:
@@ -106,23 +121,31 @@ class WideTerm(nn.Module):
     n_outputs : int, optional
         Several terms with their own weights (one per competing cause), returned on a
         last axis; default one term, without that axis.
+    scales : sequence of float, optional
+        Time scales (years) of the tempo covariates ``asinh(m_s(t))``; None: none (the
+        term of files saved before them).
 
     Attributes
     ----------
     code_weight : torch.nn.Embedding
         ``beta_c``, one scalar per token id (zero-initialised); ``n_outputs`` columns.
     covariate_weight : torch.nn.Linear
-        ``gamma`` on ``(z, z^2, log(1 + t))``, no bias (zero-initialised).
+        ``gamma`` on ``(z, z^2, log(1 + t)[, asinh(m_s(t))])``, no bias (zero-initialised).
+    scales : tuple of float
+        The tempo covariates' time scales (empty without them); plain floats, not a
+        tensor, so that bf16 cannot round them.
     """
 
     def __init__(self, vocab_size: int, n_special: int, age_mean: float = 60.0,
-                 age_scale: float = 15.0, n_outputs: int | None = None) -> None:
+                 age_scale: float = 15.0, n_outputs: int | None = None,
+                 scales: Sequence[float] | None = None) -> None:
         super().__init__()
         self.n_special = int(n_special)
         self.n_outputs = n_outputs
+        self.scales = check_decay_scales(scales) or ()
         width = 1 if n_outputs is None else int(n_outputs)
         self.code_weight = nn.Embedding(int(vocab_size), width)
-        self.covariate_weight = nn.Linear(N_COVARIATES, width, bias=False)
+        self.covariate_weight = nn.Linear(N_COVARIATES + len(self.scales), width, bias=False)
         self.register_buffer("age_mean", torch.tensor(float(age_mean)))
         self.register_buffer("age_scale", torch.tensor(float(age_scale)))
         self.reset_parameters()
@@ -133,7 +156,8 @@ class WideTerm(nn.Module):
         nn.init.zeros_(self.covariate_weight.weight)
 
     def forward(self, codes: Tensor, visits: Tensor, attention_mask: Tensor, n_visit_slots: int,
-                index_age: Tensor | None = None) -> Tensor:
+                index_age: Tensor | None = None, visit_times: Tensor | None = None,
+                visit_mask: Tensor | None = None) -> Tensor:
         """The wide term of every visit.
 
         Parameters
@@ -146,6 +170,9 @@ class WideTerm(nn.Module):
             ``V``, the number of visit slots of the batch.
         index_age : Tensor of shape (B,), optional
             Age at the prediction time in years; no age term without it.
+        visit_times, visit_mask : Tensor of shape (B, V), optional
+            Years from each visit to the prediction time, and the real visits: needed
+            by the tempo covariates (``scales``).
 
         Returns
         -------
@@ -165,7 +192,22 @@ class WideTerm(nn.Module):
         z = (out.new_zeros(batch) if index_age is None
              else (index_age.to(out.dtype) - self.age_mean) / self.age_scale)
         n_visits = torch.arange(1, n_visit_slots + 1, device=out.device, dtype=out.dtype)
+        tempo = None
+        if self.scales:
+            if visit_times is None or visit_mask is None:
+                raise ValueError("the wide path's tempo covariates need the batch's visit_times "
+                                 "(the years from each visit to the prediction time) and "
+                                 "visit_mask")
+            tempo = torch.cumsum(decay_weights(visit_times[:, :n_visit_slots],
+                                               visit_mask[:, :n_visit_slots], self.scales), dim=1)
         covariates = covariate_matrix(z[:, None].expand(batch, n_visit_slots),
-                                      n_visits[None, :].expand(batch, n_visit_slots))
+                                      n_visits[None, :].expand(batch, n_visit_slots),
+                                      None if tempo is None else tempo.to(out.dtype))
         out = out + self.covariate_weight(covariates)
         return out.squeeze(-1) if self.n_outputs is None else out
+
+
+def wide_scales_of(module: nn.Module) -> list[float] | None:
+    """The time scales of ``module.wide``'s tempo covariates (a list, as saved with a model), or None."""
+    wide = getattr(module, "wide", None)
+    return None if wide is None or not wide.scales else [float(s) for s in wide.scales]
