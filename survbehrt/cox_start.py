@@ -28,7 +28,7 @@ __all__ = ["HazardStart", "count_features", "fit_wide_start", "hazard_start"]
 #: The codes' penalty: where its walk starts, its step (a factor per grid point) and the
 #: range it stays within.
 FIRST_ALPHA, ALPHA_STEP, ALPHA_RANGE = 1e3, float(np.sqrt(10.0)), (1e-2, 1e8)
-#: The dense covariates' penalty (age, its square, the log number of visits): its walk
+#: The dense covariates' penalty (age, its square, the log number of visits, the tempo): its walk
 #: starts at 1 (one pseudo-observation's worth, which keeps a fold without events finite)
 #: and goes up by factors of 10 to at most 1e8 (where the covariates are out of the model).
 FIRST_COVARIATE_ALPHA, COVARIATE_ALPHA_STEP, COVARIATE_ALPHA_RANGE = 1.0, 10.0, (1.0, 1e8)
@@ -164,8 +164,9 @@ def fit_wide_start(features, covariates, time, event, cuts, alphas=None, groups=
     logits ``b_k + x beta + c gamma``: per-interval baseline ``b`` and one linear
     predictor shared by all intervals. Two ridge penalties, on standardised columns
     (``s_j`` a column's standard deviation): ``alpha / 2 sum_j (s_j beta_j)^2`` on the
-    codes and ``lambda / 2 sum_j (s_j gamma_j)^2`` on the three dense covariates (age,
-    its square, the log number of visits). They are apart because the codes are many and
+    codes and ``lambda / 2 sum_j (s_j gamma_j)^2`` on the dense covariates (age, its
+    square, the log number of visits and, with ``tempo_scales`` in :func:`hazard_start`,
+    the tempo at each scale). They are apart because the codes are many and
     sparse and the covariates few and dense: one penalty fit for both either shrinks the
     age with the codes or leaves the codes overfitted.
 

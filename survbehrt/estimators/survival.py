@@ -111,7 +111,8 @@ class BEHRTSurvivalEstimator(BaseEstimator):
     wide : {"joint", "offset"} or None, default="joint"
         The wide path: an additive term over the log counts of the codes seen so
         far (static codes included), the age at the prediction time (linear and
-        quadratic) and the log number of visits, added to every hazard logit, so
+        quadratic), the log number of visits and the visit tempo at ``decay_scales``
+        (the decayed visit counts ``asinh(sum_v exp(-r_v / tau))``), added to every hazard logit, so
         that the model can always fall back to what a Cox model on code counts does.
         It starts from a penalised proportional-hazards fit on the training rows
         (a ridge on the codes, ``wide_alpha_``, and another on the dense covariates,
@@ -191,7 +192,8 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         cohort's LoRA recipe 0.068 on one seed of two, a single fit against a single
         fit where five seeds of one recipe spread by up to 0.10 (docs/pretraining.md,
         "Small labelled sets"): with so few labels, pool seeds
-        (:class:`~survbehrt.BEHRTEnsemble`), or set None.
+        (:class:`~survbehrt.BEHRTEnsemble`), or set None. With the wide path, the same
+        scales give its Cox start the decayed visit counts as covariates (see ``wide``).
     lr : float, default=1e-3
         Peak learning rate of AdamW (after linear warm-up; cosine decay after).
     weight_decay : float, default=0.01
