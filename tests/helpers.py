@@ -47,6 +47,20 @@ def tempo_cohort(n, seed):
     return pd.DataFrame(rows), Surv.from_arrays(time <= censor, np.minimum(time, censor)), risk
 
 
+def tempo_scores(make, scales, n_train):
+    """C of the oracle, and of ``make(s)`` fitted on :func:`tempo_cohort` for s in (None, scales).
+
+    ``make(s)`` returns an unfitted estimator with ``decay_scales=s``; the test cohort is
+    2,000 patients of another seed.
+    """
+    from survbehrt.metrics import harrell_c
+
+    X, y, _ = tempo_cohort(n_train, 0)
+    X_test, y_test, true_risk = tempo_cohort(2000, 1)
+    scores = {s: harrell_c(y_test, make(s).fit(X, y).predict(X_test)) for s in (None, scales)}
+    return harrell_c(y_test, true_risk), scores
+
+
 def no_signal_competing(n, seed):
     """Histories unrelated to the outcome; two causes (rates 0.10, 0.05), uniform censoring."""
     from survbehrt.data import competing_y

@@ -11,11 +11,10 @@ import torch
 from survbehrt import BEHRTCompetingRisksEstimator
 from survbehrt.datasets import make_synthetic_ehr
 from survbehrt.datasets.competing import make_synthetic_competing
-from survbehrt.metrics import harrell_c
 from survbehrt.model import BEHRTSurvivalModule
 from survbehrt.model.decayed_history import DecayedHistory, check_decay_scales
 
-from helpers import tempo_cohort, tiny_estimator
+from helpers import tempo_scores, tiny_estimator
 from model_helpers import random_batch, seed_everything, tiny_config
 
 SCALES = (0.25, 1.0, 4.0)
@@ -185,14 +184,10 @@ def test_decayed_sums_find_the_visit_tempo_on_a_frozen_random_encoder():
     # every patient has six visits, so the tempo is in the visits' times only; a frozen,
     # randomly initialised encoder passes them on through its time embeddings, the head
     # cannot count them, the decayed visit count can
-    X, y, _ = tempo_cohort(1200, 0)
-    X_test, y_test, true_risk = tempo_cohort(2000, 1)
-    oracle = harrell_c(y_test, true_risk)
-    scores = {}
-    for scales in (None, SCALES):
-        with pytest.warns(UserWarning, match="without `pretrained`"):
-            est = tiny_estimator(strategy="frozen", wide=None, decay_scales=scales, lr=1e-2,
-                                 max_epochs=15).fit(X, y)
-        scores[scales] = harrell_c(y_test, est.predict(X_test))
+    with pytest.warns(UserWarning, match="without `pretrained`"):
+        oracle, scores = tempo_scores(
+            lambda scales: tiny_estimator(strategy="frozen", wide=None, decay_scales=scales,
+                                          lr=1e-2, max_epochs=15),
+            SCALES, n_train=1200)
     assert scores[SCALES] >= oracle - 0.03
     assert scores[SCALES] >= scores[None] + 0.03
