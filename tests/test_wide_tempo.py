@@ -115,3 +115,25 @@ def test_files_without_tempo_covariates_load_as_before(tmp_path):
     est.save(tmp_path / "m.pt")
     loaded = type(est).load(tmp_path / "m.pt")
     np.testing.assert_allclose(loaded.predict(X), est.predict(X), rtol=1e-6)
+
+
+def test_bf16_wide_term_counts_visits_at_exact_times():
+    # the decayed counts are float32 from exact times; only the covariate then meets bf16
+    X, _ = random_cohort(n=6, seed=1)
+    X["index_age"] = [max(a) + 10.3 for a in X["ages"]]  # 10.3 years: bf16 reads 10.3125
+    tokens = EHRTokenizer().fit(X).transform(X)
+    batch = collate_tokens(tokens, np.arange(6))
+    n_slots = batch["visit_mask"].shape[1]
+    wide = WideTerm(vocab_size=int(tokens.codes.max()) + 1, n_special=N_SPECIAL,
+                    scales=(0.3, 1.0, 4.0))
+    with torch.no_grad():
+        wide.covariate_weight.weight.copy_(torch.tensor([[0.0, 0.0, 0.0, 1.0, 0.0, 0.0]]))
+    half = wide.to(torch.bfloat16)
+    out = half(batch["codes"], batch["visits"], batch["attention_mask"], n_slots,
+               visit_times=batch["visit_times"], visit_mask=batch["visit_mask"])
+    assert out.dtype == torch.bfloat16 and half.scales == (0.3, 1.0, 4.0)
+    last = tokens.n_visits_at(np.arange(6)) - 1
+    exact = np.arcsinh(tokens.decayed_visit_counts_at(np.arange(6), [0.3]))[:, 0]
+    got = out.detach().float().numpy()[np.arange(6), last]
+    # one bf16 rounding of the covariate (8-bit mantissa), not of the times or scales
+    np.testing.assert_allclose(got, exact, rtol=2 ** -8, atol=1e-30)
