@@ -154,8 +154,7 @@ class TokenizedEHR:
         starts, counts = self.visit_offsets[rows], self.n_visits_at(rows)
         owner = np.repeat(np.arange(len(rows)), counts)
         # each visit's position in the flat arrays: its row's start plus its rank there
-        first_of_owner = np.repeat(np.cumsum(counts) - counts, counts)
-        visit = np.repeat(starts, counts) + np.arange(counts.sum()) - first_of_owner
+        visit = np.repeat(starts, counts) + _group_arange(counts)
         before = np.maximum(self.visit_times[visit].astype(np.float64), 0.0)
         return np.stack([np.bincount(owner, weights=np.exp(-before / float(tau)),
                                      minlength=len(rows)) for tau in scales], axis=1)
