@@ -274,8 +274,8 @@ class IncidenceCurve(SurvivalCurve):
         return f"IncidenceCurve(cause={self.cause}, cuts={self.cuts!r}, logits={self.logits!r})"
 
 
-def incidence_curves(logits, cuts, max_time):
-    """Every patient's and cause's :class:`IncidenceCurve`, shape ``(n_samples, C)``.
+def incidence_curves(logits, cuts, max_time, cause=None):
+    """Every patient's :class:`IncidenceCurve` of every cause, or of one.
 
     Parameters
     ----------
@@ -283,19 +283,22 @@ def incidence_curves(logits, cuts, max_time):
     cuts : array-like of shape (K + 1,)
     max_time : float
         End of the domain (``TimeGrid.max_time_``), as :func:`survbehrt.survival.survival_curves`.
+    cause : int, optional
+        Only this cause's curves (1..C), built alone.
 
     Returns
     -------
-    functions : ndarray of shape (n_samples, C), dtype=object
+    functions : ndarray of shape (n_samples, C), or (n_samples,) with ``cause``; dtype=object
     """
     logits = np.asarray(logits, dtype=float)
     if logits.ndim != 3:
         raise ValueError(f"logits must be (n_samples, C, K); got shape {logits.shape}")
     cuts = _check_cuts(cuts, logits.shape[-1])
-    funcs = np.empty(logits.shape[:2], dtype=object)
-    for i, c in np.ndindex(funcs.shape):
-        funcs[i, c] = IncidenceCurve(logits[i], c + 1, cuts, max_time)
-    return funcs
+    causes = range(1, logits.shape[1] + 1) if cause is None else [int(cause)]
+    funcs = np.empty((logits.shape[0], len(causes)), dtype=object)
+    for i, j in np.ndindex(funcs.shape):
+        funcs[i, j] = IncidenceCurve(logits[i], causes[j], cuts, max_time)
+    return funcs if cause is None else funcs[:, 0]
 
 
 def cause_specific_concordance(event, time, risk, cause):

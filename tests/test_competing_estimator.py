@@ -112,6 +112,11 @@ def test_incidence_curves_are_exact_and_sum_to_one_minus_survival(fitted, data):
         np.testing.assert_allclose(curves[i, 0](t) + curves[i, 1](t), 1 - surv[i](t), atol=1e-12)
     one = fitted.predict_cumulative_incidence(X.iloc[:4], cause="death", return_array=True)
     np.testing.assert_allclose(one, cumulative_incidence_at(logits, cuts, fitted.unique_times_)[:, 1])
+    # one cause's curves, built alone, are that cause's column of every cause's
+    alone = fitted.predict_cumulative_incidence(X.iloc[:4], cause="death")
+    assert alone.shape == (4,) and all(f.cause == 2 for f in alone)
+    for i in range(4):
+        np.testing.assert_array_equal(alone[i](t), curves[i, 1](t))
 
 
 def test_all_cause_logits_sum_the_hazards():

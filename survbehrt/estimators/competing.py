@@ -304,11 +304,12 @@ class BEHRTCompetingRisksEstimator(BEHRTSurvivalEstimator):
             ``(n_samples, n_unique_times)``).
         """
         logits = self._last_visit_logits(X)
-        if return_array:
-            out = cumulative_incidence_at(logits, self.time_grid_.cuts_, self.unique_times_)
-        else:
-            out = incidence_curves(logits, self.time_grid_.cuts_, self.time_grid_.max_time_)
-        return out if cause is None else out[:, self._cause_number(cause) - 1]
+        number = None if cause is None else self._cause_number(cause)
+        if not return_array:  # one cause's curves alone: each curve costs its knots
+            return incidence_curves(logits, self.time_grid_.cuts_, self.time_grid_.max_time_,
+                                    cause=number)
+        out = cumulative_incidence_at(logits, self.time_grid_.cuts_, self.unique_times_)
+        return out if cause is None else out[:, number - 1]
 
     def _last_visit_logits_all_cause(self, X):
         return all_cause_logits(self._last_visit_logits(X))

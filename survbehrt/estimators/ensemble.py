@@ -231,12 +231,13 @@ class BEHRTEnsemble(BaseEstimator):
         if return_array:
             out = np.mean([cumulative_incidence_at(m._last_visit_logits(X), m.time_grid_.cuts_,
                                                    self.unique_times_) for m in members], axis=0)
-        else:
-            per_member = np.stack([m.predict_cumulative_incidence(X) for m in members])
-            out = np.empty(per_member.shape[1:], dtype=object)
-            for i, c in np.ndindex(out.shape):
-                out[i, c] = MixtureCurve(per_member[:, i, c], kind="incidence")
-        return out if cause is None else out[:, members[0]._cause_number(cause) - 1]
+            return out if cause is None else out[:, members[0]._cause_number(cause) - 1]
+        # (members, n_samples[, C]): one cause's curves only where one is asked for
+        per_member = np.stack([m.predict_cumulative_incidence(X, cause=cause) for m in members])
+        out = np.empty(per_member.shape[1:], dtype=object)
+        for index in np.ndindex(out.shape):
+            out[index] = MixtureCurve(per_member[(slice(None), *index)], kind="incidence")
+        return out
 
     def predict_survival_function(self, X, return_array=False):
         """Survival functions: the mean of the members' (a mixture).
