@@ -198,8 +198,7 @@ class WideTerm(nn.Module):
                 raise ValueError("the wide path's tempo covariates need the batch's visit_times "
                                  "(the years from each visit to the prediction time) and "
                                  "visit_mask")
-            tempo = torch.cumsum(decay_weights(visit_times[:, :n_visit_slots],
-                                               visit_mask[:, :n_visit_slots], self.scales), dim=1)
+            tempo = torch.cumsum(decay_weights(visit_times, visit_mask, self.scales), dim=1)
         covariates = covariate_matrix(z[:, None].expand(batch, n_visit_slots),
                                       n_visits[None, :].expand(batch, n_visit_slots),
                                       None if tempo is None else tempo.to(out.dtype))
