@@ -3,8 +3,8 @@
 Before training, every patient's hazards start at a fit that needs no transformer:
 the marginal (no-covariate) piecewise-constant hazards of the training rows, or, with
 the wide path, a penalised proportional-hazards model on the same inputs as
-:class:`~survbehrt.model.wide.WideTerm` (log code counts, the standardised age at the
-prediction time and the log number of visits). The transformer then has to add to
+:class:`~survbehrt.model.wide.WideTerm` (log code counts and recent code counts, the
+standardised age at the prediction time, the log number of visits and the visit tempo). The transformer then has to add to
 what that fit already does. :func:`hazard_start` is the step ``fit`` calls; the rest is
 its statistics (:func:`count_features`, :func:`fit_wide_start`). The torch module the
 start is written into stays in :mod:`survbehrt.model`; this module only reads its
@@ -47,7 +47,8 @@ class HazardStart:
     age_mean, age_scale : float
         Standardisation of the age at the prediction time (training rows).
     beta, gamma : ndarray or None
-        The wide term's code and covariate weights (None without the wide path).
+        The wide term's code and covariate weights (None without the wide path); with
+        its recent counts, ``beta`` holds the counts' weights and then theirs.
     alpha, covariate_alpha : float or None
         The Cox fit's ridge penalties on the codes and on the dense covariates
         (:func:`fit_wide_start`).
@@ -55,6 +56,10 @@ class HazardStart:
         The Cox fit's scale: its weights are the ridge fit's times ``scale``.
     shrinkage : float or None
         The held-out calibration slope that ``scale`` includes (:func:`fit_wide_start`).
+    recent : bool or None
+        Whether the recent code counts entered the fit: the folds' held-out likelihood
+        was better with them than without (their weights are zero otherwise); None
+        without them.
     """
 
     baseline: np.ndarray
@@ -66,10 +71,12 @@ class HazardStart:
     covariate_alpha: float | None = None
     scale: float | None = None
     shrinkage: float | None = None
+    recent: bool | None = None
 
 
 def hazard_start(tokens, rows, time, event, cuts, *, wide: bool, n_special: int,
-                 vocab_size: int, groups=None, random_state=0, tempo_scales=None) -> HazardStart:
+                 vocab_size: int, groups=None, random_state=0, tempo_scales=None,
+                 recency=None) -> HazardStart:
     """The starting point of a survival fit on the training rows.
 
     Parameters
@@ -94,6 +101,13 @@ def hazard_start(tokens, rows, time, event, cuts, *, wide: bool, n_special: int,
     tempo_scales : sequence of float, optional
         The wide path's tempo covariates at these time scales (years), beside the age
         and the visit count (:class:`~survbehrt.model.wide.WideTerm`'s ``scales``).
+    recency : float, optional
+        The wide path's recent code counts at this time scale (years), beside the
+        counts (:class:`~survbehrt.model.wide.WideTerm`'s ``recency``): ``beta`` then
+        holds ``2 vocab_size`` weights, the counts' and then the recent counts'. The fit
+        is made with and without them, and the one with the better held-out likelihood
+        of :func:`fit_wide_start`'s folds (the same folds) is kept; without them, their
+        weights are zero.
 
     Returns
     -------
@@ -106,20 +120,32 @@ def hazard_start(tokens, rows, time, event, cuts, *, wide: bool, n_special: int,
         return HazardStart(marginal_logits(time, event, cuts), age_mean, age_scale)
     # a penalised proportional-hazards fit on the log counts and the age: the
     # transformer then has to add to what Cox does
-    start = fit_wide_start(
-        count_features(tokens, n_special, vocab_size, rows=rows),
-        covariate_matrix((train_age - age_mean) / age_scale, tokens.n_visits_at(rows),
-                         None if not tempo_scales
-                         else tokens.decayed_visit_counts_at(rows, tempo_scales)),
-        time, event, cuts, groups=groups, random_state=random_state,
-    )
+    covariates = covariate_matrix((train_age - age_mean) / age_scale, tokens.n_visits_at(rows),
+                                  None if not tempo_scales
+                                  else tokens.decayed_visit_counts_at(rows, tempo_scales))
+    features = count_features(tokens, n_special, vocab_size, rows=rows, recency=recency)
+
+    def fit(x):
+        return fit_wide_start(x, covariates, time, event, cuts, groups=groups,
+                              random_state=random_state)
+
+    start, recent = fit(features), recency is not None
+    if recent:
+        # the recent counts enter only where the same folds' held-out likelihood says they
+        # help: on a cohort whose risk is in the whole history's counts they are noise that
+        # the codes' one penalty cannot shrink alone
+        alone = fit(features[:, :vocab_size])
+        if alone["held_out_nll"] is not None and start["held_out_nll"] is not None \
+                and alone["held_out_nll"] <= start["held_out_nll"]:
+            start, recent = dict(alone, beta=np.concatenate(
+                [alone["beta"], np.zeros(vocab_size, dtype=alone["beta"].dtype)])), False
     return HazardStart(start["baseline"], age_mean, age_scale, beta=start["beta"],
                        gamma=start["gamma"], alpha=start["alpha"],
                        covariate_alpha=start["covariate_alpha"], scale=start["scale"],
-                       shrinkage=start["shrinkage"])
+                       shrinkage=start["shrinkage"], recent=recent if recency is not None else None)
 
 
-def count_features(tokens, n_special: int, vocab_size: int, rows=None):
+def count_features(tokens, n_special: int, vocab_size: int, rows=None, recency=None):
     """The wide path's inputs at each row's last visit, as a sparse matrix.
 
     Parameters
@@ -132,15 +158,22 @@ def count_features(tokens, n_special: int, vocab_size: int, rows=None):
         The patients to count, in the output's row order (default: all). They are read
         in chunks of about a million tokens, so the temporaries stay small whatever the
         cohort's size.
+    recency : float, optional
+        Also each code's recent count at this time scale ``tau`` (years): its
+        occurrences weighted ``exp(-r / tau)``, ``r`` the years from the visit to the
+        prediction time (static codes have no time and are not counted), as
+        :class:`~survbehrt.model.wide.WideTerm`'s ``recency`` reads them.
 
     Returns
     -------
-    scipy.sparse.csr_matrix of shape (n_rows, vocab_size)
-        ``log(1 + n_c)``: how often each code occurs in the row (static codes included).
+    scipy.sparse.csr_matrix of shape (n_rows, vocab_size), or (n_rows, 2 vocab_size) with ``recency``
+        ``log(1 + n_c)``: how often each code occurs in the row (static codes included);
+        with ``recency``, the recent counts follow in the next ``vocab_size`` columns.
     """
     rows = np.arange(len(tokens)) if rows is None else np.asarray(rows, dtype=np.int64)
     sample = tokens.lengths_at(rows[:1024])
     step = max(1, (1 << 20) // max(1, int(sample.mean()) if len(sample) else 1))
+    width = vocab_size if recency is None else 2 * vocab_size
     parts = []
     for start in range(0, len(rows), step):
         part = tokens.subset(rows[start : start + step])
@@ -148,12 +181,24 @@ def count_features(tokens, n_special: int, vocab_size: int, rows=None):
         row = np.repeat(np.arange(len(lengths)), lengths)
         codes = part.codes.astype(np.int64)
         keep = codes >= n_special
-        key, counts = np.unique(row[keep] * vocab_size + codes[keep], return_counts=True)
-        parts.append(sparse.csr_matrix((np.log1p(counts), (key // vocab_size, key % vocab_size)),
-                                       shape=(len(lengths), vocab_size)))
+        key, where, counts = np.unique(row[keep] * vocab_size + codes[keep], return_inverse=True,
+                                       return_counts=True)
+        r, c, v = key // vocab_size, key % vocab_size, np.log1p(counts)
+        if recency is not None:
+            # each token's visit in the flat visit arrays: its row's first visit plus its
+            # visit index; static codes (age bin 0: no time) weigh nothing
+            visit = part.visit_offsets[row[keep]] + part.visits[keep]
+            before = np.maximum(part.visit_times[visit].astype(np.float64), 0.0)
+            weight = np.exp(-before / float(recency)) * (part.age_bins[keep] > 0)
+            recent = np.bincount(where, weights=weight, minlength=len(key))
+            r, c, v = (np.concatenate([r, r]), np.concatenate([c, vocab_size + c]),
+                       np.concatenate([v, recent]))
+        parts.append(sparse.csr_matrix((v, (r, c)), shape=(len(lengths), width)))
     if not parts:
-        return sparse.csr_matrix((0, vocab_size))
-    return sparse.vstack(parts, format="csr")
+        return sparse.csr_matrix((0, width))
+    out = sparse.vstack(parts, format="csr")
+    out.eliminate_zeros()  # a static code's zero recent count is no presence
+    return out
 
 
 def fit_wide_start(features, covariates, time, event, cuts, alphas=None, groups=None,
@@ -235,7 +280,9 @@ def fit_wide_start(features, covariates, time, event, cuts, alphas=None, groups=
         ``beta`` (n_codes,), ``gamma`` (3,), ``baseline`` (K,) as float32 arrays (the
         relaxed and shrunk fit: the scale is in ``beta`` and ``gamma``), the chosen
         ``alpha`` and ``covariate_alpha``, ``scale``, the factor on the ridge predictor,
-        and ``shrinkage``, the held-out slope included in it.
+        and ``shrinkage``, the held-out slope included in it; ``held_out_nll``, the
+        criterion at the chosen pair (the folds' held-out negative log-likelihood,
+        summed; None without folds).
     """
     features = sparse.csr_matrix(features, dtype=np.float64)
     covariates = np.asarray(covariates, dtype=float)
@@ -263,12 +310,13 @@ def fit_wide_start(features, covariates, time, event, cuts, alphas=None, groups=
             fold = _RidgeFit(data, train, min_rows)
             folds.append((fold, fold.design_of(features, covariates, test),
                           _PiecewiseExp(time[test], event[test], cuts)))
+
+    def held_out_nll(a, lam):
+        return sum(lik.value(fold.fit(a, lam).logits(x)) for fold, x, lik in folds)
+
     if not walk:
         alpha, covariate_alpha = float(alphas[0]), float(covariate_alphas[0])
     else:
-        def held_out_nll(a, lam):
-            return sum(lik.value(fold.fit(a, lam).logits(x)) for fold, x, lik in folds)
-
         # coordinate descent: alpha walked at the current lambda, then lambda at that
         # alpha, until lambda moves by less than half its step (alpha is then at its best
         # for it)
@@ -297,11 +345,13 @@ def fit_wide_start(features, covariates, time, event, cuts, alphas=None, groups=
         full.relax(scale=shrink * full.relaxed[1])
     beta, gamma = full.ridge_weights(features.shape[1], covariates.shape[1])
     baseline, scale = full.relaxed
+    # last, so that it cannot move the fit: the folds are already at the pair
+    criterion = float(held_out_nll(alpha, covariate_alpha)) if folds else None
     return {"beta": (scale * beta).astype(np.float32),
             "gamma": (scale * gamma).astype(np.float32),
             "baseline": baseline.astype(np.float32), "alpha": float(alpha),
             "covariate_alpha": float(covariate_alpha), "scale": float(scale),
-            "shrinkage": float(shrink)}
+            "shrinkage": float(shrink), "held_out_nll": criterion}
 
 
 def _candidates(values, name):

@@ -6,9 +6,10 @@ scale the wide path's term ``w`` is close to additive (``softplus(a + w) ~ e^w
 softplus(a)`` for small hazards), so deep and wide attributions are comparable, and a
 patient's attributions are differences of log risk (``+0.7`` about doubles the risk).
 
-**Input and baseline.** Every code token carries three attributable inputs: its code
+**Input and baseline.** Every code token carries three (or four) attributable inputs: its code
 embedding and its value-bin embedding (two terms of the summed token embedding that
-feeds the encoder's LayerNorm) and its wide-path weight ``beta_c``. The baseline sets
+feeds the encoder's LayerNorm) and its wide-path weights (``beta_c``, and ``rho_c`` of its recent count with
+``wide_recency``). The baseline sets
 all three to zero for every code token (the [PAD] row of the tables: "no code here"),
 and keeps everything else: the tokens' ages, visits, positions and times, the special
 tokens ([CLS], [SEP]), the wide path's age and visit-count terms. So the attributions
@@ -22,12 +23,13 @@ polynomials of degree ``2 n_steps - 1``; on these smooth paths 16 nodes leave a
 completeness error far below 1 % of the spread of the log risk across rows, which
 :func:`explain` measures and returns). Our own ~60 lines rather than Captum: the model
 takes a dict of ten tensors, and three layers (code and value tables, wide weights) must
-move together on one path; Captum's ``LayerIntegratedGradients`` would need a wrapper
+move together on one path (four with the recent counts' weights); Captum's ``LayerIntegratedGradients`` would need a wrapper
 for each, and a dependency, for the same forward hooks used here.
 
 **Wide path.** Its exact contribution on the logit scale is additive: the ``k``-th
-occurrence of code ``c`` adds ``beta_c log((k + 1) / k)`` to every hazard logit
-(:mod:`survbehrt.model.wide`). It is reported as ``wide_logit`` beside the ``part ==
+occurrence of code ``c`` adds ``beta_c log((k + 1) / k)`` (and, with the recent
+counts, ``rho_c exp(-r_v / tau)``, ``r_v`` the years from its visit to the prediction
+time) to every hazard logit (:mod:`survbehrt.model.wide`). It is reported as ``wide_logit`` beside the ``part ==
 "wide"`` attribution (the same term on the log-risk scale, through integrated gradients).
 """
 
@@ -39,6 +41,7 @@ import torch
 
 from .data.batching import collate_tokens
 from .model.config import N_SPECIAL, UNK_ID
+from .model.decayed_history import decay_weights
 from .model.wide import occurrence_rank
 from .survival import risk_score
 
@@ -59,8 +62,10 @@ class _Path:
     def __init__(self, module, attributed, scale):
         self.attributed, self.scale, self.inputs, self.leaves = attributed, scale, {}, {}
         emb = module.encoder.embeddings
+        wide = module.wide
         layers = {"code": emb.code, "value": emb.value,
-                  "wide": None if module.wide is None else module.wide.code_weight}
+                  "wide": None if wide is None else wide.code_weight,
+                  "wide_recent": None if wide is None else wide.recent_weight}
         self.handles = [layer.register_forward_hook(self._hook(name))
                         for name, layer in layers.items() if layer is not None]
 
@@ -104,6 +109,8 @@ def _integrate(module, batch, n_steps):
     for name, grad in zip(path.leaves, grads):
         per_step = (path.inputs[name] * grad).sum(-1) * attributed  # (B * n_alpha, L)
         out[name] = (per_step * w[:, None]).reshape(size, n_alpha, -1).sum(1).cpu()
+    if "wide_recent" in out:  # a code's recent count is part of its wide term
+        out["wide"] = out["wide"] + out.pop("wide_recent")
     f = f.detach().reshape(size, n_alpha).cpu()
     return out, f[:, -1], f[:, -2]
 
@@ -191,8 +198,13 @@ def _frame(batch, parts, idx, codes_of, module):
     if module.wide is not None:
         counted = batch["attention_mask"] & (codes >= N_SPECIAL)
         step = torch.log1p(1.0 / occurrence_rank(codes, counted).clamp_min(1).float())
-        beta = module.wide.code_weight.weight.detach()[codes[b, t], 0]
-        wide_logit = torch.where(counted[b, t], beta * step[b, t], 0.0).numpy().astype(float)
+        wide = module.wide
+        logit = wide.code_weight.weight.detach()[codes[b, t], 0] * step[b, t]
+        if wide.recent_weight is not None:  # and its recent count's: rho_c exp(-r_v / tau)
+            decay = decay_weights(batch["visit_times"], batch["visit_mask"], (wide.recency,))
+            logit = logit + (wide.recent_weight.weight.detach()[codes[b, t], 0]
+                             * decay[b, visit, 0] * ~static)
+        wide_logit = torch.where(counted[b, t], logit, 0.0).numpy().astype(float)
     frames = []
     for name, values in parts.items():
         kind = np.where(static.numpy(), "static", "code") if name != "value" else "value"

@@ -88,14 +88,22 @@ def test_baseline_is_the_same_timeline_without_codes(fitted):
 
 
 def test_wide_logit_is_the_exact_count_term(fitted):
+    # beta_c log(1 + n_c) over the codes, plus rho_c exp(-r / tau) over each timed
+    # occurrence (the recent counts; static codes have none)
     est, X = fitted
     attributions = explain(est, X)
     wide = attributions[attributions["part"] == "wide"]
-    beta = est.net_.module_.wide.code_weight.weight.detach().numpy()[:, 0]
+    term = est.net_.module_.wide
+    beta = term.code_weight.weight.detach().numpy()[:, 0]
+    rho = term.recent_weight.weight.detach().numpy()[:, 0]
+    assert term.recency == est.wide_recency and np.abs(rho).max() > 0
     vocab = est.tokenizer_.vocabulary_
     for row in range(len(X)):
         counts = Counter(sum(X["codes"].iloc[row], []) + list(X["static"].iloc[row]))
         expected = sum(beta[vocab[c]] * np.log1p(n) for c, n in counts.items())
+        index_age = X["index_age"].iloc[row]
+        for visit, age in zip(X["codes"].iloc[row], X["ages"].iloc[row]):
+            expected += sum(rho[vocab[c]] * np.exp(-(index_age - age) / term.recency) for c in visit)
         assert wide.loc[wide["row"] == row, "wide_logit"].sum() == pytest.approx(expected, abs=1e-5)
 
 

@@ -33,7 +33,7 @@ from ..explain import explain
 from ..losses import HybridSurvivalLoss, PairwiseRankingLoss, SurvivalNLL
 from ..model import BEHRTConfig, BEHRTSurvivalModule, apply_lora, configure_trainable
 from ..model.decayed_history import check_decay_scales, decay_scales_of
-from ..model.wide import wide_scales_of
+from ..model.wide import wide_recency_of, wide_scales_of
 from ..survival import (
     TimeGrid,
     evaluate_on_times,
@@ -121,6 +121,13 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         ``survbehrt.cox_start.fit_wide_start``), then trains with the transformer (``"joint"``, wide & deep) or stays
         fixed while the transformer learns what it misses (``"offset"``). None: the
         transformer alone.
+    wide_recency : float or None, default=1.0
+        The wide path's recent code counts: beside each code's count, its occurrences
+        weighted ``exp(-r / wide_recency)``, ``r`` the years from the visit to the
+        prediction time (static codes not counted), each with its own weight in the Cox
+        start and the term; what a disease that comes and goes is read from now,
+        where the whole history's counts mix every stage passed through. None: the
+        counts alone. MEASURED-RECENCY
     continuous_time : bool, default=True
         Beside the age and time-before-prediction bins, embed each token's exact age
         and log time-before-prediction (sinusoidal features, learned projection).
@@ -343,6 +350,7 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         time_bins=20,
         landmarks="last",
         wide="joint",
+        wide_recency=1.0,
         continuous_time=True,
         pretrained=None,
         lora_rank=8,
@@ -384,6 +392,7 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         self.time_bins = time_bins
         self.landmarks = landmarks
         self.wide = wide
+        self.wide_recency = wide_recency
         self.continuous_time = continuous_time
         self.pretrained = pretrained
         self.lora_rank = lora_rank
@@ -494,6 +503,8 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         if self.code_prefix is not None:
             check_positive("code_prefix", self.code_prefix)
         check_decay_scales(self.decay_scales)
+        if self.wide_recency is not None:
+            check_positive("wide_recency", self.wide_recency, integer=False)
         if self.early_stopping is not None and self.validation_fraction == 0:
             raise ValueError(
                 f"early_stopping={self.early_stopping!r} needs a validation set; set "
@@ -628,11 +639,12 @@ class BEHRTSurvivalEstimator(BaseEstimator):
             grid.cuts_, wide=self.wide is not None and task is None, n_special=N_SPECIAL,
             vocab_size=config.vocab_size,
             groups=None if cohort.groups is None else cohort.groups[train_idx],
-            random_state=seed, tempo_scales=self.decay_scales,
+            random_state=seed, tempo_scales=self.decay_scales, recency=self.wide_recency,
         )
         module = BEHRTSurvivalModule(config, grid.n_bins_, wide=self.wide is not None,
                                      age_mean=start.age_mean, age_scale=start.age_scale,
-                                     decay_scales=self.decay_scales, wide_scales=self.decay_scales)
+                                     decay_scales=self.decay_scales, wide_scales=self.decay_scales,
+                                     wide_recency=self.wide_recency)
         module.start_from(start.baseline, start.beta, start.gamma)
         if task is not None:
             start_head_from_task(module.head, pre.module_.tte_head, task, pre.module_.tte_cuts,
@@ -644,14 +656,16 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         # the wide term's age centring is a buffer: the state dict restores it
         return {"config": module.config.to_dict(), "n_bins": int(module.head.num_bins),
                 "wide": module.wide is not None, "decay_scales": decay_scales_of(module),
-                "wide_scales": wide_scales_of(module)}
+                "wide_scales": wide_scales_of(module), "wide_recency": wide_recency_of(module)}
 
     @staticmethod
     def _rebuild_module(args):
-        # files saved before the wide path's tempo covariates have no "wide_scales": none
+        # files saved before the wide path's tempo covariates (recent code counts) have no
+        # "wide_scales" ("wide_recency"): none
         return BEHRTSurvivalModule(BEHRTConfig(**args["config"]), args["n_bins"], wide=args["wide"],
                                    decay_scales=args.get("decay_scales"),
-                                   wide_scales=args.get("wide_scales"))
+                                   wide_scales=args.get("wide_scales"),
+                                   wide_recency=args.get("wide_recency"))
 
     def _set_fitted(self, data, grid, start, net, counts):
         self.tokenizer_ = data.tokenizer

@@ -322,6 +322,10 @@ class BEHRTSurvivalModule(nn.Module):
         The wide path's tempo covariates at these time scales (years): the decayed
         visit counts ``asinh(m_s(t))`` (:class:`~survbehrt.model.wide.WideTerm`'s
         ``scales``). None: none, as in files saved before them.
+    wide_recency : float, optional
+        The wide path's recent code counts at this time scale (years)
+        (:class:`~survbehrt.model.wide.WideTerm`'s ``recency``). None: none, as in files
+        saved before them.
 
     Attributes
     ----------
@@ -348,6 +352,7 @@ class BEHRTSurvivalModule(nn.Module):
         age_scale: float = 15.0,
         decay_scales: Sequence[float] | None = None,
         wide_scales: Sequence[float] | None = None,
+        wide_recency: float | None = None,
     ) -> None:
         super().__init__()
         config = as_config(config)
@@ -371,7 +376,7 @@ class BEHRTSurvivalModule(nn.Module):
         if self.history is not None:
             init_weights(self.history.project, config.initializer_range)
         self.wide = (WideTerm(config.vocab_size, N_SPECIAL, age_mean, age_scale,
-                              scales=wide_scales) if wide else None)
+                              scales=wide_scales, recency=wide_recency) if wide else None)
         self.calibration = None
 
     def set_calibration(self, intercept: float, slope: float, center: float) -> None:
@@ -400,12 +405,12 @@ class BEHRTSurvivalModule(nn.Module):
         baseline : array-like of shape (num_bins,)
             The hazard logits every patient starts at (the head's output bias).
         code_weight, covariate_weight : array-like, optional
-            The wide term's ``beta`` (vocab_size,) and ``gamma`` (3 + S,); need ``wide``.
+            The wide term's ``beta`` (vocab_size,; then ``rho``, another vocab_size, with
+            ``wide_recency``) and ``gamma`` (3 + S,); need ``wide``
+            (:meth:`~survbehrt.model.wide.WideTerm.start_from`).
         """
-        if code_weight is not None:
-            self.wide.code_weight.weight.data[:, 0] = as_tensor(code_weight)
-        if covariate_weight is not None:
-            self.wide.covariate_weight.weight.data[0] = as_tensor(covariate_weight)
+        if code_weight is not None or covariate_weight is not None:
+            self.wide.start_from(code_weight, covariate_weight)
         self.head.output.bias.data.copy_(as_tensor(baseline))
 
     def _shape_logits(self, logits: Tensor) -> Tensor:
@@ -500,7 +505,8 @@ class BEHRTSurvivalModule(nn.Module):
         if self.wide is not None:
             logits = logits + self.wide(codes, visits, _bool_mask(codes, attention_mask),
                                         logits.shape[1], kwargs.get("index_age"),
-                                        kwargs.get("visit_times"), real_visits)[..., None]
+                                        kwargs.get("visit_times"), real_visits,
+                                        timed=age_bins > 0)[..., None]
         if getattr(self, "calibration", None) is not None:
             logits = recalibrate_logits(logits, *self.calibration)
         return logits

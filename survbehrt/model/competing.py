@@ -42,6 +42,8 @@ class BEHRTCompetingModule(BEHRTSurvivalModule):
         Standardisation of the age at prediction for the wide path.
     wide_scales : sequence of float, optional
         The wide terms' tempo covariates, as :class:`~survbehrt.model.BEHRTSurvivalModule`'s.
+    wide_recency : float, optional
+        The wide terms' recent code counts, as :class:`~survbehrt.model.BEHRTSurvivalModule`'s.
     **kwargs
         ``encoder_state_dict``, ``head_hidden_dim``, ``head_dropout`` as
         :class:`~survbehrt.model.BEHRTSurvivalModule`.
@@ -55,7 +57,8 @@ class BEHRTCompetingModule(BEHRTSurvivalModule):
 
     def __init__(self, config: BEHRTConfig | Mapping[str, Any], num_bins: int, n_causes: int,
                  wide: bool = False, age_mean: float = 60.0, age_scale: float = 15.0,
-                 wide_scales: Sequence[float] | None = None, **kwargs: Any) -> None:
+                 wide_scales: Sequence[float] | None = None, wide_recency: float | None = None,
+                 **kwargs: Any) -> None:
         if isinstance(n_causes, bool) or int(n_causes) != n_causes or n_causes < 1:
             raise ValueError(f"n_causes must be a positive int, got {n_causes!r}")
         super().__init__(config, int(num_bins) * int(n_causes), **kwargs)
@@ -63,7 +66,8 @@ class BEHRTCompetingModule(BEHRTSurvivalModule):
         self.num_bins = int(num_bins)
         if wide:  # registered after the head, as the survival module's
             self.wide = WideTerm(self.config.vocab_size, N_SPECIAL, age_mean, age_scale,
-                                 n_outputs=self.n_causes, scales=wide_scales)
+                                 n_outputs=self.n_causes, scales=wide_scales,
+                                 recency=wide_recency)
 
     def start_from(self, baseline, code_weight=None, covariate_weight=None) -> None:
         """Set the starting hazards: the head's output bias and the wide terms' weights.
@@ -74,7 +78,8 @@ class BEHRTCompetingModule(BEHRTSurvivalModule):
             E.g. :func:`survbehrt.competing_hazards.marginal_competing_logits`: the
             untrained model then answers the Aalen–Johansen incidence.
         code_weight : array-like of shape (vocab_size, n_causes), optional
-            Each cause's ``beta``; needs ``wide``.
+            Each cause's ``beta`` (then ``rho``: 2 vocab_size rows with ``wide_recency``);
+            needs ``wide``.
         covariate_weight : array-like of shape (n_causes, 3 + S), optional
             Each cause's ``gamma``; needs ``wide``.
         """
@@ -82,10 +87,8 @@ class BEHRTCompetingModule(BEHRTSurvivalModule):
         if tuple(baseline.shape) != (self.n_causes, self.num_bins):
             raise ValueError(f"baseline must have shape {(self.n_causes, self.num_bins)}; "
                              f"got {tuple(baseline.shape)}")
-        if code_weight is not None:
-            self.wide.code_weight.weight.data.copy_(as_tensor(code_weight))
-        if covariate_weight is not None:
-            self.wide.covariate_weight.weight.data.copy_(as_tensor(covariate_weight))
+        if code_weight is not None or covariate_weight is not None:
+            self.wide.start_from(code_weight, covariate_weight)
         super().start_from(baseline.reshape(-1))
 
     def _shape_logits(self, logits: Tensor) -> Tensor:

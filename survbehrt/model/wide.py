@@ -1,14 +1,18 @@
-"""The wide path: an additive term over code counts and the age at prediction.
+"""The wide path: an additive term over code counts, recent code counts and the age at prediction.
 
 BEHRT alone has no direct way to say "each diagnosis of X multiplies the hazard by
 a constant", which is what a Cox model on code counts exploits on small cohorts.
 :class:`WideTerm` adds exactly that, learned jointly with the transformer (wide &
 deep): for the history up to visit ``t``,
 
-``w(t) = sum_c beta_c log(1 + n_c(t)) + gamma_1 z + gamma_2 z^2 + gamma_3 log(1 + t)
-+ sum_s gamma_{3+s} asinh(m_s(t))``,
+``w(t) = sum_c beta_c log(1 + n_c(t)) + sum_c rho_c q_c(t) + gamma_1 z + gamma_2 z^2
++ gamma_3 log(1 + t) + sum_s gamma_{3+s} asinh(m_s(t))``,
 
-with ``n_c(t)`` the number of times code ``c`` occurred up to visit ``t``, ``z`` the
+with ``n_c(t)`` the number of times code ``c`` occurred up to visit ``t``, ``q_c(t) =
+sum_{v <= t, c in v} exp(-r_v / tau)`` its recent count at the time scale ``tau``
+(``recency``; ``r_v`` as below): what the stage of a disease that comes and goes is
+read from, which the count over the whole history mixes with every stage passed
+through (static codes have no time and no recent count), ``z`` the
 standardised age at the prediction time, ``1 + t`` the number of (kept) visits up
 to visit ``t`` (history length is a strong risk signal in EHR data) and, with time
 scales ``tau_s`` (``scales``), ``m_s(t) = sum_{v <= t} exp(-r_v / tau_s)`` the visits
@@ -20,10 +24,10 @@ hazards, it acts as a proportional-hazards shift. All weights start at zero, so 
 model starts as the transformer alone, and they are regularised by the optimiser's
 weight decay.
 
-The count term is computed per token, without a dense (patients x codes) matrix:
+The count terms are computed per token, without a dense (patients x codes) matrix:
 ``log(1 + n)`` telescopes into ``sum_{k=1..n} log((1 + k) / k)``, so the ``k``-th
-occurrence of a code adds ``beta_c log((k + 1) / k)``, and a cumulative sum over
-visits gives every visit its own (causal) value.
+occurrence of a code adds ``beta_c log((k + 1) / k)`` (and ``rho_c exp(-r_v / tau)``), and a
+cumulative sum over visits gives every visit its own (causal) value.
 
 The estimator starts these weights at a penalised Cox fit on the same inputs; that fit
 is statistics, not a module, and lives in :mod:`survbehrt.cox_start` (which reads
@@ -40,7 +44,8 @@ from torch import Tensor, nn
 
 from .decayed_history import check_decay_scales, decay_weights
 
-__all__ = ["WideTerm", "covariate_matrix", "occurrence_rank", "wide_scales_of"]
+__all__ = ["WideTerm", "covariate_matrix", "occurrence_rank", "wide_recency_of",
+           "wide_scales_of"]
 
 N_COVARIATES = 3
 
@@ -124,27 +129,40 @@ class WideTerm(nn.Module):
     scales : sequence of float, optional
         Time scales (years) of the tempo covariates ``asinh(m_s(t))``; None: none (the
         term of files saved before them).
+    recency : float, optional
+        Time scale ``tau`` (years) of the recent code counts ``q_c(t)``; None: none (the
+        term of files saved before them).
 
     Attributes
     ----------
     code_weight : torch.nn.Embedding
         ``beta_c``, one scalar per token id (zero-initialised); ``n_outputs`` columns.
+    recent_weight : torch.nn.Embedding or None
+        ``rho_c``, as ``code_weight`` (None without ``recency``).
     covariate_weight : torch.nn.Linear
         ``gamma`` on ``(z, z^2, log(1 + t)[, asinh(m_s(t))])``, no bias (zero-initialised).
     scales : tuple of float
         The tempo covariates' time scales (empty without them); plain floats, not a
         tensor, so that bf16 cannot round them.
+    recency : float or None
+        As the parameter (a plain float, as ``scales``).
     """
 
     def __init__(self, vocab_size: int, n_special: int, age_mean: float = 60.0,
                  age_scale: float = 15.0, n_outputs: int | None = None,
-                 scales: Sequence[float] | None = None) -> None:
+                 scales: Sequence[float] | None = None, recency: float | None = None) -> None:
         super().__init__()
         self.n_special = int(n_special)
         self.n_outputs = n_outputs
         self.scales = check_decay_scales(scales) or ()
+        if recency is not None and not 0.0 < float(recency) < float("inf"):
+            raise ValueError(f"recency must be None or a positive finite number of years, got "
+                             f"{recency!r}")
+        self.recency = None if recency is None else float(recency)
         width = 1 if n_outputs is None else int(n_outputs)
         self.code_weight = nn.Embedding(int(vocab_size), width)
+        self.recent_weight = (None if self.recency is None
+                              else nn.Embedding(int(vocab_size), width))
         self.covariate_weight = nn.Linear(N_COVARIATES + len(self.scales), width, bias=False)
         self.register_buffer("age_mean", torch.tensor(float(age_mean)))
         self.register_buffer("age_scale", torch.tensor(float(age_scale)))
@@ -153,11 +171,39 @@ class WideTerm(nn.Module):
     def reset_parameters(self) -> None:
         """Zero weights: the wide term starts at 0."""
         nn.init.zeros_(self.code_weight.weight)
+        if self.recent_weight is not None:
+            nn.init.zeros_(self.recent_weight.weight)
         nn.init.zeros_(self.covariate_weight.weight)
+
+    def start_from(self, code_weight=None, covariate_weight=None) -> None:
+        """Set the weights to a Cox fit's (:func:`survbehrt.cox_start.hazard_start`).
+
+        Parameters
+        ----------
+        code_weight : array-like of shape (vocab_size,) or (2 vocab_size,), optional
+            ``beta``, then (with ``recency``) ``rho``; a column per output with
+            ``n_outputs``.
+        covariate_weight : array-like of shape (3 + S,), optional
+            ``gamma``; a row per output with ``n_outputs``.
+        """
+        width = self.code_weight.weight.shape[1]
+        if code_weight is not None:
+            code_weight = torch.as_tensor(np.asarray(code_weight, dtype=np.float32)).reshape(-1, width)
+            tables = [self.code_weight] + ([] if self.recent_weight is None else [self.recent_weight])
+            vocab = self.code_weight.num_embeddings
+            if code_weight.shape[0] != vocab * len(tables):
+                raise ValueError(f"code_weight must hold {vocab * len(tables)} weights per output "
+                                 f"(the codes{'' if len(tables) == 1 else ', then the recent counts'});"
+                                 f" got {code_weight.shape[0]}")
+            for k, table in enumerate(tables):
+                table.weight.data.copy_(code_weight[k * vocab : (k + 1) * vocab])
+        if covariate_weight is not None:
+            covariate_weight = torch.as_tensor(np.asarray(covariate_weight, dtype=np.float32))
+            self.covariate_weight.weight.data.copy_(covariate_weight.reshape(width, -1))
 
     def forward(self, codes: Tensor, visits: Tensor, attention_mask: Tensor, n_visit_slots: int,
                 index_age: Tensor | None = None, visit_times: Tensor | None = None,
-                visit_mask: Tensor | None = None) -> Tensor:
+                visit_mask: Tensor | None = None, timed: Tensor | None = None) -> Tensor:
         """The wide term of every visit.
 
         Parameters
@@ -172,7 +218,9 @@ class WideTerm(nn.Module):
             Age at the prediction time in years; no age term without it.
         visit_times, visit_mask : Tensor of shape (B, V), optional
             Years from each visit to the prediction time, and the real visits: needed
-            by the tempo covariates (``scales``).
+            by the tempo covariates (``scales``) and the recent counts (``recency``).
+        timed : Tensor of shape (B, L), bool, optional
+            Tokens with a time (not static codes): needed by the recent counts.
 
         Returns
         -------
@@ -185,8 +233,17 @@ class WideTerm(nn.Module):
         step = torch.where(counted, torch.log1p(1.0 / rank.clamp_min(1.0)), torch.zeros_like(rank))
         contrib = self.code_weight(codes.long()) * step[..., None]  # (B, L, width)
         batch, width = codes.shape[0], contrib.shape[-1]
+        slot = visits.long().clamp(0, n_visit_slots - 1)
+        if self.recent_weight is not None:
+            if visit_times is None or visit_mask is None or timed is None:
+                raise ValueError("the wide path's recent code counts need the batch's "
+                                 "visit_times, visit_mask and which tokens have a time")
+            # each token's exp(-r_v / tau), from the exact times in float32
+            decay = decay_weights(visit_times, visit_mask, (self.recency,))[..., 0]
+            decay = torch.gather(decay, 1, slot) * (counted & timed.bool())
+            contrib = contrib + self.recent_weight(codes.long()) * decay.to(contrib.dtype)[..., None]
         per_visit = contrib.new_zeros(batch, n_visit_slots, width)
-        slot = visits.long().clamp(0, n_visit_slots - 1)[..., None].expand(-1, -1, width)
+        slot = slot[..., None].expand(-1, -1, width)
         per_visit.scatter_add_(1, slot, contrib)
         out = torch.cumsum(per_visit, dim=1)
         z = (out.new_zeros(batch) if index_age is None
@@ -210,3 +267,9 @@ def wide_scales_of(module: nn.Module) -> list[float] | None:
     """The time scales of ``module.wide``'s tempo covariates (a list, as saved with a model), or None."""
     wide = getattr(module, "wide", None)
     return None if wide is None or not wide.scales else [float(s) for s in wide.scales]
+
+
+def wide_recency_of(module: nn.Module) -> float | None:
+    """The time scale of ``module.wide``'s recent code counts (as saved with a model), or None."""
+    wide = getattr(module, "wide", None)
+    return None if wide is None else wide.recency
