@@ -90,6 +90,8 @@ class BEHRTCompetingRisksEstimator(BEHRTSurvivalEstimator):
     wide_alpha_ : ndarray of shape (C,) or None
         Each cause's Cox start's ridge penalty on the codes (None without the wide
         path).
+    wide_recent_ : ndarray of bool, shape (C,), or None
+        Whether each cause's Cox start kept the recent code counts (None without them).
     n_causes_ : int
         ``C``.
     cause_names_ : tuple of str
@@ -241,6 +243,7 @@ class BEHRTCompetingRisksEstimator(BEHRTSurvivalEstimator):
             beta=np.stack([s.beta for s in starts], axis=1),
             gamma=np.stack([s.gamma for s in starts]),
             alpha=np.array([s.alpha for s in starts]),
+            recent=None if self.wide_recency is None else np.array([s.recent for s in starts]),
         )
         module.start_from(start.baseline, start.beta, start.gamma)
         return module, start

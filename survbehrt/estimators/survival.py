@@ -289,6 +289,11 @@ class BEHRTSurvivalEstimator(BaseEstimator):
     wide_alpha_ : float or None
         Ridge penalty on the codes of the wide path's starting fit (see
         ``survbehrt.cox_start.fit_wide_start``; None without the wide path).
+    wide_recent_ : bool or None
+        Whether the wide path's recent code counts entered its starting fit (their
+        held-out likelihood on the fit's folds was better; else their weights start at
+        zero); None without them (``wide_recency=None``, no wide path, or
+        ``init_head_from_task``).
     calibration_ : dict or None
         The calibration refitted after training (``recalibrate``): its ``intercept``
         (the level, from all fitted rows), ``slope`` (from the validation rows),
@@ -673,6 +678,7 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         self.truncation_ = data.tokens.truncation(data.rows)
         self.time_grid_ = grid
         self.wide_alpha_ = start.alpha
+        self.wide_recent_ = start.recent
         # as scikit-survival's estimators: every observed training time, events flagged
         cohort, train_idx = data.cohort, data.train_idx
         self.unique_times_ = np.unique(cohort.time[train_idx])
