@@ -101,21 +101,28 @@ SMOKE = dict(datasets=["synthetic", "synthetic-latent"], sizes=[100, 200], pool=
 
 
 def add_decay_arguments(parser, who):
-    """``--decay-scales YEARS ...`` and ``--no-decay-sums``: the ``decay_scales`` of ``who``."""
+    """``--decay-scales YEARS ...``, ``--no-decay-sums`` and ``--wide-recency YEARS``: the
+    ``decay_scales`` and ``wide_recency`` of ``who``."""
     parser.add_argument("--decay-scales", nargs="+", type=float, default=None, metavar="YEARS",
                         help=f"decay_scales of {who} (decayed sums of the visits so far at "
                         "these time scales; default: the estimator's)")
     parser.add_argument("--no-decay-sums", action="store_true",
                         help=f"{who} without decayed sums (decay_scales=None)")
+    parser.add_argument("--wide-recency", type=float, default=None, metavar="YEARS",
+                        help=f"wide_recency of {who}: the wide path's recent code counts at "
+                        "this time scale (default: the estimator's, none)")
 
 
 def decay_params(args):
-    """The estimator parameters those flags ask for: ``{"decay_scales": ...}``, or ``{}``."""
+    """The estimator parameters those flags ask for (``decay_scales``, ``wide_recency``), or ``{}``."""
+    params = {}
     if args.no_decay_sums:
-        return {"decay_scales": None}
-    if args.decay_scales:
-        return {"decay_scales": tuple(args.decay_scales)}
-    return {}
+        params["decay_scales"] = None
+    elif args.decay_scales:
+        params["decay_scales"] = tuple(args.decay_scales)
+    if args.wide_recency is not None:
+        params["wide_recency"] = args.wide_recency
+    return params
 
 
 def build_parser(description=__doc__):

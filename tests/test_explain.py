@@ -28,13 +28,15 @@ def fitted():
     X = _with_static_and_values(X)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        est = tiny_estimator(max_epochs=3).fit(X, y)
+        # with the wide path's recent code counts: their weights are attributed too
+        est = tiny_estimator(max_epochs=3, wide_recency=1.0).fit(X, y)
     # a strongly non-linear deep part, so that completeness is not met by a near-linear model
     torch.manual_seed(0)
     with torch.no_grad():
         for p in est.net_.module_.head.parameters():
             p.normal_(0.0, 0.8)
         est.net_.module_.wide.code_weight.weight.normal_(0.0, 0.5)
+        est.net_.module_.wide.recent_weight.weight.normal_(0.0, 0.5)
     return est, X
 
 

@@ -116,12 +116,12 @@ def test_every_labelled_size_gets_the_largest_sizes_optimiser_steps(bench):
     assert bench.same_steps(cox, 250, 4000) is cox  # count baselines have no epochs
 
 
-@pytest.mark.parametrize("flags, expected", [
-    ([], (0.25, 1.0, 4.0)),  # the estimator's default
-    (["--decay-scales", "0.5", "2"], (0.5, 2.0)),
-    (["--no-decay-sums"], None),
+@pytest.mark.parametrize("flags, expected, recency", [
+    ([], (0.25, 1.0, 4.0), None),  # the estimator's defaults
+    (["--decay-scales", "0.5", "2"], (0.5, 2.0), None),
+    (["--no-decay-sums", "--wide-recency", "1.5"], None, 1.5),
 ])
-def test_decay_flags_reach_every_behrt_recipe_and_no_count_model(bench, flags, expected):
+def test_decay_flags_reach_every_behrt_recipe_and_no_count_model(bench, flags, expected, recency):
     from survbehrt import BEHRTPretrainer, BEHRTSurvivalEstimator
 
     run = bench.Run(bench.parse_args(["--recipes", *bench.RECIPES, *flags]))
@@ -130,5 +130,6 @@ def test_decay_flags_reach_every_behrt_recipe_and_no_count_model(bench, flags, e
     behrt = {name: m for name, m in models.items() if isinstance(m, BEHRTSurvivalEstimator)}
     assert set(behrt) == set(bench.BEHRT_RECIPES)
     assert all(m.decay_scales == expected for m in behrt.values())
+    assert all(m.wide_recency == recency for m in behrt.values())
     assert not any("decay_scales" in m.get_params() for name, m in models.items()
                    if name not in behrt)

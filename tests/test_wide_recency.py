@@ -214,7 +214,7 @@ def test_bf16_wide_term_weighs_codes_at_exact_times():
 
 def test_files_without_recent_counts_load_as_before(tmp_path):
     X, y = random_cohort(n=60, seed=3)
-    est = tiny_estimator(wide="joint").fit(X, y)
+    est = tiny_estimator(wide="joint", wide_recency=TAU).fit(X, y)
     assert est.net_.module_.wide.recency == TAU
     args = est._module_args(est.net_.module_)
     assert args["wide_recency"] == TAU

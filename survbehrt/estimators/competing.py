@@ -81,9 +81,10 @@ class BEHRTCompetingRisksEstimator(BEHRTSurvivalEstimator):
         the transformer alone, started at each cause's marginal hazards. The default is
         the survival estimator's: on the synthetic competing cohort it raised Wolbers' C
         of both causes (0.679 -> 0.695 and 0.702 -> 0.738, ``benchmarks/competing_fit.py``).
-    wide_recency : float or None, default=1.0
+    wide_recency : float or None, default=None
         The wide path's recent code counts, as the survival estimator's (each cause's
-        term has its own weights).
+        term has its own weights). Off by default: on the competing cohort (seed 0) they
+        cost the outcome's Wolbers C 0.018 (``benchmarks/competing_fit.py``, docs/model.md).
 
     Attributes
     ----------
@@ -141,7 +142,7 @@ class BEHRTCompetingRisksEstimator(BEHRTSurvivalEstimator):
         time_bins=20,
         landmarks="last",
         wide="joint",
-        wide_recency=1.0,
+        wide_recency=None,
         continuous_time=True,
         pretrained=None,
         lora_rank=8,
