@@ -145,3 +145,24 @@ def token_inputs(batch):
 def embedding_inputs(batch):
     """The token ids of ``batch`` that ``BEHRTEmbeddings`` takes (no mask)."""
     return {k: batch[k] for k in ("codes", "age_bins", "visits", "positions", "time_bins")}
+
+
+def started_wide_term(tokens, rows, start, vocab_size, **wide):
+    """The wide term of every visit of ``rows`` of a module started at the Cox fit ``start``.
+
+    ``wide`` are the module's ``wide_scales`` / ``wide_recency``; returns an array of
+    shape (len(rows), V).
+    """
+    from survbehrt.data.batching import collate_tokens
+    from survbehrt.model import BEHRTSurvivalModule
+
+    module = BEHRTSurvivalModule(tiny_config(vocab_size=vocab_size), len(start.baseline),
+                                 wide=True, age_mean=start.age_mean, age_scale=start.age_scale,
+                                 **wide)
+    module.start_from(start.baseline, start.beta, start.gamma)
+    batch = collate_tokens(tokens, rows)
+    with torch.no_grad():
+        return module.wide(batch["codes"], batch["visits"], batch["attention_mask"],
+                           batch["visit_mask"].shape[1], batch["index_age"],
+                           batch["visit_times"], batch["visit_mask"],
+                           timed=batch["age_bins"] > 0).numpy()

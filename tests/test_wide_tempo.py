@@ -11,11 +11,10 @@ from survbehrt.cox_start import count_features, hazard_start
 from survbehrt.data import EHRTokenizer
 from survbehrt.data.batching import collate_tokens
 from survbehrt.data.tokenizer import N_SPECIAL
-from survbehrt.model import BEHRTSurvivalModule
 from survbehrt.model.wide import WideTerm, covariate_matrix
 
 from helpers import random_cohort, tempo_scores, tiny_estimator
-from model_helpers import tiny_config
+from model_helpers import started_wide_term
 
 SCALES = (0.25, 1.0, 4.0)
 
@@ -73,15 +72,7 @@ def test_the_modules_wide_term_at_the_last_visit_is_the_cox_starts_design():
                          n_special=N_SPECIAL, vocab_size=int(tokens.codes.max()) + 1,
                          tempo_scales=SCALES)
     assert start.gamma.shape == (6,)
-    module = BEHRTSurvivalModule(tiny_config(vocab_size=int(tokens.codes.max()) + 1), 3,
-                                 wide=True, age_mean=start.age_mean, age_scale=start.age_scale,
-                                 wide_scales=SCALES)
-    module.start_from(start.baseline, start.beta, start.gamma)
-    batch = collate_tokens(tokens, rows)
-    with torch.no_grad():
-        term = module.wide(batch["codes"], batch["visits"], batch["attention_mask"],
-                           batch["visit_mask"].shape[1], batch["index_age"],
-                           batch["visit_times"], batch["visit_mask"]).numpy()
+    term = started_wide_term(tokens, rows, start, int(tokens.codes.max()) + 1, wide_scales=SCALES)
     last = tokens.n_visits_at(rows) - 1
     z = (tokens.index_age[rows] - start.age_mean) / start.age_scale
     design = covariate_matrix(z, tokens.n_visits_at(rows),
