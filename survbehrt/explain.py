@@ -6,11 +6,11 @@ scale the wide path's term ``w`` is close to additive (``softplus(a + w) ~ e^w
 softplus(a)`` for small hazards), so deep and wide attributions are comparable, and a
 patient's attributions are differences of log risk (``+0.7`` about doubles the risk).
 
-**Input and baseline.** Every code token carries three (or four) attributable inputs: its code
-embedding and its value-bin embedding (two terms of the summed token embedding that
-feeds the encoder's LayerNorm) and its wide-path weights (``beta_c``, and ``rho_c`` of its recent count with
-``wide_recency``). The baseline sets
-all three to zero for every code token (the [PAD] row of the tables: "no code here"),
+**Input and baseline.** Every code token carries three (or four) attributable inputs:
+its code embedding and its value-bin embedding (two terms of the summed token embedding
+that feeds the encoder's LayerNorm) and its wide-path weights (``beta_c``, and ``rho_c``
+of its recent count with ``wide_recency``). The baseline sets them all to zero for
+every code token (the [PAD] row of the tables: "no code here"),
 and keeps everything else: the tokens' ages, visits, positions and times, the special
 tokens ([CLS], [SEP]), the wide path's age and visit-count terms. So the attributions
 of a row sum to ``f(x) - f(baseline)``: its log risk above that of a patient with the
@@ -23,14 +23,15 @@ polynomials of degree ``2 n_steps - 1``; on these smooth paths 16 nodes leave a
 completeness error far below 1 % of the spread of the log risk across rows, which
 :func:`explain` measures and returns). Our own ~60 lines rather than Captum: the model
 takes a dict of ten tensors, and three layers (code and value tables, wide weights) must
-move together on one path (four with the recent counts' weights); Captum's ``LayerIntegratedGradients`` would need a wrapper
-for each, and a dependency, for the same forward hooks used here.
+move together on one path (four with the recent counts' weights); Captum's
+``LayerIntegratedGradients`` would need a wrapper for each, and a dependency, for the
+same forward hooks used here.
 
 **Wide path.** Its exact contribution on the logit scale is additive: the ``k``-th
 occurrence of code ``c`` adds ``beta_c log((k + 1) / k)`` (and, with the recent
 counts, ``rho_c exp(-r_v / tau)``, ``r_v`` the years from its visit to the prediction
-time) to every hazard logit (:mod:`survbehrt.model.wide`). It is reported as ``wide_logit`` beside the ``part ==
-"wide"`` attribution (the same term on the log-risk scale, through integrated gradients).
+time) to every hazard logit (:mod:`survbehrt.model.wide`). It is reported as
+``wide_logit`` beside the ``part == "wide"`` attribution (the same term on the log-risk scale, through integrated gradients).
 """
 
 from __future__ import annotations

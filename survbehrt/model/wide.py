@@ -26,8 +26,8 @@ weight decay.
 
 The count terms are computed per token, without a dense (patients x codes) matrix:
 ``log(1 + n)`` telescopes into ``sum_{k=1..n} log((1 + k) / k)``, so the ``k``-th
-occurrence of a code adds ``beta_c log((k + 1) / k)`` (and ``rho_c exp(-r_v / tau)``), and a
-cumulative sum over visits gives every visit its own (causal) value.
+occurrence of a code adds ``beta_c log((k + 1) / k)`` (and ``rho_c exp(-r_v / tau)``),
+and a cumulative sum over visits gives every visit its own (causal) value.
 
 The estimator starts these weights at a penalised Cox fit on the same inputs; that fit
 is statistics, not a module, and lives in :mod:`survbehrt.cox_start` (which reads
