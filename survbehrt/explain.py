@@ -41,9 +41,7 @@ import pandas as pd
 import torch
 
 from .data.batching import collate_tokens
-from .model.config import N_SPECIAL, UNK_ID
-from .model.decayed_history import decay_weights
-from .model.wide import occurrence_rank
+from .model.config import UNK_ID
 from .survival import risk_score
 
 __all__ = ["explain", "summarize_codes", "visit_attributions"]
@@ -196,16 +194,12 @@ def _frame(batch, parts, idx, codes_of, module):
         "code": codes_of[codes[b, t].numpy()],
     }
     wide_logit = np.full(b.shape[0], np.nan)
-    if module.wide is not None:
-        counted = batch["attention_mask"] & (codes >= N_SPECIAL)
-        step = torch.log1p(1.0 / occurrence_rank(codes, counted).clamp_min(1).float())
-        wide = module.wide
-        logit = wide.code_weight.weight.detach()[codes[b, t], 0] * step[b, t]
-        if wide.recent_weight is not None:  # and its recent count's: rho_c exp(-r_v / tau)
-            decay = decay_weights(batch["visit_times"], batch["visit_mask"], (wide.recency,))
-            logit = logit + (wide.recent_weight.weight.detach()[codes[b, t], 0]
-                             * decay[b, visit, 0] * ~static)
-        wide_logit = torch.where(counted[b, t], logit, 0.0).numpy().astype(float)
+    if module.wide is not None:  # each token's own term, as the module adds it
+        with torch.no_grad():
+            terms = module.wide.token_terms(codes, batch["visits"], batch["attention_mask"],
+                                            batch["visit_mask"].shape[1], batch["visit_times"],
+                                            batch["visit_mask"], timed=batch["age_bins"] > 0)
+        wide_logit = terms[b, t, 0].numpy().astype(float)
     frames = []
     for name, values in parts.items():
         kind = np.where(static.numpy(), "static", "code") if name != "value" else "value"

@@ -201,6 +201,31 @@ class WideTerm(nn.Module):
             covariate_weight = torch.as_tensor(np.asarray(covariate_weight, dtype=np.float32))
             self.covariate_weight.weight.data.copy_(covariate_weight.reshape(width, -1))
 
+    def token_terms(self, codes: Tensor, visits: Tensor, attention_mask: Tensor,
+                    n_visit_slots: int, visit_times: Tensor | None = None,
+                    visit_mask: Tensor | None = None, timed: Tensor | None = None) -> Tensor:
+        """What each code token adds to ``w``: ``beta_c log((k + 1) / k)`` for the ``k``-th
+        occurrence of its code, plus ``rho_c exp(-r_v / tau)`` with ``recency``.
+
+        The parameters are :meth:`forward`'s. Returns a Tensor of shape (B, L, width),
+        zero at tokens that are not counted ([CLS], [SEP], padding); :meth:`forward` sums
+        it per visit and over the visits so far.
+        """
+        counted = attention_mask.bool() & (codes >= self.n_special)
+        rank = occurrence_rank(codes, counted).to(self.code_weight.weight.dtype)
+        step = torch.where(counted, torch.log1p(1.0 / rank.clamp_min(1.0)), torch.zeros_like(rank))
+        contrib = self.code_weight(codes.long()) * step[..., None]  # (B, L, width)
+        if self.recent_weight is not None:
+            if visit_times is None or visit_mask is None or timed is None:
+                raise ValueError("the wide path's recent code counts need the batch's "
+                                 "visit_times, visit_mask and which tokens have a time")
+            # each token's exp(-r_v / tau), from the exact times in float32
+            decay = decay_weights(visit_times, visit_mask, (self.recency,))[..., 0]
+            slot = visits.long().clamp(0, n_visit_slots - 1)
+            decay = torch.gather(decay, 1, slot) * (counted & timed.bool())
+            contrib = contrib + self.recent_weight(codes.long()) * decay.to(contrib.dtype)[..., None]
+        return contrib
+
     def forward(self, codes: Tensor, visits: Tensor, attention_mask: Tensor, n_visit_slots: int,
                 index_age: Tensor | None = None, visit_times: Tensor | None = None,
                 visit_mask: Tensor | None = None, timed: Tensor | None = None) -> Tensor:
@@ -228,22 +253,11 @@ class WideTerm(nn.Module):
             ``w(t)`` for every visit slot (the value of the last real visit repeats
             into padding slots).
         """
-        counted = attention_mask.bool() & (codes >= self.n_special)
-        rank = occurrence_rank(codes, counted).to(self.code_weight.weight.dtype)
-        step = torch.where(counted, torch.log1p(1.0 / rank.clamp_min(1.0)), torch.zeros_like(rank))
-        contrib = self.code_weight(codes.long()) * step[..., None]  # (B, L, width)
+        contrib = self.token_terms(codes, visits, attention_mask, n_visit_slots, visit_times,
+                                   visit_mask, timed)
         batch, width = codes.shape[0], contrib.shape[-1]
-        slot = visits.long().clamp(0, n_visit_slots - 1)
-        if self.recent_weight is not None:
-            if visit_times is None or visit_mask is None or timed is None:
-                raise ValueError("the wide path's recent code counts need the batch's "
-                                 "visit_times, visit_mask and which tokens have a time")
-            # each token's exp(-r_v / tau), from the exact times in float32
-            decay = decay_weights(visit_times, visit_mask, (self.recency,))[..., 0]
-            decay = torch.gather(decay, 1, slot) * (counted & timed.bool())
-            contrib = contrib + self.recent_weight(codes.long()) * decay.to(contrib.dtype)[..., None]
         per_visit = contrib.new_zeros(batch, n_visit_slots, width)
-        slot = slot[..., None].expand(-1, -1, width)
+        slot = visits.long().clamp(0, n_visit_slots - 1)[..., None].expand(-1, -1, width)
         per_visit.scatter_add_(1, slot, contrib)
         out = torch.cumsum(per_visit, dim=1)
         z = (out.new_zeros(batch) if index_age is None
