@@ -127,22 +127,23 @@ def hazard_start(tokens, rows, time, event, cuts, *, wide: bool, n_special: int,
 
     def fit(x):
         return fit_wide_start(x, covariates, time, event, cuts, groups=groups,
-                              random_state=random_state)
+                              random_state=random_state, held_out=recency is not None)
 
-    start, recent = fit(features), recency is not None
-    if recent:
+    start, recent = fit(features), None
+    if recency is not None:
         # the recent counts enter only where the same folds' held-out likelihood says they
         # help: on a cohort whose risk is in the whole history's counts they are noise that
         # the codes' one penalty cannot shrink alone
         alone = fit(features[:, :vocab_size])
-        if alone["held_out_nll"] is not None and start["held_out_nll"] is not None \
-                and alone["held_out_nll"] <= start["held_out_nll"]:
-            start, recent = dict(alone, beta=np.concatenate(
-                [alone["beta"], np.zeros(vocab_size, dtype=alone["beta"].dtype)])), False
+        recent = not (alone["held_out_nll"] is not None and start["held_out_nll"] is not None
+                      and alone["held_out_nll"] <= start["held_out_nll"])
+        if not recent:
+            start = dict(alone, beta=np.concatenate(
+                [alone["beta"], np.zeros(vocab_size, dtype=alone["beta"].dtype)]))
     return HazardStart(start["baseline"], age_mean, age_scale, beta=start["beta"],
                        gamma=start["gamma"], alpha=start["alpha"],
                        covariate_alpha=start["covariate_alpha"], scale=start["scale"],
-                       shrinkage=start["shrinkage"], recent=recent if recency is not None else None)
+                       shrinkage=start["shrinkage"], recent=recent)
 
 
 def count_features(tokens, n_special: int, vocab_size: int, rows=None, recency=None):
@@ -202,7 +203,7 @@ def count_features(tokens, n_special: int, vocab_size: int, rows=None, recency=N
 
 
 def fit_wide_start(features, covariates, time, event, cuts, alphas=None, groups=None,
-                   random_state=0, min_rows=5, covariate_alphas=None):
+                   random_state=0, min_rows=5, covariate_alphas=None, held_out=False):
     """Fit the wide path alone (a penalised proportional-hazards model) to start from.
 
     The likelihood is the model's own (piecewise-constant hazards on ``cuts``) with the
@@ -273,6 +274,9 @@ def fit_wide_start(features, covariates, time, event, cuts, alphas=None, groups=
         they would be fitted to noise.
     covariate_alphas : sequence of float, optional
         Candidate penalties of the dense covariates, instead of their walk.
+    held_out : bool, default=False
+        Also return the criterion at the chosen pair (``held_out_nll``), to compare
+        designs on the same folds; off, the fit skips its evaluation.
 
     Returns
     -------
@@ -280,9 +284,9 @@ def fit_wide_start(features, covariates, time, event, cuts, alphas=None, groups=
         ``beta`` (n_codes,), ``gamma`` (3,), ``baseline`` (K,) as float32 arrays (the
         relaxed and shrunk fit: the scale is in ``beta`` and ``gamma``), the chosen
         ``alpha`` and ``covariate_alpha``, ``scale``, the factor on the ridge predictor,
-        and ``shrinkage``, the held-out slope included in it; ``held_out_nll``, the
-        criterion at the chosen pair (the folds' held-out negative log-likelihood,
-        summed; None without folds).
+        and ``shrinkage``, the held-out slope included in it; with ``held_out``, also
+        ``held_out_nll``, the criterion at the chosen pair (the folds' held-out negative
+        log-likelihood, summed; None without folds).
     """
     features = sparse.csr_matrix(features, dtype=np.float64)
     covariates = np.asarray(covariates, dtype=float)
@@ -345,13 +349,14 @@ def fit_wide_start(features, covariates, time, event, cuts, alphas=None, groups=
         full.relax(scale=shrink * full.relaxed[1])
     beta, gamma = full.ridge_weights(features.shape[1], covariates.shape[1])
     baseline, scale = full.relaxed
-    # last, so that it cannot move the fit: the folds are already at the pair
-    criterion = float(held_out_nll(alpha, covariate_alpha)) if folds else None
-    return {"beta": (scale * beta).astype(np.float32),
-            "gamma": (scale * gamma).astype(np.float32),
-            "baseline": baseline.astype(np.float32), "alpha": float(alpha),
-            "covariate_alpha": float(covariate_alpha), "scale": float(scale),
-            "shrinkage": float(shrink), "held_out_nll": criterion}
+    out = {"beta": (scale * beta).astype(np.float32),
+           "gamma": (scale * gamma).astype(np.float32),
+           "baseline": baseline.astype(np.float32), "alpha": float(alpha),
+           "covariate_alpha": float(covariate_alpha), "scale": float(scale),
+           "shrinkage": float(shrink)}
+    if held_out:  # last, so that it cannot move the fit: the folds are already at the pair
+        out["held_out_nll"] = float(held_out_nll(alpha, covariate_alpha)) if folds else None
+    return out
 
 
 def _candidates(values, name):
