@@ -34,17 +34,27 @@ def tempo_cohort(n, seed):
     rng = np.random.default_rng(seed)
     rows, risk = [], []
     for _ in range(n):
-        span = rng.uniform(0.3, 8.0)
-        ages = np.sort(rng.uniform(0, span, 6))
-        ages = 60 + ages - ages[-1] + span
+        ages = six_visit_ages(rng)
         codes = [[f"C{c}" for c in rng.integers(0, 20, 2)] for _ in range(6)]
         index = ages[-1] + 0.01
         rows.append({"codes": codes, "ages": ages.tolist(), "index_age": index})
         risk.append(2.0 * (np.sum(index - ages <= 1.0) >= 3))
     risk = np.array(risk)
+    return pd.DataFrame(rows), exponential_outcome(rng, risk), risk
+
+
+def six_visit_ages(rng):
+    """The ages of six visits spread over 0.3 to 8 years, the last at 60 + the span."""
+    span = rng.uniform(0.3, 8.0)
+    ages = np.sort(rng.uniform(0, span, 6))
+    return 60 + ages - ages[-1] + span
+
+
+def exponential_outcome(rng, risk):
+    """Exponential event times at hazard ``0.2 exp(risk)``, censored uniformly on (0, 8) years."""
     time = rng.exponential(1 / (0.2 * np.exp(risk)))
-    censor = rng.uniform(0, 8, n)
-    return pd.DataFrame(rows), Surv.from_arrays(time <= censor, np.minimum(time, censor)), risk
+    censor = rng.uniform(0, 8, len(risk))
+    return Surv.from_arrays(time <= censor, np.minimum(time, censor))
 
 
 def tempo_scores(make, scales, n_train):

@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from sksurv.util import Surv
 
 from survbehrt.cox_start import count_features, hazard_start
 from survbehrt.data import EHRTokenizer
@@ -18,7 +17,7 @@ from survbehrt.metrics import harrell_c
 from survbehrt.model import BEHRTCompetingModule, BEHRTSurvivalModule
 from survbehrt.model.wide import WideTerm, covariate_matrix
 
-from helpers import random_cohort, tiny_estimator
+from helpers import exponential_outcome, random_cohort, six_visit_ages, tiny_estimator
 from model_helpers import started_wide_term, tiny_config
 
 TAU = 1.0
@@ -120,32 +119,24 @@ def test_the_modules_wide_term_at_the_last_visit_is_the_cox_starts_design():
         module.start_from(start.baseline, start.beta[:vocab], start.gamma)
 
 
-def recency_outcome(X, seed):
-    """An outcome whose hazard is 7.4 times higher where code C0 occurred in the year before
-    the prediction time, whatever its count."""
-    rng = np.random.default_rng(seed)
-    risk = np.array([2.0 * _recent_loop(X, i, TAU).get("C0", 0.0) for i in range(len(X))])
-    time = rng.exponential(1 / (0.2 * np.exp(risk)))
-    censor = rng.uniform(0, 8, len(X))
-    return Surv.from_arrays(time <= censor, np.minimum(time, censor))
-
-
 def recency_cohort(n, seed):
     """Six visits over 0.3 to 8 years; C0 in exactly two of them (every patient has the
-    same count), the hazard set by how recent they were (``recency_outcome``)."""
+    same count), and a hazard 7.4 times higher where it occurred in the year before the
+    prediction time, whatever its count (the recency of C0, alone).
+
+    Returns ``X``, ``y`` and the true log-hazard ratio of each row.
+    """
     rng = np.random.default_rng(seed)
     rows = []
     for _ in range(n):
-        span = rng.uniform(0.3, 8.0)
-        ages = np.sort(rng.uniform(0, span, 6))
-        ages = 60 + ages - ages[-1] + span
+        ages = six_visit_ages(rng)
         codes = [[f"C{c}" for c in rng.integers(1, 20, 2)] for _ in range(6)]
         for v in rng.choice(6, 2, replace=False):
             codes[v].append("C0")
         rows.append({"codes": codes, "ages": ages.tolist(), "index_age": ages[-1] + 0.01})
     X = pd.DataFrame(rows)
     risk = np.array([2.0 * _recent_loop(X, i, TAU).get("C0", 0.0) for i in range(n)])
-    return X, recency_outcome(X, seed), risk
+    return X, exponential_outcome(np.random.default_rng(seed), risk), risk
 
 
 def test_the_cox_start_finds_a_recency_hazard():
@@ -167,11 +158,8 @@ def test_the_cox_start_leaves_them_out_where_they_do_not_help():
     # a hazard in C0's count over the whole history, whenever it occurred: the folds
     # keep the counts alone, and the start is the start without recent counts
     X, _ = random_cohort(n=600, seed=8)
-    rng = np.random.default_rng(8)
     risk = np.array([0.8 * sum(v.count("C0") for v in row) for row in X["codes"]])
-    time = rng.exponential(1 / (0.2 * np.exp(risk)))
-    censor = rng.uniform(0, 8, len(X))
-    y = Surv.from_arrays(time <= censor, np.minimum(time, censor))
+    y = exponential_outcome(np.random.default_rng(8), risk)
     fits = {r: tiny_estimator(max_epochs=0, wide="joint", wide_recency=r).fit(X, y)
             for r in (None, TAU)}
     module = fits[TAU].net_.module_
