@@ -48,8 +48,8 @@ def ensemble_row(model, members: int, labelled, dataset: str, recipe: str, seed:
         ens.fit(labelled.X, labelled.y, groups=labelled.groups)
     scores = [harrell_c(labelled.y_test, m.predict(labelled.X_test)) for m in ens.estimators_]
     c = harrell_c(labelled.y_test, ens.predict(labelled.X_test))
-    return dict(dataset=dataset, seed=labelled.where, n_labelled=labelled.n, recipe=recipe,
-                members_mean=np.mean(scores), members_min=min(scores),
+    return dict(dataset=dataset, seed=seed, fold=labelled.fold, n_labelled=labelled.n,
+                recipe=recipe, members_mean=np.mean(scores), members_min=min(scores),
                 members_max=max(scores), ensemble=c, gain=c - np.mean(scores),
                 members=" ".join(f"{m:.3f}" for m in scores))
 
@@ -67,7 +67,8 @@ def main(argv=None) -> pd.DataFrame:
                         continue
                     row = ensemble_row(model, args.members, labelled, dataset, recipe, seed)
                     rows.append(row)
-                    print(f"{dataset} {row['seed']} n={row['n_labelled']} {recipe}: members "
+                    print(f"{dataset} {row['seed']} fold {row['fold']} n={row['n_labelled']} "
+                          f"{recipe}: members "
                           f"{row['members']} (mean {row['members_mean']:.3f}), ensemble "
                           f"{row['ensemble']:.3f}, gain {row['gain']:+.3f}", flush=True)
                     pd.DataFrame(rows).to_csv(args.out / "ensemble_gain.csv", index=False)

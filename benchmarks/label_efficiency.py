@@ -27,7 +27,7 @@ For each synthetic generator (``make_synthetic_ehr``'s scenarios ``sequence``, `
 
 The vendored Synthea sample (``synthea-sample``, 799 patients, 49 deaths) is too small for
 those sizes: its folds are patient-grouped (:func:`survbehrt.benchmark.make_folds`,
-``--synthea-folds``, the fold is the ``seed`` column), the labelled sets are nested
+``--synthea-folds`` per seed, the ``fold`` column), the labelled sets are nested
 prefixes of each fold's training *patients* (``n_labelled`` counts patients, each with up
 to four landmark rows): the ``--sizes`` below the smallest fold's count, then all of them.
 Its pretrainers are fitted per fold on each training patient's latest row (the longest
@@ -39,10 +39,13 @@ C-index is measured by ``benchmarks/zero_shot_tte.py``.
 
 Every model is scored by Harrell's C on the test rows. Output (``--out``, default
 ``label_efficiency/``): ``label_efficiency.csv`` with the tidy rows (``dataset``,
-``recipe``, ``n_labelled``, ``seed``, ``harrell_c``, ``fit_s``; each dataset's rows are
+``recipe``, ``n_labelled``, ``seed``, ``harrell_c``, ``fit_s``, ``fold``: the fold of the
+seed's split on the Synthea sample, 0 on a simulated cohort; each dataset's rows are
 also in ``label_efficiency.<dataset>.csv``, rewritten after every fit, so an interrupted
 run keeps its fits), ``label_efficiency.png`` (C against the labelled size, log-x, one
-panel per dataset) and a printed table of recipes by sizes per dataset (mean over seeds).
+panel per dataset) and a printed table of recipes by sizes per dataset (mean over seeds
+and folds), with, where ``cox`` ran, each BEHRT recipe's paired difference to it: the
+mean over the same seeds and folds of recipe minus Cox, and on how many it is above.
 ``--from-csv a.csv b.csv`` fits nothing and draws the table and plot of runs joined.
 
 **Cost.** Before fitting, the script fits the pretrainers and one estimator for two epochs
@@ -274,7 +277,7 @@ def synthetic_runs(run, dataset, seed):
 
 
 def synthea_runs(run, dataset, seed):
-    """One entry per patient-grouped fold (the fold is the seed); sizes count patients."""
+    """One entry per patient-grouped fold of the seed's split; sizes count patients."""
     X, y = load_synthea_sample()
     groups = subject_groups(X)
     folds = make_folds(X, y["event"], run.args.synthea_folds, seed)
@@ -298,7 +301,7 @@ def synthea_runs(run, dataset, seed):
 class LabelledSet(NamedTuple):
     """One labelled size of one cohort, with the recipes to fit on it."""
 
-    where: object  # the seed; the fold on the Synthea sample
+    fold: int  # the fold of the seed's split on the Synthea sample; 0 on a simulated cohort
     n: int
     models: dict  # recipe name -> unfitted model, its epochs scaled to ``n``
     X: pd.DataFrame
@@ -328,7 +331,7 @@ def labelled_sets(run, dataset, seed):
         for n, X, y, groups in labelled:
             scaled = {recipe: model if run.args.fixed_epochs else same_steps(model, n, largest)
                       for recipe, model in models.items()}
-            yield LabelledSet(label if synthea else seed, n, scaled, X, y, groups, X_test,
+            yield LabelledSet(label if synthea else 0, n, scaled, X, y, groups, X_test,
                               y_test, risk)
 
 
@@ -336,9 +339,9 @@ def run_dataset(run, dataset, seed, write):
     for s in labelled_sets(run, dataset, seed):
         for recipe, model in s.models.items():
             c, secs = fit_and_score(model, s.X, s.y, s.groups, seed, s.X_test, s.y_test)
-            write(dataset, recipe, s.n, s.where, c, secs)
+            write(dataset, recipe, s.n, seed, s.fold, c, secs)
         if s.risk is not None and "oracle" in run.args.recipes:
-            write(dataset, "oracle", s.n, s.where, harrell_c(s.y_test, s.risk), 0.0)
+            write(dataset, "oracle", s.n, seed, s.fold, harrell_c(s.y_test, s.risk), 0.0)
 
 
 def estimate_cost(run, n=256, epochs=2):
@@ -392,15 +395,52 @@ def print_estimate(run, pre, fit):
 
 
 def format_table(results: pd.DataFrame) -> str:
-    """Recipes by labelled sizes, the mean C over seeds, one block per dataset."""
+    """Recipes by labelled sizes, the mean C over seeds (and folds), one block per dataset;
+    with the ``cox`` recipe, each BEHRT recipe's paired difference to it below."""
+    results = with_folds(results)
     blocks = []
     for dataset, part in results.groupby("dataset", sort=False):
         table = part.pivot_table(index="recipe", columns="n_labelled", values="harrell_c",
                                  aggfunc="mean")
         table = table.reindex([r for r in RECIPES if r in table.index])
-        blocks.append(f"{dataset} (Harrell's C, mean over {part['seed'].nunique()} seed(s)):\n"
-                      + table.to_string(float_format=lambda v: f"{v:.3f}"))
+        splits = part[["seed", "fold"]].drop_duplicates()
+        over = (f"{len(splits)} fold(s) of {splits['seed'].nunique()} seed(s)"
+                if splits["fold"].nunique() > 1 else f"{splits['seed'].nunique()} seed(s)")
+        block = (f"{dataset} (Harrell's C, mean over {over}):\n"
+                 + table.to_string(float_format=lambda v: f"{v:.3f}"))
+        paired = paired_to_cox(part)
+        if paired is not None:
+            block += ("\n- cox, paired (mean of the differences on the same seeds and folds; "
+                      "how many above):\n" + paired.to_string())
+        blocks.append(block)
     return "\n\n".join(blocks)
+
+
+def with_folds(results: pd.DataFrame) -> pd.DataFrame:
+    """``results`` with its ``fold`` column (0 where a run written before it had none)."""
+    return results if "fold" in results else results.assign(fold=0)
+
+
+def paired_to_cox(part: pd.DataFrame):
+    """Each BEHRT recipe's C minus the ``cox`` recipe's on the same (seed, fold, size), by
+    recipe and size: the mean difference and how many of the pairs are above, as text
+    (``"-0.007 4/12"``); None without ``cox`` rows."""
+    key = ["seed", "fold", "n_labelled"]
+    cox = part[part["recipe"] == "cox"].set_index(key)["harrell_c"]
+    if cox.empty or cox.index.has_duplicates:
+        # (a run from before the fold column names the Synthea folds of several seeds alike:
+        # its pairs cannot be told apart)
+        return None
+    cells = {}
+    for recipe in [r for r in BEHRT_RECIPES if r in set(part["recipe"])]:
+        own = part[part["recipe"] == recipe].set_index(key)["harrell_c"]
+        diff = (own - cox).dropna()
+        for n, d in diff.groupby(level="n_labelled"):
+            cells[(recipe, n)] = f"{d.mean():+.3f} {int((d > 0).sum())}/{len(d)}"
+    if not cells:
+        return None
+    table = pd.Series(cells).unstack()
+    return table.reindex([r for r in BEHRT_RECIPES if r in table.index])
 
 
 def plot(results: pd.DataFrame, path: Path):
@@ -439,11 +479,12 @@ def run_one_dataset(args, dataset) -> pd.DataFrame:
     run, rows = Run(args), []
     part = args.out / f"label_efficiency.{dataset}.csv"
 
-    def write(dataset, recipe, n, seed, c, secs):
+    def write(dataset, recipe, n, seed, fold, c, secs):
         rows.append(dict(dataset=dataset, recipe=recipe, n_labelled=n, seed=seed,
-                         harrell_c=c, fit_s=round(secs, 1)))
+                         harrell_c=c, fit_s=round(secs, 1), fold=fold))
         pd.DataFrame(rows).to_csv(part, index=False)
-        print(f"    {dataset} n={n} seed={seed} {recipe:<12} C={c:.3f} ({secs:.0f} s)", flush=True)
+        print(f"    {dataset} n={n} seed={seed} fold={fold} {recipe:<12} C={c:.3f} "
+              f"({secs:.0f} s)", flush=True)
 
     for seed in args.seeds:
         run_dataset(run, dataset, seed, write)

@@ -32,6 +32,7 @@ def test_smoke_run_writes_every_dataset_recipe_and_size(smoke, bench):
     results, out, args = smoke
     csv = pd.read_csv(out / "label_efficiency.csv")
     assert list(csv.columns[:5]) == ["dataset", "recipe", "n_labelled", "seed", "harrell_c"]
+    assert (csv["fold"] == 0).all()  # one split per seed on a simulated cohort
     pd.testing.assert_frame_equal(csv, results, check_dtype=False)
     expected = set(itertools.product(args.datasets, bench.DEFAULT_RECIPES, args.sizes))
     got = list(zip(csv["dataset"], csv["recipe"], csv["n_labelled"]))
@@ -133,3 +134,42 @@ def test_decay_flags_reach_every_behrt_recipe_and_no_count_model(bench, flags, e
     assert all(m.wide_recency == recency for m in behrt.values())
     assert not any("decay_scales" in m.get_params() for name, m in models.items()
                    if name not in behrt)
+
+
+def test_paired_differences_to_cox_against_a_loop(bench):
+    rng = np.random.default_rng(0)
+    rows = [dict(dataset="synthea-sample", recipe=r, n_labelled=n, seed=s, fold=f,
+                 harrell_c=rng.uniform(0.6, 0.9), fit_s=1.0)
+            for s in (3, 7) for f in (0, 1, 2) for n in (100, 250)
+            for r in ("no-pretrain", "all-lora", "cox", "rsf")]
+    part = pd.DataFrame(rows)
+    table = bench.paired_to_cox(part)
+    assert list(table.index) == ["no-pretrain", "all-lora"]  # BEHRT recipes only, in order
+    c = {}
+    for x in rows:
+        key = (x["recipe"], x["n_labelled"], x["seed"], x["fold"])
+        assert key not in c
+        c[key] = x["harrell_c"]
+    for recipe in ("no-pretrain", "all-lora"):
+        for n in (100, 250):
+            diffs = [c[recipe, n, s, f] - c["cox", n, s, f] for s in (3, 7) for f in (0, 1, 2)]
+            above = sum(d > 0 for d in diffs)
+            assert table.loc[recipe, n] == f"{sum(diffs) / len(diffs):+.3f} {above}/6"
+    text = bench.format_table(part)
+    assert "mean over 6 fold(s) of 2 seed(s)" in text and "cox, paired" in text
+    # rows written before the fold column cannot be paired: no table, not a wrong one
+    old = part.drop(columns="fold").assign(seed=part["fold"])
+    assert bench.paired_to_cox(bench.with_folds(old)) is None
+    assert "paired" not in bench.format_table(old)
+
+
+def test_synthea_rows_name_their_seed_and_fold(bench):
+    args = bench.parse_args(["--smoke", "--datasets", "synthea-sample", "--synthea-folds", "2",
+                             "--sizes", "30", "--recipes", "rsf", "--seeds", "0", "1"])
+    run, written = bench.Run(args), []
+    for seed in args.seeds:
+        bench.run_dataset(run, "synthea-sample", seed,
+                          lambda *row: written.append(row))
+    keys = [(seed, fold, n) for _, recipe, n, seed, fold, _, _ in written]
+    assert sorted({(seed, fold) for seed, fold, _ in keys}) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert len(set(keys)) == len(keys) == 8  # two sizes (30 and all) per fold, none alike
