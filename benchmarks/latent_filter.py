@@ -104,10 +104,10 @@ def filter_scores(X, effects, mean_visits, max_visits, mean_codes_per_visit, zip
         for g, q in enumerate(gens):
             # no visit in a gap: the chain moves and the (stage-dependent) process stays silent
             move = q - np.diag(rates)
-            if cut:  # the visits before the first kept one are unknown: its prior stage only
-                alpha, log_scale = latent._START @ expm(q * (window + t[0])), 0.0
-            else:
-                alpha, log_scale = latent._START @ expm(move * (window + t[0])), 0.0
+            # up to the first kept visit; in a cut history the visits before it are
+            # unknown, so the chain alone (no silence as evidence) gives its prior stage
+            before = q if cut else move
+            alpha, log_scale = latent._START @ expm(before * (window + t[0])), 0.0
             trans = expm(move[None] * after[:, None, None])
             for v in range(len(t)):
                 if v > 0:
