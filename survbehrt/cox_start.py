@@ -13,7 +13,7 @@ covariate definition (:func:`~survbehrt.model.wide.covariate_matrix`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import linalg, sparse
@@ -60,6 +60,11 @@ class HazardStart:
         Whether the recent code counts entered the fit: the folds' held-out likelihood
         was better with them than without (their weights are zero otherwise); None
         without them.
+    representation_weight : ndarray of shape (d,) or None
+        The weights of the encoder's representation of the last visit, fitted on top of
+        the rest (:func:`hazard_start`'s ``representations``); None without them.
+    representation_alpha : float or None
+        Their ridge penalty.
     """
 
     baseline: np.ndarray
@@ -72,11 +77,13 @@ class HazardStart:
     scale: float | None = None
     shrinkage: float | None = None
     recent: bool | None = None
+    representation_weight: np.ndarray | None = None
+    representation_alpha: float | None = None
 
 
 def hazard_start(tokens, rows, time, event, cuts, *, wide: bool, n_special: int,
                  vocab_size: int, groups=None, random_state=0, tempo_scales=None,
-                 recency=None) -> HazardStart:
+                 recency=None, representations=None) -> HazardStart:
     """The starting point of a survival fit on the training rows.
 
     Parameters
@@ -108,6 +115,14 @@ def hazard_start(tokens, rows, time, event, cuts, *, wide: bool, n_special: int,
         is made with and without them, and the one with the better held-out likelihood
         of :func:`fit_wide_start`'s folds (the same folds) is kept; without them, their
         weights are zero.
+    representations : ndarray of shape (len(rows), d), optional
+        A pre-trained encoder's representation of each row's last visit (what the
+        hazard head reads at the start). Then a second penalised fit adds a linear
+        predictor of them to the first (the wide fit, or nothing): the first fit's
+        predictor a fixed offset, its own ridge penalty chosen by the same rule on the
+        same folds (:func:`fit_wide_start` with ``offset``), its baseline replacing the
+        first's. The model starts where a Cox model on the counts and on the encoder's
+        features would, and the encoder's part needs no training to count.
 
     Returns
     -------
@@ -117,7 +132,9 @@ def hazard_start(tokens, rows, time, event, cuts, *, wide: bool, n_special: int,
     age_mean, age_scale = float(train_age.mean()), float(max(train_age.std(), 1.0))
     if not wide:
         # every patient at the population's curve (the no-covariate fit)
-        return HazardStart(marginal_logits(time, event, cuts), age_mean, age_scale)
+        start = HazardStart(marginal_logits(time, event, cuts), age_mean, age_scale)
+        return _with_representations(start, representations, None, time, event, cuts, groups,
+                                     random_state)
     # a penalised proportional-hazards fit on the log counts and the age: the
     # transformer then has to add to what Cox does
     covariates = covariate_matrix((train_age - age_mean) / age_scale, tokens.n_visits_at(rows),
@@ -140,10 +157,27 @@ def hazard_start(tokens, rows, time, event, cuts, *, wide: bool, n_special: int,
         if not recent:
             start = dict(alone, beta=np.concatenate(
                 [alone["beta"], np.zeros(vocab_size, dtype=alone["beta"].dtype)]))
-    return HazardStart(start["baseline"], age_mean, age_scale, beta=start["beta"],
-                       gamma=start["gamma"], alpha=start["alpha"],
-                       covariate_alpha=start["covariate_alpha"], scale=start["scale"],
-                       shrinkage=start["shrinkage"], recent=recent)
+    out = HazardStart(start["baseline"], age_mean, age_scale, beta=start["beta"],
+                      gamma=start["gamma"], alpha=start["alpha"],
+                      covariate_alpha=start["covariate_alpha"], scale=start["scale"],
+                      shrinkage=start["shrinkage"], recent=recent)
+    offset = features @ start["beta"].astype(float) + covariates @ start["gamma"].astype(float)
+    return _with_representations(out, representations, offset, time, event, cuts, groups,
+                                 random_state)
+
+
+def _with_representations(start, representations, offset, time, event, cuts, groups,
+                          random_state) -> HazardStart:
+    """``start`` with the encoder's part fitted on top of its predictor ``offset`` (None: 0)."""
+    if representations is None:
+        return start
+    reps = np.asarray(representations, dtype=float)
+    # dense columns through the codes' path (one ridge, scale-aware); no covariates
+    fit = fit_wide_start(sparse.csr_matrix(reps), np.zeros((len(reps), 0)), time, event, cuts,
+                         groups=groups, random_state=random_state, min_rows=1,
+                         covariate_alphas=[1.0], offset=offset)
+    return replace(start, baseline=fit["baseline"], representation_weight=fit["beta"],
+                   representation_alpha=fit["alpha"])
 
 
 def count_features(tokens, n_special: int, vocab_size: int, rows=None, recency=None):
@@ -203,7 +237,8 @@ def count_features(tokens, n_special: int, vocab_size: int, rows=None, recency=N
 
 
 def fit_wide_start(features, covariates, time, event, cuts, alphas=None, groups=None,
-                   random_state=0, min_rows=5, covariate_alphas=None, held_out=False):
+                   random_state=0, min_rows=5, covariate_alphas=None, held_out=False,
+                   offset=None):
     """Fit the wide path alone (a penalised proportional-hazards model) to start from.
 
     The likelihood is the model's own (piecewise-constant hazards on ``cuts``) with the
@@ -277,6 +312,11 @@ def fit_wide_start(features, covariates, time, event, cuts, alphas=None, groups=
     held_out : bool, default=False
         Also return the criterion at the chosen pair (``held_out_nll``), to compare
         designs on the same folds; off, the fit skips its evaluation.
+    offset : ndarray of shape (n,), optional
+        A fixed predictor added to every row's logits (in every fit, fold and held-out
+        likelihood): the model fitted is ``b_k + offset + x beta + c gamma``, and the
+        relaxed scale and the shrinkage apply to ``x beta + c gamma`` alone (see
+        :func:`hazard_start`'s ``representations``).
 
     Returns
     -------
@@ -295,8 +335,9 @@ def fit_wide_start(features, covariates, time, event, cuts, alphas=None, groups=
     alphas, covariate_alphas = _candidates(alphas, "alphas"), _candidates(
         covariate_alphas, "covariate_alphas")
     n = features.shape[0]
+    offset = np.zeros(n) if offset is None else np.asarray(offset, dtype=float)
     data = (features, covariates, time, event, cuts)
-    full = _RidgeFit(data, np.arange(n), min_rows)
+    full = _RidgeFit(data, np.arange(n), min_rows, offset)
     walk = not (alphas is not None and alphas.size == 1 and covariate_alphas is not None
                 and covariate_alphas.size == 1)
     folds = []
@@ -311,9 +352,9 @@ def fit_wide_start(features, covariates, time, event, cuts, alphas=None, groups=
         else:
             splits = KFold(3, shuffle=True, random_state=random_state).split(idx)
         for train, test in splits:
-            fold = _RidgeFit(data, train, min_rows)
+            fold = _RidgeFit(data, train, min_rows, offset)
             folds.append((fold, fold.design_of(features, covariates, test),
-                          _PiecewiseExp(time[test], event[test], cuts)))
+                          _PiecewiseExp(time[test], event[test], cuts, offset[test])))
 
     def held_out_nll(a, lam):
         return sum(lik.value(fold.fit(a, lam).logits(x)) for fold, x, lik in folds)
@@ -377,7 +418,7 @@ def _held_out_slope(folds, alpha, covariate_alpha) -> float:
     cumhaz, log_risk = [], []
     for fold, x, lik in folds:
         fold.fit(alpha, covariate_alpha)
-        eta, _ = _PiecewiseExp._softplus(fold.logits(x))
+        eta, _ = _PiecewiseExp._softplus(fold.logits(x) + lik.offset)
         cumhaz.append((lik.exposure * eta).sum(axis=1))
         log_risk.append(fold.relaxed[1] * (x @ fold.theta))
     return fit_calibration(event, np.concatenate(cumhaz), np.concatenate(log_risk),
@@ -446,11 +487,15 @@ class _PiecewiseExp:
     Row ``i`` lives through share ``E_ik`` of interval ``k`` (1 before its time's
     interval, the share lived there, 0 after) and has its event, if any, in interval
     ``k_i``: ``-log L_i = sum_k E_ik eta_ik - delta_i log(eta_ik_i / width_k_i)`` with
-    ``eta = softplus(a)``, as :func:`survbehrt.losses.survival_nll` computes it.
+    ``eta = softplus(a)``, as :func:`survbehrt.losses.survival_nll` computes it. With an
+    ``offset`` (one value per row), the logits are ``a + offset``: a fixed predictor that
+    the fitted one adds to.
     """
 
-    def __init__(self, time, event, cuts):
+    def __init__(self, time, event, cuts, offset=None):
         event = event & (time <= cuts[-1])  # the grid is the horizon: censored at its end
+        # a fixed part of each row's logits (another model's predictor), added in every bin
+        self.offset = 0.0 if offset is None else np.asarray(offset, dtype=float)[:, None]
         k, share = locate(np.minimum(time, cuts[-1]), cuts)
         j = np.arange(cuts.shape[0] - 1)[None, :]
         self.exposure = (j < k[:, None]) + (j == k[:, None]) * share[:, None]
@@ -466,14 +511,14 @@ class _PiecewiseExp:
         return np.maximum(a, 0.0) + np.log1p(e), np.where(a >= 0.0, 1.0, e) / (1.0 + e)
 
     def value(self, a) -> float:
-        a = np.maximum(a, -700.0)
+        a = np.maximum(a + self.offset, -700.0)
         eta = np.maximum(a, 0.0) + np.log1p(np.exp(-np.abs(a)))
         return float((self.exposure * eta).sum() - np.log(eta[self.event_at]).sum()
                      + self.log_width)
 
     def derivatives(self, a):
         """``d/da`` and ``d^2/da^2`` of each row's term (both (n, K); the second >= 0)."""
-        eta, sig = self._softplus(a)
+        eta, sig = self._softplus(a + self.offset)
         slope = sig * (1.0 - sig)  # d sigma / da
         grad, hess = self.exposure * sig, self.exposure * slope
         # the event terms, at each event's (row, interval) only
@@ -493,10 +538,11 @@ def _constant_tol(mean):
 class _RidgeFit:
     """The penalised fit on one set of training rows, followed along a penalty path.
 
-    The codes kept and the scales of the penalty are computed on these rows only.
+    The codes kept and the scales of the penalty are computed on these rows only;
+    ``offset`` (one value per row of ``data``) is a fixed part of every logit.
     """
 
-    def __init__(self, data, rows, min_rows):
+    def __init__(self, data, rows, min_rows, offset=None):
         features, covariates, time, event, cuts = data
         x, z = features[rows], covariates[rows]
         mean = np.asarray(x.mean(axis=0)).ravel()
@@ -513,7 +559,8 @@ class _RidgeFit:
         self.n_codes = self.codes.shape[0]
         self.design = self.design_of(features, covariates, rows)
         self.design_t = self.design.T.tocsr()
-        self.lik = _PiecewiseExp(time[rows], event[rows], cuts)
+        self.lik = _PiecewiseExp(time[rows], event[rows], cuts,
+                                 None if offset is None else offset[rows])
         self.free = self.lik.events.any(axis=0)  # intervals without events keep their start
         self.b = marginal_logits(time[rows], event[rows], cuts).astype(float)
         self.theta = np.zeros(self.design.shape[1])

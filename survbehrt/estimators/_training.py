@@ -476,6 +476,12 @@ def _last_visit_logits(module, batch):
     return last_visit_rows(module(**batch), batch["visit_mask"])
 
 
+def last_visit_representation(module, batch):
+    """``batched_inference`` function: the visit-causal representation of each last visit."""
+    reps, real = module.encoder.visit_representations(**batch, causal=True)
+    return last_visit_rows(reps, real)
+
+
 def validation_cindex(net, dataset, batch_size: int = 512) -> float:
     """Harrell's C-index of ``net``'s module on a validation :class:`EHRDataset`.
 

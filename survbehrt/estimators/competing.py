@@ -132,6 +132,8 @@ class BEHRTCompetingRisksEstimator(BEHRTSurvivalEstimator):
     init_head_from_task = None
     # nor the survival recalibration: its slope and level are one hazard's, not C causes'
     recalibrate = False
+    # nor the encoder's start: its linear predictor is one hazard's (the head's every bin)
+    encoder_start = False
 
     def __init__(
         self,
@@ -180,7 +182,8 @@ class BEHRTCompetingRisksEstimator(BEHRTSurvivalEstimator):
         params.pop("__class__", None)
         super().__init__(**params)
         # the class's constants, not parameters
-        del self.rank_weight, self.rank_sigma, self.init_head_from_task, self.recalibrate
+        del (self.rank_weight, self.rank_sigma, self.init_head_from_task, self.recalibrate,
+             self.encoder_start)
         self.cause = cause
         self.horizon = horizon
 

@@ -59,7 +59,12 @@ from ._common import (
 from ._nets import survival_net, train
 from ._persistence import read_estimator, write_estimator
 from ._pretrained import is_fitted_pretrainer, resolve_pretrained
-from ._training import _last_visit_logits, batched_inference, net_device
+from ._training import (
+    _last_visit_logits,
+    batched_inference,
+    last_visit_representation,
+    net_device,
+)
 from ._tte import start_head_from_task, task_index
 
 __all__ = ["BEHRTSurvivalEstimator", "STRATEGIES", "LOSSES"]
@@ -287,6 +292,15 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         events among them (the slope would be noise), nothing is refitted. It uses the
         outcomes: a zero-shot fit (``init_head_from_task``, ``max_epochs=0``) that must
         not see them needs ``recalibrate=False``.
+    encoder_start : bool, default=True
+        With a ``pretrained`` encoder, the hazard head starts with a linear predictor of
+        the encoder's representation of the last visit: a penalised Cox fit of those
+        features on the training rows, on top of the wide path's fit (its predictor a
+        fixed offset; the penalty chosen by the same held-out likelihood on the same
+        folds; :func:`survbehrt.cox_start.hazard_start`'s ``representations``). What the
+        pre-trained encoder already knows then counts from the first epoch, whatever the
+        strategy and however few the labels. Ignored without ``pretrained`` or with
+        ``init_head_from_task``.
 
     Attributes
     ----------
@@ -401,6 +415,7 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         callbacks=None,
         init_head_from_task=None,
         recalibrate=True,
+        encoder_start=True,
     ):
         self.strategy = strategy
         self.loss = loss
@@ -443,6 +458,7 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         self.callbacks = callbacks
         self.init_head_from_task = init_head_from_task
         self.recalibrate = recalibrate
+        self.encoder_start = encoder_start
 
     # ------------------------------------------------------------------ sklearn protocol
 
@@ -651,18 +667,24 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         """
         cohort, train_idx = data.cohort, data.train_idx
         # with init_head_from_task, the task's head: the wide path then starts at zero
+        reps = None
+        if pre is not None and task is None and self.encoder_start:
+            # what the head reads at the start: the pre-trained encoder's last visits
+            reps = batched_inference(pre.module_, data.tokens, last_visit_representation,
+                                     device=net_device(pre.net_), rows=data.rows[train_idx])
         start = hazard_start(
             data.tokens, data.rows[train_idx], cohort.time[train_idx], cohort.event[train_idx],
             grid.cuts_, wide=self.wide is not None and task is None, n_special=N_SPECIAL,
             vocab_size=config.vocab_size,
             groups=None if cohort.groups is None else cohort.groups[train_idx],
             random_state=seed, tempo_scales=self.decay_scales, recency=self.wide_recency,
+            representations=reps,
         )
         module = BEHRTSurvivalModule(config, grid.n_bins_, wide=self.wide is not None,
                                      age_mean=start.age_mean, age_scale=start.age_scale,
                                      decay_scales=self.decay_scales, wide_scales=self.decay_scales,
                                      wide_recency=self.wide_recency)
-        module.start_from(start.baseline, start.beta, start.gamma)
+        module.start_from(start.baseline, start.beta, start.gamma, start.representation_weight)
         if task is not None:
             start_head_from_task(module.head, pre.module_.tte_head, task, pre.module_.tte_cuts,
                                  grid.cuts_)

@@ -397,7 +397,8 @@ class BEHRTSurvivalModule(nn.Module):
         """The encoder's configuration."""
         return self.encoder.config
 
-    def start_from(self, baseline, code_weight=None, covariate_weight=None) -> None:
+    def start_from(self, baseline, code_weight=None, covariate_weight=None,
+                   representation_weight=None) -> None:
         """Set the starting hazards: the head's output bias and the wide term's weights.
 
         Parameters
@@ -408,10 +409,15 @@ class BEHRTSurvivalModule(nn.Module):
             The wide term's ``beta`` (vocab_size,; then ``rho``, another vocab_size, with
             ``wide_recency``) and ``gamma`` (3 + S,); need ``wide``
             (:meth:`~survbehrt.model.wide.WideTerm.start_from`).
+        representation_weight : array-like of shape (embedding_dim,), optional
+            A linear predictor of the visit representation that the head starts with
+            (:meth:`~survbehrt.model.heads.HazardHead.add_linear`), added in every bin.
         """
         if code_weight is not None or covariate_weight is not None:
             self.wide.start_from(code_weight, covariate_weight)
         self.head.output.bias.data.copy_(as_tensor(baseline))
+        if representation_weight is not None:
+            self.head.add_linear(representation_weight)
 
     def _shape_logits(self, logits: Tensor) -> Tensor:
         """The head's outputs as the module returns them (a subclass reads them per cause)."""

@@ -178,3 +178,28 @@ class HazardHead(nn.Module):
             Logits of shape ``(..., num_bins)``.
         """
         return self.output(self.dropout(F.gelu(self.hidden(visit_repr))))
+
+    @torch.no_grad()
+    def add_linear(self, weight) -> None:
+        """Add ``weight @ h`` to the logits of every bin, through two hidden units.
+
+        Units 0 and 1 compute ``z = weight @ h`` and ``-z``, and each bin's output takes
+        the first minus the second: ``gelu(z) - gelu(-z) = z`` exactly. The other units
+        and the output bias keep their values, so the logits become what they were
+        (with units 0 and 1 silent) plus ``z``: a linear start that training can leave.
+
+        Parameters
+        ----------
+        weight : array-like of shape (embedding_dim,)
+
+        Raises
+        ------
+        ValueError
+            If the hidden layer has fewer than two units.
+        """
+        if self.hidden.out_features < 2:
+            raise ValueError("a linear start needs a hazard head with at least 2 hidden units")
+        w = torch.as_tensor(weight, dtype=self.hidden.weight.dtype)
+        self.hidden.weight[0], self.hidden.weight[1] = w, -w
+        self.hidden.bias[:2] = 0.0
+        self.output.weight[:, 0], self.output.weight[:, 1] = 1.0, -1.0
