@@ -212,6 +212,31 @@ def test_ridge_fit_minimises_the_penalised_likelihood():
         _raised_by_every_move(value, [beta, gamma, fit.b.copy()])
 
 
+def test_ridge_fit_with_an_offset_minimises_its_penalised_likelihood():
+    # an offset is a fixed part of every logit: the fit at the penalties is the minimum of
+    # the loop's penalised -log L of (baseline + offset + predictor), and differs from
+    # the fit without it (the offset carries signal the codes would otherwise take)
+    from scipy import sparse
+
+    from survbehrt.cox_start import _RidgeFit
+
+    x, cov, time, event, cuts = _small_cohort(n_codes=6)
+    offset = 0.9 * x[:, 0] - 0.5  # what a first model already explains
+    data = (sparse.csr_matrix(x), cov, time, event, cuts)
+    fit = _RidgeFit(data, np.arange(len(x)), 1, offset).fit(3.0, 1.0)
+    beta, gamma = fit.ridge_weights(6, 3)
+
+    def value(beta, gamma, baseline):  # the same loop, the offset added to the baseline
+        shifted = baseline[None, :] + offset[:, None]
+        lp = x @ beta + cov @ gamma
+        pen = 3.0 * np.sum((x.std(axis=0) * beta) ** 2) + np.sum((cov.std(axis=0) * gamma) ** 2)
+        return _pc_nll(shifted + lp[:, None], cuts, time, event) + 0.5 * pen
+
+    _raised_by_every_move(value, [beta, gamma, fit.b.copy()])
+    without = _RidgeFit(data, np.arange(len(x)), 1).fit(3.0, 1.0).ridge_weights(6, 3)[0]
+    assert beta[0] < without[0] - 0.5  # the offset took most of the first code's weight
+
+
 def test_wide_start_is_the_ridge_direction_at_its_shrunk_likelihood_scale(monkeypatch):
     # the start: its weights are the ridge fit's times one factor, the factor that with
     # the baseline maximises the unpenalised likelihood (the loop) along the direction,
@@ -392,6 +417,12 @@ def test_piecewise_exp_matches_the_loss_and_its_derivatives():
     np.testing.assert_allclose(grad, grad_ref.detach().numpy(), rtol=1e-7, atol=1e-10)
     np.testing.assert_allclose(hess, hess_ref.numpy(), rtol=1e-7, atol=1e-10)
     assert (hess >= 0).all()
+    # an offset per row enters every bin's logit: the same as adding it to the logits
+    offset = rng.normal(0.0, 1.0, n)
+    shifted = _PiecewiseExp(time, event, cuts, offset)
+    assert shifted.value(a) == pytest.approx(lik.value(a + offset[:, None]), rel=1e-12)
+    for mine, ref in zip(shifted.derivatives(a), lik.derivatives(a + offset[:, None])):
+        np.testing.assert_allclose(mine, ref, rtol=1e-12)
 
 
 def test_wide_start_folds_see_only_their_training_rows(monkeypatch):

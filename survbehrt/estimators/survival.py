@@ -7,9 +7,9 @@ written into the module by ``BEHRTSurvivalModule.start_from``), train (``_nets.s
 ``_nets.train``), recalibrate (``_calibration.recalibrate``) and finish
 (``_set_fitted``). Saving is ``_persistence``'s.
 
-Over 600 lines as one unit: this is the public class alone, and half of it is what a
-user reads -- the class docstring (about 180 lines, every parameter and attribute)
-and the 38-parameter constructor (77 lines) that scikit-learn requires to be spelled
+Over 600 lines as one unit: this is the public class alone, and most of it is what a
+user reads -- the class docstring (about 290 lines, every parameter and attribute)
+and the 42-parameter constructor (87 lines) that scikit-learn requires to be spelled
 out. What is left are the scikit-learn / scikit-survival methods (each short); the
 helpers live in the modules named above.
 """
