@@ -65,6 +65,10 @@ class HazardStart:
         the rest (:func:`hazard_start`'s ``representations``); None without them.
     representation_alpha : float or None
         Their ridge penalty.
+    representation_used : bool or None
+        Whether the representation entered the start: the folds' held-out likelihood
+        was better with it than without (otherwise ``representation_weight`` is None and
+        the start is the first fit's); None when none was given.
     """
 
     baseline: np.ndarray
@@ -79,6 +83,7 @@ class HazardStart:
     recent: bool | None = None
     representation_weight: np.ndarray | None = None
     representation_alpha: float | None = None
+    representation_used: bool | None = None
 
 
 def hazard_start(tokens, rows, time, event, cuts, *, wide: bool, n_special: int,
@@ -122,7 +127,9 @@ def hazard_start(tokens, rows, time, event, cuts, *, wide: bool, n_special: int,
         predictor a fixed offset, its own ridge penalty chosen by the same rule on the
         same folds (:func:`fit_wide_start` with ``offset``), its baseline replacing the
         first's. The model starts where a Cox model on the counts and on the encoder's
-        features would, and the encoder's part needs no training to count.
+        features would, and the encoder's part needs no training to count. It is kept
+        only where those folds' held-out likelihood is better with it than with the
+        first fit alone (``representation_used``).
 
     Returns
     -------
@@ -168,16 +175,27 @@ def hazard_start(tokens, rows, time, event, cuts, *, wide: bool, n_special: int,
 
 def _with_representations(start, representations, offset, time, event, cuts, groups,
                           random_state) -> HazardStart:
-    """``start`` with the encoder's part fitted on top of its predictor ``offset`` (None: 0)."""
+    """``start`` with the encoder's part fitted on top of its predictor ``offset`` (None: 0),
+    where the folds' held-out likelihood says it helps."""
     if representations is None:
         return start
     reps = np.asarray(representations, dtype=float)
-    # dense columns through the codes' path (one ridge, scale-aware); no covariates
-    fit = fit_wide_start(sparse.csr_matrix(reps), np.zeros((len(reps), 0)), time, event, cuts,
-                         groups=groups, random_state=random_state, min_rows=1,
-                         covariate_alphas=[1.0], offset=offset)
-    return replace(start, baseline=fit["baseline"], representation_weight=fit["beta"],
-                   representation_alpha=fit["alpha"])
+
+    def fit(columns):
+        # dense columns through the codes' path (one ridge, scale-aware); no covariates
+        return fit_wide_start(sparse.csr_matrix(columns), np.zeros((len(reps), 0)), time, event,
+                              cuts, groups=groups, random_state=random_state, min_rows=1,
+                              covariate_alphas=[1.0], offset=offset, held_out=True)
+
+    # the relaxed scale undoes the ridge's shrinkage, so no penalty sets a useless
+    # encoder's part to zero: it enters only where the same folds' held-out likelihood is
+    # better with it than with the first fit alone (its baseline refitted in each fold)
+    with_reps, alone = fit(reps), fit(np.zeros((len(reps), 0)))
+    if (with_reps["held_out_nll"] is None or alone["held_out_nll"] is None
+            or with_reps["held_out_nll"] >= alone["held_out_nll"]):
+        return replace(start, representation_used=False)
+    return replace(start, baseline=with_reps["baseline"], representation_weight=with_reps["beta"],
+                   representation_alpha=with_reps["alpha"], representation_used=True)
 
 
 def count_features(tokens, n_special: int, vocab_size: int, rows=None, recency=None):

@@ -12,13 +12,14 @@ ranks the test rows nearly as well as the true risk.
 import numpy as np
 import pytest
 import torch
-from helpers import tiny_estimator, tiny_pretrainer
 from sksurv.util import Surv
 
 from survbehrt.data.batching import collate_tokens
 from survbehrt.datasets import make_synthetic_ehr
 from survbehrt.metrics import harrell_c
 from survbehrt.model.heads import HazardHead
+
+from helpers import tiny_estimator, tiny_pretrainer
 
 
 def test_add_linear_adds_the_predictor_to_every_bin():
@@ -69,7 +70,30 @@ def test_the_start_alone_ranks_a_risk_linear_in_the_representation(wide):
     train, test = slice(0, 500), slice(500, None)
     common = dict(strategy="frozen", pretrained=pre, wide=wide, max_epochs=0, recalibrate=False)
     started = tiny_estimator(**common).fit(X.iloc[train], y[train])
+    assert started.encoder_start_ is True
     oracle = harrell_c(y[test], risk[test])
     assert harrell_c(y[test], started.predict(X.iloc[test])) >= oracle - 0.04
     plain = tiny_estimator(**common, encoder_start=False).fit(X.iloc[train], y[train])
     assert harrell_c(y[test], plain.predict(X.iloc[test])) < oracle - 0.1
+    assert plain.encoder_start_ is None
+
+
+def test_a_representation_that_knows_nothing_stays_out():
+    # the outcome is independent of the history: the held-out likelihood is not better
+    # with the encoder's part, so the start is exactly the one without it
+    X, _, _ = make_synthetic_ehr(500, "sequence", random_state=4)
+    pre = tiny_pretrainer(objective="mlm", max_epochs=1).fit(X)
+    rng = np.random.default_rng(1)
+    t, c = rng.exponential(2.0, len(X)), rng.uniform(0.5, 6.0, len(X))
+    y = Surv.from_arrays(t <= c, np.minimum(t, c))
+    common = dict(strategy="frozen", pretrained=pre, max_epochs=0, recalibrate=False)
+    started = tiny_estimator(**common).fit(X, y)
+    plain = tiny_estimator(**common, encoder_start=False).fit(X, y)
+    assert started.encoder_start_ is False
+    np.testing.assert_array_equal(started.predict(X), plain.predict(X))
+
+
+def test_encoder_start_must_be_a_bool():
+    X, y, _ = make_synthetic_ehr(60, "sequence", random_state=0)
+    with pytest.raises(ValueError, match="encoder_start='yes' is not valid"):
+        tiny_estimator(encoder_start="yes").fit(X, y)

@@ -299,8 +299,9 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         fixed offset; the penalty chosen by the same held-out likelihood on the same
         folds; :func:`survbehrt.cox_start.hazard_start`'s ``representations``). What the
         pre-trained encoder already knows then counts from the first epoch, whatever the
-        strategy and however few the labels. Ignored without ``pretrained`` or with
-        ``init_head_from_task``.
+        strategy and however few the labels. It is kept only where those folds'
+        held-out likelihood is better with it than without (``encoder_start_``).
+        Ignored without ``pretrained`` or with ``init_head_from_task``.
 
     Attributes
     ----------
@@ -320,6 +321,12 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         held-out likelihood on the fit's folds was better; else their weights start at
         zero); None without them (``wide_recency=None``, no wide path, or
         ``init_head_from_task``).
+    encoder_start_ : bool or None
+        Whether the encoder's representation entered the starting fit
+        (``encoder_start``: its held-out likelihood on the fit's folds was better; else
+        the head starts as without it); None when it was not tried (no ``pretrained``,
+        ``encoder_start=False``, ``init_head_from_task``, or the competing-risks
+        estimator).
     calibration_ : dict or None
         The calibration refitted after training (``recalibrate``): its ``intercept``
         (the level, from all fitted rows), ``slope`` (from the validation rows),
@@ -524,6 +531,7 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         check_choice("landmarks", self.landmarks, LANDMARKS)
         check_choice("wide", self.wide, WIDE)
         check_choice("early_stopping", self.early_stopping, EARLY_STOPPING)
+        check_choice("encoder_start", self.encoder_start, (True, False))
         for name in ("max_epochs",):
             check_positive(name, getattr(self, name), allow_zero=True)
         for name in ("batch_size", "patience", "lora_rank", "max_length"):
@@ -713,6 +721,7 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         self.time_grid_ = grid
         self.wide_alpha_ = start.alpha
         self.wide_recent_ = start.recent
+        self.encoder_start_ = start.representation_used
         # as scikit-survival's estimators: every observed training time, events flagged
         cohort, train_idx = data.cohort, data.train_idx
         self.unique_times_ = np.unique(cohort.time[train_idx])
