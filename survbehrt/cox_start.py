@@ -168,6 +168,8 @@ def hazard_start(tokens, rows, time, event, cuts, *, wide: bool, n_special: int,
                       gamma=start["gamma"], alpha=start["alpha"],
                       covariate_alpha=start["covariate_alpha"], scale=start["scale"],
                       shrinkage=start["shrinkage"], recent=recent)
+    if representations is None:
+        return out
     offset = features @ start["beta"].astype(float) + covariates @ start["gamma"].astype(float)
     return _with_representations(out, representations, offset, time, event, cuts, groups,
                                  random_state)
@@ -353,7 +355,8 @@ def fit_wide_start(features, covariates, time, event, cuts, alphas=None, groups=
     alphas, covariate_alphas = _candidates(alphas, "alphas"), _candidates(
         covariate_alphas, "covariate_alphas")
     n = features.shape[0]
-    offset = np.zeros(n) if offset is None else np.asarray(offset, dtype=float)
+    # without an offset the likelihoods add nothing (not an array of zeros at every call)
+    offset = None if offset is None else np.asarray(offset, dtype=float)
     data = (features, covariates, time, event, cuts)
     full = _RidgeFit(data, np.arange(n), min_rows, offset)
     walk = not (alphas is not None and alphas.size == 1 and covariate_alphas is not None
@@ -372,7 +375,8 @@ def fit_wide_start(features, covariates, time, event, cuts, alphas=None, groups=
         for train, test in splits:
             fold = _RidgeFit(data, train, min_rows, offset)
             folds.append((fold, fold.design_of(features, covariates, test),
-                          _PiecewiseExp(time[test], event[test], cuts, offset[test])))
+                          _PiecewiseExp(time[test], event[test], cuts,
+                                        None if offset is None else offset[test])))
 
     def held_out_nll(a, lam):
         return sum(lik.value(fold.fit(a, lam).logits(x)) for fold, x, lik in folds)
