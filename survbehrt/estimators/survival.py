@@ -299,9 +299,9 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         fixed offset; the penalty chosen by the same held-out likelihood on the same
         folds; :func:`survbehrt.cox_start.hazard_start`'s ``representations``). What the
         pre-trained encoder already knows then counts from the first epoch, whatever the
-        strategy. It is kept only where those folds'
-        held-out likelihood is better with it than without (``encoder_start_``).
-        Ignored without ``pretrained`` or with ``init_head_from_task``.
+        strategy. It is kept only where those folds' held-out likelihood is better with
+        it than without (``encoder_start_``). Ignored without ``pretrained`` or with
+        ``init_head_from_task``.
 
     Attributes
     ----------
