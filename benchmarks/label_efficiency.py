@@ -45,8 +45,10 @@ also in ``label_efficiency.<dataset>.csv``, rewritten after every fit, so an int
 run keeps its fits), ``label_efficiency.png`` (C against the labelled size, log-x, one
 panel per dataset) and a printed table of recipes by sizes per dataset (mean over seeds
 and folds), with, where ``cox`` ran, each BEHRT recipe's paired difference to it: the
-mean over the same seeds and folds of recipe minus Cox, and on how many it is above.
-``--from-csv a.csv b.csv`` fits nothing and draws the table and plot of runs joined.
+mean over the same seeds and folds of recipe minus Cox, and on how many it is above; then
+issue 28's comparisons per dataset (``format_targets``: the best BEHRT recipe against the
+best count model and the oracle at each size, and pre-training with 1,000 labels against
+none with 4,000). ``--from-csv a.csv b.csv`` fits nothing and draws the table and plot of runs joined.
 
 **Cost.** Before fitting, the script fits the pretrainers and one estimator for two epochs
 on 256 patients, and prints the run's cost extrapolated from the fixed part (tokenizing,
@@ -416,6 +418,47 @@ def format_table(results: pd.DataFrame) -> str:
     return "\n\n".join(blocks)
 
 
+#: The recipes on a time-to-event encoder (issue 28's "time-to-event-pre-trained BEHRT").
+TTE_RECIPES = tuple(r for r, (_, objective) in FINE_TUNING.items() if "tte" in objective)
+COUNT_RECIPES = ("cox", "rsf")
+
+
+def format_targets(results: pd.DataFrame) -> str:
+    """Issue 28's comparisons read off each dataset's mean table (see the module docstring).
+
+    Per labelled size: the best BEHRT recipe and the best count model (``cox``, ``rsf``),
+    BEHRT minus count (the target: at least +0.02 where the risk lies in the sequence),
+    and the oracle minus the best BEHRT recipe; then the best time-to-event recipe at
+    1,000 labels minus ``no-pretrain`` at 4,000 (the target: at least 0), where both
+    sizes ran. "Best" is the highest mean C among the recipes run, on the same test
+    rows that score it: a maximum over recipes, optimistic by construction. Empty
+    where a dataset has no BEHRT or no count rows.
+    """
+    blocks = []
+    for dataset, part in with_folds(results).groupby("dataset", sort=False):
+        mean = part.groupby(["recipe", "n_labelled"])["harrell_c"].mean().unstack()
+        behrt = mean.reindex([r for r in BEHRT_RECIPES if r in mean.index])
+        count = mean.reindex([r for r in COUNT_RECIPES if r in mean.index])
+        if behrt.empty or count.empty:
+            continue
+        rows = {"best BEHRT": [f"{behrt[n].idxmax()} {behrt[n].max():.3f}" for n in mean],
+                "best count": [f"{count[n].idxmax()} {count[n].max():.3f}" for n in mean],
+                "BEHRT - count": [f"{behrt[n].max() - count[n].max():+.3f}" for n in mean]}
+        if "oracle" in mean.index:
+            rows["oracle - BEHRT"] = [f"{mean.loc['oracle', n] - behrt[n].max():+.3f}"
+                                      for n in mean]
+        block = (f"{dataset}, best recipes by labelled size:\n"
+                 + pd.DataFrame(rows, index=mean.columns).T.to_string())
+        tte = mean.reindex([r for r in TTE_RECIPES if r in mean.index])
+        if {1000, 4000} <= set(mean.columns) and not tte.empty and "no-pretrain" in mean.index:
+            best, base = tte[1000].idxmax(), mean.loc["no-pretrain", 4000]
+            block += (f"\n- time-to-event pre-trained with 1,000 labels ({best} "
+                      f"{tte.loc[best, 1000]:.3f}) minus no-pretrain with 4,000 ({base:.3f}): "
+                      f"{tte.loc[best, 1000] - base:+.3f}")
+        blocks.append(block)
+    return "\n\n".join(blocks)
+
+
 def with_folds(results: pd.DataFrame) -> pd.DataFrame:
     """``results`` with its ``fold`` column (0 where a run written before it had none)."""
     return results if "fold" in results else results.assign(fold=0)
@@ -521,7 +564,8 @@ def main(argv=None) -> pd.DataFrame:
             print_estimate(run, *estimate_cost(run))
         results = fit_all(args)
     results.to_csv(csv, index=False)
-    print(f"\n{format_table(results)}\n\ntotal {time.perf_counter() - t0:.0f} s; rows in {csv}")
+    report = "\n\n".join(t for t in (format_table(results), format_targets(results)) if t)
+    print(f"\n{report}\n\ntotal {time.perf_counter() - t0:.0f} s; rows in {csv}")
     if not args.no_plot:
         plot(results, args.out / "label_efficiency.png")
     return results

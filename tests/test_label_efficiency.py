@@ -174,3 +174,32 @@ def test_synthea_rows_name_their_seed_and_fold(bench):
     assert sorted({(seed, fold) for seed, fold, _ in keys}) == [(0, 0), (0, 1), (1, 0), (1, 1)]
     # one size per fold (all its patients: a small one may hold no event), none alike
     assert len(set(keys)) == len(keys) == 4
+
+
+def test_targets_against_a_loop(bench):
+    rng = np.random.default_rng(1)
+    recipes = ("no-pretrain", "mlm-nv-lora", "tte-frozen", "all-lora", "cox", "rsf", "oracle")
+    rows = [dict(dataset="synthetic-latent", recipe=r, n_labelled=n, seed=s, fold=0,
+                 harrell_c=rng.uniform(0.6, 0.9), fit_s=1.0)
+            for s in (0, 1) for n in (250, 1000, 4000) for r in recipes]
+    for x in rows:  # the MLM + next-visit recipe the best at 1,000: the comparison below skips it
+        x["harrell_c"] += 0.2 * (x["recipe"] == "mlm-nv-lora" and x["n_labelled"] == 1000)
+    text = bench.format_targets(pd.DataFrame(rows))
+    mean = {}
+    for x in rows:  # the mean over seeds, from the definition
+        mean.setdefault((x["recipe"], x["n_labelled"]), []).append(x["harrell_c"])
+    mean = {k: sum(v) / len(v) for k, v in mean.items()}
+    for n in (250, 1000, 4000):
+        behrt = max(("no-pretrain", "mlm-nv-lora", "tte-frozen", "all-lora"),
+                    key=lambda r: mean[r, n])
+        count = max(("cox", "rsf"), key=lambda r: mean[r, n])
+        assert f"{behrt} {mean[behrt, n]:.3f}" in text and f"{count} {mean[count, n]:.3f}" in text
+        assert f"{mean[behrt, n] - mean[count, n]:+.3f}" in text
+        assert f"{mean['oracle', n] - mean[behrt, n]:+.3f}" in text
+    # the 1,000-label comparison takes the time-to-event recipes only (not mlm-nv-lora)
+    tte = max(("tte-frozen", "all-lora"), key=lambda r: mean[r, 1000])
+    assert (f"({tte} {mean[tte, 1000]:.3f}) minus no-pretrain with 4,000 "
+            f"({mean['no-pretrain', 4000]:.3f}): "
+            f"{mean[tte, 1000] - mean['no-pretrain', 4000]:+.3f}") in text
+    # nothing to compare without a count model
+    assert bench.format_targets(pd.DataFrame(rows).query("recipe not in ('cox', 'rsf')")) == ""
