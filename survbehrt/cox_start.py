@@ -286,7 +286,13 @@ def fit_wide_start(features, covariates, time, event, cuts, alphas=None, groups=
     shrinkage is 1.
 
     One rule chooses both penalties: the held-out piecewise-exponential likelihood of
-    the relaxed fits in a 3-fold cross-validation (folds by ``groups`` when given).
+    the relaxed fits in a 3-fold cross-validation (folds by ``groups`` when given), each
+    fold's fit at the scale the final fit will have: its relaxed scale times the folds'
+    shrinkage at that pair, its baseline refitted at that scale on the fold's training
+    rows (with fewer than ``MIN_EVENTS`` events, the relaxed fits as they are). Judged at
+    the relaxed scale alone, a weak penalty is charged for its optimistic in-sample
+    scale, which the shrinkage then corrects: the rule chose penalties stronger than
+    the ones that rank best.
     Inside each fold the codes kept (present in ``min_rows`` training rows or more, not
     constant) and the scales ``s_j`` are computed on the fold's training rows only. By
     default the two are found by coordinate descent: ``alpha`` walks a geometric grid
@@ -379,7 +385,15 @@ def fit_wide_start(features, covariates, time, event, cuts, alphas=None, groups=
                                         None if offset is None else offset[test])))
 
     def held_out_nll(a, lam):
-        return sum(lik.value(fold.fit(a, lam).logits(x)) for fold, x, lik in folds)
+        # each fold's fit judged at the scale the final fit will have: its relaxed scale
+        # times the folds' held-out slope at (a, lam), its baseline refitted at that scale
+        for fold, _, _ in folds:
+            fold.fit(a, lam)
+        if shrunk:
+            slope = _held_out_slope(folds)
+            for fold, _, _ in folds:
+                fold.relax(scale=slope * fold.relaxed[1])
+        return sum(lik.value(fold.logits(x)) for fold, x, lik in folds)
 
     if not walk:
         alpha, covariate_alpha = float(alphas[0]), float(covariate_alphas[0])
@@ -398,7 +412,11 @@ def fit_wide_start(features, covariates, time, event, cuts, alphas=None, groups=
             if abs(np.log(covariate_alpha / previous)) < 0.5 * np.log(COVARIATE_ALPHA_STEP):
                 break
     # the in-sample scale is optimistic: shrunk by the folds' held-out slope at the pair
-    shrink = _held_out_slope(folds, alpha, covariate_alpha) if shrunk else 1.0
+    shrink = 1.0
+    if shrunk:
+        for fold, _, _ in folds:
+            fold.fit(alpha, covariate_alpha)
+        shrink = _held_out_slope(folds)
     if folds:
         # start from the folds' last fits, at or near these penalties (a guess: the
         # optimum is the same)
@@ -432,14 +450,13 @@ def _candidates(values, name):
     return values
 
 
-def _held_out_slope(folds, alpha, covariate_alpha) -> float:
-    """The calibration slope of the folds' relaxed fits at the penalties, on their held-out
-    rows pooled (:func:`survbehrt.recalibration.fit_calibration`, penalised towards 1 as
-    the estimators' recalibration is)."""
+def _held_out_slope(folds) -> float:
+    """The calibration slope of the folds' relaxed fits (each as :meth:`_RidgeFit.fit` left
+    it), on their held-out rows pooled (:func:`survbehrt.recalibration.fit_calibration`,
+    penalised towards 1 as the estimators' recalibration is)."""
     event = np.concatenate([lik.events.any(axis=1) for _, _, lik in folds])
     cumhaz, log_risk = [], []
     for fold, x, lik in folds:
-        fold.fit(alpha, covariate_alpha)
         eta, _ = _PiecewiseExp._softplus(fold.logits(x) + lik.offset)
         cumhaz.append((lik.exposure * eta).sum(axis=1))
         log_risk.append(fold.relaxed[1] * (x @ fold.theta))
