@@ -384,13 +384,17 @@ def fit_wide_start(features, covariates, time, event, cuts, alphas=None, groups=
                           _PiecewiseExp(time[test], event[test], cuts,
                                         None if offset is None else offset[test])))
 
+    def fit_folds(a, lam):
+        """The folds fitted at (a, lam); their held-out slope (1 without shrinkage)."""
+        for fold, _, _ in folds:
+            fold.fit(a, lam)
+        return _held_out_slope(folds) if shrunk else 1.0
+
     def held_out_nll(a, lam):
         # each fold's fit judged at the scale the final fit will have: its relaxed scale
         # times the folds' held-out slope at (a, lam), its baseline refitted at that scale
-        for fold, _, _ in folds:
-            fold.fit(a, lam)
+        slope = fit_folds(a, lam)
         if shrunk:
-            slope = _held_out_slope(folds)
             for fold, _, _ in folds:
                 fold.relax(scale=slope * fold.relaxed[1])
         return sum(lik.value(fold.logits(x)) for fold, x, lik in folds)
@@ -412,11 +416,7 @@ def fit_wide_start(features, covariates, time, event, cuts, alphas=None, groups=
             if abs(np.log(covariate_alpha / previous)) < 0.5 * np.log(COVARIATE_ALPHA_STEP):
                 break
     # the in-sample scale is optimistic: shrunk by the folds' held-out slope at the pair
-    shrink = 1.0
-    if shrunk:
-        for fold, _, _ in folds:
-            fold.fit(alpha, covariate_alpha)
-        shrink = _held_out_slope(folds)
+    shrink = fit_folds(alpha, covariate_alpha) if shrunk else 1.0
     if folds:
         # start from the folds' last fits, at or near these penalties (a guess: the
         # optimum is the same)
