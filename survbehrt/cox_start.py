@@ -126,10 +126,13 @@ def hazard_start(tokens, rows, time, event, cuts, *, wide: bool, n_special: int,
         predictor of them to the first (the wide fit, or nothing): the first fit's
         predictor a fixed offset, its own ridge penalty chosen by the same rule on the
         same folds (:func:`fit_wide_start` with ``offset``), its baseline replacing the
-        first's. The model starts where a Cox model on the counts and on the encoder's
-        features would, and the encoder's part needs no training to count. It is kept
-        only where those folds' held-out likelihood is better with it than with the
-        first fit alone (``representation_used``).
+        first's. The features are centred on the training rows for the fit (the
+        mean's share of the predictor moves into the baseline), so neither the part
+        nor its test depends on where they are centred. The model starts where a Cox
+        model on the counts and on the encoder's features would, and the encoder's part
+        needs no training to count. It is kept only where those folds' held-out
+        likelihood is better with it than with the first fit alone
+        (``representation_used``).
 
     Returns
     -------
