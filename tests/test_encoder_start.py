@@ -99,23 +99,25 @@ def test_encoder_start_must_be_a_bool():
         tiny_estimator(encoder_start="yes").fit(X, y)
 
 
-def _shifted_starts(shift, seed=0, n=150):
+def _shifted_starts(shift, seed=0, n=150, effect=0.8, follow_up=4.0):
     """The encoder's part of a start fitted to features ``h`` and to ``h + shift``: the
-    logits each gives every row, and whether the part entered."""
+    logits each gives every row, and whether the part entered (the risk ``effect * h_0``,
+    censoring uniform up to ``follow_up`` years)."""
     from survbehrt.cox_start import HazardStart, _with_representations
     from survbehrt.survival import TimeGrid, marginal_logits
 
     rng = np.random.default_rng(seed)
     h = rng.normal(size=(n, 4))
-    t = rng.exponential(1.0 / (0.4 * np.exp(0.8 * h[:, 0])))
-    c = rng.uniform(0.5, 4.0, n)
+    t = rng.exponential(1.0 / (0.4 * np.exp(effect * h[:, 0])))
+    c = rng.uniform(0.5, follow_up, n)
     time, event = np.minimum(t, c), t <= c
     cuts = TimeGrid(20).fit(Surv.from_arrays(event, time)).cuts_
     start = HazardStart(marginal_logits(time, event, cuts), 0.0, 1.0)
     out = []
     for features in (h, h + shift):
         part = _with_representations(start, features, None, time, event, cuts, None, seed)
-        weight = 0.0 if part.representation_weight is None else part.representation_weight
+        weight = (np.zeros(features.shape[1]) if part.representation_weight is None
+                  else part.representation_weight)
         out.append((part.baseline[None, :] + (features @ weight)[:, None],
                     part.representation_used))
     return out
@@ -130,3 +132,15 @@ def test_the_encoders_part_does_not_depend_on_where_its_features_are_centred(see
                                                              seed=seed)
     assert used and used_shifted
     np.testing.assert_allclose(shifted, plain, rtol=1e-4, atol=1e-4)
+
+
+def test_with_fewer_than_min_events_events_the_encoders_part_stays_out():
+    # a strong signal on 39 events: no held-out slope can shrink the part, so it stays out
+    # (the held-out test alone lets it in); the same signal on 99 events enters
+    from survbehrt.recalibration import MIN_EVENTS
+
+    assert MIN_EVENTS == 50  # the cohorts below are drawn around it
+    (_, used), _ = _shifted_starts(np.zeros(4), seed=2, n=100, effect=1.5, follow_up=0.6)
+    assert used is False
+    (_, used_more), _ = _shifted_starts(np.zeros(4), seed=2, n=200, effect=1.5, follow_up=3.0)
+    assert used_more is True
