@@ -131,8 +131,9 @@ def hazard_start(tokens, rows, time, event, cuts, *, wide: bool, n_special: int,
         nor its test depends on where they are centred. The model starts where a Cox
         model on the counts and on the encoder's features would, and the encoder's part
         needs no training to count. It is kept only where those folds' held-out
-        likelihood is better with it than with the first fit alone
-        (``representation_used``).
+        likelihood is better with it than with the first fit alone, and never with
+        fewer than :data:`~survbehrt.recalibration.MIN_EVENTS` events, where no
+        held-out slope can shrink it (``representation_used``).
 
     Returns
     -------

@@ -300,7 +300,8 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         folds; :func:`survbehrt.cox_start.hazard_start`'s ``representations``). What the
         pre-trained encoder already knows then counts from the first epoch, whatever the
         strategy. It is kept only where those folds' held-out likelihood is better with
-        it than without (``encoder_start_``). Ignored without ``pretrained`` or with
+        it than without, and never with fewer than 50 events among the training rows
+        (``encoder_start_``). Ignored without ``pretrained`` or with
         ``init_head_from_task``.
 
     Attributes
