@@ -185,7 +185,7 @@ def _with_representations(start, representations, offset, time, event, cuts, gro
     where the folds' held-out likelihood says it helps."""
     if representations is None:
         return start
-    if (np.asarray(event, dtype=bool) & (np.asarray(time) <= cuts[-1])).sum() < MIN_EVENTS:
+    if _events_within(time, event, cuts) < MIN_EVENTS:
         # with fewer events there is no held-out slope to shrink the part by: it would enter
         # at its relaxed in-sample scale, by a test of a few dozen events' likelihoods (on
         # the Synthea sample's 5-fold benchmark, once centred below, it entered a fold of
@@ -392,7 +392,7 @@ def fit_wide_start(features, covariates, time, event, cuts, alphas=None, groups=
     # the folds choose the penalties (a walk or candidates) and the scale's shrinkage,
     # which needs MIN_EVENTS events (within the grid, which is the horizon); with fewer the
     # pair alone is fitted without them
-    shrunk = (event & (time <= cuts[-1])).sum() >= MIN_EVENTS
+    shrunk = _events_within(time, event, cuts) >= MIN_EVENTS
     if walk or shrunk:
         idx = np.arange(n)
         if groups is not None and len(np.unique(groups)) >= 3:
@@ -459,6 +459,11 @@ def fit_wide_start(features, covariates, time, event, cuts, alphas=None, groups=
     if held_out:  # last, so that it cannot move the fit: the folds are already at the pair
         out["held_out_nll"] = float(held_out_nll(alpha, covariate_alpha)) if folds else None
     return out
+
+
+def _events_within(time, event, cuts) -> int:
+    """How many events fall within the grid (its last edge is the modelled horizon)."""
+    return int((np.asarray(event, dtype=bool) & (np.asarray(time) <= cuts[-1])).sum())
 
 
 def _candidates(values, name):

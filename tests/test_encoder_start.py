@@ -134,7 +134,7 @@ def test_the_encoders_part_does_not_depend_on_where_its_features_are_centred(see
     np.testing.assert_allclose(shifted, plain, rtol=1e-4, atol=1e-4)
 
 
-def test_with_fewer_than_min_events_events_the_encoders_part_stays_out():
+def test_with_fewer_than_min_events_the_encoders_part_stays_out():
     # a strong signal on 39 events: no held-out slope can shrink the part, so it stays out
     # (the held-out test alone lets it in); the same signal on 99 events enters
     from survbehrt.recalibration import MIN_EVENTS
