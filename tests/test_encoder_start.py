@@ -99,28 +99,29 @@ def test_encoder_start_must_be_a_bool():
         tiny_estimator(encoder_start="yes").fit(X, y)
 
 
-def _shifted_starts(shift, seed=0, n=150, effect=0.8, follow_up=4.0):
-    """The encoder's part of a start fitted to features ``h`` and to ``h + shift``: the
-    logits each gives every row, and whether the part entered (the risk ``effect * h_0``,
-    censoring uniform up to ``follow_up`` years)."""
-    from survbehrt.cox_start import HazardStart, _with_representations
-    from survbehrt.survival import TimeGrid, marginal_logits
+def _drawn_cohort(seed, n=150, effect=0.8, follow_up=4.0):
+    """Features ``h`` (n, 4), outcomes whose risk is ``effect * h_0`` (censoring uniform up to
+    ``follow_up`` years), and the time grid's edges."""
+    from survbehrt.survival import TimeGrid
 
     rng = np.random.default_rng(seed)
     h = rng.normal(size=(n, 4))
     t = rng.exponential(1.0 / (0.4 * np.exp(effect * h[:, 0])))
     c = rng.uniform(0.5, follow_up, n)
     time, event = np.minimum(t, c), t <= c
-    cuts = TimeGrid(20).fit(Surv.from_arrays(event, time)).cuts_
+    return h, time, event, TimeGrid(20).fit(Surv.from_arrays(event, time)).cuts_
+
+
+def _encoders_part(features, time, event, cuts, seed):
+    """The logits the start with the encoder's part gives every row, and whether it entered."""
+    from survbehrt.cox_start import HazardStart, _with_representations
+    from survbehrt.survival import marginal_logits
+
     start = HazardStart(marginal_logits(time, event, cuts), 0.0, 1.0)
-    out = []
-    for features in (h, h + shift):
-        part = _with_representations(start, features, None, time, event, cuts, None, seed)
-        weight = (np.zeros(features.shape[1]) if part.representation_weight is None
-                  else part.representation_weight)
-        out.append((part.baseline[None, :] + (features @ weight)[:, None],
-                    part.representation_used))
-    return out
+    part = _with_representations(start, features, None, time, event, cuts, None, seed)
+    weight = (np.zeros(features.shape[1]) if part.representation_weight is None
+              else part.representation_weight)
+    return part.baseline[None, :] + (features @ weight)[:, None], part.representation_used
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -128,8 +129,10 @@ def test_the_encoders_part_does_not_depend_on_where_its_features_are_centred(see
     # ~2 events per interval: some fold's training rows have none in an interval, which
     # then keeps the population's hazard; the part's fit, its test and the start's
     # hazards must not move when every row's features move by the same vector
-    (plain, used), (shifted, used_shifted) = _shifted_starts(np.array([30.0, -20.0, 5.0, 40.0]),
-                                                             seed=seed)
+    h, time, event, cuts = _drawn_cohort(seed)
+    plain, used = _encoders_part(h, time, event, cuts, seed)
+    shifted, used_shifted = _encoders_part(h + np.array([30.0, -20.0, 5.0, 40.0]), time, event,
+                                           cuts, seed)
     assert used and used_shifted
     np.testing.assert_allclose(shifted, plain, rtol=1e-4, atol=1e-4)
 
@@ -140,7 +143,7 @@ def test_with_fewer_than_min_events_the_encoders_part_stays_out():
     from survbehrt.recalibration import MIN_EVENTS
 
     assert MIN_EVENTS == 50  # the cohorts below are drawn around it
-    (_, used), _ = _shifted_starts(np.zeros(4), seed=2, n=100, effect=1.5, follow_up=0.6)
+    _, used = _encoders_part(*_drawn_cohort(2, n=100, effect=1.5, follow_up=0.6), seed=2)
     assert used is False
-    (_, used_more), _ = _shifted_starts(np.zeros(4), seed=2, n=200, effect=1.5, follow_up=3.0)
+    _, used_more = _encoders_part(*_drawn_cohort(2, n=200, effect=1.5, follow_up=3.0), seed=2)
     assert used_more is True
