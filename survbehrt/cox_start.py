@@ -122,17 +122,17 @@ def hazard_start(tokens, rows, time, event, cuts, *, wide: bool, n_special: int,
         weights are zero.
     representations : ndarray of shape (len(rows), d), optional
         A pre-trained encoder's representation of each row's last visit (what the
-        hazard head reads at the start). Then a second penalised fit adds a linear
-        predictor of them to the first (the wide fit, or nothing): the first fit's
-        predictor a fixed offset, its own ridge penalty chosen by the same rule on the
-        same folds (:func:`fit_wide_start` with ``offset``), its baseline replacing the
-        first's. The features are centred on the training rows for the fit (the
-        mean's share of the predictor moves into the baseline), so neither the part
-        nor its test depends on where they are centred. The model starts where a Cox
-        model on the counts and on the encoder's features would, and the encoder's part
-        needs no training to count. It is kept only where those folds' held-out
-        likelihood is better with it than with the first fit alone, and never with
-        fewer than :data:`~survbehrt.recalibration.MIN_EVENTS` events, where no
+        hazard head reads at the start). Then the first fit (the wide fit, or nothing)
+        is made again with a linear predictor of them beside its own columns, in one
+        penalised fit (:func:`fit_wide_start` with ``representations``: their own ridge
+        penalty, chosen by the same rule on the same folds with the others): the model
+        starts where a Cox model on the counts and on the encoder's features would, and
+        the encoder's part needs no training to count. The features are centred on the
+        training rows for the fit (the mean's share of the predictor moves into the
+        baseline), so neither the part nor its test depends on where they are centred.
+        The joint fit is kept only where those folds' held-out likelihood is better than
+        the first fit's, and never with fewer than
+        :data:`~survbehrt.recalibration.MIN_EVENTS` events, where no
         held-out slope can shrink it (``representation_used``).
 
     Returns
@@ -141,50 +141,64 @@ def hazard_start(tokens, rows, time, event, cuts, *, wide: bool, n_special: int,
     """
     train_age = np.asarray(tokens.index_age[rows], dtype=float)
     age_mean, age_scale = float(train_age.mean()), float(max(train_age.std(), 1.0))
+    n = len(rows)
+    held_out = recency is not None or representations is not None
     if not wide:
         # every patient at the population's curve (the no-covariate fit)
         start = HazardStart(marginal_logits(time, event, cuts), age_mean, age_scale)
-        return _with_representations(start, representations, None, time, event, cuts, groups,
-                                     random_state)
-    # a penalised proportional-hazards fit on the log counts and the age: the
-    # transformer then has to add to what Cox does
-    covariates = covariate_matrix((train_age - age_mean) / age_scale, tokens.n_visits_at(rows),
-                                  None if not tempo_scales
-                                  else tokens.decayed_visit_counts_at(rows, tempo_scales))
-    features = count_features(tokens, n_special, vocab_size, rows=rows, recency=recency)
+        features, covariates = sparse.csr_matrix((n, 0)), np.zeros((n, 0))
+    else:
+        # a penalised proportional-hazards fit on the log counts and the age: the
+        # transformer then has to add to what Cox does
+        covariates = covariate_matrix((train_age - age_mean) / age_scale, tokens.n_visits_at(rows),
+                                      None if not tempo_scales
+                                      else tokens.decayed_visit_counts_at(rows, tempo_scales))
+        features = count_features(tokens, n_special, vocab_size, rows=rows, recency=recency)
 
-    def fit(x):
-        return fit_wide_start(x, covariates, time, event, cuts, groups=groups,
-                              random_state=random_state, held_out=recency is not None)
-
-    start, recent = fit(features), None
-    if recency is not None:
-        # the recent counts enter only where the same folds' held-out likelihood says they
-        # help: on a cohort whose risk is in the whole history's counts they are noise that
-        # the codes' one penalty cannot shrink alone
-        alone = fit(features[:, :vocab_size])
-        recent = not (alone["held_out_nll"] is not None and start["held_out_nll"] is not None
-                      and alone["held_out_nll"] <= start["held_out_nll"])
-        if not recent:
-            start = dict(alone, beta=np.concatenate(
-                [alone["beta"], np.zeros(vocab_size, dtype=alone["beta"].dtype)]))
-    out = HazardStart(start["baseline"], age_mean, age_scale, beta=start["beta"],
-                      gamma=start["gamma"], alpha=start["alpha"],
-                      covariate_alpha=start["covariate_alpha"], scale=start["scale"],
-                      shrinkage=start["shrinkage"], recent=recent)
-    if representations is None:
+    def fit(x, reps=None):
+        out = fit_wide_start(x, covariates, time, event, cuts, groups=groups,
+                             random_state=random_state, held_out=held_out, representations=reps)
+        if x.shape[1] < features.shape[1]:  # the recent counts out: their weights are zero
+            out["beta"] = np.concatenate(
+                [out["beta"], np.zeros(features.shape[1] - x.shape[1], dtype=out["beta"].dtype)])
         return out
-    offset = features @ start["beta"].astype(float) + covariates @ start["gamma"].astype(float)
-    return _with_representations(out, representations, offset, time, event, cuts, groups,
-                                 random_state)
 
-
-def _with_representations(start, representations, offset, time, event, cuts, groups,
-                          random_state) -> HazardStart:
-    """``start`` with the encoder's part fitted on top of its predictor ``offset`` (None: 0),
-    where the folds' held-out likelihood says it helps."""
+    if not wide:
+        first = {"held_out_nll": fit(features)["held_out_nll"]} if held_out else None
+        kept = features
+    else:
+        first, kept = fit(features), features
+        if recency is not None:
+            # the recent counts enter only where the same folds' held-out likelihood says
+            # they help: on a cohort whose risk is in the whole history's counts they are
+            # noise that the codes' one penalty cannot shrink alone
+            alone = fit(features[:, :vocab_size])
+            recent = not (alone["held_out_nll"] is not None
+                          and first["held_out_nll"] is not None
+                          and alone["held_out_nll"] <= first["held_out_nll"])
+            if not recent:
+                first, kept = alone, features[:, :vocab_size]
+            first["recent"] = recent
+        start = _as_start(first, age_mean, age_scale)
     if representations is None:
         return start
+    return _with_representations(start, first["held_out_nll"], lambda reps: fit(kept, reps),
+                                 representations, time, event, cuts)
+
+
+def _as_start(fit, age_mean, age_scale) -> HazardStart:
+    """The :class:`HazardStart` of a :func:`fit_wide_start` result."""
+    return HazardStart(fit["baseline"], age_mean, age_scale, beta=fit["beta"],
+                       gamma=fit["gamma"], alpha=fit["alpha"],
+                       covariate_alpha=fit["covariate_alpha"], scale=fit["scale"],
+                       shrinkage=fit["shrinkage"], recent=fit.get("recent"))
+
+
+def _with_representations(start, first_nll, refit, representations, time, event, cuts
+                          ) -> HazardStart:
+    """``start`` refitted with the encoder's part beside its own columns (``refit(reps)``,
+    a :func:`fit_wide_start` on the same folds), where those folds' held-out likelihood is
+    better than the first fit's (``first_nll``)."""
     if _events_within(time, event, cuts) < MIN_EVENTS:
         # with fewer events there is no held-out slope to shrink the part by: it would enter
         # at its relaxed in-sample scale, by a test of a few dozen events' likelihoods (on
@@ -200,25 +214,22 @@ def _with_representations(start, representations, offset, time, event, cuts, gro
     # share moves into the baseline
     reps = np.asarray(representations, dtype=float)
     mean = reps.mean(axis=0)
-    reps = reps - mean
-
-    def fit(columns):
-        # dense columns through the codes' path (one ridge, scale-aware); no covariates
-        return fit_wide_start(sparse.csr_matrix(columns), np.zeros((len(reps), 0)), time, event,
-                              cuts, groups=groups, random_state=random_state, min_rows=1,
-                              covariate_alphas=[1.0], offset=offset, held_out=True)
-
-    # the relaxed scale undoes the ridge's shrinkage, so no penalty sets a useless
-    # encoder's part to zero: it enters only where the same folds' held-out likelihood is
-    # better with it than with the first fit alone (its baseline refitted in each fold)
-    with_reps, alone = fit(reps), fit(np.zeros((len(reps), 0)))
-    if (with_reps["held_out_nll"] is None or alone["held_out_nll"] is None
-            or with_reps["held_out_nll"] >= alone["held_out_nll"]):
+    # one fit of the codes, the covariates and the representations together, each block
+    # with its penalty: fitted on top of the first fit as a fixed offset, the part was
+    # judged against an offset that had seen each fold's held-out rows (on `latent` it
+    # then chose the strongest penalty, and the start ranked 0.015 below this fit)
+    joint = refit(reps - mean)
+    if first_nll is None or joint["held_out_nll"] is None or joint["held_out_nll"] >= first_nll:
         return replace(start, representation_used=False)
-    baseline = with_reps["baseline"] - float(mean @ with_reps["beta"].astype(float))
-    return replace(start, baseline=baseline.astype(np.float32),
-                   representation_weight=with_reps["beta"],
-                   representation_alpha=with_reps["alpha"], representation_used=True)
+    weight = joint["representation_weight"]
+    baseline = joint["baseline"] - float(mean @ weight.astype(float))
+    wide = {} if start.beta is None else dict(
+        beta=joint["beta"], gamma=joint["gamma"], alpha=joint["alpha"],
+        covariate_alpha=joint["covariate_alpha"], scale=joint["scale"],
+        shrinkage=joint["shrinkage"])
+    return replace(start, baseline=baseline.astype(np.float32), representation_weight=weight,
+                   representation_alpha=joint["representation_alpha"], representation_used=True,
+                   **wide)
 
 
 def count_features(tokens, n_special: int, vocab_size: int, rows=None, recency=None):
@@ -279,7 +290,7 @@ def count_features(tokens, n_special: int, vocab_size: int, rows=None, recency=N
 
 def fit_wide_start(features, covariates, time, event, cuts, alphas=None, groups=None,
                    random_state=0, min_rows=5, covariate_alphas=None, held_out=False,
-                   offset=None):
+                   offset=None, representations=None):
     """Fit the wide path alone (a penalised proportional-hazards model) to start from.
 
     The likelihood is the model's own (piecewise-constant hazards on ``cuts``) with the
@@ -359,6 +370,14 @@ def fit_wide_start(features, covariates, time, event, cuts, alphas=None, groups=
     held_out : bool, default=False
         Also return the criterion at the chosen pair (``held_out_nll``), to compare
         designs on the same folds; off, the fit skips its evaluation.
+    representations : ndarray of shape (n, d), optional
+        Dense features with a ridge penalty of their own (``rho / 2 sum_j (s_j w_j)^2``,
+        walked on the codes' grid after ``lambda`` in each round, the rounds going on
+        until ``lambda`` and ``rho`` both settle): an encoder's representations beside
+        the codes and the covariates (:func:`hazard_start`'s ``representations``). Their
+        weights are returned as ``representation_weight`` and the penalty as
+        ``representation_alpha``; ``rho`` is walked even where ``alphas`` and
+        ``covariate_alphas`` are single values.
     offset : ndarray of shape (n,), optional
         A fixed predictor added to every row's logits (in every fit, fold and held-out
         likelihood): the model fitted is ``b_k + offset + x beta + c gamma``, and the
@@ -384,10 +403,14 @@ def fit_wide_start(features, covariates, time, event, cuts, alphas=None, groups=
     n = features.shape[0]
     # without an offset the likelihoods add nothing (not an array of zeros at every call)
     offset = None if offset is None else np.asarray(offset, dtype=float)
+    n_covariates = covariates.shape[1]
+    n_reps = 0 if representations is None else np.shape(representations)[1]
+    if n_reps:  # dense like the covariates, with a penalty of their own
+        covariates = np.hstack([covariates, np.asarray(representations, dtype=float)])
     data = (features, covariates, time, event, cuts)
-    full = _RidgeFit(data, np.arange(n), min_rows, offset)
-    walk = not (alphas is not None and alphas.size == 1 and covariate_alphas is not None
-                and covariate_alphas.size == 1)
+    full = _RidgeFit(data, np.arange(n), min_rows, offset, n_reps)
+    walk = n_reps or not (alphas is not None and alphas.size == 1
+                          and covariate_alphas is not None and covariate_alphas.size == 1)
     folds = []
     # the folds choose the penalties (a walk or candidates) and the scale's shrinkage,
     # which needs MIN_EVENTS events (within the grid, which is the horizon); with fewer the
@@ -400,44 +423,55 @@ def fit_wide_start(features, covariates, time, event, cuts, alphas=None, groups=
         else:
             splits = KFold(3, shuffle=True, random_state=random_state).split(idx)
         for train, test in splits:
-            fold = _RidgeFit(data, train, min_rows, offset)
+            fold = _RidgeFit(data, train, min_rows, offset, n_reps)
             folds.append((fold, fold.design_of(features, covariates, test),
                           _PiecewiseExp(time[test], event[test], cuts,
                                         None if offset is None else offset[test])))
 
-    def fit_folds(a, lam):
-        """The folds fitted at (a, lam); their held-out slope (1 without shrinkage)."""
+    def fit_folds(a, lam, rho):
+        """The folds fitted at (a, lam, rho); their held-out slope (1 without shrinkage)."""
         for fold, _, _ in folds:
-            fold.fit(a, lam)
+            fold.fit(a, lam, rho)
         return _held_out_slope(folds) if shrunk else 1.0
 
-    def held_out_nll(a, lam):
+    def held_out_nll(a, lam, rho):
         # each fold's fit judged at the scale the final fit will have: its relaxed scale
-        # times the folds' held-out slope at (a, lam), its baseline refitted at that scale
-        slope = fit_folds(a, lam)
+        # times the folds' held-out slope at (a, lam, rho), its baseline refitted at that
+        # scale
+        slope = fit_folds(a, lam, rho)
         if shrunk:
             for fold, _, _ in folds:
                 fold.relax(scale=slope * fold.relaxed[1])
         return sum(lik.value(fold.logits(x)) for fold, x, lik in folds)
 
+    rho = FIRST_ALPHA if n_reps else None  # the representations' penalty
     if not walk:
         alpha, covariate_alpha = float(alphas[0]), float(covariate_alphas[0])
     else:
-        # coordinate descent: alpha walked at the current lambda, then lambda at that
-        # alpha, until lambda moves by less than half its step (alpha is then at its best
-        # for it)
+        # coordinate descent: alpha walked at the current lambda (and rho), then lambda at
+        # that alpha, then rho, until lambda (and rho) move by less than half their step
+        # (alpha is then at its best for them). A block without columns is not walked:
+        # its penalty changes nothing
         alpha, covariate_alpha = FIRST_ALPHA, FIRST_COVARIATE_ALPHA
         for _ in range(MAX_ROUNDS):
-            alpha = _choose(lambda a, lam=covariate_alpha: held_out_nll(a, lam), alphas, alpha,
-                            ALPHA_STEP, ALPHA_RANGE)
-            previous = covariate_alpha
-            covariate_alpha = _choose(lambda lam, a=alpha: held_out_nll(a, lam), covariate_alphas,
-                                      covariate_alpha, COVARIATE_ALPHA_STEP,
-                                      COVARIATE_ALPHA_RANGE)
-            if abs(np.log(covariate_alpha / previous)) < 0.5 * np.log(COVARIATE_ALPHA_STEP):
+            if features.shape[1]:
+                alpha = _choose(lambda a, lam=covariate_alpha, r=rho: held_out_nll(a, lam, r),
+                                alphas, alpha, ALPHA_STEP, ALPHA_RANGE)
+            previous, settled = covariate_alpha, True
+            if n_covariates:
+                covariate_alpha = _choose(lambda lam, a=alpha, r=rho: held_out_nll(a, lam, r),
+                                          covariate_alphas, covariate_alpha,
+                                          COVARIATE_ALPHA_STEP, COVARIATE_ALPHA_RANGE)
+                settled = (abs(np.log(covariate_alpha / previous))
+                           < 0.5 * np.log(COVARIATE_ALPHA_STEP))
+            if n_reps:
+                previous = rho
+                rho = _search(lambda r, a=alpha, lam=covariate_alpha: held_out_nll(a, lam, r))
+                settled = settled and abs(np.log(rho / previous)) < 0.5 * np.log(ALPHA_STEP)
+            if settled:
                 break
     # the in-sample scale is optimistic: shrunk by the folds' held-out slope at the pair
-    shrink = fit_folds(alpha, covariate_alpha) if shrunk else 1.0
+    shrink = fit_folds(alpha, covariate_alpha, rho) if shrunk else 1.0
     if folds:
         # start from the folds' last fits, at or near these penalties (a guess: the
         # optimum is the same)
@@ -446,7 +480,7 @@ def fit_wide_start(features, covariates, time, event, cuts, alphas=None, groups=
         full.theta = np.concatenate([np.mean([w[0] for w in thetas], axis=0)[full.codes],
                                      np.mean([w[1] for w in thetas], axis=0)[full.covs]])
         full.b = np.mean([fold.b for fold in fits], axis=0)
-    full.fit(alpha, covariate_alpha)
+    full.fit(alpha, covariate_alpha, rho)
     if shrink != 1.0:  # (at 1 the relaxed baseline is already the one at that scale)
         full.relax(scale=shrink * full.relaxed[1])
     beta, gamma = full.ridge_weights(features.shape[1], covariates.shape[1])
@@ -456,8 +490,13 @@ def fit_wide_start(features, covariates, time, event, cuts, alphas=None, groups=
            "baseline": baseline.astype(np.float32), "alpha": float(alpha),
            "covariate_alpha": float(covariate_alpha), "scale": float(scale),
            "shrinkage": float(shrink)}
+    if n_reps:
+        out["gamma"], out["representation_weight"] = (out["gamma"][:n_covariates],
+                                                      out["gamma"][n_covariates:])
+        out["representation_alpha"] = float(rho)
     if held_out:  # last, so that it cannot move the fit: the folds are already at the pair
-        out["held_out_nll"] = float(held_out_nll(alpha, covariate_alpha)) if folds else None
+        out["held_out_nll"] = (float(held_out_nll(alpha, covariate_alpha, rho)) if folds
+                               else None)
     return out
 
 
@@ -607,7 +646,7 @@ class _RidgeFit:
     ``offset`` (one value per row of ``data``) is a fixed part of every logit.
     """
 
-    def __init__(self, data, rows, min_rows, offset=None):
+    def __init__(self, data, rows, min_rows, offset=None, n_representations=0):
         features, covariates, time, event, cuts = data
         x, z = features[rows], covariates[rows]
         mean = np.asarray(x.mean(axis=0)).ravel()
@@ -620,6 +659,8 @@ class _RidgeFit:
         self.codes = np.flatnonzero((present >= min_rows) & (sd > _constant_tol(mean)))
         sd_z = z.std(axis=0)
         self.covs = np.flatnonzero(sd_z > _constant_tol(z.mean(axis=0)))
+        # the last n_representations dense columns are the representations' block
+        self.representation = self.covs >= z.shape[1] - n_representations
         self.scale_sq = np.concatenate([sd[self.codes], sd_z[self.covs]]) ** 2
         self.n_codes = self.codes.shape[0]
         self.design = self.design_of(features, covariates, rows)
@@ -637,23 +678,25 @@ class _RidgeFit:
         return sparse.hstack([features[rows][:, self.codes],
                               sparse.csr_matrix(covariates[rows][:, self.covs])], format="csr")
 
-    def _penalty(self, alpha, covariate_alpha):
+    def _penalty(self, alpha, covariate_alpha, representation_alpha=None):
         weights = np.full(self.scale_sq.shape[0], covariate_alpha)
         weights[: self.n_codes] = alpha
+        if representation_alpha is not None:
+            weights[self.n_codes :][self.representation] = representation_alpha
         return weights * self.scale_sq
 
     def _objective(self, theta, b, penalty):
         logits = b[None, :] + (self.design @ theta)[:, None]
         return self.lik.value(logits) + 0.5 * float(penalty @ (theta * theta))
 
-    def fit(self, alpha, covariate_alpha, tol=1e-7, max_iter=100):
+    def fit(self, alpha, covariate_alpha, representation_alpha=None, tol=1e-7, max_iter=100):
         """The ridge fit at the penalties, then its relaxed scale and baseline (:meth:`relax`).
 
         Newton's method from the last fit moved along the path's tangent. The Hessian is
         factorised at the first step and reused while the steps it gives keep shrinking
         fast (a chord method); it is refactorised when they do not.
         """
-        penalty = self._penalty(alpha, covariate_alpha)
+        penalty = self._penalty(alpha, covariate_alpha, representation_alpha)
         value = self._objective(self.theta, self.b, penalty)
         if self._solve is not None:
             # d(theta, b) for a change dP of the (diagonal) penalty at the last solution:

@@ -114,11 +114,18 @@ def _drawn_cohort(seed, n=150, effect=0.8, follow_up=4.0):
 
 def _encoders_part(features, time, event, cuts, seed):
     """The logits the start with the encoder's part gives every row, and whether it entered."""
-    from survbehrt.cox_start import HazardStart, _with_representations
+    from scipy import sparse
+
+    from survbehrt.cox_start import HazardStart, _with_representations, fit_wide_start
     from survbehrt.survival import marginal_logits
 
+    def fit(reps=None):  # the start without the wide path: no codes, no covariates
+        return fit_wide_start(sparse.csr_matrix((len(time), 0)), np.zeros((len(time), 0)), time,
+                              event, cuts, random_state=seed, held_out=True,
+                              representations=reps)
+
     start = HazardStart(marginal_logits(time, event, cuts), 0.0, 1.0)
-    part = _with_representations(start, features, None, time, event, cuts, None, seed)
+    part = _with_representations(start, fit()["held_out_nll"], fit, features, time, event, cuts)
     weight = (np.zeros(features.shape[1]) if part.representation_weight is None
               else part.representation_weight)
     return part.baseline[None, :] + (features @ weight)[:, None], part.representation_used

@@ -488,8 +488,8 @@ def test_wide_start_folds_see_only_their_training_rows(monkeypatch):
     seen = []
     init = cs._RidgeFit.__init__
 
-    def spy(self, data, rows, min_rows, offset=None):
-        init(self, data, rows, min_rows, offset)
+    def spy(self, data, rows, min_rows, *args):
+        init(self, data, rows, min_rows, *args)
         seen.append((np.asarray(rows), self.codes.copy(), self.scale_sq.copy()))
 
     monkeypatch.setattr(cs._RidgeFit, "__init__", spy)
