@@ -290,7 +290,7 @@ def count_features(tokens, n_special: int, vocab_size: int, rows=None, recency=N
 
 def fit_wide_start(features, covariates, time, event, cuts, alphas=None, groups=None,
                    random_state=0, min_rows=5, covariate_alphas=None, held_out=False,
-                   offset=None, representations=None):
+                   representations=None):
     """Fit the wide path alone (a penalised proportional-hazards model) to start from.
 
     The likelihood is the model's own (piecewise-constant hazards on ``cuts``) with the
@@ -378,11 +378,6 @@ def fit_wide_start(features, covariates, time, event, cuts, alphas=None, groups=
         weights are returned as ``representation_weight`` and the penalty as
         ``representation_alpha``; ``rho`` is walked even where ``alphas`` and
         ``covariate_alphas`` are single values.
-    offset : ndarray of shape (n,), optional
-        A fixed predictor added to every row's logits (in every fit, fold and held-out
-        likelihood): the model fitted is ``b_k + offset + x beta + c gamma``, and the
-        relaxed scale and the shrinkage apply to ``x beta + c gamma`` alone (see
-        :func:`hazard_start`'s ``representations``).
 
     Returns
     -------
@@ -401,14 +396,12 @@ def fit_wide_start(features, covariates, time, event, cuts, alphas=None, groups=
     alphas, covariate_alphas = _candidates(alphas, "alphas"), _candidates(
         covariate_alphas, "covariate_alphas")
     n = features.shape[0]
-    # without an offset the likelihoods add nothing (not an array of zeros at every call)
-    offset = None if offset is None else np.asarray(offset, dtype=float)
     n_covariates = covariates.shape[1]
     n_reps = 0 if representations is None else np.shape(representations)[1]
     if n_reps:  # dense like the covariates, with a penalty of their own
         covariates = np.hstack([covariates, np.asarray(representations, dtype=float)])
     data = (features, covariates, time, event, cuts)
-    full = _RidgeFit(data, np.arange(n), min_rows, offset, n_reps)
+    full = _RidgeFit(data, np.arange(n), min_rows, n_reps)
     walk = n_reps or not (alphas is not None and alphas.size == 1
                           and covariate_alphas is not None and covariate_alphas.size == 1)
     folds = []
@@ -423,10 +416,9 @@ def fit_wide_start(features, covariates, time, event, cuts, alphas=None, groups=
         else:
             splits = KFold(3, shuffle=True, random_state=random_state).split(idx)
         for train, test in splits:
-            fold = _RidgeFit(data, train, min_rows, offset, n_reps)
+            fold = _RidgeFit(data, train, min_rows, n_reps)
             folds.append((fold, fold.design_of(features, covariates, test),
-                          _PiecewiseExp(time[test], event[test], cuts,
-                                        None if offset is None else offset[test])))
+                          _PiecewiseExp(time[test], event[test], cuts)))
 
     def fit_folds(a, lam, rho):
         """The folds fitted at (a, lam, rho); their held-out slope (1 without shrinkage)."""
@@ -522,7 +514,7 @@ def _held_out_slope(folds) -> float:
     event = np.concatenate([lik.events.any(axis=1) for _, _, lik in folds])
     cumhaz, log_risk = [], []
     for fold, x, lik in folds:
-        eta, _ = _PiecewiseExp._softplus(fold.logits(x) + lik.offset)
+        eta, _ = _PiecewiseExp._softplus(fold.logits(x))
         cumhaz.append((lik.exposure * eta).sum(axis=1))
         log_risk.append(fold.relaxed[1] * (x @ fold.theta))
     return fit_calibration(event, np.concatenate(cumhaz), np.concatenate(log_risk),
@@ -591,15 +583,11 @@ class _PiecewiseExp:
     Row ``i`` lives through share ``E_ik`` of interval ``k`` (1 before its time's
     interval, the share lived there, 0 after) and has its event, if any, in interval
     ``k_i``: ``-log L_i = sum_k E_ik eta_ik - delta_i log(eta_ik_i / width_k_i)`` with
-    ``eta = softplus(a)``, as :func:`survbehrt.losses.survival_nll` computes it. With an
-    ``offset`` (one value per row), the logits are ``a + offset``: a fixed predictor that
-    the fitted one adds to.
+    ``eta = softplus(a)``, as :func:`survbehrt.losses.survival_nll` computes it.
     """
 
-    def __init__(self, time, event, cuts, offset=None):
+    def __init__(self, time, event, cuts):
         event = event & (time <= cuts[-1])  # the grid is the horizon: censored at its end
-        # a fixed part of each row's logits (another model's predictor), added in every bin
-        self.offset = 0.0 if offset is None else np.asarray(offset, dtype=float)[:, None]
         k, share = locate(np.minimum(time, cuts[-1]), cuts)
         j = np.arange(cuts.shape[0] - 1)[None, :]
         self.exposure = (j < k[:, None]) + (j == k[:, None]) * share[:, None]
@@ -615,14 +603,14 @@ class _PiecewiseExp:
         return np.maximum(a, 0.0) + np.log1p(e), np.where(a >= 0.0, 1.0, e) / (1.0 + e)
 
     def value(self, a) -> float:
-        a = np.maximum(a + self.offset, -700.0)
+        a = np.maximum(a, -700.0)
         eta = np.maximum(a, 0.0) + np.log1p(np.exp(-np.abs(a)))
         return float((self.exposure * eta).sum() - np.log(eta[self.event_at]).sum()
                      + self.log_width)
 
     def derivatives(self, a):
         """``d/da`` and ``d^2/da^2`` of each row's term (both (n, K); the second >= 0)."""
-        eta, sig = self._softplus(a + self.offset)
+        eta, sig = self._softplus(a)
         slope = sig * (1.0 - sig)  # d sigma / da
         grad, hess = self.exposure * sig, self.exposure * slope
         # the event terms, at each event's (row, interval) only
@@ -642,11 +630,12 @@ def _constant_tol(mean):
 class _RidgeFit:
     """The penalised fit on one set of training rows, followed along a penalty path.
 
-    The codes kept and the scales of the penalty are computed on these rows only;
-    ``offset`` (one value per row of ``data``) is a fixed part of every logit.
+    The codes kept and the scales of the penalty are computed on these rows only. The
+    last ``n_representations`` columns of ``data``'s dense covariates are the
+    representations' block, with a penalty of its own.
     """
 
-    def __init__(self, data, rows, min_rows, offset=None, n_representations=0):
+    def __init__(self, data, rows, min_rows, n_representations=0):
         features, covariates, time, event, cuts = data
         x, z = features[rows], covariates[rows]
         mean = np.asarray(x.mean(axis=0)).ravel()
@@ -665,8 +654,7 @@ class _RidgeFit:
         self.n_codes = self.codes.shape[0]
         self.design = self.design_of(features, covariates, rows)
         self.design_t = self.design.T.tocsr()
-        self.lik = _PiecewiseExp(time[rows], event[rows], cuts,
-                                 None if offset is None else offset[rows])
+        self.lik = _PiecewiseExp(time[rows], event[rows], cuts)
         self.free = self.lik.events.any(axis=0)  # intervals without events keep their start
         self.b = marginal_logits(time[rows], event[rows], cuts).astype(float)
         self.theta = np.zeros(self.design.shape[1])

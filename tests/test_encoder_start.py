@@ -154,3 +154,36 @@ def test_with_fewer_than_min_events_the_encoders_part_stays_out():
     assert used is False
     _, used_more = _encoders_part(*_drawn_cohort(2, n=200, effect=1.5, follow_up=3.0), seed=2)
     assert used_more is True
+
+
+def test_the_encoders_part_and_the_codes_are_fitted_together():
+    # a code count that is a noisy proxy of the risk, and representations that hold the
+    # risk itself: fitted together, the representations take the proxy's weight. (Fitted
+    # on top of the wide fit as a fixed offset, the codes kept all of theirs, and the
+    # offset, fitted on every row, had seen each fold's held-out rows.)
+    from scipy import sparse
+
+    from survbehrt.cox_start import _as_start, _with_representations, fit_wide_start
+    from survbehrt.survival import TimeGrid
+
+    rng = np.random.default_rng(0)
+    n = 600
+    h = rng.normal(size=(n, 3))
+    proxy = np.log1p(rng.poisson(np.exp(h[:, 0])))
+    codes = sparse.csr_matrix(np.column_stack([proxy, np.log1p(rng.poisson(0.5, (n, 4)))]))
+    t = rng.exponential(1.0 / (0.4 * np.exp(0.9 * h[:, 0])))
+    c = rng.uniform(0.5, 4.0, n)
+    time, event = np.minimum(t, c), t <= c
+    cuts = TimeGrid(10).fit(Surv.from_arrays(event, time)).cuts_
+
+    def fit(reps=None):
+        return fit_wide_start(codes, np.zeros((n, 0)), time, event, cuts, random_state=0,
+                              held_out=True, representations=reps)
+
+    wide = fit()
+    joint = _with_representations(_as_start(wide, 0.0, 1.0), wide["held_out_nll"], fit, h, time,
+                                  event, cuts)
+    assert joint.representation_used
+    assert wide["beta"][0] > 0.3  # alone, the proxy carries the risk
+    assert joint.beta[0] < 0.25 * wide["beta"][0]
+    assert joint.representation_weight[0] > 0.5

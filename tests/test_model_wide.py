@@ -212,29 +212,34 @@ def test_ridge_fit_minimises_the_penalised_likelihood():
         _raised_by_every_move(value, [beta, gamma, fit.b.copy()])
 
 
-def test_ridge_fit_with_an_offset_minimises_its_penalised_likelihood():
-    # an offset is a fixed part of every logit: the fit at the penalties is the minimum of
-    # the loop's penalised -log L of (baseline + offset + predictor), and differs from
-    # the fit without it (the offset carries signal the codes would otherwise take)
+def test_ridge_fit_gives_the_representations_block_its_own_penalty():
+    # the last dense columns (an encoder's representations) have a penalty of their own:
+    # the fit at (alpha, lam, rho) is the minimum of the loop's penalised -log L with the
+    # three ridge terms, and at rho = lam it is the fit where they are plain covariates
     from scipy import sparse
 
     from survbehrt.cox_start import _RidgeFit
 
     x, cov, time, event, cuts = _small_cohort(n_codes=6)
-    offset = 0.9 * x[:, 0] - 0.5  # what a first model already explains
-    data = (sparse.csr_matrix(x), cov, time, event, cuts)
-    fit = _RidgeFit(data, np.arange(len(x)), 1, offset).fit(3.0, 1.0)
-    beta, gamma = fit.ridge_weights(6, 3)
+    rng = np.random.default_rng(5)
+    reps = np.column_stack([x[:, 0] + rng.normal(0.0, 0.5, len(x)), rng.normal(size=len(x))])
+    data = (sparse.csr_matrix(x), np.hstack([cov, reps]), time, event, cuts)
+    alpha, lam, rho = 3.0, 1.0, 40.0
+    fit = _RidgeFit(data, np.arange(len(x)), 1, n_representations=2).fit(alpha, lam, rho)
+    beta, dense = fit.ridge_weights(6, 5)
+    gamma, weight = dense[:3], dense[3:]
 
-    def value(beta, gamma, baseline):  # the same loop, the offset added to the baseline
-        shifted = baseline[None, :] + offset[:, None]
-        lp = x @ beta + cov @ gamma
-        pen = 3.0 * np.sum((x.std(axis=0) * beta) ** 2) + np.sum((cov.std(axis=0) * gamma) ** 2)
-        return _pc_nll(shifted + lp[:, None], cuts, time, event) + 0.5 * pen
+    def value(beta, gamma, weight, baseline):
+        lp = x @ beta + cov @ gamma + reps @ weight
+        pen = (alpha * np.sum((x.std(axis=0) * beta) ** 2)
+               + lam * np.sum((cov.std(axis=0) * gamma) ** 2)
+               + rho * np.sum((reps.std(axis=0) * weight) ** 2))
+        return _pc_nll(baseline[None, :] + lp[:, None], cuts, time, event) + 0.5 * pen
 
-    _raised_by_every_move(value, [beta, gamma, fit.b.copy()])
-    without = _RidgeFit(data, np.arange(len(x)), 1).fit(3.0, 1.0).ridge_weights(6, 3)[0]
-    assert beta[0] < without[0] - 0.5  # the offset took most of the first code's weight
+    _raised_by_every_move(value, [beta, gamma, weight, fit.b.copy()])
+    block = _RidgeFit(data, np.arange(len(x)), 1, n_representations=2).fit(alpha, lam, lam)
+    plain = _RidgeFit(data, np.arange(len(x)), 1).fit(alpha, lam)
+    np.testing.assert_allclose(block.theta, plain.theta, rtol=1e-10, atol=1e-12)
 
 
 def test_wide_start_is_the_ridge_direction_at_its_shrunk_likelihood_scale(monkeypatch):
@@ -466,12 +471,6 @@ def test_piecewise_exp_matches_the_loss_and_its_derivatives():
     np.testing.assert_allclose(grad, grad_ref.detach().numpy(), rtol=1e-7, atol=1e-10)
     np.testing.assert_allclose(hess, hess_ref.numpy(), rtol=1e-7, atol=1e-10)
     assert (hess >= 0).all()
-    # an offset per row enters every bin's logit: the same as adding it to the logits
-    offset = rng.normal(0.0, 1.0, n)
-    shifted = _PiecewiseExp(time, event, cuts, offset)
-    assert shifted.value(a) == pytest.approx(lik.value(a + offset[:, None]), rel=1e-12)
-    for mine, ref in zip(shifted.derivatives(a), lik.derivatives(a + offset[:, None])):
-        np.testing.assert_allclose(mine, ref, rtol=1e-12)
 
 
 def test_wide_start_folds_see_only_their_training_rows(monkeypatch):
