@@ -61,7 +61,7 @@ class HazardStart:
         was better with them than without (their weights are zero otherwise); None
         without them.
     representation_weight : ndarray of shape (d,) or None
-        The weights of the encoder's representation of the last visit, fitted on top of
+        The weights of the encoder's representation of the last visit, fitted with
         the rest (:func:`hazard_start`'s ``representations``); None without them.
     representation_alpha : float or None
         Their ridge penalty.
@@ -372,8 +372,8 @@ def fit_wide_start(features, covariates, time, event, cuts, alphas=None, groups=
         designs on the same folds; off, the fit skips its evaluation.
     representations : ndarray of shape (n, d), optional
         Dense features with a ridge penalty of their own (``rho / 2 sum_j (s_j w_j)^2``,
-        walked on the codes' grid after ``lambda`` in each round, the rounds going on
-        until ``lambda`` and ``rho`` both settle): an encoder's representations beside
+        walked on the codes' grid from :data:`FIRST_ALPHA` after ``lambda`` in each
+        round, the rounds going on until ``lambda`` and ``rho`` both settle): an encoder's representations beside
         the codes and the covariates (:func:`hazard_start`'s ``representations``). Their
         weights are returned as ``representation_weight`` and the penalty as
         ``representation_alpha``; ``rho`` is walked even where ``alphas`` and
@@ -402,8 +402,8 @@ def fit_wide_start(features, covariates, time, event, cuts, alphas=None, groups=
         covariates = np.hstack([covariates, np.asarray(representations, dtype=float)])
     data = (features, covariates, time, event, cuts)
     full = _RidgeFit(data, np.arange(n), min_rows, n_reps)
-    walk = n_reps or not (alphas is not None and alphas.size == 1
-                          and covariate_alphas is not None and covariate_alphas.size == 1)
+    walk = bool(n_reps) or not (alphas is not None and alphas.size == 1
+                                and covariate_alphas is not None and covariate_alphas.size == 1)
     folds = []
     # the folds choose the penalties (a walk or candidates) and the scale's shrinkage,
     # which needs MIN_EVENTS events (within the grid, which is the horizon); with fewer the
@@ -456,7 +456,7 @@ def fit_wide_start(features, covariates, time, event, cuts, alphas=None, groups=
                                           COVARIATE_ALPHA_STEP, COVARIATE_ALPHA_RANGE)
                 settled = (abs(np.log(covariate_alpha / previous))
                            < 0.5 * np.log(COVARIATE_ALPHA_STEP))
-            if n_reps:
+            if n_reps:  # each round's walk of rho starts again at FIRST_ALPHA
                 previous = rho
                 rho = _search(lambda r, a=alpha, lam=covariate_alpha: held_out_nll(a, lam, r))
                 settled = settled and abs(np.log(rho / previous)) < 0.5 * np.log(ALPHA_STEP)

@@ -295,8 +295,8 @@ class BEHRTSurvivalEstimator(BaseEstimator):
     encoder_start : bool, default=True
         With a ``pretrained`` encoder, the hazard head starts with a linear predictor of
         the encoder's representation of the last visit: a penalised Cox fit of those
-        features on the training rows, on top of the wide path's fit (its predictor a
-        fixed offset; the penalty chosen by the same held-out likelihood on the same
+        features on the training rows, fitted with the wide path's codes and covariates
+        (one fit, their own penalty chosen by the same held-out likelihood on the same
         folds; :func:`survbehrt.cox_start.hazard_start`'s ``representations``). What the
         pre-trained encoder already knows then counts from the first epoch, whatever the
         strategy. It is kept only where those folds' held-out likelihood is better with
