@@ -205,3 +205,31 @@ def test_files_without_recent_counts_load_as_before(tmp_path):
     est.save(tmp_path / "m.pt")
     loaded = type(est).load(tmp_path / "m.pt")
     np.testing.assert_allclose(loaded.predict(X), est.predict(X), rtol=1e-6)
+
+
+def test_with_an_encoders_part_the_recent_counts_keep_their_place():
+    # the encoder's part is fitted with the codes the wide start kept: the joint start
+    # keeps the first fit's choice of the recent counts, their half of beta zero where
+    # they stayed out, and refits the counts' half. The risk is in the representation,
+    # so whether the recent counts enter is a draw: two draws, one of each
+    seen = set()
+    for seed, draw in ((0, 0), (1, 0)):
+        X, _, _ = recency_cohort(400, seed=seed)
+        tok = EHRTokenizer().fit(X)
+        tokens, vocab, n = tok.transform(X), tok.vocab_size_, len(X)
+        rng = np.random.default_rng(draw)
+        reps = rng.normal(size=(n, 3))
+        t = rng.exponential(1.0 / (0.3 * np.exp(reps[:, 0])))
+        c = rng.uniform(0.5, 5.0, n)
+        time, event = np.minimum(t, c), t <= c
+        cuts = np.array([0.0, 0.5, 1.0, 2.0, 5.0])
+        common = dict(wide=True, n_special=N_SPECIAL, vocab_size=vocab, recency=TAU)
+        alone = hazard_start(tokens, np.arange(n), time, event, cuts, **common)
+        start = hazard_start(tokens, np.arange(n), time, event, cuts, **common,
+                             representations=reps)
+        assert start.representation_used and start.representation_weight[0] > 0.5
+        assert start.recent == alone.recent and start.beta.shape == (2 * vocab,)
+        assert start.beta[vocab:].any() == start.recent
+        assert not np.allclose(start.beta[:vocab], alone.beta[:vocab])
+        seen.add(start.recent)
+    assert seen == {True, False}
