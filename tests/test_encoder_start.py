@@ -112,18 +112,27 @@ def _drawn_cohort(seed, n=150, effect=0.8, follow_up=4.0):
     return h, time, event, TimeGrid(20).fit(Surv.from_arrays(event, time)).cuts_
 
 
+def _start_fit(codes, time, event, cuts, seed):
+    """``fit(reps=None)``: the start's penalised fit of ``codes`` (no covariates) and, when
+    given, the encoder's representations, on the same folds (as ``hazard_start`` makes it)."""
+    from survbehrt.cox_start import fit_wide_start
+
+    def fit(reps=None):
+        return fit_wide_start(codes, np.zeros((len(time), 0)), time, event, cuts,
+                              random_state=seed, held_out=True, representations=reps)
+
+    return fit
+
+
 def _encoders_part(features, time, event, cuts, seed):
     """The logits the start with the encoder's part gives every row, and whether it entered."""
     from scipy import sparse
 
-    from survbehrt.cox_start import HazardStart, _with_representations, fit_wide_start
+    from survbehrt.cox_start import HazardStart, _with_representations
     from survbehrt.survival import marginal_logits
 
-    def fit(reps=None):  # the start without the wide path: no codes, no covariates
-        return fit_wide_start(sparse.csr_matrix((len(time), 0)), np.zeros((len(time), 0)), time,
-                              event, cuts, random_state=seed, held_out=True,
-                              representations=reps)
-
+    # the start without the wide path: no codes, no covariates
+    fit = _start_fit(sparse.csr_matrix((len(time), 0)), time, event, cuts, seed)
     start = HazardStart(marginal_logits(time, event, cuts), 0.0, 1.0)
     part = _with_representations(start, fit()["held_out_nll"], fit, features, time, event, cuts)
     weight = (np.zeros(features.shape[1]) if part.representation_weight is None
@@ -163,7 +172,7 @@ def test_the_encoders_part_and_the_codes_are_fitted_together():
     # offset, fitted on every row, had seen each fold's held-out rows.)
     from scipy import sparse
 
-    from survbehrt.cox_start import _as_start, _with_representations, fit_wide_start
+    from survbehrt.cox_start import _as_start, _with_representations
     from survbehrt.survival import TimeGrid
 
     rng = np.random.default_rng(0)
@@ -176,10 +185,7 @@ def test_the_encoders_part_and_the_codes_are_fitted_together():
     time, event = np.minimum(t, c), t <= c
     cuts = TimeGrid(10).fit(Surv.from_arrays(event, time)).cuts_
 
-    def fit(reps=None):
-        return fit_wide_start(codes, np.zeros((n, 0)), time, event, cuts, random_state=0,
-                              held_out=True, representations=reps)
-
+    fit = _start_fit(codes, time, event, cuts, seed=0)
     wide = fit()
     joint = _with_representations(_as_start(wide, 0.0, 1.0), wide["held_out_nll"], fit, h, time,
                                   event, cuts)
