@@ -120,20 +120,21 @@ def hazard_start(tokens, rows, time, event, cuts, *, wide: bool, n_special: int,
         is made with and without them, and the one with the better held-out likelihood
         of :func:`fit_wide_start`'s folds (the same folds) is kept; without them, their
         weights are zero.
-    representations : ndarray of shape (len(rows), d), optional
-        A pre-trained encoder's representation of each row's last visit (what the
-        hazard head reads at the start). Then the first fit (the wide fit, or nothing)
-        is made again with a linear predictor of them beside its own columns, in one
-        penalised fit (:func:`fit_wide_start` with ``representations``: their own ridge
-        penalty, chosen by the same rule on the same folds with the others): the model
-        starts where a Cox model on the counts and on the encoder's features would, and
-        the encoder's part needs no training to count. The features are centred on the
-        training rows for the fit (the mean's share of the predictor moves into the
-        baseline), so neither the part nor its test depends on where they are centred.
-        The joint fit is kept only where those folds' held-out likelihood is better than
-        the first fit's, and never with fewer than
-        :data:`~survbehrt.recalibration.MIN_EVENTS` events, where no
-        held-out slope can shrink it (``representation_used``).
+    representations : ndarray of shape (len(rows), d), or a callable returning it, optional
+        A pre-trained encoder's representation of each row's last visit (what the hazard
+        head reads at the start); a callable (no arguments) is called only where the part
+        can enter, so that the encoder runs only where it is needed. Then the first fit
+        (the wide fit, or nothing) is made again with a linear predictor of them beside its
+        own columns, in one penalised fit (:func:`fit_wide_start` with ``representations``:
+        their own ridge penalty, chosen by the same rule on the same folds with the
+        others): the model starts where a Cox model on the counts and on the encoder's
+        features would, and the encoder's part needs no training to count. The features are
+        centred on the training rows for the fit (the mean's share of the predictor moves
+        into the baseline), so neither the part nor its test depends on where they are
+        centred. The joint fit is kept only where those folds' held-out likelihood is
+        better than the first fit's, and never with fewer than
+        :data:`~survbehrt.recalibration.MIN_EVENTS` events, where no held-out slope can
+        shrink it (``representation_used``).
 
     Returns
     -------
@@ -142,7 +143,10 @@ def hazard_start(tokens, rows, time, event, cuts, *, wide: bool, n_special: int,
     train_age = np.asarray(tokens.index_age[rows], dtype=float)
     age_mean, age_scale = float(train_age.mean()), float(max(train_age.std(), 1.0))
     n = len(rows)
-    held_out = recency is not None or representations is not None
+    # the held-out likelihood compares the recent counts' fits, and the encoder's part
+    # with the first fit where the part can enter
+    held_out = recency is not None or (representations is not None
+                                       and _part_can_enter(time, event, cuts))
     if not wide:
         # every patient at the population's curve (the no-covariate fit)
         start = HazardStart(marginal_logits(time, event, cuts), age_mean, age_scale)
@@ -182,8 +186,10 @@ def hazard_start(tokens, rows, time, event, cuts, *, wide: bool, n_special: int,
         start = _as_start(first, age_mean, age_scale)
     if representations is None:
         return start
-    return _with_representations(start, first["held_out_nll"], lambda reps: fit(kept, reps),
-                                 representations, time, event, cuts)
+    # (no held-out likelihood where the part cannot enter: it is not compared)
+    return _with_representations(start, (first or {}).get("held_out_nll"),
+                                 lambda reps: fit(kept, reps), representations, time, event,
+                                 cuts)
 
 
 def _as_start(fit, age_mean, age_scale) -> HazardStart:
@@ -194,17 +200,25 @@ def _as_start(fit, age_mean, age_scale) -> HazardStart:
                        shrinkage=fit["shrinkage"], recent=fit.get("recent"))
 
 
+def _part_can_enter(time, event, cuts) -> bool:
+    """Whether the encoder's part may enter the start: with fewer than ``MIN_EVENTS``
+    events there is no held-out slope to shrink it by, and it would enter at its relaxed
+    in-sample scale, by a test of a few dozen events' likelihoods (on the Synthea
+    sample's 5-fold benchmark, once centred, it entered a fold of 39 events and cost that
+    fold 0.06 in C)."""
+    return _events_within(time, event, cuts) >= MIN_EVENTS
+
+
 def _with_representations(start, first_nll, refit, representations, time, event, cuts
                           ) -> HazardStart:
     """``start`` refitted with the encoder's part beside its own columns (``refit(reps)``,
     a :func:`fit_wide_start` on the same folds), where those folds' held-out likelihood is
-    better than the first fit's (``first_nll``)."""
-    if _events_within(time, event, cuts) < MIN_EVENTS:
-        # with fewer events there is no held-out slope to shrink the part by: it would enter
-        # at its relaxed in-sample scale, by a test of a few dozen events' likelihoods (on
-        # the Synthea sample's 5-fold benchmark, once centred below, it entered a fold of
-        # 39 events and cost that fold 0.06 in C)
+    better than the first fit's (``first_nll``); ``representations`` a callable is
+    called only where the part can enter."""
+    if not _part_can_enter(time, event, cuts):
         return replace(start, representation_used=False)
+    if callable(representations):
+        representations = representations()
     # centred on the training rows: in a fold whose training rows have no event in some
     # interval, that interval keeps the population's hazard, which is the average
     # patient's only for a centred predictor. The encoder's features are far from

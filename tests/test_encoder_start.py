@@ -193,3 +193,28 @@ def test_the_encoders_part_and_the_codes_are_fitted_together():
     assert wide["beta"][0] > 0.3  # alone, the proxy carries the risk
     assert joint.beta[0] < 0.25 * wide["beta"][0]
     assert joint.representation_weight[0] > 0.5
+
+
+def test_below_min_events_the_start_does_not_run_the_encoder(monkeypatch):
+    # the part cannot enter with fewer than MIN_EVENTS events, so the start does not run
+    # the pre-trained encoder over the training rows for it; with enough events it does
+    from survbehrt.recalibration import MIN_EVENTS
+
+    X, _, _ = make_synthetic_ehr(300, "sequence", random_state=5)
+    pre = tiny_pretrainer(objective="mlm", max_epochs=1).fit(X)
+    calls = []
+    encoder = pre.module_.encoder
+    run = encoder.visit_representations
+    monkeypatch.setattr(encoder, "visit_representations",
+                        lambda *a, **k: calls.append(1) or run(*a, **k))
+    rng = np.random.default_rng(2)
+    time = rng.uniform(0.5, 5.0, len(X))
+    common = dict(strategy="frozen", pretrained=pre, max_epochs=0, recalibrate=False)
+    for n_events, runs in ((MIN_EVENTS - 10, False), (3 * MIN_EVENTS, True)):
+        event = np.zeros(len(X), dtype=bool)
+        event[rng.choice(len(X), n_events, replace=False)] = True
+        calls.clear()
+        started = tiny_estimator(**common).fit(X, Surv.from_arrays(event, time))
+        assert bool(calls) is runs
+        if not runs:
+            assert started.encoder_start_ is False

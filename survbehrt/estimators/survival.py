@@ -678,9 +678,12 @@ class BEHRTSurvivalEstimator(BaseEstimator):
         # with init_head_from_task, the task's head: the wide path then starts at zero
         reps = None
         if pre is not None and task is None and self.encoder_start:
-            # what the head reads at the start: the pre-trained encoder's last visits
-            reps = batched_inference(pre.module_, data.tokens, last_visit_representation,
-                                     device=net_device(pre.net_), rows=data.rows[train_idx])
+            # what the head reads at the start: the pre-trained encoder's last visits (run
+            # by hazard_start only where its part can enter)
+            def reps():
+                return batched_inference(pre.module_, data.tokens, last_visit_representation,
+                                         device=net_device(pre.net_),
+                                         rows=data.rows[train_idx])
         start = hazard_start(
             data.tokens, data.rows[train_idx], cohort.time[train_idx], cohort.event[train_idx],
             grid.cuts_, wide=self.wide is not None and task is None, n_special=N_SPECIAL,
