@@ -1,8 +1,7 @@
 """Label efficiency: how many labelled patients each recipe needs, with and without pre-training.
 
 Run: ``OMP_NUM_THREADS=1 python benchmarks/label_efficiency.py [--datasets ...] [--sizes ...]
-[--pool N] [--test N] [--epochs E] [--pretrain-epochs E] [--code-prefix N] [--code-init
-cooccurrence] [--decay-scales
+[--pool N] [--test N] [--epochs E] [--pretrain-epochs E] [--code-prefix N] [--decay-scales
 YEARS ... | --no-decay-sums] [--jobs J] [--out DIR] [--smoke]``.
 
 For each synthetic generator (``make_synthetic_ehr``'s scenarios ``sequence``, ``counts``,
@@ -151,8 +150,6 @@ def build_parser(description=__doc__):
     parser.add_argument("--code-prefix", type=int, default=None,
                         help="code_prefix of every pretrainer and of no-pretrain (each code's "
                         "embedding plus its group's: the codes' first N characters)")
-    parser.add_argument("--code-init", default="random", choices=["random", "cooccurrence"],
-                        help="code_init of every pretrainer (where the code embeddings start)")
     add_decay_arguments(parser, "every BEHRT recipe")
     parser.add_argument("--fixed-epochs", action="store_true",
                         help="--epochs at every labelled size (default: the epochs scaled so "
@@ -210,7 +207,6 @@ class Run:
     def pretrainer(self, objective, seed):
         prefix = {"tte_prefix": self.args.tte_prefix} if "tte" in objective else {}
         return BEHRTPretrainer(objective=objective, **self.arch, **prefix,
-                               code_init=self.args.code_init,
                                max_epochs=self.args.pretrain_epochs, validation_fraction=0.0,
                                random_state=seed, n_threads=self.args.threads)
 
@@ -563,8 +559,7 @@ def main(argv=None) -> pd.DataFrame:
         run = Run(args)
         print(f"datasets {args.datasets}, sizes {args.sizes}, pool {args.pool}, test "
               f"{args.test}, seeds {args.seeds}; model {run.arch}, {args.pretrain_epochs} "
-              f"pre-training and {args.epochs} fine-tuning epochs; code_init "
-              f"{args.code_init!r}; {args.jobs} job(s)", flush=True)
+              f"pre-training and {args.epochs} fine-tuning epochs; {args.jobs} job(s)", flush=True)
         if not args.smoke:  # the timing fits would double the smoke run
             print_estimate(run, *estimate_cost(run))
         results = fit_all(args)

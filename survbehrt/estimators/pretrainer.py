@@ -8,8 +8,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 from skorch.history import History
 
-from ..data.cooccurrence import cooccurrence_vectors, visit_cooccurrence
-from ..data.tokenizer import N_SPECIAL, EHRTokenizer
+from ..data.tokenizer import EHRTokenizer
 from ..data.validation import check_predict_columns, flatten_ehr
 from ..model import IGNORE_INDEX, PATIENT_POOLING, BEHRTConfig, BEHRTPretrainingModule
 from ..model.tte import objective_parts
@@ -50,25 +49,6 @@ class _PatientEmbedding:
 
     def __call__(self, module, batch):
         return module.encoder.patient_embedding(**batch, pooling=self.pooling)
-
-
-
-#: How :class:`BEHRTPretrainer` starts its code embeddings (``code_init``).
-CODE_INITS = ("random", "cooccurrence")
-
-
-def _start_codes_from_cooccurrence(module, tokens, rows, seed) -> None:
-    """Set the code embeddings of the codes that share a visit with another code (on
-    ``rows``) to their co-occurrence vectors, at the random start's expected length."""
-    config = module.encoder.config
-    weight = module.encoder.embeddings.code.weight
-    counts = visit_cooccurrence(tokens, config.vocab_size, N_SPECIAL, rows)
-    vectors, found = cooccurrence_vectors(
-        counts, config.embedding_dim,
-        norm=config.initializer_range * float(np.sqrt(config.embedding_dim)),
-        random_state=seed)
-    with torch.no_grad():
-        weight[torch.from_numpy(found)] = torch.from_numpy(vectors[found]).to(weight)
 
 
 class BEHRTPretrainer(TransformerMixin, BaseEstimator):
@@ -136,15 +116,6 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
         synonym codes it raised the pre-trained LoRA recipe's C at 4,000 labels by
         0.037-0.059 (three seeds); arbitrary groups cost up to 0.010 in the mean
         (docs/pretraining.md, "Code groups").
-    code_init : {"random", "cooccurrence"}, default="random"
-        How the code embeddings start. ``"random"``: normal, ``initializer_range`` wide.
-        ``"cooccurrence"``: each code that shares a visit with another code starts at its
-        vector from the fit rows' within-visit co-occurrence (the truncated SVD of its
-        positive pointwise mutual information, scaled to the random start's length:
-        :func:`survbehrt.data.cooccurrence.cooccurrence_vectors`), so codes recorded
-        together or interchangeably (synonyms, local codes of one test) start close;
-        the others start at random. Measured on every generator and the Synthea sample
-        in docs/pretraining.md, "Code embeddings from co-occurrence".
     lr : float, default=1e-3
         Peak AdamW learning rate (linear warm-up, cosine decay). A fit that
         diverges stops at the first non-finite loss or weight, warns
@@ -250,7 +221,6 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
         min_frequency=1,
         n_value_bins=10,
         code_prefix=None,
-        code_init="random",
         continuous_time=True,
         lr=1e-3,
         weight_decay=0.01,
@@ -285,7 +255,6 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
         self.min_frequency = min_frequency
         self.n_value_bins = n_value_bins
         self.code_prefix = code_prefix
-        self.code_init = code_init
         self.continuous_time = continuous_time
         self.lr = lr
         self.weight_decay = weight_decay
@@ -314,7 +283,6 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
     def _check_params(self):
         objective_parts(self.objective)
         check_choice("pooling", self.pooling, PATIENT_POOLING)
-        check_choice("code_init", self.code_init, CODE_INITS)
         check_positive("max_epochs", self.max_epochs, allow_zero=True)
         for name in ("code_prefix", "tte_prefix", "tte_visits", "tte_sampled_tasks"):
             if getattr(self, name) is not None:
@@ -383,9 +351,6 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
                                             cls_head=self.pooling == "cls", **self._tte_args(tasks))
             if tasks is not None:  # each task starts at its marginal hazard
                 module.tte_head.bias.data.copy_(torch.from_numpy(tasks.bias))
-            if self.code_init == "cooccurrence":
-                _start_codes_from_cooccurrence(module, data.tokens, data.rows[data.train_idx],
-                                              seed)
             # train (a resumed fit runs the epochs its checkpoint has left)
             done = 0 if self.checkpoint_dir is None else checkpointed_epochs(self.checkpoint_dir)
             net = pretraining_net(self, module, seed, valid, len(data.train_idx), done_epochs=done)
