@@ -389,9 +389,9 @@ def fit_wide_start(features, covariates, time, event, cuts, alphas=None, groups=
         walked on the codes' grid from :data:`FIRST_ALPHA` after ``lambda`` in each
         round, the rounds going on until ``lambda`` and ``rho`` both settle): an
         encoder's representations beside the codes and the covariates
-        (:func:`hazard_start`'s ``representations``). Their weights are returned as ``representation_weight`` and the penalty as
-        ``representation_alpha``; ``rho`` is walked even where ``alphas`` and
-        ``covariate_alphas`` are single values.
+        (:func:`hazard_start`'s ``representations``). Their weights are returned as
+        ``representation_weight`` and the penalty as ``representation_alpha``; ``rho``
+        is walked even where ``alphas`` and ``covariate_alphas`` are single values.
 
     Returns
     -------
