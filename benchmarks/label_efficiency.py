@@ -150,6 +150,11 @@ def build_parser(description=__doc__):
     parser.add_argument("--code-prefix", type=int, default=None,
                         help="code_prefix of every pretrainer and of no-pretrain (each code's "
                         "embedding plus its group's: the codes' first N characters)")
+    parser.add_argument("--code-neighbours", type=int, default=None,
+                        help="code_neighbours of every pretrainer (each code's embedding plus "
+                        "a shared table's rows for its N strongest co-occurring codes)")
+    parser.add_argument("--min-cooccurrence", type=int, default=5,
+                        help="min_cooccurrence of every pretrainer (with --code-neighbours)")
     add_decay_arguments(parser, "every BEHRT recipe")
     parser.add_argument("--fixed-epochs", action="store_true",
                         help="--epochs at every labelled size (default: the epochs scaled so "
@@ -207,6 +212,8 @@ class Run:
     def pretrainer(self, objective, seed):
         prefix = {"tte_prefix": self.args.tte_prefix} if "tte" in objective else {}
         return BEHRTPretrainer(objective=objective, **self.arch, **prefix,
+                               code_neighbours=self.args.code_neighbours,
+                               min_cooccurrence=self.args.min_cooccurrence,
                                max_epochs=self.args.pretrain_epochs, validation_fraction=0.0,
                                random_state=seed, n_threads=self.args.threads)
 

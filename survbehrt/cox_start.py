@@ -19,6 +19,7 @@ import numpy as np
 from scipy import linalg, sparse
 from sklearn.model_selection import GroupKFold, KFold
 
+from .data.tokenized import row_chunks
 from .model.wide import covariate_matrix
 from .recalibration import MIN_EVENTS, MIN_SLOPE, PENALTY, fit_calibration
 from .survival import locate, marginal_logits
@@ -272,12 +273,9 @@ def count_features(tokens, n_special: int, vocab_size: int, rows=None, recency=N
         with ``recency``, the recent counts follow in the next ``vocab_size`` columns.
     """
     rows = np.arange(len(tokens)) if rows is None else np.asarray(rows, dtype=np.int64)
-    sample = tokens.lengths_at(rows[:1024])
-    step = max(1, (1 << 20) // max(1, int(sample.mean()) if len(sample) else 1))
     width = vocab_size if recency is None else 2 * vocab_size
     parts = []
-    for start in range(0, len(rows), step):
-        part = tokens.subset(rows[start : start + step])
+    for part in row_chunks(tokens, rows):
         lengths = part.lengths
         row = np.repeat(np.arange(len(lengths)), lengths)
         codes = part.codes.astype(np.int64)

@@ -15,7 +15,7 @@ import numpy as np
 
 from ._flat import _group_arange
 
-__all__ = ["TRUNCATION_WARNING_SHARE", "TokenizedEHR"]
+__all__ = ["TRUNCATION_WARNING_SHARE", "TokenizedEHR", "row_chunks"]
 
 #: Above this share of truncated rows, ``transform`` warns (see ``max_length``).
 TRUNCATION_WARNING_SHARE = 0.05
@@ -249,6 +249,29 @@ class TokenizedEHR:
             Bytes.
         """
         return sum(getattr(self, f.name).nbytes for f in fields(self))
+
+
+def row_chunks(tokens, rows, max_tokens: int = 1 << 20):
+    """The given rows of a tokenized cohort, in that order, as subsets of about
+    ``max_tokens`` tokens each (sized on the first 1,024 rows' mean length), so that what
+    is computed per chunk stays small whatever the cohort's size (in memory or
+    memory-mapped).
+
+    Parameters
+    ----------
+    tokens : TokenizedEHR or TokenStore
+    rows : ndarray of int64
+    max_tokens : int, default=2**20
+
+    Yields
+    ------
+    TokenizedEHR
+        ``tokens.subset`` of consecutive ``rows``.
+    """
+    sample = tokens.lengths_at(rows[:1024])
+    step = max(1, max_tokens // max(1, int(sample.mean()) if len(sample) else 1))
+    for start in range(0, len(rows), step):
+        yield tokens.subset(rows[start : start + step])
 
 
 def _warn_truncation(tokens: TokenizedEHR, max_length: int) -> None:

@@ -202,6 +202,7 @@ def model_config(estimator, tokenizer):
         dropout=estimator.dropout,
         continuous_time=bool(getattr(estimator, "continuous_time", False)),
         code_groups=groups,
+        code_neighbours=getattr(estimator, "code_neighbours", None) or 0,
     )
 
 

@@ -8,7 +8,8 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 from skorch.history import History
 
-from ..data.tokenizer import EHRTokenizer
+from ..data.cooccurrence import cooccurrence_neighbours, visit_cooccurrence
+from ..data.tokenizer import N_SPECIAL, EHRTokenizer
 from ..data.validation import check_predict_columns, flatten_ehr
 from ..model import IGNORE_INDEX, PATIENT_POOLING, BEHRTConfig, BEHRTPretrainingModule
 from ..model.tte import objective_parts
@@ -116,6 +117,20 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
         synonym codes it raised the pre-trained LoRA recipe's C at 4,000 labels by
         0.037-0.059 (three seeds); arbitrary groups cost up to 0.010 in the mean
         (docs/pretraining.md, "Code groups").
+    code_neighbours : int, optional
+        Share parameters through co-occurrence, where no hierarchy names the concepts:
+        each code's input embedding adds the weighted sum of a second table's rows for
+        the ``code_neighbours`` codes it shares most visits with in the fit rows (by
+        positive pointwise mutual information, among pairs sharing
+        ``min_cooccurrence`` visits or more; weights proportional to it), so that
+        codes recorded alike (the rare synonyms of a concept) learn together. An
+        estimator fine-tuned from this pretrainer keeps the neighbours and the table.
+        None: no second table (the default; docs/pretraining.md, "Shared parameters
+        over the co-occurrence", has its measurement on every generator).
+    min_cooccurrence : int, default=5
+        Visits a pair of codes must share to be neighbours (``code_neighbours``): a
+        pair of rare codes seen together once has a large mutual information that is
+        chance.
     lr : float, default=1e-3
         Peak AdamW learning rate (linear warm-up, cosine decay). A fit that
         diverges stops at the first non-finite loss or weight, warns
@@ -221,6 +236,8 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
         min_frequency=1,
         n_value_bins=10,
         code_prefix=None,
+        code_neighbours=None,
+        min_cooccurrence=5,
         continuous_time=True,
         lr=1e-3,
         weight_decay=0.01,
@@ -255,6 +272,8 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
         self.min_frequency = min_frequency
         self.n_value_bins = n_value_bins
         self.code_prefix = code_prefix
+        self.code_neighbours = code_neighbours
+        self.min_cooccurrence = min_cooccurrence
         self.continuous_time = continuous_time
         self.lr = lr
         self.weight_decay = weight_decay
@@ -284,10 +303,12 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
         objective_parts(self.objective)
         check_choice("pooling", self.pooling, PATIENT_POOLING)
         check_positive("max_epochs", self.max_epochs, allow_zero=True)
-        for name in ("code_prefix", "tte_prefix", "tte_visits", "tte_sampled_tasks"):
+        for name in ("code_prefix", "code_neighbours", "tte_prefix", "tte_visits",
+                     "tte_sampled_tasks"):
             if getattr(self, name) is not None:
                 check_positive(name, getattr(self, name))
-        for name in ("batch_size", "patience", "max_length", "tte_tasks", "tte_bins", "tte_rank"):
+        for name in ("batch_size", "patience", "max_length", "tte_tasks", "tte_bins", "tte_rank",
+                     "min_cooccurrence"):
             check_positive(name, getattr(self, name))
         for name in ("lr", "gradient_clip"):
             check_positive(name, getattr(self, name), integer=False)
@@ -339,6 +360,12 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
         if "tte" in parts:
             tasks = fit_tte_tasks(data.tokens, data.rows[data.train_idx], tokenizer.codes_,
                                   self.tte_tasks, self.tte_prefix, self.tte_bins, seed)
+        neighbours = None
+        if self.code_neighbours is not None:
+            counts = visit_cooccurrence(data.tokens, tokenizer.vocab_size_, N_SPECIAL,
+                                        data.rows[data.train_idx])
+            neighbours = cooccurrence_neighbours(counts, self.code_neighbours,
+                                                 self.min_cooccurrence)
 
         def dataset(idx, offset, reseed):
             return MaskedEHRDataset(data.tokens, tokenizer.vocab_size_, self.mask_prob,
@@ -351,6 +378,8 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
                                             cls_head=self.pooling == "cls", **self._tte_args(tasks))
             if tasks is not None:  # each task starts at its marginal hazard
                 module.tte_head.bias.data.copy_(torch.from_numpy(tasks.bias))
+            if neighbours is not None:
+                module.encoder.embeddings.set_code_neighbours(*neighbours)
             # train (a resumed fit runs the epochs its checkpoint has left)
             done = 0 if self.checkpoint_dir is None else checkpointed_epochs(self.checkpoint_dir)
             net = pretraining_net(self, module, seed, valid, len(data.train_idx), done_epochs=done)

@@ -108,6 +108,12 @@ class BEHRTConfig:
         what the model learns of any of them. None: no group table (and configurations
         saved before it existed load as such). Built by the estimators from their
         ``code_prefix`` (:func:`survbehrt.data.code_groups.code_groups`).
+    code_neighbours : int, default=0
+        Slots per code for its co-occurrence neighbours: each code's input embedding
+        adds the weighted sum of a second table's rows for its neighbours (buffers
+        ``neighbour_ids`` and ``neighbour_weights`` of the embeddings, in the state
+        dict; zero, so no neighbours, until set). 0: no second table. Set by
+        :class:`~survbehrt.BEHRTPretrainer`'s ``code_neighbours``.
 
     Examples
     --------
@@ -136,6 +142,7 @@ class BEHRTConfig:
     layer_norm_eps: float = 1e-5
     initializer_range: float = 0.02
     code_groups: tuple[int, ...] | None = dataclasses.field(default=None, repr=False)
+    code_neighbours: int = 0
 
     def __post_init__(self) -> None:
         self.validate()
@@ -163,6 +170,7 @@ class BEHRTConfig:
         ):
             setattr(self, name, _check_int(name, getattr(self, name), minimum=1))
         self.n_value_bins = _check_int("n_value_bins", self.n_value_bins, minimum=0)
+        self.code_neighbours = _check_int("code_neighbours", self.code_neighbours, minimum=0)
         if self.embedding_dim % self.num_heads != 0:
             raise ValueError(
                 f"embedding_dim ({self.embedding_dim}) must be divisible by "

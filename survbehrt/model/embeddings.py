@@ -98,6 +98,12 @@ class BEHRTEmbeddings(nn.Module):
     code_group : torch.nn.Embedding or None
         The code groups' table (``config.code_groups``), row 0 zero; its row for a
         token's group (buffer ``group_of_code``) is added to the token's code embedding.
+    code_shared : torch.nn.Embedding or None
+        The table shared through co-occurrence (``config.code_neighbours`` > 0), row 0
+        zero: a token's code embedding adds ``sum_k w[c, k] code_shared[n[c, k]]`` over
+        its code's neighbours ``n`` (buffer ``neighbour_ids``) and weights ``w``
+        (``neighbour_weights``), set by :meth:`set_code_neighbours`. Codes that share
+        neighbours (the synonyms of a concept) then share what is learned of them.
     norm : torch.nn.LayerNorm
     dropout : torch.nn.Dropout
     """
@@ -113,6 +119,13 @@ class BEHRTEmbeddings(nn.Module):
             self.code_group = nn.Embedding(int(groups.max()) + 1, dim, padding_idx=0)
             # not in the state dict: the configuration holds it
             self.register_buffer("group_of_code", groups, persistent=False)
+        self.code_shared = None
+        if config.code_neighbours > 0:
+            self.code_shared = nn.Embedding(config.vocab_size, dim, padding_idx=PAD_ID)
+            # in the state dict: they come from the pre-training rows, not the config
+            slots = (config.vocab_size, config.code_neighbours)
+            self.register_buffer("neighbour_ids", torch.zeros(slots, dtype=torch.long))
+            self.register_buffer("neighbour_weights", torch.zeros(slots))
         self.age = nn.Embedding(config.n_age_bins, dim, padding_idx=0)
         self.visit = nn.Embedding(config.max_visits, dim)
         if config.position_embedding == "learned":
@@ -137,6 +150,39 @@ class BEHRTEmbeddings(nn.Module):
         self._max_position = config.max_position - 1
         self._max_time = config.n_time_bins - 1
         self._max_value = config.n_value_bins
+
+    def set_code_neighbours(self, ids, weights) -> None:
+        """Set each code's co-occurrence neighbours (``config.code_neighbours`` slots).
+
+        Parameters
+        ----------
+        ids : array-like of int, shape (vocab_size, code_neighbours)
+            Each code's neighbours' ids, 0 (padding) for an empty slot.
+        weights : array-like of float, shape (vocab_size, code_neighbours)
+            Their weights (0 beside padding), as
+            :func:`survbehrt.data.cooccurrence.cooccurrence_neighbours` gives them.
+
+        Raises
+        ------
+        ValueError
+            If the model has no neighbour slots or the shapes differ from them.
+        """
+        if self.code_shared is None:
+            raise ValueError("the configuration has no neighbour slots (code_neighbours=0)")
+        ids, weights = torch.as_tensor(ids), torch.as_tensor(weights)
+        if ids.shape != self.neighbour_ids.shape or weights.shape != ids.shape:
+            raise ValueError(f"neighbours must have shape {tuple(self.neighbour_ids.shape)}, "
+                             f"got ids {tuple(ids.shape)} and weights {tuple(weights.shape)}")
+        self.neighbour_ids.copy_(ids)
+        self.neighbour_weights.copy_(weights)
+
+    def _shared(self, codes: Tensor) -> Tensor:
+        """The co-occurrence part of each token's code embedding, ``(B, L, D)``."""
+        # once per distinct code of the batch, not per token (a batch holds few codes)
+        unique, inverse = torch.unique(codes, return_inverse=True)
+        rows = self.code_shared(self.neighbour_ids[unique])  # (U, K, D)
+        return torch.einsum("uk,ukd->ud", self.neighbour_weights[unique].to(rows.dtype),
+                            rows)[inverse]
 
     def forward(
         self,
@@ -179,6 +225,8 @@ class BEHRTEmbeddings(nn.Module):
         x = self.code(codes)
         if self.code_group is not None:
             x += self.code_group(self.group_of_code[codes])
+        if self.code_shared is not None:
+            x += self._shared(codes)
         x += self.age(age_bins.clamp_max(self._max_age))
         x += self.visit(visits.clamp_max(self._max_visit))
         x += self.position(positions.clamp_max(self._max_position))
