@@ -9,7 +9,8 @@ training tokens/s (cohort tokens / fastest epoch) of:
 - ``BEHRTSurvivalEstimator`` fine-tuning (its defaults, no validation);
 - ``BEHRTPretrainer`` with ``objective="tte"`` (``tte_tasks=K``, its default sampling of
   visits and tasks), the same with every visit and task (``--no-sampling`` adds it),
-  ``"mlm+tte"``, ``"both"`` and the default, ``"mlm+next_visit+tte"``;
+  ``"mlm+tte"``, ``"both"`` and the default, ``"mlm+next_visit+tte"`` (``--code-neighbours
+  K`` adds the default with ``code_neighbours=K``);
 
 each fitted ``--repeats`` times in turn (round-robin), the fastest epoch of each kept: on a
 shared machine the other users' load only slows epochs down, so the fastest is the one
@@ -124,6 +125,8 @@ def main():
     parser.add_argument("--steps", action="store_true", help="also compare training steps alone")
     parser.add_argument("--step-batches", type=int, default=6)
     parser.add_argument("--only-steps", action="store_true", help="the step comparison alone")
+    parser.add_argument("--code-neighbours", type=int, default=None,
+                        help="also time the default objective with code_neighbours=K")
     parser.add_argument("--no-sampling", action="store_true",
                         help="also time 'tte' with every visit and task in each batch")
     args = parser.parse_args()
@@ -153,6 +156,9 @@ def main():
     runs["pre-training 'mlm+tte'"] = pretrain("mlm+tte")
     runs["pre-training 'both'"] = pretrain("both")
     runs["pre-training (default) 'mlm+next_visit+tte'"] = pretrain("mlm+next_visit+tte")
+    if args.code_neighbours:
+        runs[f"  the same, code_neighbours={args.code_neighbours}"] = pretrain(
+            "mlm+next_visit+tte", code_neighbours=args.code_neighbours)
     rates = {name: [] for name in runs}
     for _ in range(args.repeats):
         for name, run in runs.items():

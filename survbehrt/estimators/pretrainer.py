@@ -123,10 +123,14 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
         the ``code_neighbours`` codes it shares most visits with in the fit rows (by
         positive pointwise mutual information, among pairs sharing
         ``min_cooccurrence`` visits or more; weights proportional to it), so that
-        codes recorded alike (the rare synonyms of a concept) learn together. An
-        estimator fine-tuned from this pretrainer keeps the neighbours and the table.
-        None: no second table (the default; docs/pretraining.md, "Shared parameters
-        over the co-occurrence", has its measurement on every generator).
+        codes recorded alike (the rare synonyms of a concept) learn together (the
+        neighbours: ``module_.encoder.embeddings.neighbour_ids`` and
+        ``neighbour_weights``; a code without one adds nothing). An estimator
+        fine-tuned from this pretrainer keeps the neighbours and the table.
+        None: no second table, the default: with ``code_neighbours=16`` and pools of
+        40,000 histories C rose by +0.002 to +0.010 per simulated cohort in the mean,
+        and fell by 0.010 on the Synthea sample (534 histories); docs/pretraining.md,
+        "Shared parameters over the co-occurrence".
     min_cooccurrence : int, default=5
         Visits a pair of codes must share to be neighbours (``code_neighbours``): a
         pair of rare codes seen together once has a large mutual information that is
