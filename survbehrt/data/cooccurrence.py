@@ -4,8 +4,8 @@ Codes recorded together at visits share a meaning: synonyms of one concept (``"K
 and ``"K37.11"``, or local codes for the same test) are written interchangeably, and a
 concept's second code is often recorded beside its first. Where no hierarchy names the
 concepts (``code_prefix``), the co-occurrence can: measured on the ``"synonyms"``
-cohort, the codes a risk code shares most visits with (by positive pointwise mutual
-information) were synonyms of its concept for every one of them (docs/pretraining.md,
+cohort, the code whose row of positive pointwise mutual information was nearest a risk
+code's own was a synonym of its concept for every one of them (docs/pretraining.md,
 "Code embeddings from co-occurrence").
 
 The definitions: ``C[i, j]``, the number of visits recording both codes ``i`` and ``j``
