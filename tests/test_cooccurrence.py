@@ -151,6 +151,8 @@ def _with_neighbours(k=3, seed=0):
     ids[:N_SPECIAL], weights[:N_SPECIAL] = 0, 0.0
     ids[N_SPECIAL, -1], weights[N_SPECIAL, -1] = 0, 0.0  # an empty slot
     emb.set_code_neighbours(ids, weights)
+    with torch.no_grad():  # (it starts at zero: give the sum something to add)
+        emb.code_shared.normal_()
     return emb, ids, weights
 
 
@@ -158,9 +160,9 @@ def test_the_embedding_adds_the_weighted_rows_of_each_codes_neighbours():
     emb, ids, weights = _with_neighbours()
     batch = embedding_inputs(random_batch(n=5, seed=1))
     with_shared = _pre_norm(emb, batch)
-    shared = emb.code_shared.weight.detach().clone()
+    shared = emb.code_shared.detach().clone()
     with torch.no_grad():
-        emb.code_shared.weight.zero_()
+        emb.code_shared.zero_()
     without = _pre_norm(emb, batch)
     # the added part, token by token, from the definition
     want = torch.zeros_like(with_shared)
@@ -188,7 +190,7 @@ def test_the_shared_table_learns_through_the_neighbours_only():
     out = emb(codes=codes, age_bins=zeros + 1, visits=zeros, positions=zeros,
               time_bins=zeros + 1)
     out[0, 0].pow(2).sum().backward()
-    grad = emb.code_shared.weight.grad
+    grad = emb.code_shared.grad
     touched = set(ids[N_SPECIAL + 1][weights[N_SPECIAL + 1] > 0].tolist())
     assert {i for i in range(VOCAB_SIZE) if grad[i].abs().sum() > 0} == touched
 
@@ -196,7 +198,7 @@ def test_the_shared_table_learns_through_the_neighbours_only():
 def test_neighbours_live_in_the_state_dict_and_their_slots_in_the_config():
     emb, ids, _ = _with_neighbours(k=2)
     state = emb.state_dict()
-    assert {"code_shared.weight", "neighbour_ids", "neighbour_weights"} <= state.keys()
+    assert {"code_shared", "neighbour_ids", "neighbour_weights"} <= state.keys()
     fresh = BEHRTEmbeddings(tiny_config(code_neighbours=2))
     assert not fresh.neighbour_weights.any()  # no neighbours until set
     fresh.load_state_dict(state)
@@ -245,8 +247,9 @@ def test_the_pretrainer_sets_its_fit_rows_neighbours_and_fine_tuning_keeps_them(
     tuned = est.net_.module_.encoder.embeddings
     assert est.net_.module_.encoder.config.code_neighbours == 4
     assert torch.equal(tuned.neighbour_ids, emb.neighbour_ids)
-    assert torch.equal(tuned.code_shared.weight, emb.code_shared.weight)
-    assert not tuned.code_shared.weight.requires_grad
+    assert torch.equal(tuned.code_shared, emb.code_shared)
+    assert emb.code_shared.abs().sum() > 0  # (pre-training moved it from zero)
+    assert not tuned.code_shared.requires_grad
     # and a saved model predicts the same
     est.save(tmp_path / "model.pt")
     np.testing.assert_allclose(type(est).load(tmp_path / "model.pt").predict(X), est.predict(X))
@@ -263,6 +266,21 @@ def _fit_rows(pre, X):
                                                     min_frequency=pre.min_frequency,
                                                     n_value_bins=pre.n_value_bins))
     return data.rows[data.train_idx]
+
+
+def test_without_neighbours_the_pretrainer_is_the_plain_one(synonyms):
+    """The shared table starts at zero and draws nothing: where no pair passes
+    ``min_cooccurrence`` the model is the plain model, weight for weight."""
+    X, _ = synonyms
+    common = dict(validation_fraction=0.0, objective="mlm")
+    plain = tiny_pretrainer(**common).fit(X)
+    empty = tiny_pretrainer(code_neighbours=4, min_cooccurrence=10**9, **common).fit(X)
+    assert not empty.module_.encoder.embeddings.neighbour_weights.any()
+    state = empty.module_.state_dict()
+    for name, tensor in plain.module_.state_dict().items():
+        torch.testing.assert_close(state[name], tensor, rtol=0, atol=0, msg=name)
+    assert not state["encoder.embeddings.code_shared"].any()
+    np.testing.assert_array_equal(empty.transform(X), plain.transform(X))
 
 
 @pytest.mark.parametrize("params, match", [

@@ -73,8 +73,8 @@ def cooccurrence_neighbours(counts, k: int, min_count: int = 1):
     k : int
         Neighbours kept per code (at most).
     min_count : int, default=1
-        A pair must share at least this many visits: a pair of rare codes seen together
-        once has a large PMI that is chance (small cohorts have many).
+        A pair must share at least this many visits: the PMI of a pair seen together
+        at one visit rests on that visit (small cohorts have many such pairs).
 
     Returns
     -------

@@ -132,9 +132,9 @@ class BEHRTPretrainer(TransformerMixin, BaseEstimator):
         and fell by 0.010 on the Synthea sample (534 histories); docs/pretraining.md,
         "Shared parameters over the co-occurrence".
     min_cooccurrence : int, default=5
-        Visits a pair of codes must share to be neighbours (``code_neighbours``): a
-        pair of rare codes seen together once has a large mutual information that is
-        chance.
+        Visits a pair of codes must share to be neighbours (``code_neighbours``): the
+        mutual information of a pair seen together at one visit rests on that visit
+        (on the Synthea sample, a third of the pairs).
     lr : float, default=1e-3
         Peak AdamW learning rate (linear warm-up, cosine decay). A fit that
         diverges stops at the first non-finite loss or weight, warns

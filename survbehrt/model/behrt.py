@@ -132,6 +132,8 @@ class BEHRTEncoder(nn.Module):
         for module in self.modules():
             if module is not self:
                 init_weights(module, std)
+        if self.embeddings.code_shared is not None:  # starts at zero (no draw)
+            nn.init.zeros_(self.embeddings.code_shared)
 
     def forward(
         self,

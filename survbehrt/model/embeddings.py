@@ -98,12 +98,13 @@ class BEHRTEmbeddings(nn.Module):
     code_group : torch.nn.Embedding or None
         The code groups' table (``config.code_groups``), row 0 zero; its row for a
         token's group (buffer ``group_of_code``) is added to the token's code embedding.
-    code_shared : torch.nn.Embedding or None
-        The table shared through co-occurrence (``config.code_neighbours`` > 0), row 0
-        zero: a token's code embedding adds ``sum_k w[c, k] code_shared[n[c, k]]`` over
-        its code's neighbours ``n`` (buffer ``neighbour_ids``) and weights ``w``
-        (``neighbour_weights``), set by :meth:`set_code_neighbours`. Codes that share
-        neighbours (the synonyms of a concept) then share what is learned of them.
+    code_shared : torch.nn.Parameter or None
+        The table shared through co-occurrence (``config.code_neighbours`` > 0, shape
+        ``(vocab_size, D)``, started at zero): a token's code embedding adds
+        ``sum_k w[c, k] code_shared[n[c, k]]`` over its code's neighbours ``n`` (buffer
+        ``neighbour_ids``) and weights ``w`` (``neighbour_weights``), set by
+        :meth:`set_code_neighbours`. Codes that share neighbours (the synonyms of a
+        concept) then share what is learned of them.
     norm : torch.nn.LayerNorm
     dropout : torch.nn.Dropout
     """
@@ -121,7 +122,9 @@ class BEHRTEmbeddings(nn.Module):
             self.register_buffer("group_of_code", groups, persistent=False)
         self.code_shared = None
         if config.code_neighbours > 0:
-            self.code_shared = nn.Embedding(config.vocab_size, dim, padding_idx=PAD_ID)
+            # a parameter at zero, not a randomly drawn table: the term adds nothing until
+            # trained, and the other weights' random start is the same with or without it
+            self.code_shared = nn.Parameter(torch.zeros(config.vocab_size, dim))
             # in the state dict: they come from the pre-training rows, not the config
             slots = (config.vocab_size, config.code_neighbours)
             self.register_buffer("neighbour_ids", torch.zeros(slots, dtype=torch.long))
@@ -180,7 +183,7 @@ class BEHRTEmbeddings(nn.Module):
         """The co-occurrence part of each token's code embedding, ``(B, L, D)``."""
         # once per distinct code of the batch, not per token (a batch holds few codes)
         unique, inverse = torch.unique(codes, return_inverse=True)
-        rows = self.code_shared(self.neighbour_ids[unique])  # (U, K, D)
+        rows = F.embedding(self.neighbour_ids[unique], self.code_shared)  # (U, K, D)
         return torch.einsum("uk,ukd->ud", self.neighbour_weights[unique].to(rows.dtype),
                             rows)[inverse]
 
