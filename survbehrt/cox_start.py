@@ -144,10 +144,11 @@ def hazard_start(tokens, rows, time, event, cuts, *, wide: bool, n_special: int,
     train_age = np.asarray(tokens.index_age[rows], dtype=float)
     age_mean, age_scale = float(train_age.mean()), float(max(train_age.std(), 1.0))
     n = len(rows)
-    # the held-out likelihood compares the recent counts' fits, and the encoder's part
-    # with the first fit where the part can enter
-    held_out = recency is not None or (representations is not None
-                                       and _part_can_enter(time, event, cuts))
+    # the held-out likelihood compares the recent counts' fits (of the wide path: without
+    # it there are none), and the encoder's part with the first fit where the part can
+    # enter
+    compare_part = representations is not None and _part_can_enter(time, event, cuts)
+    held_out = (wide and recency is not None) or compare_part
     if not wide:
         # every patient at the population's curve (the no-covariate fit)
         start = HazardStart(marginal_logits(time, event, cuts), age_mean, age_scale)
@@ -169,7 +170,7 @@ def hazard_start(tokens, rows, time, event, cuts, *, wide: bool, n_special: int,
         return out
 
     if not wide:
-        first = {"held_out_nll": fit(features)["held_out_nll"]} if held_out else None
+        first = {"held_out_nll": fit(features)["held_out_nll"]} if compare_part else None
         kept = features
     else:
         first, kept = fit(features), features

@@ -233,3 +233,25 @@ def test_with_an_encoders_part_the_recent_counts_keep_their_place():
         assert not np.allclose(start.beta[:vocab], alone.beta[:vocab])
         seen.add(start.recent)
     assert seen == {True, False}
+
+
+def test_without_the_wide_path_the_recent_counts_fit_nothing(monkeypatch):
+    # the recent counts belong to the wide path: without it (and without an encoder's
+    # part to compare) the start is the population's hazards and no penalised fit is
+    # made for a held-out likelihood that nothing reads
+    import survbehrt.cox_start as cox_start
+    from survbehrt.survival import marginal_logits
+
+    X, _, _ = recency_cohort(200, seed=0)
+    tok = EHRTokenizer().fit(X)
+    rng = np.random.default_rng(0)
+    time, event = rng.uniform(0.5, 5.0, len(X)), rng.random(len(X)) < 0.5
+    cuts = np.array([0.0, 1.0, 2.0, 5.0])
+    calls = []
+    fit = cox_start.fit_wide_start
+    monkeypatch.setattr(cox_start, "fit_wide_start",
+                        lambda *a, **k: calls.append(1) or fit(*a, **k))
+    start = hazard_start(tok.transform(X), np.arange(len(X)), time, event, cuts, wide=False,
+                         n_special=N_SPECIAL, vocab_size=tok.vocab_size_, recency=TAU)
+    assert calls == [] and start.beta is None
+    np.testing.assert_array_equal(start.baseline, marginal_logits(time, event, cuts))
