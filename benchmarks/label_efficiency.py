@@ -153,8 +153,9 @@ def build_parser(description=__doc__):
     parser.add_argument("--code-neighbours", type=int, default=None,
                         help="code_neighbours of every pretrainer (each code's embedding plus "
                         "a shared table's rows for its N strongest co-occurring codes)")
-    parser.add_argument("--min-cooccurrence", type=int, default=5,
-                        help="min_cooccurrence of every pretrainer (with --code-neighbours)")
+    parser.add_argument("--min-cooccurrence", type=int, default=None,
+                        help="min_cooccurrence of every pretrainer (with --code-neighbours; "
+                        "default: the pretrainer's)")
     add_decay_arguments(parser, "every BEHRT recipe")
     parser.add_argument("--fixed-epochs", action="store_true",
                         help="--epochs at every labelled size (default: the epochs scaled so "
@@ -210,10 +211,12 @@ class Run:
         return sorted({FINE_TUNING[r][1] for r in self.args.recipes if r in FINE_TUNING})
 
     def pretrainer(self, objective, seed):
-        prefix = {"tte_prefix": self.args.tte_prefix} if "tte" in objective else {}
-        return BEHRTPretrainer(objective=objective, **self.arch, **prefix,
+        # min_cooccurrence only where given: otherwise the pretrainer's default holds
+        given = {"tte_prefix": self.args.tte_prefix} if "tte" in objective else {}
+        if self.args.min_cooccurrence is not None:
+            given["min_cooccurrence"] = self.args.min_cooccurrence
+        return BEHRTPretrainer(objective=objective, **self.arch, **given,
                                code_neighbours=self.args.code_neighbours,
-                               min_cooccurrence=self.args.min_cooccurrence,
                                max_epochs=self.args.pretrain_epochs, validation_fraction=0.0,
                                random_state=seed, n_threads=self.args.threads)
 
