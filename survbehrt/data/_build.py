@@ -19,7 +19,7 @@ import polars as pl
 import pyarrow as pa
 
 from ._arrow import list_series
-from ._flat import _group_arange
+from ._flat import group_arange
 from ._meds import EventTable
 from ._rows import _Cohort
 
@@ -341,14 +341,14 @@ def _build_batch(
     # --- pieces: a row's visits, the last one cut at its prediction time -------------------
     first_visit, last_visit = visit[lo], visit[hi - 1]
     n_pieces = last_visit - first_visit + 1
-    piece_visit = np.repeat(first_visit, n_pieces) + _group_arange(n_pieces)
+    piece_visit = np.repeat(first_visit, n_pieces) + group_arange(n_pieces)
     piece_start = visit_start[piece_visit]
     piece_len = np.minimum(visit_end[piece_visit], np.repeat(hi, n_pieces)) - piece_start
     if len(piece_start) and not (
         piece_start[0] == 0 and np.array_equal(piece_start[1:], np.cumsum(piece_len)[:-1])
     ):
         # Rows share events (several prediction times of a subject): gather them.
-        src = np.repeat(piece_start, piece_len) + _group_arange(piece_len)
+        src = np.repeat(piece_start, piece_len) + group_arange(piece_len)
     else:
         src = slice(0, int(piece_len.sum()))  # the rows tile the kept events in order
     part = {

@@ -116,15 +116,15 @@ class FlatEHR:
             raise ValueError("n_keep must be between 1 and the row's number of visits.")
         visit_start = np.cumsum(self.n_visits) - self.n_visits
         code_start = np.cumsum(self.visit_lengths) - self.visit_lengths
-        vis = np.repeat(visit_start[rows], n_keep) + _group_arange(n_keep)
+        vis = np.repeat(visit_start[rows], n_keep) + group_arange(n_keep)
         lengths = self.visit_lengths[vis]
-        code_idx = np.repeat(code_start[vis], lengths) + _group_arange(lengths)
+        code_idx = np.repeat(code_start[vis], lengths) + group_arange(lengths)
         n_static = None
         static_index = np.zeros(0, dtype=np.int32)
         if self.n_static is not None:
             static_start = np.cumsum(self.n_static) - self.n_static
             n_static = self.n_static[rows]
-            static_idx = np.repeat(static_start[rows], n_static) + _group_arange(n_static)
+            static_idx = np.repeat(static_start[rows], n_static) + group_arange(n_static)
             static_index = self.static_index[static_idx]
         return FlatEHR(
             code_index=self.code_index[code_idx],
@@ -145,7 +145,7 @@ def _factorize(codes) -> tuple[np.ndarray, np.ndarray]:
     return index.astype(np.int32, copy=False), np.asarray(names, dtype=object)
 
 
-def _group_arange(counts: np.ndarray) -> np.ndarray:
+def group_arange(counts: np.ndarray) -> np.ndarray:
     """``concatenate([arange(c) for c in counts])`` without the Python loop."""
     counts = np.asarray(counts, dtype=np.int64)
     starts = np.cumsum(counts) - counts

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._flat import _group_arange
+from ._flat import group_arange
 
 __all__ = ["quantile_edges"]
 
@@ -77,7 +77,7 @@ def quantile_edges(name_ids, code_index, values, n_bins: int, n_special: int, ch
         for a, b in zip(start.tolist(), (start + count).tolist()):
             values[a:b].sort()
     else:  # many codes: one sort by (code, value) beats a Python loop
-        keep = np.repeat(start, count) + _group_arange(count)
+        keep = np.repeat(start, count) + group_arange(count)
         values = values[keep]
         values = values[np.lexsort((values, np.repeat(np.arange(len(uniq)), count)))]
         start = np.cumsum(count) - count

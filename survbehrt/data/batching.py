@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler, Subset
 
-from ._flat import _group_arange
+from ._flat import group_arange
 from .tokenized import _TOKEN_FIELDS, TokenizedEHR
 
 __all__ = [
@@ -54,7 +54,7 @@ def collate_tokens(tokens: TokenizedEHR, indices) -> dict:
     lengths = tokens.lengths_at(indices)  # not tokens.lengths: a store may hold millions
     max_len = int(lengths.max()) if batch else 0
     rows = np.repeat(np.arange(batch), lengths)
-    cols = _group_arange(lengths)
+    cols = group_arange(lengths)
     src = np.repeat(tokens.offsets[indices], lengths) + cols
 
     out = {}
@@ -69,7 +69,7 @@ def collate_tokens(tokens: TokenizedEHR, indices) -> dict:
     n_vis = tokens.n_visits_at(indices)
     max_vis = int(n_vis.max()) if batch else 0
     vrows = np.repeat(np.arange(batch), n_vis)
-    vcols = _group_arange(n_vis)
+    vcols = group_arange(n_vis)
     vsrc = np.repeat(tokens.visit_offsets[indices], n_vis) + vcols
     vmask = np.zeros((batch, max_vis), dtype=bool)
     vmask[vrows, vcols] = True

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import sparse
 
-from ._flat import _group_arange
+from ._flat import group_arange
 from .tokenized import row_chunks
 
 __all__ = ["cooccurrence_neighbours", "visit_cooccurrence"]
@@ -100,7 +100,7 @@ def cooccurrence_neighbours(counts, k: int, min_count: int = 1):
     # by code, then PMI descending, then neighbour id: each code's run, strongest first
     order = np.lexsort((col, -pmi, row))
     row, col, pmi = row[order], col[order], pmi[order]
-    rank = _group_arange(np.bincount(row, minlength=n_codes))
+    rank = group_arange(np.bincount(row, minlength=n_codes))
     top = rank < k
     row, col, pmi, rank = row[top], col[top], pmi[top], rank[top]
     ids[row, rank] = col

@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from ._flat import _group_arange
+from ._flat import group_arange
 
 __all__ = ["TRUNCATION_WARNING_SHARE", "TokenizedEHR", "row_chunks"]
 
@@ -154,7 +154,7 @@ class TokenizedEHR:
         starts, counts = self.visit_offsets[rows], self.n_visits_at(rows)
         owner = np.repeat(np.arange(len(rows)), counts)
         # each visit's position in the flat arrays: its row's start plus its rank there
-        visit = np.repeat(starts, counts) + _group_arange(counts)
+        visit = np.repeat(starts, counts) + group_arange(counts)
         before = np.maximum(self.visit_times[visit].astype(np.float64), 0.0)
         return np.stack([np.bincount(owner, weights=np.exp(-before / float(tau)),
                                      minlength=len(rows)) for tau in scales], axis=1)
@@ -226,9 +226,9 @@ class TokenizedEHR:
         """
         indices = np.asarray(indices, dtype=np.int64)
         lengths = self.lengths_at(indices)
-        tok = np.repeat(self.offsets[indices], lengths) + _group_arange(lengths)
+        tok = np.repeat(self.offsets[indices], lengths) + group_arange(lengths)
         n_vis = self.n_visits_at(indices)
-        vis = np.repeat(self.visit_offsets[indices], n_vis) + _group_arange(n_vis)
+        vis = np.repeat(self.visit_offsets[indices], n_vis) + group_arange(n_vis)
         return TokenizedEHR(
             **{name: getattr(self, name)[tok] for name in _TOKEN_FIELDS},
             offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),

@@ -13,7 +13,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from ._flat import FlatEHR, _group_arange
+from ._flat import FlatEHR, group_arange
 from ._pages import plain_pages
 from ._value_bins import quantile_edges
 from .tokenized import TRUNCATION_WARNING_SHARE, TokenizedEHR, _warn_truncation
@@ -466,7 +466,7 @@ class EHRTokenizer(TransformerMixin, BaseEstimator):
         for run, length in zip(all_runs, (1, s_kept, kv_len, 1)):
             run_len[run] = length
         run_value = np.empty(len(run_len), dtype=np.int32)
-        visit_index = _group_arange(kept_per_patient).astype(np.int32)  # visit in patient
+        visit_index = group_arange(kept_per_patient).astype(np.int32)  # visit in patient
         out = {}
         # (field, [CLS], static codes, a visit's codes, its [SEP]); the code tokens are
         # -1 until filled below, static codes have no time
@@ -490,8 +490,8 @@ class EHRTokenizer(TransformerMixin, BaseEstimator):
 
         codes = out["codes"]
         static_start = np.cumsum(n_static) - n_static
-        static_pos = np.repeat(offsets[:-1] + 1, s_kept) + _group_arange(s_kept)
-        static_src = np.repeat(static_start, s_kept) + _group_arange(s_kept)
+        static_pos = np.repeat(offsets[:-1] + 1, s_kept) + group_arange(s_kept)
+        static_src = np.repeat(static_start, s_kept) + group_arange(s_kept)
         codes[static_pos] = name_ids[flat.static_index[static_src]]
         del static_pos, static_src
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..data._flat import group_arange
+
 DAYS_PER_YEAR = 365.25
 
 # The pool of unlabelled patients draws from the seed and this tag, so that it never
@@ -48,12 +50,6 @@ def zipf(n, exponent):
     """Zipf weights ``1 / k ** exponent`` of ``k = 1..n``, normalised."""
     w = 1.0 / np.arange(1, n + 1) ** exponent
     return w / w.sum()
-
-
-def group_arange(counts):
-    """``0..c-1`` for each count ``c``, concatenated (positions within groups)."""
-    starts = np.cumsum(counts) - counts
-    return np.arange(int(counts.sum())) - np.repeat(starts, counts)
 
 
 def split(flat, counts):
