@@ -93,3 +93,15 @@ def test_dataset_length_mismatch():
 
     with pytest.raises(ValueError, match="target 'time' has 9 rows for 10 patients"):
         EHRDataset(t, {"time": y["time"][:9]})
+
+
+@pytest.mark.parametrize("counts", [[3, 0, 1, 4], [0, 0], [], [5], [1, 1, 1]])
+def test_group_arange_is_the_positions_within_each_group(counts):
+    # the helper every flat-array gather builds on (tokenizer, batching, generators): from
+    # its definition, a loop over the groups
+    from survbehrt.data._flat import group_arange
+
+    expected = [i for c in counts for i in range(c)]
+    got = group_arange(np.asarray(counts, dtype=np.int32))
+    assert got.dtype == np.int64
+    assert got.tolist() == expected
